@@ -1,0 +1,302 @@
+"""The on-disk contract between the preprocessing pipeline and the trainer.
+
+One module owns the format so that the writer (the Beam pipeline) and the reader (the trainer's
+tf.data input) cannot drift apart: feature names, the example encoder and its parse spec, the shard
+file names, and the JSON documents ``vocab.json`` and ``manifest.json``.
+
+It never imports Apache Beam (the trainer image does not install it), and the writing side never
+imports TensorFlow: examples are encoded with plain protobuf (see :func:`_example_class`). Serialisation is kept apart
+from I/O: the ``*_to_json`` / ``*_from_json`` functions are pure, so the pipeline writes them through
+Beam's ``FileSystems`` and the trainer reads them through ``tf.io.gfile``
+(:func:`read_vocab`, :func:`read_manifest`), and both see the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import posixpath
+from typing import Any, Iterable, Mapping, Sequence
+
+FORMAT_VERSION = 1
+"""Bumped whenever the meaning of a record or of a manifest field changes."""
+
+ENCODING = "music21-pitch-normalorder-v1"
+"""Name of the token encoding (see :mod:`preprocessing.notes`), recorded in every manifest."""
+
+INPUTS_FEATURE = "inputs"
+TARGET_FEATURE = "target"
+
+VOCAB_FILE = "vocab.json"
+MANIFEST_FILE = "manifest.json"
+DEAD_LETTER_FILE = "dead_letter.jsonl"
+
+TRAIN = "train"
+VALIDATION = "validation"
+SPLITS = (TRAIN, VALIDATION)
+
+COMPRESSIONS = ("none", "gzip")
+
+# Keys of Manifest.counts, in the order the summary prints them.
+COUNT_KEYS = (
+    "files_matched",
+    "files_parsed",
+    "files_failed",
+    "pieces_empty",
+    "pieces_too_short",
+    "tokens",
+    "train_pieces",
+    "validation_pieces",
+    "train_windows",
+    "validation_windows",
+)
+
+
+class DataError(ValueError):
+    """A data directory that cannot be used as it is; the message says why and what to do."""
+
+
+def shard_suffix(compression: str) -> str:
+    """File name suffix of a shard: ``.tfrecord`` or ``.tfrecord.gz``."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
+    return ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+
+
+SHARD_NAME_TEMPLATE = "-SSSSS-of-NNNNN"
+"""Beam's shard template that yields ``train-00000-of-00004.tfrecord``."""
+
+
+def shard_name(split: str, index: int, total: int, compression: str) -> str:
+    """The exact file name of one shard, e.g. ``train-00000-of-00004.tfrecord.gz``."""
+    return f"{split}-{index:05d}-of-{total:05d}{shard_suffix(compression)}"
+
+
+def tf_compression_type(compression: str) -> str:
+    """The ``compression_type`` argument that ``tf.data.TFRecordDataset`` expects."""
+    shard_suffix(compression)  # validates
+    return "GZIP" if compression == "gzip" else ""
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def _tf():
+    # TensorFlow is imported on first use, and only by the trainer-side helpers below: the Beam
+    # pipeline and its workers never import it (a 3-7 s import per worker process, and 600 MB that
+    # Dataflow workers would otherwise have to install).
+    import tensorflow as tf
+
+    return tf
+
+
+@functools.lru_cache(maxsize=1)
+def _example_class():
+    """The ``tf.train.Example`` message, declared for plain protobuf (only its int64 branch).
+
+    Same field names and numbers as tensorflow/core/example/{example,feature}.proto, so the bytes are
+    a valid ``tf.train.Example`` (tests parse them with ``tf.io.parse_example`` and
+    ``tf.train.Example.FromString``) while the writer needs protobuf only, not TensorFlow.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="lstm_composer/tf_example.proto", package="lstm_composer.tf_example", syntax="proto3"
+    )
+    int64_list = proto.message_type.add(name="Int64List")
+    int64_list.field.add(name="value", number=1, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
+    feature = proto.message_type.add(name="Feature")
+    feature.field.add(
+        name="int64_list", number=3, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+        type_name=".lstm_composer.tf_example.Int64List",
+    )
+    features = proto.message_type.add(name="Features")
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    entry.field.add(
+        name="value", number=2, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+        type_name=".lstm_composer.tf_example.Feature",
+    )
+    features.field.add(
+        name="feature", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED,
+        type_name=".lstm_composer.tf_example.Features.FeatureEntry",
+    )
+    example = proto.message_type.add(name="Example")
+    example.field.add(
+        name="features", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+        type_name=".lstm_composer.tf_example.Features",
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("lstm_composer.tf_example.Example"))
+
+
+def encode_example(inputs: Sequence[int], target: int) -> bytes:
+    """Serialise one training window as a ``tf.train.Example``.
+
+    ``inputs`` holds ``sequence_length`` token ids, ``target`` the id of the token that follows.
+    """
+    example = _example_class()()
+    example.features.feature[INPUTS_FEATURE].int64_list.value.extend(int(i) for i in inputs)
+    example.features.feature[TARGET_FEATURE].int64_list.value.append(int(target))
+    return example.SerializeToString(deterministic=True)
+
+
+def decode_example(serialized: bytes) -> tuple[list[int], int]:
+    """Inverse of :func:`encode_example`, in plain Python (for tests and tools, not for tf.data)."""
+    example = _example_class().FromString(serialized)
+    feats = example.features.feature
+    return list(feats[INPUTS_FEATURE].int64_list.value), int(feats[TARGET_FEATURE].int64_list.value[0])
+
+
+def parse_spec(sequence_length: int) -> dict[str, Any]:
+    """The feature spec for ``tf.io.parse_example``: fixed-length int64 inputs and a scalar target."""
+    tf = _tf()
+    return {
+        INPUTS_FEATURE: tf.io.FixedLenFeature([sequence_length], tf.int64),
+        TARGET_FEATURE: tf.io.FixedLenFeature([], tf.int64),
+    }
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+def vocab_to_json(tokens: Sequence[str]) -> str:
+    """``vocab.json``: the token strings in id order, as a JSON list."""
+    return json.dumps(list(tokens), ensure_ascii=False)
+
+
+def vocab_from_json(text: str | bytes) -> list[str]:
+    tokens = json.loads(text)
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise DataError("vocab.json must be a JSON list of token strings")
+    if len(set(tokens)) != len(tokens):
+        raise DataError("vocab.json lists a token more than once")
+    return tokens
+
+
+def vocab_hash(tokens: Sequence[str]) -> str:
+    """A short content hash of the vocabulary, stored in the manifest.
+
+    The trainer compares it with ``vocab.json`` so records made with one vocabulary are never read
+    with another (ids would silently mean different notes).
+    """
+    return hashlib.sha256(vocab_to_json(tokens).encode("utf-8")).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """What one pipeline run wrote; ``manifest.json`` is written last, so it marks a finished output."""
+
+    sequence_length: int
+    stride: int
+    vocab_size: int
+    vocab_hash: str
+    parts: str
+    compression: str
+    validation_fraction: float
+    counts: Mapping[str, int]
+    train_shards: tuple[str, ...]
+    validation_shards: tuple[str, ...]
+    encoding: str = ENCODING
+    format_version: int = FORMAT_VERSION
+
+    def shards(self, split: str) -> tuple[str, ...]:
+        """Shard file names (relative to the data directory) of ``split``."""
+        if split == TRAIN:
+            return self.train_shards
+        if split == VALIDATION:
+            return self.validation_shards
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+
+    def windows(self, split: str) -> int:
+        return int(self.counts.get(f"{split}_windows", 0))
+
+
+def manifest_to_json(manifest: Manifest) -> str:
+    doc = dataclasses.asdict(manifest)
+    doc["counts"] = {k: int(manifest.counts.get(k, 0)) for k in COUNT_KEYS}
+    doc["train_shards"] = list(manifest.train_shards)
+    doc["validation_shards"] = list(manifest.validation_shards)
+    return json.dumps(doc, indent=2, sort_keys=True)
+
+
+def manifest_from_json(text: str | bytes) -> Manifest:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"manifest.json is not valid JSON ({exc}); the pipeline run did not finish") from exc
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise DataError(
+            f"manifest.json has format_version {doc.get('format_version')!r}, this code reads "
+            f"{FORMAT_VERSION}: run the preprocessing pipeline again with this version"
+        )
+    fields = {f.name for f in dataclasses.fields(Manifest)}
+    missing = fields - doc.keys()
+    if missing:
+        raise DataError(f"manifest.json lacks {sorted(missing)}")
+    doc = {k: v for k, v in doc.items() if k in fields}
+    doc["train_shards"] = tuple(doc["train_shards"])
+    doc["validation_shards"] = tuple(doc["validation_shards"])
+    return Manifest(**doc)
+
+
+def relative_shard_names(paths: Iterable[str]) -> tuple[str, ...]:
+    """Sorted base names of written shard paths (the manifest stores names relative to its folder)."""
+    return tuple(sorted(posixpath.basename(p.replace("\\", "/")) for p in paths))
+
+
+# --------------------------------------------------------------------------- reading (trainer side)
+
+
+def join(directory: str, name: str) -> str:
+    """Join a file name onto a local or URL-style (``gs://``, ``ram://``) directory."""
+    return directory.rstrip("/") + "/" + name
+
+
+def _read_text(path: str) -> str:
+    tf = _tf()
+    with tf.io.gfile.GFile(path, "r") as f:
+        return f.read()
+
+
+def read_vocab(data_dir: str) -> list[str]:
+    return vocab_from_json(_read_text(join(data_dir, VOCAB_FILE)))
+
+
+def read_manifest(data_dir: str) -> Manifest:
+    """Read and check a finished pipeline output through ``tf.io.gfile`` (local, gs://, ram://).
+
+    Raises :class:`DataError` with one readable sentence when the directory is not a finished output,
+    when ``vocab.json`` does not match the manifest's vocabulary hash, or when a listed shard is missing.
+    """
+    tf = _tf()
+    path = join(data_dir, MANIFEST_FILE)
+    if not tf.io.gfile.exists(path):
+        raise DataError(
+            f"{path} not found: {data_dir} is not a finished preprocessing output "
+            "(run `lstm-composer preprocess --output DIR` and wait for it to finish)"
+        )
+    manifest = manifest_from_json(_read_text(path))
+    vocab_path = join(data_dir, VOCAB_FILE)
+    if not tf.io.gfile.exists(vocab_path):
+        raise DataError(f"{vocab_path} not found beside the manifest")
+    vocab = read_vocab(data_dir)
+    if vocab_hash(vocab) != manifest.vocab_hash or len(vocab) != manifest.vocab_size:
+        raise DataError(
+            f"{vocab_path} does not match the records: the manifest was written with a vocabulary of "
+            f"{manifest.vocab_size} tokens (hash {manifest.vocab_hash}), vocab.json has {len(vocab)} "
+            f"tokens (hash {vocab_hash(vocab)}); run the pipeline again into an empty directory"
+        )
+    for split in SPLITS:
+        for name in manifest.shards(split):
+            if not tf.io.gfile.exists(join(data_dir, name)):
+                raise DataError(f"shard {name} listed in {path} is missing")
+    return manifest

