@@ -8,7 +8,7 @@ Beam's ``PipelineOptions``, and a flag that neither knows stops the job (Beam al
 
 Steps (each labelled in the Beam graph)::
 
-    MatchFiles → KeepMidi → ReadMatches → ParseMidi ──(bad file)──► dead_letter.jsonl
+    MatchFiles → KeepMidi → SpreadFiles → ReadMatches → ParseMidi ──(bad file)──► dead_letter.jsonl
                                             │ pieces (path, tokens)
                                             ├─► Vocabulary (sorted distinct tokens) ──► vocab.json
                                             ├─► Windows (vocab as side input), split by a stable
@@ -385,6 +385,8 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, pattern: str, root:
     )
     parsed = (
         matched
+        # MatchFiles lists on one worker; without a reshuffle, fusion would keep every parse there.
+        | "SpreadFiles" >> beam.Reshuffle()
         | "ReadMatches" >> fileio.ReadMatches()
         | "ParseMidi" >> beam.ParDo(ParseMidi(args.parts, root)).with_outputs(ParseMidi.DEAD_LETTER, main="pieces")
     )
