@@ -13,7 +13,11 @@ Extras keep each image lean:
 SDK image already has Beam).
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
 
 BASE = [
     "numpy>=1.26,<3",
@@ -45,7 +49,7 @@ setup(
     name="lstm-composer",
     version="0.1.0",
     description="Train an LSTM on MIDI files (Beam preprocessing, distributed TensorFlow training) and compose music",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["preprocessing", "preprocessing.*", "trainer", "trainer.*"]),
