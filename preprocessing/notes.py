@@ -20,7 +20,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Iterable, Literal, Sequence
 
-from music21 import chord, converter, instrument, midi, note, stream
+from music21 import chord, converter, instrument, midi, note, pitch, stream
 
 PartsMode = Literal["all", "first"]
 PARTS_MODES: tuple[str, ...] = ("all", "first")
@@ -166,6 +166,16 @@ def tokens_from_midi_bytes(data: bytes, parts: PartsMode = "all") -> list[str]:
 def is_chord_token(token: str) -> bool:
     """Chord tokens are pitch-class numbers joined by dots (``0``, ``4.7.11``); note tokens are names."""
     return "." in token or token.isdigit()
+
+
+def token_midi_pitches(token: str) -> list[int]:
+    """The MIDI pitch numbers that :func:`element_from_token` writes for ``token`` (for piano rolls
+    and audio previews, which need numbers, not music21 objects)."""
+    if is_chord_token(token):
+        classes = [int(pc) for pc in token.split(".")]
+        pitches = [60 + pc for pc in classes]
+        return pitches + [72 + classes[0]] if len(classes) == 1 else pitches
+    return [pitch.Pitch(token).midi]
 
 
 def element_from_token(token: str, offset: float, duration: float = STEP_QUARTER_LENGTH) -> note.Note | chord.Chord:

@@ -111,6 +111,12 @@ def test_decoding_follows_the_reference_predict_step():
     assert isinstance(s.getInstrument(), instrument.Piano)
 
 
+def test_token_midi_pitches_are_what_decoding_writes():
+    for token in ["E-4", "C#5", "G2", "4.7.11", "11.2.6", "0", "9"]:
+        element = notes.element_from_token(token, 0.0)
+        assert [p.midi for p in element.pitches] == notes.token_midi_pitches(token), token
+
+
 @pytest.mark.parametrize("parts", notes.PARTS_MODES)
 def test_round_trip_through_a_midi_file(parts):
     rng = random.Random(3)
