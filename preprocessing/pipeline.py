@@ -30,7 +30,7 @@ import posixpath
 import re
 import sys
 from collections import Counter
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -38,6 +38,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.runners.runner import PipelineState
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from preprocessing import notes, records, windowing
@@ -475,8 +476,9 @@ def resolve_input(args: argparse.Namespace) -> str:
 
 
 class Outcome(NamedTuple):
-    manifest: records.Manifest
+    manifest: records.Manifest | None  # None when the runner did not run the job here (Dataflow dry run)
     metrics: dict[str, int]  # Beam Metrics counters of the run (namespace lstm_composer)
+    result: Any = None  # Beam's PipelineResult (for a Dataflow dry run, ``result.job`` is the request)
 
 
 def run_pipeline(argv: Sequence[str] | None = None) -> Outcome:
@@ -496,10 +498,14 @@ def run_pipeline(argv: Sequence[str] | None = None) -> Outcome:
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     build(pipeline, args, pattern, root, num_shards)
     result = pipeline.run()
-    result.wait_until_finish()
+    state = result.wait_until_finish()
+    if state != PipelineState.DONE:
+        # A Dataflow dry run builds the job request and stops; a failed job raises above.
+        print(f"pipeline not run here (state {state}): nothing was written to {args.output}")
+        return Outcome(None, {}, result)
     manifest = records.manifest_from_json(read_text(records.join(args.output, records.MANIFEST_FILE)))
     print(summary(manifest, args.output))
-    return Outcome(manifest, counter_values(result))
+    return Outcome(manifest, counter_values(result), result)
 
 
 def counter_values(result) -> dict[str, int]:
@@ -542,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if manifest is None:
+        return 0
     if manifest.windows(records.TRAIN) == 0:
         print(
             "error: no training windows were produced (every piece failed to parse, was empty, was too "
