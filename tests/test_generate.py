@@ -1,0 +1,207 @@
+"""Generation: the single-step copy, the reference's window loop, sampling, and what gets written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from preprocessing import notes, records
+from trainer import generate, sampling
+from trainer import model as model_lib
+
+VOCAB = ["0.4.7", "2.5.9", "7.11.2", "A3", "B3", "C4", "D4", "E4", "F4", "G4", "A4", "B4", "C5"]
+SEQ = 8
+
+
+def tiny(name: str):
+    extra = {"embedding_dim": 4} if name == "fast" else {}
+    model = model_lib.build(name, SEQ, len(VOCAB), units=16, num_layers=2, dense_units=8, dropout=0.3, **extra)
+    # Give batch norm non-trivial statistics so a copy that skipped them could not match.
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            mean, var = layer.moving_mean, layer.moving_variance
+            mean.assign(np.linspace(-0.2, 0.2, mean.shape[0]).astype("float32"))
+            var.assign(np.linspace(0.5, 1.5, var.shape[0]).astype("float32"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A model/ folder as the trainer exports it: model.keras, vocab.json, manifest.json, primers.json."""
+    out = tmp_path_factory.mktemp("model")
+    tiny("fast").save(out / "model.keras")
+    (out / "vocab.json").write_text(records.vocab_to_json(VOCAB))
+    manifest = records.Manifest(
+        sequence_length=SEQ, stride=1, vocab_size=len(VOCAB), vocab_hash=records.vocab_hash(VOCAB), parts="all",
+        compression="none", validation_fraction=0.1, counts={}, train_shards=(), validation_shards=(),
+    )
+    (out / "manifest.json").write_text(records.manifest_to_json(manifest))
+    rng = np.random.default_rng(0)
+    primers = rng.integers(0, len(VOCAB), size=(5, SEQ)).tolist()
+    (out / "primers.json").write_text(json.dumps({"split": "validation", "windows": primers}))
+    return out
+
+
+@pytest.mark.parametrize("name", model_lib.MODELS)
+def test_single_step_copy_gives_the_full_models_distribution(name):
+    model = tiny(name)
+    windows = np.random.default_rng(1).integers(0, len(VOCAB), size=(4, SEQ))
+    full = model(windows, training=False).numpy()
+    composer = generate.Composer(model, SEQ)
+    states = composer.zero_states(len(windows))
+    for t in range(SEQ):
+        probs, states = composer.step(windows[:, t], states)
+    np.testing.assert_allclose(probs, full, atol=1e-5)
+    # and the states are really carried: a different history gives a different distribution
+    other, _ = composer.step(windows[:, -1], composer.zero_states(len(windows)))
+    assert np.abs(other - full).max() > 1e-4
+
+
+def test_single_step_copy_follows_weight_updates():
+    """The training loop's sampler copies new weights into the model: the step copy must follow."""
+    model, other = tiny("fast"), tiny("fast")
+    composer = generate.Composer(model, SEQ)
+    windows = np.random.default_rng(4).integers(0, len(VOCAB), size=(2, SEQ))
+    composer.generate(windows, 1, temperature=0.0)  # builds the step copy with the first weights
+    model.set_weights(other.get_weights())
+    composer.sync_weights()
+    states = composer.zero_states(2)
+    for t in range(SEQ):
+        probs, states = composer.step(windows[:, t], states)
+    np.testing.assert_allclose(probs, other(windows, training=False).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", model_lib.MODELS)
+def test_window_context_with_argmax_is_the_reference_loop(name):
+    model = tiny(name)
+    primer = np.random.default_rng(2).integers(0, len(VOCAB), size=SEQ)
+    # The reference's generate loop, as written in its predict script.
+    pattern, expected = list(primer), []
+    for _ in range(25):
+        prediction = model.predict(np.reshape(pattern, (1, len(pattern))), verbose=0)
+        index = int(np.argmax(prediction))
+        expected.append(index)
+        pattern.append(index)
+        pattern = pattern[1 : len(pattern)]
+    got = generate.Composer(model, SEQ).generate(primer[None], 25, context="window", temperature=0.0)
+    assert got[0].tolist() == expected
+
+
+def test_temperature_zero_is_argmax_and_seeds_repeat():
+    model = tiny("fast")
+    composer = generate.Composer(model, SEQ)
+    primer = np.random.default_rng(3).integers(0, len(VOCAB), size=(1, SEQ))
+    greedy = composer.generate(primer, 12, temperature=0.0)[0]
+    states = composer.zero_states(1)
+    for t in range(SEQ):
+        probs, states = composer.step(primer[:, t], states)
+    manual = []
+    for _ in range(12):
+        manual.append(int(np.argmax(probs[0])))
+        probs, states = composer.step(np.array([manual[-1]]), states)
+    assert greedy.tolist() == manual
+
+    a = composer.generate(primer, 40, temperature=1.5, seed=7)
+    b = composer.generate(primer, 40, temperature=1.5, seed=7)
+    c = composer.generate(primer, 40, temperature=1.5, seed=8)
+    assert a.tolist() == b.tolist()
+    assert a.tolist() != c.tolist()
+
+
+def test_sample_next_temperature_and_top_k():
+    probs = np.array([0.1, 0.6, 0.3])
+    rng = np.random.default_rng(0)
+    assert sampling.sample_next(probs, 0.0, None, rng) == 1
+    draws = [sampling.sample_next(probs, 1.0, 2, rng) for _ in range(400)]
+    assert 0 not in draws and {1, 2} <= set(draws)
+    cold = [sampling.sample_next(probs, 0.05, None, rng) for _ in range(200)]
+    assert cold.count(1) > 195
+    with pytest.raises(ValueError):
+        sampling.sample_next(probs, -1.0, None, rng)
+
+
+def test_longest_loop():
+    assert sampling.longest_loop(["A4", "B4", "C5", "D4"]) == (0, 0)
+    assert sampling.longest_loop(["C4"] + ["A4", "B4", "E4"] * 3 + ["D4"]) == (3, 9)
+    assert sampling.longest_loop(["E4"] * 6) == (1, 6)
+
+
+def test_piano_roll_and_audio():
+    tokens = ["C4", "0.4.7", "E4", "G2"]
+    image = sampling.piano_roll(tokens, cell=2)
+    assert image.dtype == np.uint8 and image.shape[1] == len(tokens) * 2 and image.shape[2] == 3
+    lit = (image == np.array([250, 190, 60], np.uint8)).all(axis=2)
+    assert lit.sum() // 2 == 1 + 3 + 1 + 1  # one (2x1) cell per sounding pitch
+    assert lit[:, 2:4].sum() // 2 == 3  # the chord is a column of three cells
+    wave = sampling.synthesize(tokens)
+    assert wave.dtype == np.float32 and np.abs(wave).max() <= 1.0
+    assert np.sqrt(np.mean(wave**2)) > 0.05
+
+
+def test_cli_writes_midi_that_reads_back_as_the_tokens(model_dir, tmp_path, capsys):
+    out = tmp_path / "piece.mid"
+    code = generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "40",
+                          "--seed", "1", "--top-k", "5"])
+    assert code == 0
+    info = json.loads((tmp_path / "piece.json").read_text())
+    tokens = info["tokens_text"]
+    assert len(tokens) == 40 and set(tokens) <= set(VOCAB)
+    assert notes.tokens_from_midi_bytes(out.read_bytes()) == tokens
+    png = tf.io.decode_png(tf.io.read_file(str(tmp_path / "piece.png"))).numpy()
+    assert png.shape == sampling.piano_roll(tokens).shape
+    stdout = capsys.readouterr().out
+    assert "tokens generated   40" in stdout and "longest loop" in stdout and "pitch range" in stdout
+
+
+def test_num_samples_and_window_context_from_the_cli(model_dir, tmp_path):
+    out = tmp_path / "set.mid"
+    assert generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "10",
+                          "--num-samples", "2", "--context", "window", "--temperature", "0"]) == 0
+    assert (tmp_path / "set-1.mid").exists() and (tmp_path / "set-2.mid").exists()
+
+
+def test_primer_midi_unknown_tokens_are_skipped_and_short_primers_refused(model_dir, tmp_path, capsys):
+    primer = tmp_path / "primer.mid"
+    primer.write_bytes(notes.midi_bytes_from_tokens(["C4", "D4", "F#4", "E4", "F4", "G4", "A4", "B4", "C5", "A3"]))
+    code = generate.main(["--model-dir", str(model_dir), "--output", str(tmp_path / "o.mid"), "--length", "5",
+                          "--primer", str(primer)])
+    captured = capsys.readouterr()
+    assert code == 0 and "skipped 1 of 10 tokens" in captured.err
+    short = tmp_path / "short.mid"
+    short.write_bytes(notes.midi_bytes_from_tokens(["C4", "D4", "E4"]))
+    code = generate.main(["--model-dir", str(model_dir), "--output", str(tmp_path / "p.mid"), "--primer", str(short)])
+    err = capsys.readouterr().err
+    assert code == 2 and "has 3 usable tokens; the model needs a window of 8" in err and "Traceback" not in err
+
+
+def test_missing_model_dir_is_one_clear_message(tmp_path, capsys):
+    code = generate.main(["--model-dir", str(tmp_path), "--output", str(tmp_path / "x.mid")])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.keras not found" in err
+
+
+def test_tensorboard_sample_summaries_hold_image_and_audio(model_dir, tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    bundle = generate.load_bundle(str(model_dir))
+    composer = generate.Composer(bundle.model, SEQ)
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        tokens = generate.log_sample_summaries(composer, bundle.primers[0], bundle.vocab, step=3, length=16)
+    writer.close()
+    acc = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    acc.Reload()
+    tensors = {tag: acc.Tensors(tag) for tag in acc.Tags()["tensors"]}
+    image_event = tensors["sample/piano_roll"][0]
+    assert image_event.step == 3
+    width, height = (int(v) for v in tf.make_ndarray(image_event.tensor_proto)[:2])
+    assert (height, width) == sampling.piano_roll(tokens).shape[:2]
+    audio = tf.make_ndarray(tensors["sample/audio"][0].tensor_proto)
+    wave, rate = tf.audio.decode_wav(audio.reshape(-1)[0])
+    assert int(rate) == sampling.SAMPLE_RATE
+    assert wave.shape[0] > sampling.SAMPLE_RATE  # 16 tokens of 0.25 s: several seconds
+    assert float(tf.math.reduce_std(wave)) > 0.01  # not silent

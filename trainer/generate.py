@@ -1,0 +1,338 @@
+"""Composing with a trained model: ``python -m trainer.generate`` / ``lstm-composer generate``.
+
+Two ways to run the network over time (``--context``):
+
+* ``carry`` (default, fast): a single-step copy of the trained network (same weights; each LSTM takes
+  and returns its state) reads the primer one token at a time and then each new token, carrying the
+  LSTM states forward. One step per token instead of a whole window: the cost of a token no longer
+  grows with ``sequence_length``. The model of context differs from the reference: the state
+  remembers everything since the primer, as char-rnn style samplers do.
+* ``window`` (the reference's method, exactly): for each new token the last ``sequence_length``
+  tokens are run through the full network from a zero state, then the window slides by one.
+
+Decoding: ``--temperature 0`` is the argmax (the reference's choice); otherwise temperature and
+``--top-k`` sampling with a seeded generator, so ``--seed`` repeats a run exactly.
+
+Output: the MIDI file (decoded by :mod:`preprocessing.notes`, the code that encodes), a piano-roll
+PNG and a JSON summary beside it, and the summary on stdout (tokens, distinct tokens, the longest
+repeated loop, the pitch range: greedy decoding falls into loops, and this shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import posixpath
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers  # noqa: E402
+
+from preprocessing import notes, records  # noqa: E402
+from trainer import sampling  # noqa: E402
+
+MODEL_FILE = "model.keras"
+PRIMERS_FILE = "primers.json"
+"""Written by the trainer beside the model: a few validation windows, the default primers."""
+CONTEXTS = ("carry", "window")
+
+
+class GenerateError(ValueError):
+    """A problem with the model folder or the primer, reported as one sentence."""
+
+
+@dataclass
+class Bundle:
+    """Everything generation needs, as the trainer exports it into ``model/``."""
+
+    model: keras.Model
+    vocab: list[str]
+    manifest: records.Manifest
+    primers: list[list[int]]
+
+    @property
+    def sequence_length(self) -> int:
+        return self.manifest.sequence_length
+
+
+def load_bundle(model_dir: str) -> Bundle:
+    """Load ``model.keras``, ``vocab.json``, ``manifest.json`` (and ``primers.json`` if present)."""
+    model_path = records.join(model_dir, MODEL_FILE)
+    for name in (MODEL_FILE, records.VOCAB_FILE, records.MANIFEST_FILE):
+        if not tf.io.gfile.exists(records.join(model_dir, name)):
+            raise GenerateError(
+                f"{records.join(model_dir, name)} not found: --model-dir must be a training job's model/ folder"
+            )
+    vocab = records.read_vocab(model_dir)
+    with tf.io.gfile.GFile(records.join(model_dir, records.MANIFEST_FILE), "r") as f:
+        manifest = records.manifest_from_json(f.read())
+    if records.vocab_hash(vocab) != manifest.vocab_hash:
+        raise GenerateError(f"{model_dir}: vocab.json does not match manifest.json (vocabulary hash differs)")
+    primers: list[list[int]] = []
+    primers_path = records.join(model_dir, PRIMERS_FILE)
+    if tf.io.gfile.exists(primers_path):
+        with tf.io.gfile.GFile(primers_path, "r") as f:
+            primers = [list(map(int, w)) for w in json.load(f)["windows"]]
+    return Bundle(_load_keras(model_path), vocab, manifest, primers)
+
+
+def _load_keras(path: str) -> keras.Model:
+    """``keras.saving.load_model`` on a local copy (it reads local files; the model may be on gs://)."""
+    if "://" not in path:
+        return keras.saving.load_model(path, compile=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, MODEL_FILE)
+        tf.io.gfile.copy(path, local, overwrite=True)
+        return keras.saving.load_model(local, compile=False)
+
+
+# --------------------------------------------------------------------------- the single-step copy
+
+
+def step_model(model: keras.Model) -> tuple[keras.Model, list[tuple[layers.LSTM, layers.LSTM]]]:
+    """A copy of ``model`` that reads one token and the LSTM states, and returns probabilities and states.
+
+    Inputs ``[token_ids (batch, 1), h_1, c_1, …, h_n, c_n]``; outputs ``[probabilities, h_1', c_1', …]``.
+    LSTM layers are rebuilt with ``return_state=True`` and the trained weights; every other layer
+    (embedding or rescaling, dropout, batch norm, dense) is the trained layer itself, shared. Also
+    returns the (trained, single-step) LSTM pairs, whose weights must be copied again when the
+    trained model changes (:meth:`Composer.sync_weights`).
+    """
+    token = keras.Input(shape=(1,), dtype="int64", name="token_id")
+    x = token
+    state_inputs, state_outputs, pairs = [], [], []
+    for layer in model.layers:
+        if isinstance(layer, layers.InputLayer):
+            continue
+        if isinstance(layer, layers.Reshape):  # the reference's (seq,) -> (seq, 1) features
+            x = layers.Reshape((1,) + tuple(layer.target_shape[1:]))(x)
+        elif isinstance(layer, layers.LSTM):
+            h = keras.Input(shape=(layer.units,), name=f"{layer.name}_h")
+            c = keras.Input(shape=(layer.units,), name=f"{layer.name}_c")
+            single = layers.LSTM(
+                layer.units, return_sequences=layer.return_sequences, return_state=True,
+                dtype=layer.dtype_policy, name=f"{layer.name}_step",
+            )
+            x, h_out, c_out = single(x, initial_state=[h, c])
+            single.set_weights(layer.get_weights())
+            pairs.append((layer, single))
+            state_inputs += [h, c]
+            state_outputs += [h_out, c_out]
+        else:
+            x = layer(x)
+    return keras.Model([token, *state_inputs], [x, *state_outputs], name=f"{model.name}_step"), pairs
+
+
+def lstm_units(model: keras.Model) -> list[int]:
+    return [layer.units for layer in model.layers if isinstance(layer, layers.LSTM)]
+
+
+class Composer:
+    """Runs a trained network token by token, in either context mode."""
+
+    def __init__(self, model: keras.Model, sequence_length: int):
+        self.model = model
+        self.sequence_length = sequence_length
+        self.units = lstm_units(model)
+        self._pairs: list = []
+        self._full = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._step = None
+
+    def _ensure_step(self):
+        if self._step is None:
+            single, self._pairs = step_model(self.model)
+            self._step = tf.function(lambda inputs: single(inputs, training=False), reduce_retracing=True)
+
+    def sync_weights(self) -> None:
+        """Copy the trained LSTM weights into the single-step copy again (after the model was trained on)."""
+        for trained, single in self._pairs:
+            single.set_weights(trained.get_weights())
+
+    def zero_states(self, batch: int) -> list[np.ndarray]:
+        return [np.zeros((batch, u), np.float32) for u in self.units for _ in range(2)]
+
+    def step(self, token_ids: np.ndarray, states: list) -> tuple[np.ndarray, list]:
+        """One token per row in, next-token probabilities and new states out."""
+        self._ensure_step()
+        outputs = self._step([tf.constant(token_ids.reshape(-1, 1), tf.int64), *states])
+        return np.asarray(outputs[0], np.float64), list(outputs[1:])
+
+    def window_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        return np.asarray(self._full(tf.constant(windows, tf.int64)), np.float64)
+
+    def generate(self, primers: np.ndarray, length: int, *, context: str = "carry", temperature: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None) -> np.ndarray:
+        """``length`` new token ids for each primer row (``primers``: ``(samples, sequence_length)``)."""
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}")
+        primers = np.asarray(primers, np.int64).reshape(len(primers), -1)
+        rng = np.random.default_rng(seed)
+        out = np.zeros((len(primers), length), np.int64)
+        if context == "window":
+            window = primers[:, -self.sequence_length:].copy()
+            for t in range(length):
+                probs = self.window_probabilities(window)
+                out[:, t] = [sampling.sample_next(p, temperature, top_k, rng) for p in probs]
+                window = np.concatenate([window[:, 1:], out[:, t : t + 1]], axis=1)
+            return out
+        states = self.zero_states(len(primers))
+        probs = None
+        for t in range(primers.shape[1]):
+            probs, states = self.step(primers[:, t], states)
+        for t in range(length):
+            out[:, t] = [sampling.sample_next(p, temperature, top_k, rng) for p in probs]
+            if t + 1 < length:
+                probs, states = self.step(out[:, t], states)
+        return out
+
+
+# --------------------------------------------------------------------------- primers
+
+
+def primer_from_midi(data: bytes, vocab: Sequence[str], sequence_length: int, parts: str, source: str) -> list[int]:
+    """The last window of a MIDI file's tokens; tokens outside the vocabulary are skipped with a warning."""
+    try:
+        tokens = notes.tokens_from_midi_bytes(data, parts)  # type: ignore[arg-type]
+    except notes.MidiParseError as exc:
+        raise GenerateError(f"--primer {source}: {exc}") from exc
+    index = {token: i for i, token in enumerate(vocab)}
+    known = [index[t] for t in tokens if t in index]
+    skipped = len(tokens) - len(known)
+    if skipped:
+        print(f"warning: --primer {source}: skipped {skipped} of {len(tokens)} tokens that are not in the "
+              "model's vocabulary", file=sys.stderr)
+    if len(known) < sequence_length:
+        raise GenerateError(
+            f"--primer {source} has {len(known)} usable tokens; the model needs a window of {sequence_length}"
+        )
+    return known[-sequence_length:]
+
+
+def choose_primers(bundle: Bundle, primer_path: str | None, samples: int, seed: int | None) -> np.ndarray:
+    if primer_path:
+        if not tf.io.gfile.exists(primer_path):
+            raise GenerateError(f"--primer {primer_path} not found")
+        with tf.io.gfile.GFile(primer_path, "rb") as f:
+            window = primer_from_midi(f.read(), bundle.vocab, bundle.sequence_length, bundle.manifest.parts, primer_path)
+        return np.array([window] * samples, np.int64)
+    if not bundle.primers:
+        raise GenerateError("the model folder has no primers.json; give a MIDI file with --primer")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(bundle.primers), size=samples)  # a random window, as the reference
+    return np.array([bundle.primers[i] for i in picks], np.int64)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    parent = posixpath.dirname(path) if "://" in path else os.path.dirname(path)
+    if parent and not tf.io.gfile.exists(parent):
+        tf.io.gfile.makedirs(parent)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(data)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    return tf.io.encode_png(tf.constant(image)).numpy()
+
+
+def output_paths(output: str, samples: int) -> list[str]:
+    stem = output[:-4] if output.lower().endswith(".mid") else output
+    return [output if samples == 1 else f"{stem}-{i + 1}.mid" for i in range(samples)]
+
+
+def write_sample(path: str, tokens: list[str]) -> sampling.SampleSummary:
+    """The MIDI file, its piano roll (``.png``) and its summary (``.json``) side by side."""
+    stem = path[:-4] if path.lower().endswith(".mid") else path
+    write_bytes(path, notes.midi_bytes_from_tokens(tokens))
+    write_bytes(stem + ".png", png_bytes(sampling.piano_roll(tokens)))
+    summary = sampling.summarize(tokens)
+    write_bytes(stem + ".json", json.dumps({**summary.__dict__, "tokens_text": tokens}, indent=1).encode())
+    return summary
+
+
+def log_sample_summaries(composer: Composer, primer: Sequence[int], vocab: Sequence[str], step: int,
+                         length: int = 64) -> list[str]:
+    """Generate a short greedy sample from ``primer`` and write it to the default TensorBoard writer.
+
+    The piano roll as an image, the sample as audio (:func:`sampling.synthesize`), and its tokens as
+    text. Greedy (temperature 0) so consecutive samples differ only because the model changed.
+    """
+    ids = composer.generate(np.array([primer]), length, context="carry", temperature=0.0)[0]
+    tokens = [vocab[i] for i in ids]
+    tf.summary.image("sample/piano_roll", sampling.piano_roll(tokens)[None], step=step)
+    wave = sampling.synthesize(tokens)
+    tf.summary.audio("sample/audio", wave[None, :, None], sample_rate=sampling.SAMPLE_RATE, step=step)
+    tf.summary.text("sample/tokens", " ".join(tokens), step=step)
+    return tokens
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer.generate", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
+    parser.add_argument("--model-dir", required=True, help="a training job's model/ folder, local or gs://")
+    parser.add_argument("--output", required=True, help="the .mid file to write (a .png and .json go beside it)")
+    parser.add_argument("--length", type=int, default=500, help="tokens to generate (default 500, as the reference)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 = argmax (the reference); default 1.0")
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens only")
+    parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed repeats a run exactly")
+    parser.add_argument("--primer", default=None,
+                        help="a MIDI file whose last window starts the piece (default: a validation window)")
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--context", choices=CONTEXTS, default="carry",
+                        help="carry: LSTM state carried forward, one step per token (default, fast); "
+                        "window: the reference's sliding window from a zero state")
+    return parser
+
+
+def run(args: argparse.Namespace) -> list[tuple[str, sampling.SampleSummary]]:
+    bundle = load_bundle(args.model_dir)
+    primers = choose_primers(bundle, args.primer, args.num_samples, args.seed)
+    composer = Composer(bundle.model, bundle.sequence_length)
+    ids = composer.generate(primers, args.length, context=args.context, temperature=args.temperature,
+                            top_k=args.top_k, seed=args.seed)
+    results = []
+    for path, row in zip(output_paths(args.output, args.num_samples), ids):
+        tokens = [bundle.vocab[i] for i in row]
+        results.append((path, write_sample(path, tokens)))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.length < 1:
+        parser.error("--length must be at least 1")
+    if args.temperature < 0:
+        parser.error("--temperature must be >= 0")
+    if args.num_samples < 1:
+        parser.error("--num-samples must be at least 1")
+    if args.top_k is not None and args.top_k < 1:
+        parser.error("--top-k must be at least 1")
+    try:
+        results = run(args)
+    except (GenerateError, records.DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path, summary in results:
+        stem = path[:-4] if path.lower().endswith(".mid") else path
+        print(f"wrote {path} (piano roll {stem}.png)")
+        for line in summary.lines():
+            print(f"  {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

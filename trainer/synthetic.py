@@ -1,0 +1,81 @@
+"""A synthetic pipeline output, written through :mod:`preprocessing.records` like the real pipeline's.
+
+For the benchmark (``bench/train.py``) and for tests that need a data directory with a given shape
+(or a deliberately broken one) without running Beam. The token streams are learnable: mostly
+``next = previous + 1 (mod vocab)``, with random jumps.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import tensorflow as tf
+
+from preprocessing import records
+
+
+def token_stream(rng: random.Random, vocab_size: int, length: int, jump: float = 0.1) -> list[int]:
+    ids = [rng.randrange(vocab_size)]
+    while len(ids) < length:
+        ids.append(rng.randrange(vocab_size) if rng.random() < jump else (ids[-1] + 1) % vocab_size)
+    return ids
+
+
+def windows(ids: Sequence[int], sequence_length: int) -> list[tuple[list[int], int]]:
+    return [(list(ids[i : i + sequence_length]), int(ids[i + sequence_length])) for i in range(len(ids) - sequence_length)]
+
+
+def write_dataset(
+    out: str,
+    *,
+    vocab_size: int = 20,
+    sequence_length: int = 8,
+    train_pieces: int = 12,
+    validation_pieces: int = 3,
+    piece_length: int = 60,
+    num_shards: int = 2,
+    compression: str = "none",
+    seed: int = 0,
+) -> records.Manifest:
+    """Write shards, ``vocab.json`` and (last) ``manifest.json`` into ``out``; return the manifest."""
+    rng = random.Random(seed)
+    tf.io.gfile.makedirs(out)
+    vocab = [f"tok{i}" for i in range(vocab_size)]
+    split_windows = {
+        records.TRAIN: [w for _ in range(train_pieces) for w in windows(token_stream(rng, vocab_size, piece_length), sequence_length)],
+        records.VALIDATION: [w for _ in range(validation_pieces) for w in windows(token_stream(rng, vocab_size, piece_length), sequence_length)],
+    }
+    shards: dict[str, tuple[str, ...]] = {}
+    options = tf.io.TFRecordOptions(compression_type=records.tf_compression_type(compression))
+    for split, items in split_windows.items():
+        names = []
+        for index in range(num_shards if items else 0):
+            name = records.shard_name(split, index, num_shards, compression)
+            names.append(name)
+            with tf.io.TFRecordWriter(records.join(out, name), options) as writer:
+                for inputs, target in items[index::num_shards]:
+                    writer.write(records.encode_example(inputs, target))
+        shards[split] = tuple(names)
+    with tf.io.gfile.GFile(records.join(out, records.VOCAB_FILE), "w") as f:
+        f.write(records.vocab_to_json(vocab))
+    manifest = records.Manifest(
+        sequence_length=sequence_length,
+        stride=1,
+        vocab_size=vocab_size,
+        vocab_hash=records.vocab_hash(vocab),
+        parts="first",
+        compression=compression,
+        validation_fraction=validation_pieces / max(1, train_pieces + validation_pieces),
+        counts={
+            "train_pieces": train_pieces,
+            "validation_pieces": validation_pieces,
+            "train_windows": len(split_windows[records.TRAIN]),
+            "validation_windows": len(split_windows[records.VALIDATION]),
+        },
+        train_shards=shards[records.TRAIN],
+        validation_shards=shards[records.VALIDATION],
+    )
+    with tf.io.gfile.GFile(records.join(out, records.MANIFEST_FILE), "w") as f:
+        f.write(records.manifest_to_json(manifest))
+    return manifest
