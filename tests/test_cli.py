@@ -49,3 +49,28 @@ def test_python_dash_m_pipeline_end_to_end(midi_corpus, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["files_failed"] == len(midi_corpus["bad"])
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_path, capsys):
+    from preprocessing import notes
+
+    work = tmp_path / "qs"
+    code = lstm_composer.quickstart([
+        "--workdir", str(work), "--input", str(training_midi_dir), "--sequence-length", "8", "--epochs", "2",
+        "--steps-per-epoch", "10", "--units", "16", "--layers", "1", "--embedding-dim", "8", "--dense-units", "16",
+        "--length", "20", "--sample-every", "1",
+    ])
+    out = capsys.readouterr().out
+    assert code == 0
+    for stage in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
+        assert f"{stage} done in" in out
+    assert (work / "data" / "manifest.json").exists()
+    assert list((work / "job" / "checkpoints").glob("weights-improvement-*.keras"))
+    assert list((work / "job" / "logs").glob("events.out.tfevents.*"))
+    tokens = json.loads((work / "composition.json").read_text())["tokens_text"]
+    assert len(tokens) == 20
+    assert notes.tokens_from_midi_bytes((work / "composition.mid").read_bytes()) == tokens
+    assert (work / "composition.png").read_bytes().startswith(b"\x89PNG")
+    assert f"tensorboard --logdir {work}/job/logs" in out
+    assert "bigram baseline" in out and "unigram baseline" in out and "LSTM" in out
