@@ -14,20 +14,7 @@ from pathlib import Path
 
 import pytest
 
-TINY = ["--units", "16", "--layers", "2", "--dense-units", "16", "--embedding-dim", "8", "--dropout", "0.1", "--seed", "3"]
-
-
-def scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in the event files under ``logdir``, read back with TensorBoard's own reader."""
-    import tensorflow as tf
-    from tensorboard.backend.event_processing import event_accumulator
-
-    acc = event_accumulator.EventAccumulator(logdir, size_guidance={event_accumulator.TENSORS: 0})
-    acc.Reload()
-    return {
-        tag: sorted((e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag))
-        for tag in acc.Tags()[event_accumulator.TENSORS]
-    }
+from helpers import TINY, scalars
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}

@@ -6,7 +6,6 @@ import glob
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,33 +16,13 @@ import uuid
 import numpy as np
 import pytest
 
+from helpers import TINY, free_port, scalars
 from trainer import synthetic, task
 
-TINY = ["--units", "16", "--layers", "2", "--dense-units", "16", "--embedding-dim", "8", "--dropout", "0.1", "--seed", "3"]
 EPOCH_SCALARS = [
     "epoch/loss", "epoch/val_loss", "epoch/val_accuracy", "epoch/val_top5_accuracy",
     "epoch/perplexity", "epoch/learning_rate", "epoch/examples_per_second",
 ]
-
-
-def scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in the event files under ``logdir``, read back with TensorBoard's own reader."""
-    from tensorboard.backend.event_processing import event_accumulator
-    import tensorflow as tf
-
-    acc = event_accumulator.EventAccumulator(logdir, size_guidance={event_accumulator.TENSORS: 0})
-    acc.Reload()
-    return {
-        tag: sorted((e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag))
-        for tag in acc.Tags()[event_accumulator.TENSORS]
-        if not tag.startswith("sample/")  # images, audio and text: see test_training_logs_listenable_samples
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
