@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("preprocessing.pipeline:main", "MIDI folder -> vocabulary + windowed TFRecords (Apache Beam)"),
     "train": ("trainer.task:main", "train the LSTM on the records (tf.distribute, checkpoints, TensorBoard)"),
     "generate": ("trainer.generate:main", "compose MIDI with a trained model (plus piano roll and summary)"),
+    "submit": ("trainer.submit:main",
+               "run training on Vertex AI GPUs (1 GPU, 8 GPUs, several machines) or print a GKE Job manifest"),
 }
 
 
