@@ -19,7 +19,7 @@ BUCKET, PROJECT, REGION = VARIABLES["BUCKET"], VARIABLES["PROJECT"], VARIABLES["
 
 
 def dataflow_argv() -> list[str]:
-    """The README's Dataflow command (docs/CLOUD.md, with its variables), plus the dry-run flags."""
+    """The README's Dataflow command (its cloud section, with its variables), plus the dry-run flags."""
     (command,) = commands_starting("lstm-composer", "preprocess")
     return command[2:] + ["--dry_run=True", "--no_auth"]
 

@@ -162,7 +162,7 @@ def in_context(path: str) -> bool:
 
 def test_dockerignore_keeps_data_jobs_tests_and_vcs_out():
     for path in (".git/HEAD", "tests/test_cli.py", "runs/quickstart/job/model/model.keras", "data/midi/a.mid",
-                 "jobs/x/checkpoints/c.keras", "bench/train.py", ".venv/bin/python", "docs/CLOUD.md",
+                 "jobs/x/checkpoints/c.keras", "bench/train.py", ".venv/bin/python", "docs/PERFORMANCE.md",
                  "trainer/__pycache__/task.cpython-311.pyc", "preprocessing/out/train-00000-of-00001.tfrecord",
                  "lstm_composer.egg-info/PKG-INFO", "application_default_credentials.json"):
         assert not in_context(path), path

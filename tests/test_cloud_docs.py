@@ -1,4 +1,4 @@
-"""Every command of docs/CLOUD.md ("The cloud path, end to end"), exercised offline.
+"""Every command of the README's section "The cloud path, end to end", exercised offline.
 
 The commands are read from the file itself, with the variables of its ``export`` lines, so the
 document cannot drift from what is tested: ``lstm-composer submit`` runs with ``--dry-run`` and its
@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "CLOUD.md"
+README = ROOT / "README.md"
+SECTION = "## The cloud path, end to end"
 GIT_SHA = "abc1234"
 # One-time set-up commands that need a real project; checked for syntax and defined variables only.
 SETUP = ("gcloud config set", "gcloud services enable", "gcloud artifacts repositories create",
@@ -27,7 +28,9 @@ SETUP = ("gcloud config set", "gcloud services enable", "gcloud artifacts reposi
 
 def documented_commands() -> tuple[list[list[str]], dict[str, str]]:
     """(every command of the ```bash blocks as argv lists, pipes split off; the exported variables)."""
-    text = DOC.read_text()
+    text = README.read_text()
+    text = text[text.index(SECTION):]
+    text = text[: text.find("\n## ", len(SECTION))]
     variables: dict[str, str] = {}
     commands: list[list[str]] = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
@@ -69,7 +72,7 @@ def test_every_command_is_one_the_tests_know():
              ("gcloud", "builds", "submit"), ("tensorboard",), ("kubectl", "apply", "-f", "-")]
     known += [tuple(s.split()) for s in SETUP]
     for command in COMMANDS:
-        assert any(tuple(command[: len(k)]) == k for k in known), f"untested command in docs/CLOUD.md: {command}"
+        assert any(tuple(command[: len(k)]) == k for k in known), f"untested command in the README's cloud section: {command}"
     assert {"PROJECT", "REGION", "BUCKET", "REPOSITORY", "IMAGE", "SERVICE_ACCOUNT", "TENSORBOARD"} <= set(VARIABLES)
     assert VARIABLES["IMAGE"] == f"{VARIABLES['REGION']}-docker.pkg.dev/{VARIABLES['PROJECT']}/{VARIABLES['REPOSITORY']}/trainer:latest"
 
