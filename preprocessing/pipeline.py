@@ -334,6 +334,23 @@ class MakeWindows(beam.DoFn):
             yield beam.pvalue.TaggedOutput(split, records.encode_example(inputs, target))
 
 
+class VocabularyFn(beam.CombineFn):
+    """The sorted distinct tokens of all pieces, in one combine (partial sets merge on each worker)."""
+
+    def create_accumulator(self) -> set:
+        return set()
+
+    def add_input(self, accumulator: set, piece: Piece) -> set:
+        accumulator.update(piece.tokens)
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[set]) -> set:
+        return set().union(*accumulators)
+
+    def extract_output(self, accumulator: set) -> list[str]:
+        return windowing.vocabulary(accumulator)
+
+
 class SumCounts(beam.CombineFn):
     """Adds up count dictionaries; yields an empty Counter for no input (so the side input always exists)."""
 
@@ -393,13 +410,7 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, pattern: str, root:
     )
     pieces, dead = parsed.pieces, parsed[ParseMidi.DEAD_LETTER]
 
-    vocab = (
-        pieces
-        | "TokensOfPiece" >> beam.FlatMap(lambda piece: set(piece.tokens))
-        | "DistinctTokens" >> beam.Distinct()
-        | "AllTokens" >> beam.combiners.ToList()
-        | "SortVocabulary" >> beam.Map(windowing.vocabulary)
-    )
+    vocab = pieces | "Vocabulary" >> beam.CombineGlobally(VocabularyFn())
     vocab_written = vocab | "WriteVocab" >> beam.Map(
         lambda tokens: write_text(records.join(out, records.VOCAB_FILE), records.vocab_to_json(tokens))
     )
