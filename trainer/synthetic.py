@@ -8,11 +8,10 @@ For the benchmark (``bench/train.py``) and for tests that need a data directory 
 from __future__ import annotations
 
 import random
-from typing import Sequence
-
 import tensorflow as tf
 
 from preprocessing import records
+from preprocessing.windowing import windows
 
 
 def token_stream(rng: random.Random, vocab_size: int, length: int, jump: float = 0.1) -> list[int]:
@@ -20,10 +19,6 @@ def token_stream(rng: random.Random, vocab_size: int, length: int, jump: float =
     while len(ids) < length:
         ids.append(rng.randrange(vocab_size) if rng.random() < jump else (ids[-1] + 1) % vocab_size)
     return ids
-
-
-def windows(ids: Sequence[int], sequence_length: int) -> list[tuple[list[int], int]]:
-    return [(list(ids[i : i + sequence_length]), int(ids[i + sequence_length])) for i in range(len(ids) - sequence_length)]
 
 
 def write_dataset(

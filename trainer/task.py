@@ -63,6 +63,8 @@ import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
+from preprocessing.records import join as _join  # the one path join for local, gs:// and ram:// folders
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROG = "lstm-composer train"
@@ -140,10 +142,6 @@ class Layout:
     backup: str
     logs: str
     model: str
-
-
-def _join(base: str, name: str) -> str:
-    return base.rstrip("/") + "/" + name
 
 
 def resolve_layout(job_dir: str | None, env: Mapping[str, str]) -> Layout:
@@ -566,15 +564,16 @@ def train(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dic
 
         # ---- export
         from preprocessing import records
+        from trainer.generate import MODEL_FILE, PRIMERS_FILE
 
-        save_model(model, outputs.path("model", "model.keras"))
+        save_model(model, outputs.path("model", MODEL_FILE))
         if chief:
             for name_ in (records.VOCAB_FILE, records.MANIFEST_FILE):
                 tf.io.gfile.copy(records.join(args.data_dir, name_), _join(layout.model, name_), overwrite=True)
             # Default primers for trainer.generate, as the reference primes with a random data window.
-            with tf.io.gfile.GFile(_join(layout.model, "primers.json"), "w") as f:
+            with tf.io.gfile.GFile(_join(layout.model, PRIMERS_FILE), "w") as f:
                 json.dump({"split": primer_split, "windows": primers.tolist()}, f)
-            log(f"model written to {_join(layout.model, 'model.keras')}")
+            log(f"model written to {_join(layout.model, MODEL_FILE)}")
         writer.close()
         return metrics
     finally:
