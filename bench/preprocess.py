@@ -3,22 +3,32 @@
 Both are timed in this one run on this machine, so the ratio is meaningful even where absolute times
 are not (shared, noisy machines):
 
-* sequential: the reference notebook's ``get_notes`` loop in one process, with the same music21
-  calls (``converter.parse(path)`` then ``partitionByInstrument(...).parts[0].recurse()``);
+* sequential: the reference notebook's ``get_notes`` loop in one fresh process (music21 loaded, no
+  Beam), with the same music21 calls (``converter.parse(path)`` then
+  ``partitionByInstrument(...).parts[0].recurse()``);
 * pipeline: ``preprocessing.pipeline`` on the DirectRunner in multi-processing mode over all cores,
   end to end (match, parse, vocabulary, windows, TFRecords, manifest), with ``--parts first`` so that
   both extract the same notes.
 
-Prints files/s of each and the speed-up; the last line is a JSON object of the figures.
+Prints files/s of each and the speed-up; the last line is a JSON object of the figures. With
+``--repeats N`` it times N rounds, alternating which of the two goes first, and reports the median
+of the per-round ratios (the machine's speed drifts between minutes; a ratio within a round is what
+compares). It also reports the share of the reference loop's time spent in Python's garbage
+collector (``bench/parse_gc.py`` measures what Beam's presence and the workers' ``gc.freeze()`` do
+to it), and, from the per-file parse times, how far from a perfect split over the workers the
+pipeline's size-balanced groups and a ``Reshuffle``'s random keys would land.
 
-    python bench/preprocess.py [--input DIR] [--repeats 1]
+    python bench/preprocess.py [--input DIR] [--workers N] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,18 +37,89 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def reference_loop(paths: list[Path]) -> tuple[float, int]:
-    """The notebook's get_notes over ``paths``: returns (seconds, tokens)."""
+class GcClock:
+    """Seconds spent in the garbage collector while active (``gc.callbacks``: exact, near free)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+    def __enter__(self) -> "GcClock":
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        gc.callbacks.remove(self)
+
+
+def reference_loop(paths: list[Path]) -> tuple[float, int, float, list[float]]:
+    """The notebook's get_notes over ``paths``: returns (seconds, tokens, seconds in the collector,
+    seconds per file)."""
     from music21 import converter
 
     from preprocessing import notes
 
-    start = time.perf_counter()
-    tokens = 0
-    for path in paths:
-        midi = converter.parse(str(path), forceSource=True)  # forceSource: no parse cache
-        tokens += len(notes.tokens_first_part(midi))
-    return time.perf_counter() - start, tokens
+    tokens, per_file = 0, []
+    with GcClock() as gc_clock:
+        start = time.perf_counter()
+        for path in paths:
+            file_start = time.perf_counter()
+            midi = converter.parse(str(path), forceSource=True)  # forceSource: no parse cache
+            tokens += len(notes.tokens_first_part(midi))
+            per_file.append(time.perf_counter() - file_start)
+        seconds = time.perf_counter() - start
+    return seconds, tokens, gc_clock.seconds, per_file
+
+
+def schedule_figures(paths: list[Path], per_file: list[float], workers: int, draws: int = 1000) -> dict:
+    """How long the slowest of ``workers`` would parse, given each file's measured time: with the
+    pipeline's size-balanced groups (``SpreadFiles`` on the DirectRunner) and with random keys (a
+    ``Reshuffle``), against a perfect split. Simulated from the sequential times, so no noise."""
+    import random
+
+    from preprocessing.pipeline import balance_by_size
+
+    def makespan(assignment: list[int]) -> float:
+        loads = [0.0] * workers
+        for seconds, bucket in zip(per_file, assignment):
+            loads[bucket] += seconds
+        return max(loads)
+
+    ideal = sum(per_file) / workers
+    by_size = makespan(balance_by_size([path.stat().st_size for path in paths], workers))
+    rng = random.Random(0)
+    random_keys = sorted(makespan([rng.randrange(workers) for _ in per_file]) for _ in range(draws))
+    return {
+        "parse_ideal_s": round(ideal, 2),
+        "parse_size_balanced_over_ideal": round(by_size / ideal, 3),
+        "parse_random_keys_over_ideal_median": round(random_keys[draws // 2] / ideal, 3),
+        "parse_random_keys_over_ideal_p90": round(random_keys[draws * 9 // 10] / ideal, 3),
+    }
+
+
+def reference_loop_in_fresh_process(input_dir: str) -> tuple[float, int, float, list[float]]:
+    """:func:`reference_loop` in a new interpreter, as the notebook runs it: music21 alone, no Beam.
+
+    After a pipeline run this process holds Beam's objects too, and every full garbage collection
+    would walk them, slowing the reference loop by a fifth (``bench/parse_gc.py``); a fresh process
+    keeps every round's baseline the same.
+    """
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--input", input_dir, "--reference-loop-only"],
+        check=True, capture_output=True, text=True,
+    )
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    return figures["seconds"], figures["tokens"], figures["gc_seconds"], figures["per_file"]
+
+
+def midi_paths(input_dir: str) -> list[Path]:
+    return sorted(p for p in Path(input_dir).rglob("*") if p.suffix.lower() in (".mid", ".midi"))
 
 
 def pipeline_run(input_dir: str, workers: int) -> tuple[float, int]:
@@ -59,34 +140,65 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default=None, help="MIDI folder (default: the embedded dataset)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=1, help="rounds; the ratio is their median")
+    parser.add_argument("--reference-loop-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.reference_loop_only:  # the child process of reference_loop_in_fresh_process
+        seconds, tokens, gc_seconds, per_file = reference_loop(midi_paths(args.input))
+        print(json.dumps({"seconds": seconds, "tokens": tokens, "gc_seconds": gc_seconds, "per_file": per_file}))
+        return 0
 
     from preprocessing import sample_data
 
     input_dir = args.input or sample_data.ensure_dataset()
-    paths = sorted(p for p in Path(input_dir).rglob("*") if p.suffix.lower() in (".mid", ".midi"))
+    paths = midi_paths(input_dir)
     print(f"{len(paths)} MIDI files in {input_dir}; {args.workers} worker processes for the pipeline")
 
-    seq_s, seq_tokens = reference_loop(paths)
-    pipe_s, pipe_tokens = pipeline_run(input_dir, args.workers)
-    if seq_tokens != pipe_tokens:
-        print(f"error: the two read different music ({seq_tokens} vs {pipe_tokens} tokens)", file=sys.stderr)
-        return 1
+    rounds = []
+    for round_index in range(args.repeats):
+        order = ("sequential", "pipeline") if round_index % 2 == 0 else ("pipeline", "sequential")
+        timed: dict[str, tuple] = {}
+        for name in order:
+            if name == "sequential":
+                timed[name] = reference_loop_in_fresh_process(input_dir)
+            else:
+                timed[name] = pipeline_run(input_dir, args.workers)
+        (seq_s, seq_tokens, gc_s, per_file), (pipe_s, pipe_tokens) = timed["sequential"], timed["pipeline"]
+        if seq_tokens != pipe_tokens:
+            print(f"error: the two read different music ({seq_tokens} vs {pipe_tokens} tokens)", file=sys.stderr)
+            return 1
+        rounds.append((seq_s, pipe_s, gc_s, per_file))
+        print(f"round {round_index + 1}: sequential {seq_s:.1f} s ({100 * gc_s / seq_s:.0f} % in the garbage "
+              f"collector), pipeline {pipe_s:.1f} s, ratio {seq_s / pipe_s:.2f}")
+    seq_s = min(r[0] for r in rounds)
+    pipe_s = min(r[1] for r in rounds)
     figures = {
         "files": len(paths),
         "tokens": seq_tokens,
         "cores": os.cpu_count(),
         "workers": args.workers,
+        "rounds": args.repeats,
         "sequential_s": round(seq_s, 2),
         "pipeline_s": round(pipe_s, 2),
         "sequential_files_per_s": round(len(paths) / seq_s, 2),
         "pipeline_files_per_s": round(len(paths) / pipe_s, 2),
-        "speedup": round(seq_s / pipe_s, 2),
+        "sequential_gc_share": round(statistics.median(r[2] / r[0] for r in rounds), 3),
+        "speedup": round(statistics.median(r[0] / r[1] for r in rounds), 2),
     }
-    print(f"sequential reference loop: {figures['sequential_files_per_s']} files/s ({seq_s:.1f} s)")
+    # per-file times of the fastest sequential round
+    figures.update(schedule_figures(paths, min(rounds, key=lambda r: r[0])[3], args.workers))
+    best = " (best round)" if args.repeats > 1 else ""
+    print(f"sequential reference loop: {figures['sequential_files_per_s']} files/s ({seq_s:.1f} s){best}")
     print(f"Beam pipeline (DirectRunner, {args.workers} processes): {figures['pipeline_files_per_s']} files/s "
-          f"({pipe_s:.1f} s, end to end including windows and TFRecords)")
-    print(f"speed-up: {figures['speedup']}x")
+          f"({pipe_s:.1f} s{best}, end to end including windows and TFRecords)")
+    median = " (median of the rounds' ratios)" if args.repeats > 1 else ""
+    print(f"speed-up: {figures['speedup']}x{median}")
+    print(f"parse schedule over {args.workers} workers, simulated from the per-file times: size-balanced groups "
+          f"{figures['parse_size_balanced_over_ideal']}x a perfect split, random keys "
+          f"{figures['parse_random_keys_over_ideal_median']}x (median) and "
+          f"{figures['parse_random_keys_over_ideal_p90']}x (p90)")
     print(json.dumps(figures))
     return 0
 

@@ -8,20 +8,23 @@ Beam's ``PipelineOptions``, and a flag that neither knows stops the job (Beam al
 
 Steps (each labelled in the Beam graph)::
 
-    MatchFiles → KeepMidi → SpreadFiles → ReadMatches → ParseMidi ──(bad file)──► dead_letter.jsonl
-                                            │ pieces (path, tokens)
-                                            ├─► Vocabulary (sorted distinct tokens) ──► vocab.json
-                                            ├─► Windows (vocab as side input), split by a stable
-                                            │   hash of the path ──► train-*/validation-* shards
-                                            └─► Counts ──► manifest.json (written last)
+    MatchFiles → KeepMidi → SpreadFiles → ReadMatches → ParseMidi ──(bad file: path, reason)──┐
+                                            │ pieces (path, tokens)                            │
+                                            ├─► Vocabulary (sorted distinct tokens) ───────────┤
+                                            ├─► Windows (vocab as side input), split by a      │
+                                            │   stable hash of the path ──► train-*, validation-* shards
+                                            └─► Tally (counts + dead letters) ─► WriteOutputs:
+                                                vocab.json, dead_letter.jsonl, then manifest.json
 
-The manifest step takes every other output as a side input, so Beam runs it only after the shards,
-the vocabulary and the dead letters are final: a folder with a manifest is a finished output.
+WriteOutputs takes the vocabulary and both shard lists as side inputs, so Beam runs it only after
+all of them are final, and it writes the manifest last: a folder with a manifest is a finished output.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import heapq
 import json
 import logging
 import math
@@ -39,7 +42,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineState
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
 
 from preprocessing import notes, records, windowing
 
@@ -259,6 +263,85 @@ def read_text(path: str) -> str:
 # --------------------------------------------------------------------------- Beam steps
 
 
+def balance_by_size(sizes: Sequence[int], buckets: int) -> list[int]:
+    """Assign items to ``buckets`` so that the buckets' total sizes come out close: largest first,
+    each to the bucket with the least so far (LPT, within 4/3 of the best possible largest bucket).
+
+    Returns the bucket of each item, in the items' order. Ties go to the lower item index and the
+    lower bucket, so the assignment depends on the sizes alone.
+    """
+    if buckets < 1:
+        raise ValueError(f"buckets must be at least 1, not {buckets}")
+    assignment = [0] * len(sizes)
+    heap = [(0, bucket) for bucket in range(buckets)]
+    for index in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        load, bucket = heapq.heappop(heap)
+        assignment[index] = bucket
+        heapq.heappush(heap, (load + sizes[index], bucket))
+    return assignment
+
+
+class BalanceBySize(beam.DoFn):
+    """Key each file of a bundle by a worker bucket, balancing the buckets by file size."""
+
+    def __init__(self, buckets: int):
+        self.buckets = buckets
+        self._files: list = []
+
+    def start_bundle(self) -> None:
+        self._files = []
+
+    def process(self, metadata) -> None:
+        self._files.append(metadata)
+
+    def finish_bundle(self) -> Iterator:
+        sizes = [metadata.size_in_bytes for metadata in self._files]
+        for metadata, bucket in zip(self._files, balance_by_size(sizes, self.buckets)):
+            yield GlobalWindows.windowed_value((bucket, metadata))
+        self._files = []
+
+
+class SpreadFiles(beam.PTransform):
+    """Spread the matched files over the workers that parse them.
+
+    ``MatchFiles`` lists on one worker; without a fusion break every parse would run there too.
+
+    * On Dataflow (and any other runner): a ``Reshuffle``. The service rebalances work dynamically
+      across however many workers it has.
+    * On the DirectRunner (``local_workers`` given): the files are dealt into exactly one group per
+      worker, balanced by file size, then grouped. The DirectRunner splits a stage's input once,
+      statically (after a ``GroupByKey``, keys go round-robin: one group per worker), and never
+      rebalances, so with a ``Reshuffle``'s random keys the worker that drew the larger files
+      finished last: on the embedded dataset one parsed for 42 s while the other was done after 35 s.
+      music21's parse time follows the file's size (correlation 0.84 there).
+    """
+
+    def __init__(self, local_workers: int | None = None):
+        super().__init__()
+        self.local_workers = local_workers
+
+    def expand(self, files):
+        if not self.local_workers:
+            return files | "Reshuffle" >> beam.Reshuffle()
+        return (
+            files
+            | "BalanceBySize" >> beam.ParDo(BalanceBySize(self.local_workers))
+            | "GroupPerWorker" >> beam.GroupByKey()
+            | "Ungroup" >> beam.FlatMap(lambda bucket_files: bucket_files[1])
+        )
+
+
+def direct_runner_workers(options: PipelineOptions) -> int | None:
+    """The DirectRunner's worker count for these options; None for any other runner."""
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    if not isinstance(runner, str) or runner.rsplit(".", 1)[-1].lower() not in ("directrunner", "direct"):
+        return None
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode == "in_memory":
+        return 1
+    return direct.direct_num_workers or os.cpu_count() or 1
+
+
 class ParseMidi(beam.DoFn):
     """One MIDI file → a :class:`Piece`; a file that cannot be read or parsed → the dead letters."""
 
@@ -270,6 +353,11 @@ class ParseMidi(beam.DoFn):
         self.parsed = Metrics.counter(METRICS_NAMESPACE, "files_parsed")
         self.failed = Metrics.counter(METRICS_NAMESPACE, "files_failed")
         self.tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
+
+    def setup(self) -> None:
+        # Only where the process is Beam's own; never in a caller's process (in-memory mode).
+        if in_beam_worker_process():
+            freeze_long_lived_objects()
 
     def process(self, readable_file) -> Iterator:
         path = readable_file.metadata.path
@@ -287,6 +375,36 @@ class ParseMidi(beam.DoFn):
         yield Piece(path=path, key=file_key(path, self.root), tokens=tokens)
 
 
+BEAM_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
+_frozen = False
+
+
+def in_beam_worker_process() -> bool:
+    """True in a process that exists to run Beam work: the SDK worker that the DirectRunner's
+    multi-processing mode and Dataflow start as ``python -m apache_beam.runners.worker.sdk_worker_main``."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == BEAM_WORKER_MAIN
+
+
+def freeze_long_lived_objects() -> None:
+    """Move every object this process holds now out of the garbage collector's sight, once.
+
+    A worker process carries Beam, protobuf, gRPC and music21: a few hundred thousand long-lived
+    objects. music21 allocates heavily while it parses, so the collector runs full collections that
+    walk all of them again and again: the reference loop takes 1.18x as long in a process that has
+    imported Beam as in one with music21 alone, and 0.99x after freezing (``bench/parse_gc.py``).
+    At exit the interpreter walks them once more: about 1 s per worker, which the DirectRunner
+    waits out one worker after the other. ``gc.freeze()``, Python's documented tool for this, moves them to a
+    permanent generation; garbage is collected first so that none of it is kept. Objects created
+    later are collected as usual.
+    """
+    global _frozen
+    if not _frozen:
+        gc.collect()
+        gc.freeze()
+        _frozen = True
+
+
 def piece_counts(piece: Piece, sequence_length: int, stride: int, validation_fraction: float) -> Counter:
     """The manifest counts one parsed piece contributes (same pure functions as the windows)."""
     counts: Counter = Counter(files_parsed=1, tokens=len(piece.tokens))
@@ -300,6 +418,21 @@ def piece_counts(piece: Piece, sequence_length: int, stride: int, validation_fra
         counts[f"{split}_pieces"] = 1
         counts[f"{split}_windows"] = n_windows
     return counts
+
+
+class Tally(NamedTuple):
+    """What the manifest and the dead-letter file need from the whole run, as one combinable value."""
+
+    counts: Counter
+    dead_letters: list[dict]
+
+
+def piece_tally(piece: Piece, sequence_length: int, stride: int, validation_fraction: float) -> Tally:
+    return Tally(piece_counts(piece, sequence_length, stride, validation_fraction), [])
+
+
+def dead_letter_tally(entry: dict) -> Tally:
+    return Tally(Counter(files_failed=1), [entry])
 
 
 class MakeWindows(beam.DoFn):
@@ -351,28 +484,47 @@ class VocabularyFn(beam.CombineFn):
         return windowing.vocabulary(accumulator)
 
 
-class SumCounts(beam.CombineFn):
-    """Adds up count dictionaries; yields an empty Counter for no input (so the side input always exists)."""
+class TallyFn(beam.CombineFn):
+    """Adds up the counts and collects the dead letters of every file, in one combine.
 
-    def create_accumulator(self) -> Counter:
-        return Counter()
+    One combine instead of a count, a list and a sum: on the DirectRunner each combine costs a
+    fixed ~0.2 s of graph construction and stages, whatever the input size (docs/PERFORMANCE.md).
+    Every matched MIDI file is either parsed or failed, so ``files_matched`` is their sum; the
+    ``files_matched`` Beam counter, counted where the files are listed, is checked against it by
+    the tests. With no input at all it still yields zero counts, so the side input always exists.
+    """
 
-    def add_input(self, accumulator: Counter, counts) -> Counter:
-        accumulator.update(counts)
+    def create_accumulator(self) -> Tally:
+        return Tally(Counter(), [])
+
+    def add_input(self, accumulator: Tally, tally: Tally) -> Tally:
+        accumulator.counts.update(tally.counts)
+        accumulator.dead_letters.extend(tally.dead_letters)
         return accumulator
 
-    def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
-        total: Counter = Counter()
+    def merge_accumulators(self, accumulators: Iterable[Tally]) -> Tally:
+        total = self.create_accumulator()
         for accumulator in accumulators:
-            total.update(accumulator)
+            self.add_input(total, accumulator)
         return total
 
-    def extract_output(self, accumulator: Counter) -> dict:
-        return {key: int(accumulator.get(key, 0)) for key in records.COUNT_KEYS}
+    def extract_output(self, accumulator: Tally) -> Tally:
+        counts = Counter({key: int(accumulator.counts.get(key, 0)) for key in records.COUNT_KEYS})
+        counts["files_matched"] = counts["files_parsed"] + counts["files_failed"]
+        dead_letters = sorted(accumulator.dead_letters, key=lambda entry: entry["path"])
+        return Tally(counts, dead_letters)
 
 
-def write_manifest(_, output: str, args: argparse.Namespace, counts: dict, vocab: list[str],
-                   train_files: list[str], validation_files: list[str], _written: list) -> str:
+def write_outputs(tally: Tally, output: str, args: argparse.Namespace, vocab: list[str],
+                  train_files: list[str], validation_files: list[str]) -> str:
+    """Write vocab.json and dead_letter.jsonl, then manifest.json last; returns the manifest's path.
+
+    Runs once, after the combines and both shard writes are final (they are its inputs), so a folder
+    with a manifest is a finished output on any runner.
+    """
+    write_text(records.join(output, records.VOCAB_FILE), records.vocab_to_json(vocab))
+    lines = [json.dumps(entry, sort_keys=True) + "\n" for entry in tally.dead_letters]
+    write_text(records.join(output, records.DEAD_LETTER_FILE), "".join(lines))
     manifest = records.Manifest(
         sequence_length=args.sequence_length,
         stride=args.stride,
@@ -381,20 +533,19 @@ def write_manifest(_, output: str, args: argparse.Namespace, counts: dict, vocab
         parts=args.parts,
         compression=args.compression,
         validation_fraction=args.validation_fraction,
-        counts=counts,
+        counts=dict(tally.counts),
         train_shards=records.relative_shard_names(train_files),
         validation_shards=records.relative_shard_names(validation_files),
     )
     return write_text(records.join(output, records.MANIFEST_FILE), records.manifest_to_json(manifest))
 
 
-def write_dead_letters(entries: list[dict], path: str) -> str:
-    lines = [json.dumps(entry, sort_keys=True) for entry in sorted(entries, key=lambda e: e["path"])]
-    return write_text(path, "".join(line + "\n" for line in lines))
+def build(pipeline: beam.Pipeline, args: argparse.Namespace, pattern: str, root: str, num_shards: int,
+          local_workers: int | None = None) -> None:
+    """Add the preprocessing steps to ``pipeline`` (separate from running it, so tests can inspect it).
 
-
-def build(pipeline: beam.Pipeline, args: argparse.Namespace, pattern: str, root: str, num_shards: int) -> None:
-    """Add the preprocessing steps to ``pipeline`` (separate from running it, so tests can inspect it)."""
+    ``local_workers``: the DirectRunner's worker count (see :class:`SpreadFiles`); None elsewhere.
+    """
     out = args.output
     matched = (
         pipeline
@@ -403,22 +554,13 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, pattern: str, root:
     )
     parsed = (
         matched
-        # MatchFiles lists on one worker; without a reshuffle, fusion would keep every parse there.
-        | "SpreadFiles" >> beam.Reshuffle()
+        | "SpreadFiles" >> SpreadFiles(local_workers)
         | "ReadMatches" >> fileio.ReadMatches()
         | "ParseMidi" >> beam.ParDo(ParseMidi(args.parts, root)).with_outputs(ParseMidi.DEAD_LETTER, main="pieces")
     )
     pieces, dead = parsed.pieces, parsed[ParseMidi.DEAD_LETTER]
 
     vocab = pieces | "Vocabulary" >> beam.CombineGlobally(VocabularyFn())
-    vocab_written = vocab | "WriteVocab" >> beam.Map(
-        lambda tokens: write_text(records.join(out, records.VOCAB_FILE), records.vocab_to_json(tokens))
-    )
-    dead_written = (
-        dead
-        | "AllDeadLetters" >> beam.combiners.ToList()
-        | "WriteDeadLetters" >> beam.Map(write_dead_letters, records.join(out, records.DEAD_LETTER_FILE))
-    )
 
     examples = pieces | "Windows" >> beam.ParDo(
         MakeWindows(args.sequence_length, args.stride, args.validation_fraction), beam.pvalue.AsSingleton(vocab)
@@ -440,35 +582,20 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, pattern: str, root:
         for split in records.SPLITS
     }
 
-    matched_counts = (
-        matched
-        | "CountMatched" >> beam.combiners.Count.Globally()
-        | "AsMatchedCounts" >> beam.Map(lambda n: Counter(files_matched=n))
+    piece_tallies = pieces | "TallyPiece" >> beam.Map(
+        piece_tally, args.sequence_length, args.stride, args.validation_fraction
     )
-    parsed_counts = pieces | "CountPiece" >> beam.Map(
-        piece_counts, args.sequence_length, args.stride, args.validation_fraction
-    )
-    failed_counts = dead | "CountFailed" >> beam.Map(lambda _: Counter(files_failed=1))
-    counts = (
-        (matched_counts, parsed_counts, failed_counts)
-        | "AllCounts" >> beam.Flatten()
-        | "SumCounts" >> beam.CombineGlobally(SumCounts())
-    )
+    dead_tallies = dead | "TallyDeadLetter" >> beam.Map(dead_letter_tally)
+    tally = (piece_tallies, dead_tallies) | "AllTallies" >> beam.Flatten() | "Tally" >> beam.CombineGlobally(TallyFn())
 
     side = beam.pvalue
-    (
-        pipeline
-        | "ManifestTrigger" >> beam.Create([None])
-        | "WriteManifest" >> beam.Map(
-            write_manifest,
-            out,
-            args,
-            side.AsSingleton(counts),
-            side.AsSingleton(vocab),
-            side.AsList(written[records.TRAIN]),
-            side.AsList(written[records.VALIDATION]),
-            side.AsList((vocab_written, dead_written) | "OtherOutputs" >> beam.Flatten()),
-        )
+    _ = tally | "WriteOutputs" >> beam.Map(
+        write_outputs,
+        out,
+        args,
+        side.AsSingleton(vocab),
+        side.AsList(written[records.TRAIN]),
+        side.AsList(written[records.VALIDATION]),
     )
 
 
@@ -506,8 +633,9 @@ def run_pipeline(argv: Sequence[str] | None = None) -> Outcome:
         sum(m.size_in_bytes for m in files), args.sequence_length, args.stride
     )
     prepare_output(args.output)
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
-    build(pipeline, args, pattern, root, num_shards)
+    options = PipelineOptions(beam_args)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, args, pattern, root, num_shards, direct_runner_workers(options))
     result = pipeline.run()
     state = result.wait_until_finish()
     if state != PipelineState.DONE:

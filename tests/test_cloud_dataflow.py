@@ -70,8 +70,8 @@ def test_job_request_is_a_dataflow_job_with_our_transforms(dataflow_job):
     assert isinstance(job.proto, dataflow_v1beta3.Job)
     assert job.proto.type_ == dataflow_v1beta3.JobType.JOB_TYPE_BATCH
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    assert {"MatchFiles", "ParseMidi", "Windows", "WriteTrain", "WriteValidation", "WriteDeadLetters",
-            "WriteManifest"} <= names
+    assert {"MatchFiles", "ParseMidi", "Windows", "WriteTrain", "WriteValidation", "Vocabulary", "Tally",
+            "WriteOutputs"} <= names
 
 
 def test_runner_v2_and_the_sdk_worker_image(dataflow_job):
