@@ -311,9 +311,10 @@ class SpreadFiles(beam.PTransform):
     * On the DirectRunner (``local_workers`` given): the files are dealt into exactly one group per
       worker, balanced by file size, then grouped. The DirectRunner splits a stage's input once,
       statically (after a ``GroupByKey``, keys go round-robin: one group per worker), and never
-      rebalances, so with a ``Reshuffle``'s random keys the worker that drew the larger files
-      finished last: on the embedded dataset one parsed for 42 s while the other was done after 35 s.
-      music21's parse time follows the file's size (correlation 0.84 there).
+      rebalances. On the embedded dataset, with a ``Reshuffle``'s random keys the slower of two
+      workers would parse 1.09x as long as a perfect split in the median and 1.21x at the 90th
+      percentile; size-balanced groups give 1.04x (``bench/preprocess.py``). music21's parse time
+      follows the file's size (correlation about 0.8), not exactly.
     """
 
     def __init__(self, local_workers: int | None = None):
