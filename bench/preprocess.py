@@ -119,6 +119,8 @@ def reference_loop_in_fresh_process(input_dir: str) -> tuple[float, int, float, 
 
 
 def midi_paths(input_dir: str) -> list[Path]:
+    # Not preprocessing.pipeline.is_midi_path: importing that module loads Beam, and the reference
+    # loop's process must hold music21 alone.
     return sorted(p for p in Path(input_dir).rglob("*") if p.suffix.lower() in (".mid", ".midi"))
 
 

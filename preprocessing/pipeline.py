@@ -146,7 +146,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     if runner is None:
         runner = "DirectRunner"
         beam_args.append(f"--runner={runner}")
-    if runner in ("DirectRunner", "direct") and not _has_flag(beam_args, "--direct_running_mode"):
+    if is_direct_runner(runner) and not _has_flag(beam_args, "--direct_running_mode"):
         # Parsing is CPU-bound Python: only worker processes run it in parallel.
         beam_args.append("--direct_running_mode=multi_processing")
         if not _has_flag(beam_args, "--direct_num_workers"):
@@ -332,10 +332,16 @@ class SpreadFiles(beam.PTransform):
         )
 
 
+def is_direct_runner(runner: str | None) -> bool:
+    """True for Beam's DirectRunner under any of its spellings (None is Beam's default: the DirectRunner)."""
+    if runner is None:
+        return True
+    return isinstance(runner, str) and runner.rsplit(".", 1)[-1].lower() in ("directrunner", "direct")
+
+
 def direct_runner_workers(options: PipelineOptions) -> int | None:
     """The DirectRunner's worker count for these options; None for any other runner."""
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    if not isinstance(runner, str) or runner.rsplit(".", 1)[-1].lower() not in ("directrunner", "direct"):
+    if not is_direct_runner(options.view_as(StandardOptions).runner):
         return None
     direct = options.view_as(DirectOptions)
     if direct.direct_running_mode == "in_memory":
@@ -395,9 +401,9 @@ def freeze_long_lived_objects() -> None:
     walk all of them again and again: the reference loop takes 1.18x as long in a process that has
     imported Beam as in one with music21 alone, and 0.99x after freezing (``bench/parse_gc.py``).
     At exit the interpreter walks them once more: about 1 s per worker, which the DirectRunner
-    waits out one worker after the other. ``gc.freeze()``, Python's documented tool for this, moves them to a
-    permanent generation; garbage is collected first so that none of it is kept. Objects created
-    later are collected as usual.
+    waits out one worker after the other. ``gc.freeze()``, Python's documented tool for this, moves
+    them to a permanent generation; garbage is collected first so that none of it is kept. Objects
+    created later are collected as usual.
     """
     global _frozen
     if not _frozen:
@@ -492,7 +498,7 @@ class TallyFn(beam.CombineFn):
     fixed ~0.2 s of graph construction and stages, whatever the input size (docs/PERFORMANCE.md).
     Every matched MIDI file is either parsed or failed, so ``files_matched`` is their sum; the
     ``files_matched`` Beam counter, counted where the files are listed, is checked against it by
-    the tests. With no input at all it still yields zero counts, so the side input always exists.
+    the tests. With no input at all it still yields zero counts, so WriteOutputs always runs.
     """
 
     def create_accumulator(self) -> Tally:
