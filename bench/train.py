@@ -7,7 +7,7 @@
 3. fast / reference: training examples/s of ``--model fast`` against ``--model reference`` at the
    same size, on the TFRecord stream. Expect >= 1.5 on CPU; far more with cuDNN on a GPU.
 
-Both training measurements use the trainer's own step function (trainer.task.make_step_functions,
+Both training measurements use the trainer's own step function (trainer.loop.make_step_functions,
 under the strategy the job would pick), on a synthetic pipeline output written through
 preprocessing.records. Each of ``--repeats`` rounds times the four rates back to back in short
 windows (after a warm-up call that traced the tf.function), and a ratio is the median over the
@@ -27,7 +27,8 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]  # the package, and tests/synthetic.py
 
 
 def parse(argv=None):
@@ -54,9 +55,12 @@ def main(argv=None) -> int:
 
     from trainer import data as data_lib
     from trainer import model as model_lib
-    from trainer import synthetic, task
+    from trainer.distribute import make_strategy, strategy_name
+    from trainer.loop import make_step_functions
 
-    strategy = task.make_strategy("auto", None)
+    import synthetic  # tests/synthetic.py: the test and benchmark fixture
+
+    strategy = make_strategy("auto", None)
     tmp = tempfile.mkdtemp(prefix="bench-train-")
     synthetic.write_dataset(
         tmp, vocab_size=args.vocab_size, sequence_length=args.sequence_length, train_pieces=args.train_pieces,
@@ -65,7 +69,7 @@ def main(argv=None) -> int:
     data = data_lib.load(tmp)
     gb = args.batch_size
     print(f"data: {data.windows('train')} training windows, vocabulary {data.vocab_size}, sequence length "
-          f"{data.sequence_length}; global batch {gb}; {task.strategy_name(strategy)}, "
+          f"{data.sequence_length}; global batch {gb}; {strategy_name(strategy)}, "
           f"{strategy.num_replicas_in_sync} replica(s); GPU: {model_lib.gpu_present()}", flush=True)
 
     def stream():
@@ -95,7 +99,7 @@ def main(argv=None) -> int:
                 dense_units=args.dense_units, embedding_dim=args.embedding_dim,
             )
             model.optimizer.build(model.trainable_variables)
-        train_steps, _ = task.make_step_functions(strategy, model, gb)
+        train_steps, _ = make_step_functions(strategy, model, gb)
         iterator = iter(strategy.experimental_distribute_dataset(make_dataset()))
         float(train_steps(iterator, tf.constant(3)))  # trace + warm up
 

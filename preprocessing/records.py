@@ -25,6 +25,8 @@ FORMAT_VERSION = 1
 
 ENCODING = "music21-pitch-normalorder-v1"
 """Name of the token encoding (see :mod:`preprocessing.notes`), recorded in every manifest."""
+ENCODINGS = (ENCODING,)
+"""The encodings this version reads; a manifest naming any other is refused, never read as this one."""
 
 INPUTS_FEATURE = "inputs"
 TARGET_FEATURE = "target"
@@ -242,6 +244,11 @@ def manifest_from_json(text: str | bytes) -> Manifest:
     missing = fields - doc.keys()
     if missing:
         raise DataError(f"manifest.json lacks {sorted(missing)}")
+    if doc["encoding"] not in ENCODINGS:
+        raise DataError(
+            f"manifest.json names the token encoding {doc['encoding']!r}, which this version does not "
+            f"read (it reads {', '.join(ENCODINGS)}): use the version that wrote it, or preprocess again"
+        )
     doc = {k: v for k, v in doc.items() if k in fields}
     doc["train_shards"] = tuple(doc["train_shards"])
     doc["validation_shards"] = tuple(doc["validation_shards"])
@@ -271,32 +278,39 @@ def read_vocab(data_dir: str) -> list[str]:
     return vocab_from_json(_read_text(join(data_dir, VOCAB_FILE)))
 
 
-def read_manifest(data_dir: str) -> Manifest:
-    """Read and check a finished pipeline output through ``tf.io.gfile`` (local, gs://, ram://).
+def read_output(directory: str, *, shards: bool = True) -> tuple[Manifest, list[str]]:
+    """Read and check a finished pipeline output through ``tf.io.gfile`` (local, gs://, ram://):
+    its manifest and its vocabulary, each read once.
 
     Raises :class:`DataError` with one readable sentence when the directory is not a finished output,
-    when ``vocab.json`` does not match the manifest's vocabulary hash, or when a listed shard is missing.
+    when ``vocab.json`` does not match the manifest's vocabulary hash, or (``shards=True``) when a
+    listed shard is missing. A trained model's folder carries the same two files without shards.
     """
     tf = _tf()
-    path = join(data_dir, MANIFEST_FILE)
+    path = join(directory, MANIFEST_FILE)
     if not tf.io.gfile.exists(path):
         raise DataError(
-            f"{path} not found: {data_dir} is not a finished preprocessing output "
+            f"{path} not found: {directory} is not a finished preprocessing output "
             "(run `lstm-composer preprocess --output DIR` and wait for it to finish)"
         )
     manifest = manifest_from_json(_read_text(path))
-    vocab_path = join(data_dir, VOCAB_FILE)
+    vocab_path = join(directory, VOCAB_FILE)
     if not tf.io.gfile.exists(vocab_path):
         raise DataError(f"{vocab_path} not found beside the manifest")
-    vocab = read_vocab(data_dir)
+    vocab = read_vocab(directory)
     if vocab_hash(vocab) != manifest.vocab_hash or len(vocab) != manifest.vocab_size:
         raise DataError(
             f"{vocab_path} does not match the records: the manifest was written with a vocabulary of "
             f"{manifest.vocab_size} tokens (hash {manifest.vocab_hash}), vocab.json has {len(vocab)} "
             f"tokens (hash {vocab_hash(vocab)}); run the pipeline again into an empty directory"
         )
-    for split in SPLITS:
+    for split in SPLITS if shards else ():
         for name in manifest.shards(split):
-            if not tf.io.gfile.exists(join(data_dir, name)):
+            if not tf.io.gfile.exists(join(directory, name)):
                 raise DataError(f"shard {name} listed in {path} is missing")
-    return manifest
+    return manifest, vocab
+
+
+def read_manifest(data_dir: str) -> Manifest:
+    """The checked manifest of a finished pipeline output (see :func:`read_output`)."""
+    return read_output(data_dir)[0]

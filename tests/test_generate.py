@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from preprocessing import notes, records
-from trainer import generate, sampling
+from trainer import export, generate, sampling
 from trainer import model as model_lib
 
 VOCAB = ["0.4.7", "2.5.9", "7.11.2", "A3", "B3", "C4", "D4", "E4", "F4", "G4", "A4", "B4", "C5"]
@@ -187,7 +187,7 @@ def test_missing_model_dir_is_one_clear_message(tmp_path, capsys):
 def test_tensorboard_sample_summaries_hold_image_and_audio(model_dir, tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
 
-    bundle = generate.load_bundle(str(model_dir))
+    bundle = export.load_bundle(str(model_dir))
     composer = generate.Composer(bundle.model, SEQ)
     writer = tf.summary.create_file_writer(str(tmp_path))
     with writer.as_default():

@@ -104,3 +104,34 @@ def test_split_is_stable_and_close_to_the_fraction():
     share = splits.count("validation") / len(keys)
     assert 0.08 < share < 0.12
     assert all(windowing.split_for(key, 0.0) == "train" for key in keys[:100])
+
+
+def test_a_manifest_of_an_unknown_encoding_is_refused():
+    doc = json.loads(records.manifest_to_json(_manifest()))
+    assert doc["encoding"] == records.ENCODING and records.manifest_from_json(json.dumps(doc)).encoding == records.ENCODING
+    doc["encoding"] = "miditok-remi-v9"
+    with pytest.raises(records.DataError, match="names the token encoding 'miditok-remi-v9', which this version does not read"):
+        records.manifest_from_json(json.dumps(doc))
+
+
+def test_read_output_reads_the_vocabulary_once_and_a_model_folder_needs_no_shards(tmp_path, monkeypatch):
+    (tmp_path / "manifest.json").write_text(records.manifest_to_json(_manifest()))
+    (tmp_path / "vocab.json").write_text(records.vocab_to_json(["A4", "B4"]))
+    reads = []
+    original = records.read_vocab
+    monkeypatch.setattr(records, "read_vocab", lambda directory: reads.append(directory) or original(directory))
+    manifest, vocab = records.read_output(str(tmp_path), shards=False)  # no shard on disk: a model/ folder
+    assert vocab == ["A4", "B4"] and manifest.vocab_size == 2 and len(reads) == 1
+    with pytest.raises(records.DataError, match="is missing"):
+        records.read_output(str(tmp_path))
+
+
+@pytest.mark.parametrize("tokens, key, fate", [
+    (0, "a.mid", windowing.EMPTY),
+    (8, "a.mid", windowing.TOO_SHORT),  # sequence length 8 needs 9 tokens for one window
+    (9, "a.mid", None),  # its split
+])
+def test_piece_fate_is_empty_too_short_or_the_split(tokens, key, fate):
+    got = windowing.piece_fate(tokens, key, 8, 1, 0.5)
+    assert got == (fate or windowing.split_for(key, 0.5))
+    assert windowing.piece_fate(40, "b.mid", 8, 3, 0.0) == records.TRAIN

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from preprocessing import records
 from trainer import data as data_lib
-from trainer import synthetic
+import synthetic
 
 
 @pytest.fixture()

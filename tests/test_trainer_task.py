@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 
 from helpers import TINY, free_port, scalars
-from trainer import synthetic, task
+import synthetic
+from trainer import distribute, job_dir, loop, task
+from trainer.export import PRIMER_WINDOWS
+from trainer.flags import UsageError
 
 EPOCH_SCALARS = [
     "epoch/loss", "epoch/val_loss", "epoch/val_accuracy", "epoch/val_top5_accuracy",
@@ -95,7 +98,7 @@ def test_exported_model_composes(trained_job, tmp_path):
     model_dir = trained_job["job"] / "model"
     primers = json.loads((model_dir / "primers.json").read_text())
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    assert primers["split"] == "validation" and len(primers["windows"]) == task.PRIMER_WINDOWS
+    assert primers["split"] == "validation" and len(primers["windows"]) == PRIMER_WINDOWS
     assert all(len(w) == manifest["sequence_length"] for w in primers["windows"])
     out = tmp_path / "piece.mid"
     assert generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "30", "--seed", "2"]) == 0
@@ -200,28 +203,28 @@ def test_vertex_ai_environment_chooses_the_folders(tmp_path, monkeypatch):
 
 
 def test_layout_from_job_dir_and_vertex_variables():
-    plain = task.resolve_layout("gs://b/job/", {})
-    assert plain == task.Layout("gs://b/job/checkpoints", "gs://b/job/backup", "gs://b/job/logs", "gs://b/job/model")
+    plain = job_dir.resolve_layout("gs://b/job/", {})
+    assert plain == job_dir.Layout("gs://b/job/checkpoints", "gs://b/job/backup", "gs://b/job/logs", "gs://b/job/model")
     env = {"AIP_MODEL_DIR": "gs://b/out/model/", "AIP_CHECKPOINT_DIR": "gs://b/out/checkpoints/",
            "AIP_TENSORBOARD_LOG_DIR": "gs://b/out/logs/"}
-    vertex = task.resolve_layout(None, env)
-    assert vertex == task.Layout("gs://b/out/checkpoints", "gs://b/out/checkpoints/backup", "gs://b/out/logs", "gs://b/out/model")
-    assert task.resolve_layout("/job", env).backup == "/job/backup"
-    with pytest.raises(task.UsageError, match="--job-dir is required"):
-        task.resolve_layout(None, {"AIP_MODEL_DIR": "gs://b/m"})
+    vertex = job_dir.resolve_layout(None, env)
+    assert vertex == job_dir.Layout("gs://b/out/checkpoints", "gs://b/out/checkpoints/backup", "gs://b/out/logs", "gs://b/out/model")
+    assert job_dir.resolve_layout("/job", env).backup == "/job/backup"
+    with pytest.raises(UsageError, match="--job-dir is required"):
+        job_dir.resolve_layout(None, {"AIP_MODEL_DIR": "gs://b/m"})
 
 
 def test_cluster_from_tf_config_and_cluster_spec():
     two = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
-    config = task.cluster_config({"TF_CONFIG": json.dumps(two)})
-    assert task.worker_count(config) == 2 and not task.is_chief(config)
-    assert task.is_chief({**two, "task": {"type": "worker", "index": 0}})
+    config = distribute.cluster_config({"TF_CONFIG": json.dumps(two)})
+    assert distribute.worker_count(config) == 2 and not distribute.is_chief(config)
+    assert distribute.is_chief({**two, "task": {"type": "worker", "index": 0}})
     spec = {"cluster": {"workerpool0": ["a:1"], "workerpool1": ["b:1", "c:1"]}, "task": {"type": "workerpool1", "index": 0}}
-    from_spec = task.cluster_config({"CLUSTER_SPEC": json.dumps(spec)})
+    from_spec = distribute.cluster_config({"CLUSTER_SPEC": json.dumps(spec)})
     assert from_spec == {"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 0}}
-    assert task.worker_count(from_spec) == 3 and not task.is_chief(from_spec)
-    assert task.is_chief({**from_spec, "task": {"type": "chief", "index": 0}})
-    assert task.cluster_config({}) is None and task.is_chief(None)
+    assert distribute.worker_count(from_spec) == 3 and not distribute.is_chief(from_spec)
+    assert distribute.is_chief({**from_spec, "task": {"type": "chief", "index": 0}})
+    assert distribute.cluster_config({}) is None and distribute.is_chief(None)
 
 
 # --------------------------------------------------------------------------- clear errors
@@ -327,7 +330,7 @@ def test_mixed_precision_step_learns_on_cpu(tmp_path):
     model = model_lib.fast(8, 20, units=16, num_layers=2, embedding_dim=8, dropout=0.0, learning_rate=0.02,
                            mixed_precision=True)
     model.optimizer.build(model.trainable_variables)
-    train_steps, eval_steps = task.make_step_functions(strategy, model, 16)
+    train_steps, eval_steps = loop.make_step_functions(strategy, model, 16)
     iterator = iter(strategy.experimental_distribute_dataset(data_lib.dataset(data, "train", 16, seed=0)))
     first = float(train_steps(iterator, tf.constant(5))) / 5
     for _ in range(4):

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from preprocessing import records
+from preprocessing.errors import first_line
 from preprocessing.records import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -66,15 +67,14 @@ def shard_paths(data_dir: str, manifest: records.Manifest, split: str) -> list[s
 
 def load(data_dir: str, check_records: int = 16) -> Data:
     """Read and check ``data_dir``; raise :class:`DataError` with one readable sentence if unusable."""
-    manifest = records.read_manifest(data_dir)  # finished? vocab hash? shards present?
-    vocab = tuple(records.read_vocab(data_dir))
+    manifest, vocab = records.read_output(data_dir)  # finished? vocab hash? shards present?
     if manifest.windows(records.TRAIN) <= 0 or not manifest.train_shards:
         raise DataError(
             f"{data_dir} holds no training windows (manifest counts "
             f"{manifest.windows(records.TRAIN)}): the pieces are too short for sequence length "
             f"{manifest.sequence_length} or no MIDI file parsed; see {records.DEAD_LETTER_FILE}"
         )
-    data = Data(data_dir=data_dir, manifest=manifest, vocab=vocab)
+    data = Data(data_dir=data_dir, manifest=manifest, vocab=tuple(vocab))
     if check_records:
         for split in records.SPLITS:
             if manifest.shards(split):
@@ -101,12 +101,8 @@ def _check_first_records(data: Data, split: str, count: int) -> None:
         raise DataError(
             f"the records in {path} do not match {records.MANIFEST_FILE} (sequence length "
             f"{data.sequence_length}, compression {data.manifest.compression!r}): "
-            f"{_first_line(exc.message)}; run the pipeline again into an empty directory"
+            f"{first_line(exc)}; run the pipeline again into an empty directory"
         ) from None
-
-
-def _first_line(text: str) -> str:
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else "unreadable record"
 
 
 def auto_shard_policy(num_files: int, num_workers: int) -> tf.data.experimental.AutoShardPolicy:

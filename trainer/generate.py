@@ -25,9 +25,7 @@ import json
 import os
 import posixpath
 import sys
-import tempfile
-from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,60 +36,13 @@ from keras import layers  # noqa: E402
 
 from preprocessing import notes, records  # noqa: E402
 from trainer import sampling  # noqa: E402
+from trainer.export import Bundle, load_bundle  # noqa: E402
 
-MODEL_FILE = "model.keras"
-PRIMERS_FILE = "primers.json"
-"""Written by the trainer beside the model: a few validation windows, the default primers."""
 CONTEXTS = ("carry", "window")
 
 
 class GenerateError(ValueError):
-    """A problem with the model folder or the primer, reported as one sentence."""
-
-
-@dataclass
-class Bundle:
-    """Everything generation needs, as the trainer exports it into ``model/``."""
-
-    model: keras.Model
-    vocab: list[str]
-    manifest: records.Manifest
-    primers: list[list[int]]
-
-    @property
-    def sequence_length(self) -> int:
-        return self.manifest.sequence_length
-
-
-def load_bundle(model_dir: str) -> Bundle:
-    """Load ``model.keras``, ``vocab.json``, ``manifest.json`` (and ``primers.json`` if present)."""
-    model_path = records.join(model_dir, MODEL_FILE)
-    for name in (MODEL_FILE, records.VOCAB_FILE, records.MANIFEST_FILE):
-        if not tf.io.gfile.exists(records.join(model_dir, name)):
-            raise GenerateError(
-                f"{records.join(model_dir, name)} not found: --model-dir must be a training job's model/ folder"
-            )
-    vocab = records.read_vocab(model_dir)
-    with tf.io.gfile.GFile(records.join(model_dir, records.MANIFEST_FILE), "r") as f:
-        manifest = records.manifest_from_json(f.read())
-    if records.vocab_hash(vocab) != manifest.vocab_hash:
-        raise GenerateError(f"{model_dir}: vocab.json does not match manifest.json (vocabulary hash differs)")
-    primers: list[list[int]] = []
-    primers_path = records.join(model_dir, PRIMERS_FILE)
-    if tf.io.gfile.exists(primers_path):
-        with tf.io.gfile.GFile(primers_path, "r") as f:
-            primers = [list(map(int, w)) for w in json.load(f)["windows"]]
-    return Bundle(_load_keras(model_path), vocab, manifest, primers)
-
-
-def _load_keras(path: str) -> keras.Model:
-    """``keras.saving.load_model`` on a local copy (it reads local files; the model may be on gs://)."""
-    if "://" not in path:
-        return keras.saving.load_model(path, compile=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = os.path.join(tmp, MODEL_FILE)
-        tf.io.gfile.copy(path, local, overwrite=True)
-        return keras.saving.load_model(local, compile=False)
+    """A problem with the primer, reported as one sentence."""
 
 
 # --------------------------------------------------------------------------- the single-step copy
@@ -310,8 +261,10 @@ def run(args: argparse.Namespace) -> list[tuple[str, sampling.SampleSummary]]:
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None) -> argparse.Namespace:
+    """The job's flags, checked; ``defaults`` (by destination name) replaces flag defaults (presets)."""
     parser = build_parser()
+    parser.set_defaults(**(defaults or {}))
     args = parser.parse_args(argv)
     if args.length < 1:
         parser.error("--length must be at least 1")
@@ -321,6 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--num-samples must be at least 1")
     if args.top_k is not None and args.top_k < 1:
         parser.error("--top-k must be at least 1")
+    return args
+
+
+def compose(args: argparse.Namespace) -> int:
+    """Run the job and print what it wrote; a bad model folder or primer is one line and status 2."""
     try:
         results = run(args)
     except (GenerateError, records.DataError) as exc:
@@ -332,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in summary.lines():
             print(f"  {line}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return compose(parse_args(argv))
 
 
 if __name__ == "__main__":

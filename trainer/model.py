@@ -20,10 +20,17 @@ needs (tanh / sigmoid, no recurrent dropout, no unroll, bias). With a GPU presen
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from typing import TYPE_CHECKING
 
-MODELS = ("fast", "reference")
+if TYPE_CHECKING:
+    import keras
+
+
+def _keras():
+    """Keras, imported when a network is built: the flag parsers read :data:`MODELS` without TensorFlow."""
+    import keras
+
+    return keras
 
 
 def gpu_present() -> bool:
@@ -44,6 +51,8 @@ def reference(
 ) -> keras.Model:
     """The notebook's network, taking integer ids (scaled by ``vocab_size`` inside the model)."""
     _check_sizes(sequence_length, vocab_size, units, num_layers, dense_units, dropout)
+    keras = _keras()
+    layers = keras.layers
     model = keras.Sequential(name="reference")
     model.add(keras.Input(shape=(sequence_length,), dtype="int64", name="token_ids"))
     model.add(layers.Rescaling(1.0 / vocab_size, name="scale_by_vocab"))
@@ -83,6 +92,8 @@ def fast(
         raise ValueError(f"--embedding-dim must be at least 1, not {embedding_dim}")
     mixed = gpu_present() if mixed_precision is None else mixed_precision
     policy = "mixed_float16" if mixed else "float32"
+    keras = _keras()
+    layers = keras.layers
     model = keras.Sequential(name="fast")
     model.add(keras.Input(shape=(sequence_length,), dtype="int64", name="token_ids"))
     model.add(layers.Embedding(vocab_size, embedding_dim, dtype=policy))
@@ -103,14 +114,18 @@ def fast(
     return model
 
 
+BUILDERS = {"fast": fast, "reference": reference}
+MODELS: tuple[str, ...] = tuple(BUILDERS)
+"""The network names ``--model`` takes (the trainer's flags and the quickstart read them from here)."""
+
+
 def build(name: str, sequence_length: int, vocab_size: int, **sizes) -> keras.Model:
     if name == "reference":
         sizes.pop("embedding_dim", None)
         sizes.pop("mixed_precision", None)
-        return reference(sequence_length, vocab_size, **sizes)
-    if name == "fast":
-        return fast(sequence_length, vocab_size, **sizes)
-    raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+    if name not in BUILDERS:
+        raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+    return BUILDERS[name](sequence_length, vocab_size, **sizes)
 
 
 def is_mixed(model: keras.Model) -> bool:
@@ -119,10 +134,11 @@ def is_mixed(model: keras.Model) -> bool:
 
 def loss_fn(targets, probabilities):
     """Per-example cross-entropy of integer targets (the notebook's one-hot categorical cross-entropy)."""
-    return keras.losses.sparse_categorical_crossentropy(targets, probabilities)
+    return _keras().losses.sparse_categorical_crossentropy(targets, probabilities)
 
 
 def _compile(model: keras.Model, learning_rate: float, mixed: bool) -> None:
+    keras = _keras()
     optimizer = keras.optimizers.RMSprop(learning_rate=learning_rate)
     if mixed:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

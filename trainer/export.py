@@ -1,0 +1,105 @@
+"""The ``model/`` folder: everything generation needs, written by the trainer and loaded by generation.
+
+::
+
+    model/  model.keras     the trained network (Keras 3 format)
+            vocab.json      the token strings in id order     } copied from the data directory, so the
+            manifest.json   sequence length, encoding, ...    } folder is read with the records' own checks
+            primers.json    a few data windows: generation's default primers, as the reference
+                            primes with a random window of the data
+
+Loading reads the manifest and vocabulary with :func:`preprocessing.records.read_output` (the same
+reader and vocabulary-hash check as the data directory), so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+import numpy as np
+
+from preprocessing import records
+from preprocessing.records import DataError, join
+
+MODEL_FILE = "model.keras"
+PRIMERS_FILE = "primers.json"
+PRIMER_WINDOWS = 16
+"""Windows exported to ``primers.json``: generation's default primers."""
+
+
+def save_model(model, path: str) -> None:
+    """``model.save`` to ``path`` (local, gs://, ram://), making its folder first."""
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
+    model.save(path)
+
+
+def write_model_dir(model_dir: str, data_dir: str, primers: np.ndarray, primer_split: str) -> None:
+    """The chief's part of the export: vocabulary, manifest and primers beside ``model.keras``.
+
+    (``model.keras`` itself is saved by every worker with :func:`save_model`, because saving reads
+    distributed variables; only the chief's copy lands here.)
+    """
+    import tensorflow as tf
+
+    for name in (records.VOCAB_FILE, records.MANIFEST_FILE):
+        tf.io.gfile.copy(join(data_dir, name), join(model_dir, name), overwrite=True)
+    with tf.io.gfile.GFile(join(model_dir, PRIMERS_FILE), "w") as f:
+        json.dump({"split": primer_split, "windows": np.asarray(primers).tolist()}, f)
+
+
+@dataclass
+class Bundle:
+    """Everything generation needs, as the trainer exports it into ``model/``."""
+
+    model: object  # keras.Model
+    vocab: list[str]
+    manifest: records.Manifest
+    primers: list[list[int]]
+
+    @property
+    def sequence_length(self) -> int:
+        return self.manifest.sequence_length
+
+
+def load_bundle(model_dir: str) -> Bundle:
+    """Load ``model.keras``, ``vocab.json``, ``manifest.json`` (and ``primers.json`` if present).
+
+    Raises :class:`DataError` with one sentence when the folder is not a model folder, or when its
+    vocabulary does not match its manifest.
+    """
+    import tensorflow as tf
+
+    for name in (MODEL_FILE, records.VOCAB_FILE, records.MANIFEST_FILE):
+        if not tf.io.gfile.exists(join(model_dir, name)):
+            raise DataError(f"{join(model_dir, name)} not found: --model-dir must be a training job's model/ folder")
+    manifest, vocab = records.read_output(model_dir, shards=False)
+    return Bundle(_load_keras(join(model_dir, MODEL_FILE)), vocab, manifest, read_primers(model_dir))
+
+
+def read_primers(model_dir: str) -> list[list[int]]:
+    """The windows of ``primers.json``; none when the folder has no such file."""
+    import tensorflow as tf
+
+    path = join(model_dir, PRIMERS_FILE)
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path, "r") as f:
+        return [list(map(int, window)) for window in json.load(f)["windows"]]
+
+
+def _load_keras(path: str):
+    """``keras.saving.load_model`` on a local copy (it reads local files; the model may be on gs://)."""
+    import keras
+    import tensorflow as tf
+
+    if "://" not in path:
+        return keras.saving.load_model(path, compile=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, MODEL_FILE)
+        tf.io.gfile.copy(path, local, overwrite=True)
+        return keras.saving.load_model(local, compile=False)
+

@@ -1,0 +1,81 @@
+"""The training job's flags and their validators. Imports no TensorFlow.
+
+``lstm-composer train --help``, ``lstm-composer submit`` (which checks the flags after ``--`` before
+it sends a job) and the quickstart (which applies its preset to this parser) all read the trainer's
+flags from here, so none of them pays TensorFlow's start-up for a parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Mapping, Sequence
+
+from trainer.model import MODELS
+
+PROG = "lstm-composer train"
+DISTRIBUTE = ("auto", "none", "mirrored", "multiworker")
+
+
+class UsageError(ValueError):
+    """A flag or environment that cannot work; the message says why."""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def dropout_rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train the LSTM on a preprocessing output (tf.distribute, checkpoints, TensorBoard).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data-dir", required=True, help="the preprocessing pipeline's output (local, gs://, /gcs/...)")
+    p.add_argument("--job-dir", default=None, help="root of every output (local, gs://); AIP_* variables override parts")
+    p.add_argument("--epochs", type=positive_int, default=100)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="GLOBAL batch size (split over all replicas)")
+    p.add_argument("--learning-rate", type=positive_float, default=0.001)
+    p.add_argument("--model", choices=MODELS, default="fast")
+    p.add_argument("--units", type=positive_int, default=512, help="LSTM units per layer")
+    p.add_argument("--layers", type=positive_int, default=3, help="number of LSTM layers")
+    p.add_argument("--dense-units", type=positive_int, default=256)
+    p.add_argument("--embedding-dim", type=positive_int, default=64, help="fast model only")
+    p.add_argument("--dropout", type=dropout_rate, default=0.3)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--shuffle-buffer", type=positive_int, default=10_000)
+    p.add_argument("--steps-per-epoch", type=positive_int, default=None,
+                   help="cap on training steps per epoch (default: one pass over the training windows)")
+    p.add_argument("--validation-steps", type=positive_int, default=None,
+                   help="cap on validation steps (default: one pass over the validation windows)")
+    p.add_argument("--baseline-windows", type=int, default=200_000,
+                   help="training windows counted for the unigram/bigram baselines (0: skip them)")
+    p.add_argument("--sample-every", type=int, default=5,
+                   help="every N epochs, log a short greedy sample (piano roll, audio, tokens) to TensorBoard; 0: never")
+    p.add_argument("--distribute", choices=DISTRIBUTE, default="auto",
+                   help="auto: MultiWorkerMirrored when TF_CONFIG/CLUSTER_SPEC name several workers, else Mirrored")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None) -> argparse.Namespace:
+    """The job's flags from ``argv``; ``defaults`` (by destination name) replaces flag defaults, which is
+    how a preset such as the quickstart's sets values that every flag can still change."""
+    parser = build_parser()
+    parser.set_defaults(**(defaults or {}))
+    return parser.parse_args(argv)

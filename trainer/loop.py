@@ -1,0 +1,264 @@
+"""The custom training loop: distributed step functions, the epoch loop, the backup it resumes from.
+
+Why not ``model.fit``: Keras 3.15's ``fit`` fails under MultiWorkerMirroredStrategy, and Keras 3
+callbacks know no chief, so every worker would write (and delete) the same backup directory
+(``docs/ARCHITECTURE.md`` has the details). This loop uses only public ``tf.distribute`` APIs and is
+the one code path for the default strategy, MirroredStrategy and MultiWorkerMirroredStrategy:
+
+* ``strategy.run`` runs a step on every replica; each replica's loss is divided by the *global*
+  batch size and the optimizer sums the gradients over all replicas, so N replicas take the same
+  step as one device with the whole batch. ``n`` steps run inside one ``tf.function`` call.
+* Every worker runs the same number of steps per epoch (the training stream repeats; the validation
+  stream is one weighted pass padded with weight-0 windows), because a worker that stopped early
+  would leave its peers hanging in a collective.
+* After every finished epoch the :class:`Backup` saves model, optimizer, epoch and best losses; a
+  restarted job restores it and goes on with the next epoch, so a job loses at most the epoch it was
+  in. Every worker takes part in every save (reading distributed variables can be a collective), only
+  the chief's lands in the job directory (:class:`trainer.job_dir.WorkerOutputs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+
+from preprocessing.errors import first_line
+from preprocessing.records import TRAIN, VALIDATION, DataError
+from trainer import data as data_lib
+from trainer import model as model_lib
+from trainer.export import save_model
+from trainer.flags import UsageError
+from trainer.job_dir import WorkerOutputs
+
+
+def log(message: str) -> None:
+    print(f"trainer: {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class Steps:
+    """How many steps an epoch takes, for a global batch over this data."""
+
+    global_batch: int
+    per_epoch: int
+    validation: int  # 0 when there are no validation windows
+
+    @property
+    def has_validation(self) -> bool:
+        return self.validation > 0
+
+
+def make_step_functions(strategy, model, global_batch: int):
+    """``train_steps(iterator, n)`` and ``eval_steps(iterator, n)``: ``n`` distributed steps in one tf.function.
+
+    ``train_steps`` returns the sum of the ``n`` global-batch mean losses; ``eval_steps`` (on the
+    weighted stream of ``trainer.data.dataset(..., weighted=True)``) the weighted sums of
+    (cross-entropy, top-1 hits, top-5 hits, examples).
+    """
+    optimizer = model.optimizer
+    mixed = model_lib.is_mixed(model)
+    top_k = min(5, int(model.output_shape[-1]))
+
+    def step_fn(inputs, targets):
+        with tf.GradientTape() as tape:
+            probabilities = model(inputs, training=True)
+            per_example = model_lib.loss_fn(targets, tf.cast(probabilities, tf.float32))
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            scaled = optimizer.scale_loss(loss) if mixed else loss
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply(gradients, model.trainable_variables)
+        return loss
+
+    @tf.function
+    def train_steps(iterator, n):
+        total = tf.constant(0.0, tf.float32)
+        for _ in tf.range(n):
+            per_replica = strategy.run(step_fn, args=next(iterator))
+            total += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return total
+
+    def eval_fn(inputs, targets, weights):
+        probabilities = tf.cast(model(inputs, training=False), tf.float32)
+        per_example = model_lib.loss_fn(targets, probabilities)
+        correct = tf.cast(tf.equal(tf.argmax(probabilities, axis=-1), targets), tf.float32)
+        in_top = tf.cast(tf.math.in_top_k(targets, probabilities, top_k), tf.float32)
+        return tf.stack([tf.reduce_sum(per_example * weights), tf.reduce_sum(correct * weights),
+                         tf.reduce_sum(in_top * weights), tf.reduce_sum(weights)])
+
+    @tf.function
+    def eval_steps(iterator, n):
+        total = tf.zeros([4], tf.float32)
+        for _ in tf.range(n):
+            per_replica = strategy.run(eval_fn, args=next(iterator))
+            total += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return total
+
+    return train_steps, eval_steps
+
+
+class Backup:
+    """Model, optimizer, the finished epoch and the best losses, saved after every epoch."""
+
+    def __init__(self, model, backup_dir: str, outputs: WorkerOutputs):
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.best_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_loss")
+        self.best_val_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val_loss")
+        self.checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=model.optimizer, epoch=self.epoch, best_loss=self.best_loss,
+            best_val_loss=self.best_val_loss,
+        )
+        self.backup_dir = backup_dir
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory=outputs.path("backup"), max_to_keep=2)
+
+    @property
+    def finished_epochs(self) -> int:
+        return int(self.epoch.numpy())
+
+    def restore(self) -> None:
+        """Restore the chief's latest backup, if there is one; refuse one that does not fit the model."""
+        latest = tf.train.latest_checkpoint(self.backup_dir)
+        if not latest:
+            return
+        try:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as exc:
+            raise UsageError(
+                f"the backup {latest} does not fit this model ({first_line(exc)}): start it again with the "
+                "flags it was started with, or use a new --job-dir"
+            ) from None
+        done = self.finished_epochs
+        log(f"resuming from backup {latest}: epoch {done} finished, continuing with epoch {done + 1}")
+
+    def save(self, epoch: int) -> None:
+        self.epoch.assign(epoch)
+        self.manager.save(checkpoint_number=epoch)
+
+
+class Sampler:
+    """The chief's TensorBoard samples: a plain copy of the network (built once, outside any strategy,
+    weights copied in at each sample) run by :class:`trainer.generate.Composer` from a fixed primer."""
+
+    def __init__(self, args: argparse.Namespace, data: data_lib.Data, primer: Sequence[int]):
+        self.args, self.data, self.primer = args, data, primer
+        self.composer = None
+
+    def log(self, weights, step: int) -> None:
+        from trainer import generate
+
+        if self.composer is None:
+            a = self.args
+            copy = model_lib.build(
+                a.model, self.data.sequence_length, self.data.vocab_size, units=a.units, num_layers=a.layers,
+                dense_units=a.dense_units, embedding_dim=a.embedding_dim, dropout=a.dropout,
+            )
+            self.composer = generate.Composer(copy, self.data.sequence_length)
+        self.composer.model.set_weights(weights)
+        self.composer.sync_weights()
+        generate.log_sample_summaries(self.composer, self.primer, self.data.vocab, step=step)
+
+
+class EpochLoop:
+    """Runs the epochs of one job on one worker; see the module docstring."""
+
+    def __init__(self, args, strategy, model, data: data_lib.Data, steps: Steps, *, workers: int, chief: bool,
+                 writer, outputs: WorkerOutputs, backup: Backup, sampler: Sampler | None):
+        self.args, self.model, self.data, self.steps = args, model, data, steps
+        self.chief, self.writer, self.outputs, self.backup, self.sampler = chief, writer, outputs, backup, sampler
+        # The input position is not checkpointed (an iterator checkpoint would tie the backup to one
+        # worker count); a resumed job shuffles with a seed moved by its finished epochs instead.
+        seed = args.seed + backup.finished_epochs
+
+        def distributed(split: str, shuffle: bool, weighted: bool):
+            ds = data_lib.dataset(
+                data, split, steps.global_batch, shuffle_buffer=args.shuffle_buffer, seed=seed,
+                shuffle=shuffle, repeat=True, weighted=weighted, num_workers=workers,
+            )
+            return strategy.experimental_distribute_dataset(ds)
+
+        self.train_iterator = iter(distributed(TRAIN, shuffle=True, weighted=False))
+        # Every validation window once per epoch (weighted; see trainer.data.dataset).
+        self.validation = distributed(VALIDATION, shuffle=False, weighted=True) if steps.has_validation else None
+        self.train_steps, self.eval_steps = make_step_functions(strategy, model, steps.global_batch)
+
+    def run(self, baselines: dict[str, float]) -> dict[str, Any]:
+        """Every epoch not finished yet; returns the last epoch's metrics (and the baselines)."""
+        first = self.backup.finished_epochs + 1
+        metrics: dict[str, Any] = {**baselines, "epoch": first - 1}
+        if first > self.args.epochs:
+            log(f"backup says {first - 1} epochs finished; nothing left to train for --epochs {self.args.epochs}")
+        for epoch in range(first, self.args.epochs + 1):
+            epoch_metrics = self.run_epoch()
+            self.log_scalars(epoch_metrics, epoch)
+            metrics = {**baselines, "epoch": epoch, **epoch_metrics}
+            self.save_improvements(epoch, epoch_metrics)
+            if self.sampler and epoch % self.args.sample_every == 0:
+                self.log_sample(epoch)
+            self.backup.save(epoch)
+            if self.chief:
+                shown = " ".join(f"{k}={v:.4g}" for k, v in epoch_metrics.items())
+                log(f"epoch {epoch}/{self.args.epochs} finished: {shown}")
+        return metrics
+
+    def run_epoch(self) -> dict[str, float]:
+        """One epoch of training steps, then one validation pass; the epoch's metrics."""
+        steps, data_dir = self.steps, self.args.data_dir
+        start = time.perf_counter()
+        try:
+            loss_sum = float(self.train_steps(self.train_iterator, tf.constant(steps.per_epoch)))
+            elapsed = time.perf_counter() - start
+            if steps.has_validation:
+                sums = self.eval_steps(iter(self.validation), tf.constant(steps.validation)).numpy()
+        except tf.errors.OutOfRangeError:
+            raise DataError(
+                f"the shards in {data_dir} hold no records although the manifest counts "
+                f"{self.data.windows(TRAIN)} training and {self.data.windows(VALIDATION)} "
+                "validation windows: the dataset is empty; run the pipeline again into an empty directory"
+            ) from None
+        except tf.errors.InvalidArgumentError as exc:
+            raise DataError(
+                f"the records in {data_dir} do not match vocab.json / manifest.json: {first_line(exc)}"
+            ) from None
+        metrics = {
+            "loss": loss_sum / steps.per_epoch,
+            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            "examples_per_second": steps.per_epoch * steps.global_batch / max(elapsed, 1e-9),
+        }
+        if steps.has_validation:
+            val_loss = float(sums[0] / sums[3])
+            metrics.update(
+                val_loss=val_loss,
+                val_accuracy=float(sums[1] / sums[3]),
+                val_top5_accuracy=float(sums[2] / sums[3]),
+                perplexity=float(math.exp(min(val_loss, 700.0))),
+            )
+        return metrics
+
+    def log_scalars(self, metrics: dict[str, float], epoch: int) -> None:
+        with self.writer.as_default():
+            for key, value in metrics.items():
+                tf.summary.scalar(f"epoch/{key}", value, step=epoch)
+        self.writer.flush()
+
+    def save_improvements(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Best-so-far exports (every worker saves; only the chief into the job directory)."""
+        backup, loss = self.backup, metrics["loss"]
+        if loss < backup.best_loss.numpy():
+            backup.best_loss.assign(loss)
+            save_model(self.model, self.outputs.path("checkpoints", f"weights-improvement-{epoch:02d}-{loss:.4f}.keras"))
+        val_loss = metrics.get("val_loss")
+        if val_loss is not None and val_loss < backup.best_val_loss.numpy():
+            backup.best_val_loss.assign(val_loss)
+            save_model(self.model, self.outputs.path("checkpoints", f"val-improvement-{epoch:02d}-{val_loss:.4f}.keras"))
+
+    def log_sample(self, epoch: int) -> None:
+        weights = self.model.get_weights()  # on every worker: reading distributed variables may be a collective
+        if self.chief:
+            with self.writer.as_default():
+                self.sampler.log(weights, step=epoch)
+            self.writer.flush()
