@@ -2,7 +2,7 @@
 
 The pipeline's workers parse in processes that hold Beam, protobuf and gRPC besides music21, a few
 hundred thousand long-lived objects that every full collection walks again. ``ParseMidi.setup``
-therefore calls ``preprocessing.pipeline.freeze_long_lived_objects()`` (``gc.freeze()``) in a
+therefore calls ``preprocessing.direct_runner.freeze_long_lived_objects()`` (``gc.freeze()``) in a
 worker. This benchmark times the reference loop (``bench/preprocess.py``'s, same music21 calls) over
 every ``--every``-th file of the embedded dataset in three fresh processes, one after another in
 each round:
@@ -36,10 +36,10 @@ def child(config: str, input_dir: str, every: int) -> dict:
     from preprocess import midi_paths, reference_loop
 
     if config != "lean":
-        from preprocessing import pipeline
+        from preprocessing import direct_runner, pipeline  # noqa: F401 - what a worker process imports
 
         if config == "beam_frozen":
-            pipeline.freeze_long_lived_objects()
+            direct_runner.freeze_long_lived_objects()
     seconds, tokens, gc_seconds, _ = reference_loop(midi_paths(input_dir)[::every])
     return {"seconds": seconds, "tokens": tokens, "gc_seconds": gc_seconds}
 

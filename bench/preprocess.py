@@ -83,7 +83,7 @@ def schedule_figures(paths: list[Path], per_file: list[float], workers: int, dra
     ``Reshuffle``), against a perfect split. Simulated from the sequential times, so no noise."""
     import random
 
-    from preprocessing.pipeline import balance_by_size
+    from preprocessing.direct_runner import balance_by_size
 
     def makespan(assignment: list[int]) -> float:
         loads = [0.0] * workers
@@ -119,7 +119,7 @@ def reference_loop_in_fresh_process(input_dir: str) -> tuple[float, int, float, 
 
 
 def midi_paths(input_dir: str) -> list[Path]:
-    # Not preprocessing.pipeline.is_midi_path: importing that module loads Beam, and the reference
+    # Not preprocessing.files.is_midi_path: importing that module loads Beam, and the reference
     # loop's process must hold music21 alone.
     return sorted(p for p in Path(input_dir).rglob("*") if p.suffix.lower() in (".mid", ".midi"))
 

@@ -1,9 +1,8 @@
 """Pure functions that turn token sequences into training windows; no Beam, no TensorFlow, no music21.
 
-The reference concatenates every piece into one token stream and slides a window over it, so some of
-its windows start in one piece and end in the next. Here each piece is windowed on its own: a window
-and its target always come from the same piece, and a piece shorter than ``sequence_length + 1``
-tokens yields no window at all.
+Each piece is windowed on its own (a window and its target always come from the same piece), and
+pieces, not windows, are split between training and validation by a stable hash of their path. Why
+that differs from the reference notebook: ``docs/ENCODING.md``.
 """
 
 from __future__ import annotations
@@ -47,6 +46,23 @@ def token_ids(tokens: Sequence[str], vocab: Sequence[str] | Mapping[str, int]) -
     """Map tokens to their ids in ``vocab`` (a list in id order, or a prepared token→id mapping)."""
     index = vocab if isinstance(vocab, Mapping) else {token: i for i, token in enumerate(vocab)}
     return [index[token] for token in tokens]
+
+
+EMPTY = "empty"
+TOO_SHORT = "too_short"
+
+
+def piece_fate(num_tokens: int, key: str, sequence_length: int, stride: int, validation_fraction: float) -> str:
+    """Where a piece of ``num_tokens`` tokens goes: :data:`EMPTY` (no notes), :data:`TOO_SHORT` (no
+    window fits) or its split (``"train"`` / ``"validation"``, see :func:`split_for`).
+
+    The one classification that both the windows and the manifest's counts use, so they cannot disagree.
+    """
+    if num_tokens == 0:
+        return EMPTY
+    if window_count(num_tokens, sequence_length, stride) == 0:
+        return TOO_SHORT
+    return split_for(key, validation_fraction)
 
 
 def split_for(key: str, validation_fraction: float) -> str:

@@ -19,7 +19,7 @@ BUCKET, PROJECT, REGION = VARIABLES["BUCKET"], VARIABLES["PROJECT"], VARIABLES["
 
 
 def dataflow_argv() -> list[str]:
-    """The README's Dataflow command (its cloud section, with its variables), plus the dry-run flags."""
+    """The Dataflow command of docs/CLOUD.md (with its variables), plus the dry-run flags."""
     (command,) = commands_starting("lstm-composer", "preprocess")
     return command[2:] + ["--dry_run=True", "--no_auth"]
 
@@ -39,7 +39,7 @@ def dataflow_job(tmp_path_factory):
             data = notes.midi_bytes_from_tokens(["C4", "E4", "G4", "4.7.11", "A3"][index:] * 8)
             bucket.blob(f"midi/piece_{index}.mid").upload_from_string(data)
         cwd = os.getcwd()
-        os.chdir(root)  # --setup_file ./setup.py is relative, as in the README's command
+        os.chdir(root)  # --setup_file ./setup.py is relative, as in docs/CLOUD.md's command
         try:
             outcome = pipeline.run_pipeline(dataflow_argv())
             job = outcome.result.job
@@ -70,8 +70,8 @@ def test_job_request_is_a_dataflow_job_with_our_transforms(dataflow_job):
     assert isinstance(job.proto, dataflow_v1beta3.Job)
     assert job.proto.type_ == dataflow_v1beta3.JobType.JOB_TYPE_BATCH
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    assert {"MatchFiles", "ParseMidi", "Windows", "WriteTrain", "WriteValidation", "Vocabulary", "Tally",
-            "WriteOutputs"} <= names
+    assert {f"PreprocessMidi/{name}" for name in ("MatchFiles", "ParseMidi", "Windows", "WriteTrain", "WriteValidation",
+                                                   "Vocabulary", "Tally", "WriteOutputs")} <= names
 
 
 def test_runner_v2_and_the_sdk_worker_image(dataflow_job):

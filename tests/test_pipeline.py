@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import gc
 import json
-import os
-import sys
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
-import apache_beam as beam
 import pytest
-from apache_beam.io import fileio
 import tensorflow as tf
 
-from preprocessing import pipeline, records, windowing
+from preprocessing import options, pipeline, records, windowing
 
 SEQ = 8
 VALIDATION_FRACTION = 0.3  # puts piece_1 and piece_2 of the fixture into validation
@@ -195,10 +189,10 @@ def test_unknown_flag_is_refused_not_discarded(tmp_path, capsys):
 
 
 def test_beam_flags_pass_through_and_local_defaults_are_set():
-    args, beam_args = pipeline.parse_args(["--output", "x", "--temp_location", "/tmp/beam"])
+    args, beam_args = options.parse_args(["--output", "x", "--temp_location", "/tmp/beam"])
     assert "--temp_location" in beam_args
     assert "--runner=DirectRunner" in beam_args and "--direct_running_mode=multi_processing" in beam_args
-    _, beam_args = pipeline.parse_args(["--output", "x", "--runner", "DataflowRunner", "--project", "p-123"])
+    _, beam_args = options.parse_args(["--output", "x", "--runner", "DataflowRunner", "--project", "p-123"])
     assert not any(a.startswith("--direct") for a in beam_args)
 
 
@@ -209,7 +203,7 @@ def test_beam_flags_pass_through_and_local_defaults_are_set():
 ])
 def test_bad_values_are_refused(flag, value, message, capsys):
     with pytest.raises(SystemExit):
-        pipeline.parse_args(["--output", "x", flag, value])
+        options.parse_args(["--output", "x", flag, value])
     assert message in capsys.readouterr().err
 
 
@@ -234,126 +228,3 @@ def test_only_bad_files_finish_with_dead_letters_and_a_clear_error(tmp_path, cap
     assert len((out / "dead_letter.jsonl").read_text().splitlines()) == 2
     manifest = records.read_manifest(str(out))
     assert manifest.counts["files_failed"] == 2 and manifest.vocab_size == 0
-
-
-def test_a_rerun_removes_the_old_manifest_and_shards_first(tmp_path):
-    (tmp_path / "manifest.json").write_text("{}")
-    (tmp_path / "train-00000-of-00009.tfrecord").write_bytes(b"old")
-    (tmp_path / "mine.txt").write_text("keep me")
-    pipeline.prepare_output(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
-
-
-def test_input_patterns():
-    assert pipeline.input_pattern("gs://b/midi") == ("gs://b/midi/**", "gs://b/midi/")
-    assert pipeline.input_pattern("/data/midi/") == ("/data/midi/**", "/data/midi/")
-    assert pipeline.input_pattern("gs://b/midi/*.MID") == ("gs://b/midi/*.MID", "gs://b/midi/")
-    assert pipeline.input_pattern("/x/song.mid") == ("/x/song.mid", "/x/")
-    assert pipeline.file_key("gs://b/midi/sub/a.mid", "gs://b/midi/") == "sub/a.mid"
-    assert pipeline.is_midi_path("A.MIDI") and not pipeline.is_midi_path("a.kar")
-
-
-def test_shard_count_grows_with_input_size():
-    assert pipeline.choose_num_shards(10_000, 100, 1) == 1
-    big = pipeline.choose_num_shards(2 * 2**30, 100, 1)
-    assert 1 < big <= pipeline.MAX_SHARDS
-    assert pipeline.choose_num_shards(2 * 2**30, 100, 10) < big
-
-
-def test_tally_adds_counts_and_sorts_dead_letters_and_matched_is_parsed_plus_failed():
-    fn = pipeline.TallyFn()
-    piece = pipeline.Piece(path="/in/a.mid", key="a.mid", tokens=["C4"] * 12)
-    first, second = fn.create_accumulator(), fn.create_accumulator()
-    fn.add_input(first, pipeline.piece_tally(piece, 8, 1, 0.0))
-    fn.add_input(first, pipeline.dead_letter_tally({"path": "/in/z.mid", "error": "truncated"}))
-    fn.add_input(second, pipeline.dead_letter_tally({"path": "/in/b.mid", "error": "empty file"}))
-    tally = fn.extract_output(fn.merge_accumulators([first, second]))
-    assert tally.counts["files_parsed"] == 1 and tally.counts["files_failed"] == 2
-    assert tally.counts["files_matched"] == 3
-    assert tally.counts["tokens"] == 12 and tally.counts["train_windows"] == 4
-    assert [entry["path"] for entry in tally.dead_letters] == ["/in/b.mid", "/in/z.mid"]
-    assert set(tally.counts) == set(records.COUNT_KEYS)
-    empty = fn.extract_output(fn.create_accumulator())  # no input at all: zero counts, no dead letters
-    assert all(value == 0 for value in empty.counts.values()) and empty.dead_letters == []
-
-
-def test_only_a_beam_worker_process_freezes_its_objects(monkeypatch):
-    assert not pipeline.in_beam_worker_process()  # pytest's own process: never frozen
-    monkeypatch.setattr(sys.modules["__main__"], "__spec__", SimpleNamespace(name=pipeline.BEAM_WORKER_MAIN))
-    assert pipeline.in_beam_worker_process()
-
-    monkeypatch.setattr(pipeline, "_frozen", False)
-    before = gc.get_freeze_count()
-    try:
-        pipeline.ParseMidi("all", "/").setup()
-        frozen = gc.get_freeze_count()
-        made_later = [[index] for index in range(5_000)]  # noqa: F841 - alive, tracked, not frozen
-        pipeline.ParseMidi("all", "/").setup()  # a second DoFn instance in the same worker: no-op
-        assert gc.get_freeze_count() < frozen + 5_000
-    finally:
-        gc.unfreeze()
-    assert frozen > before + 10_000  # the imported modules' objects, at least
-
-
-def test_balance_by_size_is_longest_first_to_the_lightest_bucket():
-    sizes = [5, 1, 9, 3, 7, 2, 8]
-    assignment = pipeline.balance_by_size(sizes, 2)
-    loads = [sum(s for s, b in zip(sizes, assignment) if b == bucket) for bucket in (0, 1)]
-    # 9→0, 8→1, 7→1, 5→0, 3→0, 2→1, 1→0: loads 18 and 17, where alternating in list order gives 29 and 6
-    assert assignment == [0, 0, 0, 0, 1, 1, 1]
-    assert sorted(loads) == [17, 18]
-    assert pipeline.balance_by_size(sizes, 1) == [0] * len(sizes)
-    assert pipeline.balance_by_size([], 3) == []
-    assert sorted(pipeline.balance_by_size([4, 4, 4], 5)) == [0, 1, 2]  # more buckets than files
-    with pytest.raises(ValueError):
-        pipeline.balance_by_size(sizes, 0)
-
-
-def test_the_direct_runner_groups_files_per_worker_and_other_runners_reshuffle(midi_corpus):
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    def workers(*flags):
-        return pipeline.direct_runner_workers(PipelineOptions(list(flags)))
-
-    assert workers("--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=3") == 3
-    assert workers("--runner=DirectRunner", "--direct_running_mode=in_memory") == 1
-    assert workers("--runner=DataflowRunner") is None
-
-    def leaf_names(local_workers):
-        p = beam.Pipeline()
-        args, _ = pipeline.parse_args(["--input", str(midi_corpus["dir"]), "--output", "/tmp/unused"])
-        pipeline.build(p, args, str(midi_corpus["dir"]) + "/**", str(midi_corpus["dir"]) + "/", 1, local_workers)
-        return {t.unique_name for t in p.to_runner_api().components.transforms.values()}
-
-    assert "SpreadFiles/GroupPerWorker" in leaf_names(2)
-    assert not any(name.startswith("SpreadFiles/Reshuffle") for name in leaf_names(2))
-    assert "SpreadFiles/Reshuffle" in leaf_names(None)
-
-
-@pytest.mark.slow
-def test_each_direct_runner_worker_parses_one_size_balanced_share(midi_corpus):
-    """SpreadFiles relies on the DirectRunner giving each worker one group: check it on real workers."""
-    from apache_beam.testing.util import assert_that
-
-    pattern = str(midi_corpus["dir"]) + "/**"
-    sizes = {m.path: m.size_in_bytes for m in pipeline.match_inputs(pattern)}
-
-    def check(pid_paths):
-        by_worker: dict[int, list[str]] = {}
-        for pid, path in pid_paths:
-            by_worker.setdefault(pid, []).append(path)
-        assert sorted(path for _, path in pid_paths) == sorted(sizes)  # every file once
-        assert len(by_worker) == 2  # both worker processes parsed
-        loads = sorted(sum(sizes[path] for path in paths) for paths in by_worker.values())
-        assert loads[1] - loads[0] <= max(sizes.values())  # LPT: within one file of each other
-
-    options = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-    with beam.Pipeline(argv=options) as p:
-        parsed_where = (
-            p
-            | fileio.MatchFiles(pattern)
-            | beam.Filter(lambda m: pipeline.is_midi_path(m.path))
-            | pipeline.SpreadFiles(local_workers=2)
-            | beam.Map(lambda m: (os.getpid(), m.path))
-        )
-        assert_that(parsed_where, check)

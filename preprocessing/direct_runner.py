@@ -1,0 +1,155 @@
+"""Tuning for Beam's DirectRunner, the runner that preprocesses on a laptop; other runners are untouched.
+
+Three things make the DirectRunner parse in parallel and not waste it: the local defaults (worker
+processes over every core, since parsing is CPU-bound Python), spreading the files as exactly one
+size-balanced group per worker (the DirectRunner splits a stage's input once, statically, and never
+rebalances), and freezing each worker's start-up objects out of the garbage collector's sight.
+On Dataflow and other runners the files are spread by a plain ``Reshuffle`` and nothing else changes.
+The measurements behind each choice are in ``docs/PERFORMANCE.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import heapq
+import os
+import sys
+from typing import Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.transforms.window import GlobalWindows
+
+BEAM_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
+_frozen = False
+
+
+def is_direct_runner(runner: str | None) -> bool:
+    """True for Beam's DirectRunner under any of its spellings (None is Beam's default: the DirectRunner)."""
+    if runner is None:
+        return True
+    return isinstance(runner, str) and runner.rsplit(".", 1)[-1].lower() in ("directrunner", "direct")
+
+
+def _has_flag(beam_args: Sequence[str], name: str) -> bool:
+    return any(arg == name or arg.startswith(name + "=") for arg in beam_args)
+
+
+def with_local_defaults(beam_args: Sequence[str]) -> list[str]:
+    """``beam_args`` with the runner made explicit and, for the DirectRunner, worker processes over
+    every core unless the user chose a running mode (only separate processes parse in parallel)."""
+    beam_args = list(beam_args)
+    runner_flag = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    runner_flag.add_argument("--runner", default=None)
+    runner = runner_flag.parse_known_args(beam_args)[0].runner
+    if runner is None:
+        runner = "DirectRunner"
+        beam_args.append(f"--runner={runner}")
+    if is_direct_runner(runner) and not _has_flag(beam_args, "--direct_running_mode"):
+        beam_args.append("--direct_running_mode=multi_processing")
+        if not _has_flag(beam_args, "--direct_num_workers"):
+            beam_args.append(f"--direct_num_workers={os.cpu_count() or 1}")
+    return beam_args
+
+
+def direct_runner_workers(options: PipelineOptions) -> int | None:
+    """The DirectRunner's worker count for these options; None for any other runner."""
+    if not is_direct_runner(options.view_as(StandardOptions).runner):
+        return None
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode == "in_memory":
+        return 1
+    return direct.direct_num_workers or os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- spreading the files
+
+
+def balance_by_size(sizes: Sequence[int], buckets: int) -> list[int]:
+    """Assign items to ``buckets`` so that the buckets' total sizes come out close: largest first,
+    each to the bucket with the least so far (LPT, within 4/3 of the best possible largest bucket).
+
+    Returns the bucket of each item, in the items' order. Ties go to the lower item index and the
+    lower bucket, so the assignment depends on the sizes alone.
+    """
+    if buckets < 1:
+        raise ValueError(f"buckets must be at least 1, not {buckets}")
+    assignment = [0] * len(sizes)
+    heap = [(0, bucket) for bucket in range(buckets)]
+    for index in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        load, bucket = heapq.heappop(heap)
+        assignment[index] = bucket
+        heapq.heappush(heap, (load + sizes[index], bucket))
+    return assignment
+
+
+class BalanceBySize(beam.DoFn):
+    """Key each file of a bundle by a worker bucket, balancing the buckets by file size."""
+
+    def __init__(self, buckets: int):
+        self.buckets = buckets
+        self._files: list = []
+
+    def start_bundle(self) -> None:
+        self._files = []
+
+    def process(self, metadata) -> None:
+        self._files.append(metadata)
+
+    def finish_bundle(self) -> Iterator:
+        sizes = [metadata.size_in_bytes for metadata in self._files]
+        for metadata, bucket in zip(self._files, balance_by_size(sizes, self.buckets)):
+            yield GlobalWindows.windowed_value((bucket, metadata))
+        self._files = []
+
+
+class SpreadFiles(beam.PTransform):
+    """Spread the matched files over the workers that parse them.
+
+    ``MatchFiles`` lists on one worker; without a fusion break every parse would run there too. With
+    ``local_workers`` (the DirectRunner) the files are dealt into exactly one group per worker,
+    balanced by file size (music21's parse time follows the size, roughly), then grouped: after a
+    ``GroupByKey`` the DirectRunner hands each worker one key. Otherwise a ``Reshuffle``, and the
+    runner (Dataflow) rebalances work dynamically.
+    """
+
+    def __init__(self, local_workers: int | None = None):
+        super().__init__()
+        self.local_workers = local_workers
+
+    def expand(self, files):
+        if not self.local_workers:
+            return files | "Reshuffle" >> beam.Reshuffle()
+        return (
+            files
+            | "BalanceBySize" >> beam.ParDo(BalanceBySize(self.local_workers))
+            | "GroupPerWorker" >> beam.GroupByKey()
+            | "Ungroup" >> beam.FlatMap(lambda bucket_files: bucket_files[1])
+        )
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+def in_beam_worker_process() -> bool:
+    """True in a process that exists to run Beam work: the SDK worker that the DirectRunner's
+    multi-processing mode and Dataflow start as ``python -m apache_beam.runners.worker.sdk_worker_main``."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == BEAM_WORKER_MAIN
+
+
+def freeze_long_lived_objects() -> None:
+    """Move every object this process holds now out of the garbage collector's sight, once.
+
+    A worker carries Beam, protobuf, gRPC and music21, a few hundred thousand long-lived objects, and
+    music21 allocates so heavily while parsing that full collections walk all of them again and
+    again (and once more at exit). ``gc.freeze()``, Python's documented tool for this, moves them to
+    a permanent generation; garbage is collected first so that none of it is kept, and objects
+    created later are collected as usual. Called from ``ParseMidi.setup``, only in worker processes.
+    """
+    global _frozen
+    if not _frozen:
+        gc.collect()
+        gc.freeze()
+        _frozen = True

@@ -1,0 +1,113 @@
+"""The preprocessing job's flags, and the pass-through of every other flag to Apache Beam.
+
+Our own flags become a :class:`PreprocessOptions` of plain values; everything else must be a Beam
+pipeline option (``--runner``, ``--project``, ``--temp_location``, ...) and goes to Beam unchanged.
+A flag that neither knows stops the job: Beam alone would log "Discarding unparseable args" and run
+without it, which turns a typo such as ``--sequence-lenght`` into a silently wrong dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from preprocessing import notes, records
+from preprocessing.direct_runner import with_local_defaults
+from preprocessing.files import MAX_SHARDS
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """This job's own flags, checked."""
+
+    input: str | None  # None: the embedded dataset
+    output: str
+    sequence_length: int = 100
+    stride: int = 1
+    validation_fraction: float = 0.1
+    parts: str = "all"
+    num_shards: int | None = None  # None: chosen from the input size
+    compression: str = "none"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m preprocessing.pipeline",
+        description=(
+            "Parse a folder of MIDI files with music21, build the token vocabulary and write "
+            "windows of token ids as sharded TFRecords. Any Apache Beam pipeline option "
+            "(--runner, --direct_num_workers, --project, --region, --temp_location, --setup_file, ...) "
+            "is passed through to Beam."
+        ),
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--input",
+        default=None,
+        help="a folder (searched recursively) or a glob of MIDI files (*.mid, *.midi, any case), local "
+        "or gs://. Default: the embedded dataset, rendered from music21's corpus on first use.",
+    )
+    parser.add_argument("--output", required=True, help="output folder, local or gs://")
+    parser.add_argument("--sequence-length", type=int, default=100, help="tokens per window (default 100)")
+    parser.add_argument("--stride", type=int, default=1, help="tokens between window starts (default 1)")
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="share of pieces (by a stable hash of their path) held out for validation (default 0.1)",
+    )
+    parser.add_argument(
+        "--parts",
+        choices=notes.PARTS_MODES,
+        default="all",
+        help="all: every non-percussion part, simultaneous notes merged into chords (default); "
+        "first: only the first instrument part, exactly as the reference notebook",
+    )
+    parser.add_argument(
+        "--num-shards", type=int, default=None, help="train shards (default: chosen from the input size)"
+    )
+    parser.add_argument("--compression", choices=records.COMPRESSIONS, default="none")
+    return parser
+
+
+def unknown_to_beam(beam_args: Sequence[str]) -> list[str]:
+    """The flags of ``beam_args`` that no Beam pipeline option knows.
+
+    ``get_all_options`` hands the parser it builds from every registered ``PipelineOptions`` class
+    to ``add_extra_args_fn`` (a public hook, meant for adding flags); we ask that parser what it
+    cannot place. ``retain_unknown_options`` only keeps Beam from logging a warning about them.
+    """
+    unknown: list[str] = []
+
+    def collect(parser: argparse.ArgumentParser) -> None:
+        unknown.extend(parser.parse_known_args(list(beam_args))[1])
+
+    PipelineOptions(list(beam_args)).get_all_options(add_extra_args_fn=collect, retain_unknown_options=True)
+    return unknown
+
+
+def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None
+               ) -> tuple[PreprocessOptions, list[str]]:
+    """Split our flags from Beam's, check both, and fill in the local defaults for the DirectRunner.
+
+    ``defaults`` replaces flag defaults (by destination name): how a preset such as the quickstart's
+    sets this job's values while every flag stays the user's to change.
+    """
+    parser = build_parser()
+    parser.set_defaults(**(defaults or {}))
+    args, beam_args = parser.parse_known_args(argv)
+    unknown = unknown_to_beam(beam_args)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (neither this job's nor Apache Beam's)")
+    if args.sequence_length < 1:
+        parser.error("--sequence-length must be at least 1")
+    if args.stride < 1:
+        parser.error("--stride must be at least 1")
+    if not 0.0 <= args.validation_fraction < 1.0:
+        parser.error("--validation-fraction must be at least 0 and below 1")
+    if args.num_shards is not None and not 1 <= args.num_shards <= MAX_SHARDS:
+        parser.error(f"--num-shards must be between 1 and {MAX_SHARDS}")
+    return PreprocessOptions(**vars(args)), with_local_defaults(beam_args)

@@ -1,0 +1,211 @@
+"""The preprocessing job's steps: the DoFns and CombineFns that :mod:`preprocessing.pipeline` wires up.
+
+Each is a thin adapter around the pure functions of :mod:`preprocessing.notes` (MIDI → tokens),
+:mod:`preprocessing.windowing` (tokens → windows, the split, the vocabulary) and
+:mod:`preprocessing.records` (windows → ``tf.train.Example`` bytes, the manifest), plus the Beam
+Metrics counters that show progress in the Dataflow UI. A file that cannot be parsed becomes a dead
+letter (its path and the reason), never an exception that stops the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from typing import Iterable, Iterator, NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from preprocessing import files, notes, records, windowing
+from preprocessing.direct_runner import freeze_long_lived_objects, in_beam_worker_process
+
+LOGGER = logging.getLogger("preprocessing.pipeline")
+METRICS_NAMESPACE = "lstm_composer"
+
+_FILES_MATCHED = Metrics.counter(METRICS_NAMESPACE, "files_matched")
+
+
+class Piece(NamedTuple):
+    path: str
+    key: str  # path relative to the input folder: what the train/validation split hashes
+    tokens: list[str]
+
+
+def count_matched(metadata) -> bool:
+    """Keep MIDI files only, and count them (``Metrics.counter`` resolves its container per call)."""
+    if not files.is_midi_path(metadata.path):
+        return False
+    _FILES_MATCHED.inc()
+    return True
+
+
+class ParseMidi(beam.DoFn):
+    """One MIDI file → a :class:`Piece`; a file that cannot be read or parsed → the dead letters."""
+
+    DEAD_LETTER = "dead_letter"
+
+    def __init__(self, parts: str, root: str):
+        self.parts = parts
+        self.root = root
+        self.parsed = Metrics.counter(METRICS_NAMESPACE, "files_parsed")
+        self.failed = Metrics.counter(METRICS_NAMESPACE, "files_failed")
+        self.tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
+
+    def setup(self) -> None:
+        # Only where the process is Beam's own; never in a caller's process (in-memory mode).
+        if in_beam_worker_process():
+            freeze_long_lived_objects()
+
+    def process(self, readable_file) -> Iterator:
+        path = readable_file.metadata.path
+        try:
+            data = readable_file.read()
+            tokens = notes.tokens_from_midi_bytes(data, self.parts)
+        except Exception as exc:  # noqa: BLE001 - a bad file is reported, never fatal
+            self.failed.inc()
+            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, notes.MidiParseError) else str(exc)
+            LOGGER.warning("skipping %s: %s", path, reason)
+            yield beam.pvalue.TaggedOutput(self.DEAD_LETTER, {"path": path, "error": reason})
+            return
+        self.parsed.inc()
+        self.tokens.inc(len(tokens))
+        yield Piece(path=path, key=files.file_key(path, self.root), tokens=tokens)
+
+
+class MakeWindows(beam.DoFn):
+    """One piece → serialized ``tf.train.Example`` windows, tagged with the piece's split."""
+
+    def __init__(self, sequence_length: int, stride: int, validation_fraction: float):
+        self.sequence_length = sequence_length
+        self.stride = stride
+        self.validation_fraction = validation_fraction
+        self.counters = {
+            fate: Metrics.counter(METRICS_NAMESPACE, name)
+            for fate, name in (
+                (records.TRAIN, "train_windows"),
+                (records.VALIDATION, "validation_windows"),
+                (windowing.EMPTY, "pieces_empty"),
+                (windowing.TOO_SHORT, "pieces_too_short"),
+            )
+        }
+        self._index: dict[str, int] | None = None
+        self._vocab_id: int | None = None
+
+    def process(self, piece: Piece, vocab: list[str]) -> Iterator:
+        if self._vocab_id != id(vocab):  # the side input is the same object for a whole bundle
+            self._index = {token: i for i, token in enumerate(vocab)}
+            self._vocab_id = id(vocab)
+        fate = windowing.piece_fate(
+            len(piece.tokens), piece.key, self.sequence_length, self.stride, self.validation_fraction
+        )
+        if fate not in records.SPLITS:
+            self.counters[fate].inc()
+            return
+        ids = windowing.token_ids(piece.tokens, self._index)
+        for inputs, target in windowing.windows(ids, self.sequence_length, self.stride):
+            self.counters[fate].inc()
+            yield beam.pvalue.TaggedOutput(fate, records.encode_example(inputs, target))
+
+
+class VocabularyFn(beam.CombineFn):
+    """The sorted distinct tokens of all pieces, in one combine (partial sets merge on each worker)."""
+
+    def create_accumulator(self) -> set:
+        return set()
+
+    def add_input(self, accumulator: set, piece: Piece) -> set:
+        accumulator.update(piece.tokens)
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[set]) -> set:
+        return set().union(*accumulators)
+
+    def extract_output(self, accumulator: set) -> list[str]:
+        return windowing.vocabulary(accumulator)
+
+
+# --------------------------------------------------------------------------- the tally
+
+
+class Tally(NamedTuple):
+    """What the manifest and the dead-letter file need from the whole run, as one combinable value."""
+
+    counts: Counter
+    dead_letters: list[dict]
+
+
+def piece_counts(piece: Piece, sequence_length: int, stride: int, validation_fraction: float) -> Counter:
+    """The manifest counts one parsed piece contributes (the same classification as its windows)."""
+    counts: Counter = Counter(files_parsed=1, tokens=len(piece.tokens))
+    fate = windowing.piece_fate(len(piece.tokens), piece.key, sequence_length, stride, validation_fraction)
+    if fate in records.SPLITS:
+        counts[f"{fate}_pieces"] = 1
+        counts[f"{fate}_windows"] = windowing.window_count(len(piece.tokens), sequence_length, stride)
+    else:
+        counts[f"pieces_{fate}"] = 1
+    return counts
+
+
+def piece_tally(piece: Piece, sequence_length: int, stride: int, validation_fraction: float) -> Tally:
+    return Tally(piece_counts(piece, sequence_length, stride, validation_fraction), [])
+
+
+def dead_letter_tally(entry: dict) -> Tally:
+    return Tally(Counter(files_failed=1), [entry])
+
+
+class TallyFn(beam.CombineFn):
+    """Adds up the counts and collects the dead letters of every file, in one combine.
+
+    One combine instead of a count, a list and a sum, because every combine costs the DirectRunner a
+    fixed share of graph and stages. Every matched MIDI file is either parsed or failed, so
+    ``files_matched`` is their sum (the ``files_matched`` Beam counter, counted where the files are
+    listed, must agree). With no input at all it still yields zero counts, so WriteOutputs always runs.
+    """
+
+    def create_accumulator(self) -> Tally:
+        return Tally(Counter(), [])
+
+    def add_input(self, accumulator: Tally, tally: Tally) -> Tally:
+        accumulator.counts.update(tally.counts)
+        accumulator.dead_letters.extend(tally.dead_letters)
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[Tally]) -> Tally:
+        total = self.create_accumulator()
+        for accumulator in accumulators:
+            self.add_input(total, accumulator)
+        return total
+
+    def extract_output(self, accumulator: Tally) -> Tally:
+        counts = Counter({key: int(accumulator.counts.get(key, 0)) for key in records.COUNT_KEYS})
+        counts["files_matched"] = counts["files_parsed"] + counts["files_failed"]
+        dead_letters = sorted(accumulator.dead_letters, key=lambda entry: entry["path"])
+        return Tally(counts, dead_letters)
+
+
+def write_outputs(tally: Tally, vocab: list[str], train_files: list[str], validation_files: list[str], *,
+                  output: str, sequence_length: int, stride: int, validation_fraction: float, parts: str,
+                  compression: str) -> str:
+    """Write vocab.json and dead_letter.jsonl, then manifest.json last; returns the manifest's path.
+
+    Runs once, after the combines and both shard writes are final (they are its inputs), so a folder
+    with a manifest is a finished output on any runner.
+    """
+    files.write_text(records.join(output, records.VOCAB_FILE), records.vocab_to_json(vocab))
+    lines = [json.dumps(entry, sort_keys=True) + "\n" for entry in tally.dead_letters]
+    files.write_text(records.join(output, records.DEAD_LETTER_FILE), "".join(lines))
+    manifest = records.Manifest(
+        sequence_length=sequence_length,
+        stride=stride,
+        vocab_size=len(vocab),
+        vocab_hash=records.vocab_hash(vocab),
+        parts=parts,
+        compression=compression,
+        validation_fraction=validation_fraction,
+        counts=dict(tally.counts),
+        train_shards=records.relative_shard_names(train_files),
+        validation_shards=records.relative_shard_names(validation_files),
+    )
+    return files.write_text(records.join(output, records.MANIFEST_FILE), records.manifest_to_json(manifest))

@@ -1,0 +1,46 @@
+"""The pipeline's parts on their own: the file-system helpers and the tally of counts and dead letters."""
+
+from __future__ import annotations
+
+from preprocessing import files, records, transforms
+
+
+def test_a_rerun_removes_the_old_manifest_and_shards_first(tmp_path):
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "train-00000-of-00009.tfrecord").write_bytes(b"old")
+    (tmp_path / "mine.txt").write_text("keep me")
+    files.prepare_output(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+def test_input_patterns():
+    assert files.input_pattern("gs://b/midi") == ("gs://b/midi/**", "gs://b/midi/")
+    assert files.input_pattern("/data/midi/") == ("/data/midi/**", "/data/midi/")
+    assert files.input_pattern("gs://b/midi/*.MID") == ("gs://b/midi/*.MID", "gs://b/midi/")
+    assert files.input_pattern("/x/song.mid") == ("/x/song.mid", "/x/")
+    assert files.file_key("gs://b/midi/sub/a.mid", "gs://b/midi/") == "sub/a.mid"
+    assert files.is_midi_path("A.MIDI") and not files.is_midi_path("a.kar")
+
+
+def test_shard_count_grows_with_input_size():
+    assert files.choose_num_shards(10_000, 100, 1) == 1
+    big = files.choose_num_shards(2 * 2**30, 100, 1)
+    assert 1 < big <= files.MAX_SHARDS
+    assert files.choose_num_shards(2 * 2**30, 100, 10) < big
+
+
+def test_tally_adds_counts_and_sorts_dead_letters_and_matched_is_parsed_plus_failed():
+    fn = transforms.TallyFn()
+    piece = transforms.Piece(path="/in/a.mid", key="a.mid", tokens=["C4"] * 12)
+    first, second = fn.create_accumulator(), fn.create_accumulator()
+    fn.add_input(first, transforms.piece_tally(piece, 8, 1, 0.0))
+    fn.add_input(first, transforms.dead_letter_tally({"path": "/in/z.mid", "error": "truncated"}))
+    fn.add_input(second, transforms.dead_letter_tally({"path": "/in/b.mid", "error": "empty file"}))
+    tally = fn.extract_output(fn.merge_accumulators([first, second]))
+    assert tally.counts["files_parsed"] == 1 and tally.counts["files_failed"] == 2
+    assert tally.counts["files_matched"] == 3
+    assert tally.counts["tokens"] == 12 and tally.counts["train_windows"] == 4
+    assert [entry["path"] for entry in tally.dead_letters] == ["/in/b.mid", "/in/z.mid"]
+    assert set(tally.counts) == set(records.COUNT_KEYS)
+    empty = fn.extract_output(fn.create_accumulator())  # no input at all: zero counts, no dead letters
+    assert all(value == 0 for value in empty.counts.values()) and empty.dead_letters == []
