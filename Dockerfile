@@ -42,7 +42,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Layer 1, dependencies only (cached until these pins change): TensorFlow with its CUDA wheels, and
 # the rest of the package's base + `train` requirements from setup.py, all pinned
 # (tests/test_cloud_docker.py checks these pins against setup.py and TensorFlow's own metadata).
-# No Apache Beam: the trainer never imports it.
+# No Apache Beam and no google-cloud-aiplatform: the trainer never imports either.
 RUN python -m pip install --no-cache-dir \
         "tensorflow[and-cuda]==2.21.0" \
         "nvidia-cublas-cu12==12.5.3.2" \
@@ -78,6 +78,7 @@ RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin comp
 
 # Layer 2, the code: the package with its `train` extra (already satisfied above, so pip adds only
 # lstm-composer itself; it would fail here rather than pull Beam or a different TensorFlow).
+# cloud/ (job submission, google-cloud-aiplatform) is not copied: it runs on the user's machine.
 # DL3013 (pin versions in pip) does not apply: "." is this repository's own package, not a download,
 # and every requirement it has is pinned in layer 1.
 WORKDIR /opt/lstm-composer

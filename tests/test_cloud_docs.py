@@ -1,4 +1,4 @@
-"""Every command of the README's section "The cloud path, end to end", exercised offline.
+"""Every command of docs/CLOUD.md ("The cloud path, end to end"), exercised offline.
 
 The commands are read from the file itself, with the variables of its ``export`` lines, so the
 document cannot drift from what is tested: ``lstm-composer submit`` runs with ``--dry-run`` and its
@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-SECTION = "## The cloud path, end to end"
+CLOUD_DOC = ROOT / "docs" / "CLOUD.md"
+TITLE = "# The cloud path, end to end"
 GIT_SHA = "abc1234"
 # One-time set-up commands that need a real project; checked for syntax and defined variables only.
 SETUP = ("gcloud config set", "gcloud services enable", "gcloud artifacts repositories create",
@@ -28,9 +28,8 @@ SETUP = ("gcloud config set", "gcloud services enable", "gcloud artifacts reposi
 
 def documented_commands() -> tuple[list[list[str]], dict[str, str]]:
     """(every command of the ```bash blocks as argv lists, pipes split off; the exported variables)."""
-    text = README.read_text()
-    text = text[text.index(SECTION):]
-    text = text[: text.find("\n## ", len(SECTION))]
+    text = CLOUD_DOC.read_text()
+    text = text[text.index(TITLE):]
     variables: dict[str, str] = {}
     commands: list[list[str]] = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
@@ -72,7 +71,7 @@ def test_every_command_is_one_the_tests_know():
              ("gcloud", "builds", "submit"), ("tensorboard",), ("kubectl", "apply", "-f", "-")]
     known += [tuple(s.split()) for s in SETUP]
     for command in COMMANDS:
-        assert any(tuple(command[: len(k)]) == k for k in known), f"untested command in the README's cloud section: {command}"
+        assert any(tuple(command[: len(k)]) == k for k in known), f"untested command in docs/CLOUD.md: {command}"
     assert {"PROJECT", "REGION", "BUCKET", "REPOSITORY", "IMAGE", "SERVICE_ACCOUNT", "TENSORBOARD"} <= set(VARIABLES)
     assert VARIABLES["IMAGE"] == f"{VARIABLES['REGION']}-docker.pkg.dev/{VARIABLES['PROJECT']}/{VARIABLES['REPOSITORY']}/trainer:latest"
 
@@ -96,22 +95,22 @@ def submit_commands() -> list[list[str]]:
     return commands_starting("lstm-composer", "submit")
 
 
-def test_submit_is_wired_to_trainer_submit_if_registered():
+def test_submit_is_wired_to_cloud_cli():
     import lstm_composer
 
     if "submit" in lstm_composer.SUBCOMMANDS:
-        assert lstm_composer.SUBCOMMANDS["submit"][0] == "trainer.submit:main"
+        assert lstm_composer.SUBCOMMANDS["submit"][0] == "cloud.cli:main"
 
 
 @pytest.mark.parametrize("command", [c for c in submit_commands() if "--kubernetes" not in c], ids=lambda c: " ".join(c[2:12]))
 def test_vertex_submit_commands_build_valid_requests(command, capsys):
     from google.cloud.aiplatform_v1 import types
 
-    from trainer import submit
+    from cloud import cli
 
     argv = command[2:]
-    own, trainer = submit.split_argv(argv)
-    assert submit.main(own + ["--dry-run", "--"] + trainer if trainer else own + ["--dry-run"]) == 0
+    own, trainer = cli.split_argv(argv)
+    assert cli.main(own + ["--dry-run", "--"] + trainer if trainer else own + ["--dry-run"]) == 0
     request = types.CreateCustomJobRequest.from_json(capsys.readouterr().out, ignore_unknown_fields=False)
     assert request.parent == f"projects/{VARIABLES['PROJECT']}/locations/{VARIABLES['REGION']}"
     for pool in request.custom_job.job_spec.worker_pool_specs:
@@ -119,12 +118,13 @@ def test_vertex_submit_commands_build_valid_requests(command, capsys):
 
 
 def test_the_documented_shapes_are_1_gpu_8_gpus_and_several_machines():
-    from trainer import submit
+    from cloud import cli
+    from cloud.plan import plan_job
 
     shapes = set()
     for command in submit_commands():
-        own, trainer = submit.split_argv(command[2:])
-        plan = submit.plan_job(submit.build_parser().parse_args(own), trainer)
+        own, trainer = cli.split_argv(command[2:])
+        plan = plan_job(cli.build_parser().parse_args(own), trainer)
         shapes.add((plan.replica_count, plan.accelerator_count, plan.gpu_check, "--kubernetes" in own))
     assert (1, 1, True, False) in shapes  # the GPU smoke check
     assert (1, 1, False, False) in shapes  # 1 GPU
@@ -134,11 +134,11 @@ def test_the_documented_shapes_are_1_gpu_8_gpus_and_several_machines():
 
 
 def test_kubernetes_command_pipes_a_valid_manifest_into_kubectl(capsys):
-    from trainer import submit
+    from cloud import cli
 
     index = next(i for i, c in enumerate(COMMANDS) if c[:2] == ["lstm-composer", "submit"] and "--kubernetes" in c)
     assert COMMANDS[index + 1] == ["kubectl", "apply", "-f", "-"]
-    assert submit.main(COMMANDS[index][2:]) == 0
+    assert cli.main(COMMANDS[index][2:]) == 0
     kinds = [doc["kind"] for doc in yaml.safe_load_all(capsys.readouterr().out)]
     assert kinds == ["Service", "Job"]
 

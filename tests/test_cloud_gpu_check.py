@@ -114,4 +114,4 @@ def test_and_cuda_floors_are_read_from_tensorflows_metadata():
 
 
 # On a GPU machine the device check is the command itself: `python -m trainer.gpu_check` must exit 0
-# and print "[  ok] LSTM on cuDNN" (see the README's cloud section); CI has no GPU, so it is not a test here.
+# and print "[  ok] LSTM on cuDNN" (see docs/CLOUD.md); CI has no GPU, so it is not a test here.

@@ -1,5 +1,6 @@
-"""``trainer.submit``: Vertex AI requests built with google-cloud-aiplatform's own types, the Kubernetes
-manifest parsed back, and every flag problem stopped with one clear line before any request."""
+"""``cloud`` (``lstm-composer submit``): Vertex AI requests built with google-cloud-aiplatform's own
+types, the Kubernetes manifest parsed back, and every flag problem stopped with one clear line before
+any request."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 import yaml
 from google.cloud.aiplatform_v1 import types
 
-from trainer import submit, task
+from cloud import cli, plan
+from cloud import vertex as vertex_ai  # vertex() below builds a Vertex AI command line
+from trainer import distribute, job_dir
 
 PROJECT, REGION = "my-project-123", "us-central1"
 IMAGE = f"{REGION}-docker.pkg.dev/{PROJECT}/lstm-composer/trainer:abc1234"
@@ -27,7 +30,7 @@ def vertex(*flags: str) -> list[str]:
 
 def dry_run(argv: list[str], capsys) -> tuple[types.CreateCustomJobRequest, str]:
     """Run main(... --dry-run); parse what it printed back into the library's request type (strictly)."""
-    code = submit.main(argv[: argv.index("--")] + ["--dry-run"] + argv[argv.index("--"):] if "--" in argv else argv + ["--dry-run"])
+    code = cli.main(argv[: argv.index("--")] + ["--dry-run"] + argv[argv.index("--"):] if "--" in argv else argv + ["--dry-run"])
     out, err = capsys.readouterr()
     assert code == 0, err
     request = types.CreateCustomJobRequest.from_json(out, ignore_unknown_fields=False)
@@ -35,8 +38,8 @@ def dry_run(argv: list[str], capsys) -> tuple[types.CreateCustomJobRequest, str]
 
 
 def built(argv: list[str]) -> types.CreateCustomJobRequest:
-    own, trainer_args = submit.split_argv(argv)
-    return submit.build_request(submit.plan_job(submit.build_parser().parse_args(own), trainer_args))
+    own, trainer_args = cli.split_argv(argv)
+    return vertex_ai.build_request(plan.plan_job(cli.build_parser().parse_args(own), trainer_args))
 
 
 # --------------------------------------------------------------------------- the three shapes
@@ -69,7 +72,7 @@ def test_four_gpus_on_one_machine_n1_with_t4(capsys):
     assert pool.machine_spec.accelerator_type == types.AcceleratorType.NVIDIA_TESLA_T4
     assert pool.machine_spec.accelerator_count == 4
     assert pool.replica_count == 1
-    assert "scheduling" not in json.loads(submit.request_json(request))["customJob"]["jobSpec"]  # on demand, one machine
+    assert "scheduling" not in json.loads(vertex_ai.request_json(request))["customJob"]["jobSpec"]  # on demand, one machine
 
 
 def test_two_machines_with_four_gpus_each(capsys):
@@ -103,8 +106,8 @@ def test_the_trainer_reads_vertex_cluster_spec_of_that_job_as_multi_worker():
     cluster_spec = {"cluster": {"workerpool0": ["cmle-training-workerpool0-1:2222"],
                                 "workerpool1": ["cmle-training-workerpool1-0:2222"]},
                     "task": {"type": "workerpool1", "index": 0}}
-    config = task.cluster_config({"CLUSTER_SPEC": json.dumps(cluster_spec)})
-    assert task.worker_count(config) == 2 and not task.is_chief(config)
+    config = distribute.cluster_config({"CLUSTER_SPEC": json.dumps(cluster_spec)})
+    assert distribute.worker_count(config) == 2 and not distribute.is_chief(config)
 
 
 def test_gpu_check_job_overrides_the_entry_point_with_a_list(capsys):
@@ -121,7 +124,7 @@ def test_job_dir_instead_of_base_output_dir(capsys):
 
 def test_printed_json_is_the_rest_body():
     request = built(vertex("--base-output-dir", BASE, "--") + TRAINER)
-    body = json.loads(submit.request_json(request))
+    body = json.loads(vertex_ai.request_json(request))
     pool = body["customJob"]["jobSpec"]["workerPoolSpecs"][0]
     assert pool["machineSpec"]["acceleratorType"] == "NVIDIA_L4"  # enums by name, camelCase fields
     assert body["customJob"]["jobSpec"]["baseOutputDirectory"] == {"outputUriPrefix": BASE}
@@ -134,9 +137,9 @@ def test_submit_sends_exactly_the_built_request(monkeypatch, capsys):
         sent["request"], sent["region"] = request, region
         return types.CustomJob(name=f"projects/{PROJECT}/locations/{REGION}/customJobs/123")
 
-    monkeypatch.setattr(submit, "submit", fake_submit)
+    monkeypatch.setattr(vertex_ai, "submit", fake_submit)
     argv = vertex("--base-output-dir", BASE, "--") + TRAINER
-    assert submit.main(argv) == 0
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert sent["request"] == built(argv) and sent["region"] == REGION
     assert "customJobs/123" in out and "console.cloud.google.com/vertex-ai/locations/us-central1/training/123" in out
@@ -146,7 +149,7 @@ def test_submit_sends_exactly_the_built_request(monkeypatch, capsys):
 
 
 def kube(argv: list[str], capsys) -> list[dict]:
-    assert submit.main(argv) == 0
+    assert cli.main(argv) == 0
     return list(yaml.safe_load_all(capsys.readouterr().out))
 
 
@@ -166,7 +169,7 @@ def test_kubernetes_job_for_one_machine(capsys):
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {"AIP_MODEL_DIR": f"{BASE}/model/", "AIP_CHECKPOINT_DIR": f"{BASE}/checkpoints/",
                    "AIP_TENSORBOARD_LOG_DIR": f"{BASE}/logs/"}
-    assert task.resolve_layout(None, env).model == f"{BASE}/model"
+    assert job_dir.resolve_layout(None, env).model == f"{BASE}/model"
 
 
 def test_kubernetes_multi_worker_indexed_job_builds_tf_config(capsys, tmp_path):
@@ -195,10 +198,10 @@ def test_kubernetes_multi_worker_indexed_job_builds_tf_config(capsys, tmp_path):
     )
     tf_config_line, *args = result.stdout.splitlines()
     assert args == ["-m", "trainer.task"] + container["args"]
-    config = task.cluster_config({"TF_CONFIG": tf_config_line})
+    config = distribute.cluster_config({"TF_CONFIG": tf_config_line})
     assert config["cluster"] == {"worker": ["big-0.big:2222", "big-1.big:2222"]}
-    assert task.worker_count(config) == 2 and not task.is_chief(config)
-    assert task.is_chief({**config, "task": {"type": "worker", "index": 0}})
+    assert distribute.worker_count(config) == 2 and not distribute.is_chief(config)
+    assert distribute.is_chief({**config, "task": {"type": "worker", "index": 0}})
 
 
 # --------------------------------------------------------------------------- clear errors, before any request
@@ -255,9 +258,9 @@ def test_clear_error_before_any_request(argv, message, capsys, monkeypatch):
     def no_request(*_):
         raise AssertionError("a request was sent")
 
-    monkeypatch.setattr(submit, "submit", no_request)
-    monkeypatch.setattr(submit, "build_request", no_request)
-    assert submit.main(argv) == 2
+    monkeypatch.setattr(vertex_ai, "submit", no_request)
+    monkeypatch.setattr(vertex_ai, "build_request", no_request)
+    assert cli.main(argv) == 2
     out, err = capsys.readouterr()
     assert out == ""
     lines = err.strip().splitlines()
@@ -266,14 +269,14 @@ def test_clear_error_before_any_request(argv, message, capsys, monkeypatch):
 
 
 def test_dry_run_and_kubernetes_exclude_each_other(capsys):
-    assert submit.main(vertex("--dry-run", "--kubernetes", "--") + TRAINER) == 2
+    assert cli.main(vertex("--dry-run", "--kubernetes", "--") + TRAINER) == 2
     assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_module_runs_as_a_script_without_tensorflow_or_aiplatform_on_error():
-    """``python -m trainer.submit`` stops on a bad flag without importing TensorFlow or the Vertex SDK."""
+    """``python -m cloud.cli`` stops on a bad flag without importing TensorFlow or the Vertex SDK."""
     code = (
-        "import sys; from trainer import submit; rc = submit.main(['--project', 'x']); "
+        "import sys; from cloud import cli; rc = cli.main(['--project', 'x']); "
         "print(rc, 'tensorflow' in sys.modules, 'google.cloud.aiplatform_v1' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -283,7 +286,14 @@ def test_module_runs_as_a_script_without_tensorflow_or_aiplatform_on_error():
 
 def test_missing_cloud_extra_is_one_clear_line(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "google.cloud.aiplatform_v1", None)  # as if not installed
-    assert submit.main(vertex("--base-output-dir", BASE, "--dry-run", "--") + TRAINER) == 2
+    assert cli.main(vertex("--base-output-dir", BASE, "--dry-run", "--") + TRAINER) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("lstm-composer submit: error: google.cloud.aiplatform_v1 is not installed: "
                    "python -m pip install 'lstm-composer[cloud]'")
+
+
+def test_the_submitter_never_loads_tensorflow():
+    """Importing the command line (and with it the trainer's flag parser) loads no TensorFlow."""
+    result = subprocess.run([sys.executable, "-c", "import cloud.cli, sys; assert 'tensorflow' not in sys.modules"],
+                            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert result.returncode == 0, result.stderr
