@@ -15,7 +15,8 @@ import importlib
 import os
 import sys
 import time
-from typing import Callable, Sequence
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("lstm_composer:quickstart", "the whole chain on the embedded dataset, sized for a laptop CPU"),
@@ -23,7 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("preprocessing.pipeline:main", "MIDI folder -> vocabulary + windowed TFRecords (Apache Beam)"),
     "train": ("trainer.task:main", "train the LSTM on the records (tf.distribute, checkpoints, TensorBoard)"),
     "generate": ("trainer.generate:main", "compose MIDI with a trained model (plus piano roll and summary)"),
-    "submit": ("trainer.submit:main",
+    "submit": ("cloud.cli:main",
                "run training on Vertex AI GPUs (1 GPU, 8 GPUs, several machines) or print a GKE Job manifest"),
 }
 
@@ -54,35 +55,66 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------- quickstart
 
+QUICKSTART_PRESET: dict[str, dict[str, Any]] = {
+    "preprocess": {"sequence_length": 32},
+    "train": {
+        "epochs": 6, "steps_per_epoch": 200,
+        "learning_rate": 0.003,  # higher than the reference's 0.001: the quickstart trains for minutes, not hours
+        "dropout": 0.2, "units": 128, "layers": 2, "embedding_dim": 32, "dense_units": 128,
+        "sample_every": 2, "seed": 1,
+    },
+    "generate": {"length": 200, "temperature": 0.8, "seed": 1},
+}
+"""The quickstart's defaults for each job's own flags, sized to finish in minutes on a laptop CPU."""
+
+FROM_WORKDIR = ("--output", "--data-dir", "--job-dir", "--model-dir")
+"""Flags the quickstart sets itself from ``--workdir``, to chain the jobs."""
+
 
 def quickstart_parser() -> argparse.ArgumentParser:
+    preset = "; ".join(
+        f"{job}: " + ", ".join(f"--{dest.replace('_', '-')} {value}" for dest, value in values.items())
+        for job, values in QUICKSTART_PRESET.items()
+    )
     p = argparse.ArgumentParser(
         prog="lstm-composer quickstart",
         description="Render the embedded dataset (if absent), preprocess it, train a small model and compose "
-        "a piece: the whole chain, with settings that finish in minutes on a laptop CPU. Scale it up "
-        "with the flags below.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "a piece: the whole chain, with settings that finish in minutes on a laptop CPU. Every flag of "
+        "`lstm-composer preprocess`, `train` and `generate` is accepted and goes to the jobs that know it "
+        "(--seed to both train and generate), except the folders, which come from --workdir.",
+        epilog=f"The preset (defaults that differ from each job's own): {preset}.",
         allow_abbrev=False,
     )
     p.add_argument("--workdir", default="runs/quickstart", help="where records, job directory and music go")
-    p.add_argument("--input", default=None, help="a MIDI folder instead of the embedded dataset")
-    p.add_argument("--sequence-length", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--steps-per-epoch", type=int, default=200)
-    p.add_argument("--learning-rate", type=float, default=0.003,
-                   help="higher than the reference's 0.001: the quickstart trains for minutes, not hours")
-    p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--model", choices=("fast", "reference"), default="fast")
-    p.add_argument("--units", type=int, default=128)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--embedding-dim", type=int, default=32)
-    p.add_argument("--dense-units", type=int, default=128)
-    p.add_argument("--length", type=int, default=200, help="tokens to compose")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--sample-every", type=int, default=2, help="TensorBoard audio/piano-roll sample every N epochs")
-    p.add_argument("--seed", type=int, default=1)
     return p
+
+
+def route_flags(argv: Sequence[str], parsers: dict[str, argparse.ArgumentParser]) -> dict[str, list[str]]:
+    """Each flag of ``argv`` (with its value) for every job whose parser knows its exact name.
+
+    argparse has no public list of a parser's options; ``_actions`` has been where they live since
+    Python 3.2. Raises :class:`ValueError` for a flag that no job knows.
+    """
+    takes_value = {
+        job: {name: action.nargs != 0 for action in parser._actions for name in action.option_strings}  # noqa: SLF001
+        for job, parser in parsers.items()
+    }
+    routed: dict[str, list[str]] = {job: [] for job in parsers}
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        name, has_value, _ = token.partition("=")
+        owners = [job for job, table in takes_value.items() if name in table]
+        if not owners:
+            raise ValueError(f"unrecognized arguments: {token} (not a flag of {', '.join(parsers)})")
+        words = [token]
+        if not has_value and takes_value[owners[0]][name] and index + 1 < len(argv):
+            index += 1
+            words.append(argv[index])
+        for job in owners:
+            routed[job] += words
+        index += 1
+    return routed
 
 
 class Stages:
@@ -101,82 +133,88 @@ class Stages:
 
 
 def quickstart(argv: Sequence[str] | None = None) -> int:
-    args = quickstart_parser().parse_args(argv)
+    """The whole chain on the embedded dataset: each job's own parser with :data:`QUICKSTART_PRESET`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    work = args.workdir.rstrip("/")
-    data_dir, job_dir = f"{work}/data", f"{work}/job"
-    music = f"{work}/composition.mid"
+    from preprocessing import options, pipeline, sample_data
+    from preprocessing.files import PipelineError
+    from preprocessing.records import TRAIN, DataError
+    from trainer import flags, generate, task
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsers = {"quickstart": quickstart_parser(), "preprocess": options.build_parser(),
+               "train": flags.build_parser(), "generate": generate.build_parser()}
+    try:
+        routed = route_flags(argv, parsers)
+        taken = [word for word in argv if word.partition("=")[0] in FROM_WORKDIR]
+        if taken:
+            raise ValueError(f"{taken[0]} is set from --workdir by the quickstart; give --workdir instead")
+    except ValueError as exc:
+        print(f"lstm-composer quickstart: error: {exc}", file=sys.stderr)
+        return 2
+    work = parsers["quickstart"].parse_args(routed["quickstart"]).workdir.rstrip("/")
+    data_dir, job_dir, music = f"{work}/data", f"{work}/job", f"{work}/composition.mid"
+    preset = QUICKSTART_PRESET
+    prep, beam_args = options.parse_args(routed["preprocess"] + ["--output", data_dir], preset["preprocess"])
+    train_args = flags.parse_args(routed["train"] + ["--data-dir", data_dir, "--job-dir", job_dir], preset["train"])
+    compose_args = generate.parse_args(
+        routed["generate"] + ["--model-dir", f"{job_dir}/model", "--output", music], preset["generate"]
+    )
     stages = Stages(4)
 
-    from preprocessing import pipeline, sample_data
-
     stages.start("embedded dataset (music21 corpus rendered to MIDI; reused when already there)")
-    midi_dir = args.input or sample_data.ensure_dataset()
-    stages.done(f": {midi_dir}")
+    prep = replace(prep, input=prep.input or sample_data.ensure_dataset())
+    stages.done(f": {prep.input}")
 
     stages.start("preprocessing with Apache Beam (DirectRunner, all cores)")
     try:
-        outcome = pipeline.run_pipeline(
-            ["--input", midi_dir, "--output", data_dir, "--sequence-length", str(args.sequence_length)]
-        )
-    except pipeline.PipelineError as exc:
+        outcome = pipeline.run(prep, beam_args)
+    except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stages.done()
 
-    from preprocessing.records import DataError
-    from trainer import generate, task
-
-    stages.start(f"training the '{args.model}' LSTM ({args.layers} x {args.units} units, {args.epochs} epochs)")
-    train_argv = [
-        "--data-dir", data_dir, "--job-dir", job_dir, "--epochs", str(args.epochs),
-        "--steps-per-epoch", str(args.steps_per_epoch), "--batch-size", str(args.batch_size),
-        "--model", args.model, "--units", str(args.units), "--layers", str(args.layers),
-        "--embedding-dim", str(args.embedding_dim), "--dense-units", str(args.dense_units),
-        "--learning-rate", str(args.learning_rate), "--dropout", str(args.dropout),
-        "--sample-every", str(args.sample_every), "--seed", str(args.seed),
-    ]
+    a = train_args
+    stages.start(f"training the '{a.model}' LSTM ({a.layers} x {a.units} units, {a.epochs} epochs)")
     try:
-        metrics = task.train(task.build_parser().parse_args(train_argv))
-    except (DataError, task.UsageError) as exc:
+        metrics = task.train(train_args)
+    except (DataError, flags.UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stages.done()
 
-    stages.start(f"composing {args.length} tokens")
-    code = generate.main(["--model-dir", f"{job_dir}/model", "--output", music, "--length", str(args.length),
-                          "--temperature", str(args.temperature), "--seed", str(args.seed)])
+    stages.start(f"composing {compose_args.length} tokens")
+    code = generate.compose(compose_args)
     if code:
         return code
     stages.done()
+    print(report(stages, data_dir, outcome.manifest.windows(TRAIN), job_dir, music, metrics))
+    return 0
 
-    unigram = metrics.get("unigram_val_accuracy")
-    bigram = metrics.get("bigram_val_accuracy")
-    accuracy = metrics.get("val_accuracy")
 
-    def pct(value):
+def report(stages: Stages, data_dir: str, train_windows: int, job_dir: str, music: str, metrics: dict) -> str:
+    """Where everything went, and the model's accuracy beside the baselines'."""
+
+    def pct(key: str) -> str:
+        value = metrics.get(key)
         return "n/a" if value is None else f"{100 * value:.1f} %"
 
-    print(
-        "\n".join([
-            "",
-            f"quickstart finished in {time.perf_counter() - stages.started:.0f} s",
-            f"  records          {data_dir}  ({outcome.manifest.windows('train'):,} training windows)",
-            f"  checkpoints      {job_dir}/checkpoints",
-            f"  model            {job_dir}/model/model.keras",
-            f"  TensorBoard logs {job_dir}/logs",
-            f"  composition      {music}",
-            f"  piano roll       {music[:-4]}.png",
-            "",
-            "validation next-token accuracy (does the network know more than note frequencies?)",
-            f"  LSTM             {pct(accuracy)}",
-            f"  bigram baseline  {pct(bigram)}",
-            f"  unigram baseline {pct(unigram)}",
-            "",
-            f"watch it: tensorboard --logdir {job_dir}/logs",
-        ])
-    )
-    return 0
+    return "\n".join([
+        "",
+        f"quickstart finished in {time.perf_counter() - stages.started:.0f} s",
+        f"  records          {data_dir}  ({train_windows:,} training windows)",
+        f"  checkpoints      {job_dir}/checkpoints",
+        f"  model            {job_dir}/model/model.keras",
+        f"  TensorBoard logs {job_dir}/logs",
+        f"  composition      {music}",
+        f"  piano roll       {music[:-4]}.png",
+        "",
+        "validation next-token accuracy (does the network know more than note frequencies?)",
+        f"  LSTM             {pct('val_accuracy')}",
+        f"  bigram baseline  {pct('bigram_val_accuracy')}",
+        f"  unigram baseline {pct('unigram_val_accuracy')}",
+        "",
+        f"watch it: tensorboard --logdir {job_dir}/logs",
+    ])
 
 
 if __name__ == "__main__":

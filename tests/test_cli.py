@@ -72,3 +72,37 @@ def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_
     assert (work / "composition.png").read_bytes().startswith(b"\x89PNG")
     assert f"tensorboard --logdir {work}/job/logs" in out
     assert "bigram baseline" in out and "unigram baseline" in out and "LSTM" in out
+
+
+def test_quickstart_routes_each_flag_to_the_jobs_that_know_it():
+    import argparse
+
+    from preprocessing import options
+    from trainer import flags, generate
+
+    parsers = {"quickstart": lstm_composer.quickstart_parser(), "preprocess": options.build_parser(),
+               "train": flags.build_parser(), "generate": generate.build_parser()}
+    routed = lstm_composer.route_flags(
+        ["--seed", "7", "--sequence-length=12", "--epochs", "2", "--length", "30", "--workdir", "w", "--parts", "first"],
+        parsers,
+    )
+    assert routed == {
+        "quickstart": ["--workdir", "w"],
+        "preprocess": ["--sequence-length=12", "--parts", "first"],
+        "train": ["--seed", "7", "--epochs", "2"],
+        "generate": ["--seed", "7", "--length", "30"],
+    }
+    with pytest.raises(ValueError, match="unrecognized arguments: --epochz"):
+        lstm_composer.route_flags(["--epochz", "3"], parsers)
+    # The preset is each job's own default; a flag on the command line still wins.
+    train_args = flags.parse_args(["--data-dir", "d", "--epochs", "2"], lstm_composer.QUICKSTART_PRESET["train"])
+    assert train_args.epochs == 2 and train_args.units == lstm_composer.QUICKSTART_PRESET["train"]["units"]
+    assert isinstance(train_args, argparse.Namespace) and flags.parse_args(["--data-dir", "d"]).units == 512
+
+
+def test_quickstart_refuses_a_folder_flag_and_an_unknown_flag_in_one_line(capsys):
+    assert lstm_composer.quickstart(["--output", "x"]) == 2
+    assert "--output is set from --workdir" in capsys.readouterr().err
+    assert lstm_composer.quickstart(["--epochz", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --epochz" in err and "Traceback" not in err
