@@ -12,7 +12,8 @@ Two ways to choose the notes of a piece (``parts``):
   everything that starts at the same offset into one token: one distinct pitch stays a note token,
   several become a chord token. Percussion (MIDI channel 10) never yields pitched tokens.
 
-Pure functions over music21 objects; no Beam, no TensorFlow.
+Pure functions over music21 objects; no Beam, no TensorFlow. Where and why encoding and decoding
+differ from the reference notebook: ``docs/ENCODING.md``.
 """
 
 from __future__ import annotations
@@ -179,16 +180,11 @@ def token_midi_pitches(token: str) -> list[int]:
 
 
 def element_from_token(token: str, offset: float, duration: float = STEP_QUARTER_LENGTH) -> note.Note | chord.Chord:
-    """The reference's predict step for one token.
+    """The reference's predict step for one token, changed only so that every token reads back as itself.
 
     A chord token becomes a chord of those pitch classes in octave 4 (``note.Note(int)``), a note
-    token keeps its octave; both on a piano. Two deviations, so that every token reads back as itself:
-
-    * each element lasts ``duration`` (the step) instead of music21's default quarter note: the
-      reference's notes overlap the next onset, and overlapping repeats of one pitch do not survive a
-      MIDI round trip (the parser pairs their note-offs wrongly and merges onsets into false chords);
-    * a chord of a single pitch class (an octave doubling in the source, token ``0``) is written as
-      that pitch class in octaves 4 and 5, because a lone note would read back as the note token ``C4``.
+    token keeps its octave; both on a piano. Each element lasts ``duration`` (the step), and a chord
+    of one pitch class (token ``0``) is written in octaves 4 and 5 (``docs/ENCODING.md`` says why).
     """
     if is_chord_token(token):
         classes = [int(pc) for pc in token.split(".")]

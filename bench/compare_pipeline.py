@@ -1,0 +1,82 @@
+"""Benchmark: the preprocessing pipeline of two checkouts against each other, alternating, same input.
+
+For a change that must not slow the pipeline down (a restructuring, a Beam upgrade): check the old
+revision out beside this one (``git worktree add /tmp/base <commit>``), then
+
+    python bench/compare_pipeline.py --old /tmp/base [--new .] [--input DIR] [--rounds 4]
+
+Each side runs in a fresh process with ``PYTHONPATH`` set to its checkout (Beam's worker processes
+inherit it, so they import that side's code too; the child checks it), with the call that
+``bench/preprocess.py`` times. The order alternates between rounds, and the figure is the median of
+the rounds' old/new ratios (above 1: the new side is faster). The last line is a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+CHILD = r"""
+import json, sys, tempfile, time
+from preprocessing import pipeline
+with tempfile.TemporaryDirectory() as out:
+    start = time.perf_counter()
+    outcome = pipeline.run_pipeline(["--input", sys.argv[1], "--output", out, "--parts", "first",
+                                     "--direct_running_mode", "multi_processing", f"--direct_num_workers={sys.argv[2]}"])
+    seconds = time.perf_counter() - start
+print(json.dumps({"file": pipeline.__file__, "seconds": seconds, "tokens": outcome.manifest.counts["tokens"]}))
+"""
+
+
+def run_side(root: str, input_dir: str, workers: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", CHILD, input_dir, str(workers)], cwd=root, env=env,
+                            capture_output=True, text=True)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode or not lines:
+        raise SystemExit(f"the pipeline of {root} failed:\n{result.stderr[-2000:]}")
+    figures = json.loads(lines[-1])
+    if not os.path.realpath(figures["file"]).startswith(os.path.realpath(root)):
+        raise SystemExit(f"{root}: the child imported {figures['file']}, not this checkout's pipeline")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", required=True, help="checkout of the old revision")
+    parser.add_argument("--new", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        help="checkout of the new revision (default: this one)")
+    parser.add_argument("--input", default=None, help="MIDI folder (default: the embedded dataset)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    if args.input is None:
+        sys.path.insert(0, args.new)
+        from preprocessing import sample_data
+
+        args.input = sample_data.ensure_dataset()
+    sides = {"old": os.path.abspath(args.old), "new": os.path.abspath(args.new)}
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    tokens = set()
+    for index in range(args.rounds):
+        for side in ("old", "new") if index % 2 == 0 else ("new", "old"):
+            figures = run_side(sides[side], args.input, args.workers)
+            seconds[side].append(figures["seconds"])
+            tokens.add(figures["tokens"])
+            print(f"round {index + 1} {side}: {figures['seconds']:.1f} s ({figures['tokens']} tokens)", flush=True)
+    if len(tokens) != 1:
+        print(f"warning: the two sides read different token counts: {sorted(tokens)}", file=sys.stderr)
+    ratios = [old / new for old, new in zip(seconds["old"], seconds["new"])]
+    median = statistics.median(ratios)
+    print(f"old / new: {median:.3f} (median of {args.rounds} rounds; above 1, the new side is faster)")
+    print(json.dumps({"rounds": args.rounds, "workers": args.workers, "old_s": [round(s, 2) for s in seconds["old"]],
+                      "new_s": [round(s, 2) for s in seconds["new"]], "old_over_new_median": round(median, 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
