@@ -6,8 +6,8 @@ revision out beside this one (``git worktree add /tmp/base <commit>``), then
     python bench/compare_pipeline.py --old /tmp/base [--new .] [--input DIR] [--rounds 4]
 
 Each side runs in a fresh process with ``PYTHONPATH`` set to its checkout (Beam's worker processes
-inherit it, so they import that side's code too; the child checks it), with the call that
-``bench/preprocess.py`` times. The order alternates between rounds, and the figure is the median of
+inherit it, so they import that side's code too; the child checks it) and times it with
+``bench/preprocess.py``'s own ``pipeline_run``. The order alternates between rounds, and the figure is the median of
 the rounds' old/new ratios (above 1: the new side is faster). The last line is a JSON object.
 """
 
@@ -20,21 +20,20 @@ import statistics
 import subprocess
 import sys
 
+BENCH = os.path.dirname(os.path.abspath(__file__))
 CHILD = r"""
-import json, sys, tempfile, time
-from preprocessing import pipeline
-with tempfile.TemporaryDirectory() as out:
-    start = time.perf_counter()
-    outcome = pipeline.run_pipeline(["--input", sys.argv[1], "--output", out, "--parts", "first",
-                                     "--direct_running_mode", "multi_processing", f"--direct_num_workers={sys.argv[2]}"])
-    seconds = time.perf_counter() - start
-print(json.dumps({"file": pipeline.__file__, "seconds": seconds, "tokens": outcome.manifest.counts["tokens"]}))
+import json, sys
+sys.path.insert(0, sys.argv[3])  # this bench folder: bench/preprocess.py's own timed call
+from preprocess import pipeline_run
+from preprocessing import pipeline  # resolved through PYTHONPATH: the side's checkout
+seconds, tokens = pipeline_run(sys.argv[1], int(sys.argv[2]))
+print(json.dumps({"file": pipeline.__file__, "seconds": seconds, "tokens": tokens}))
 """
 
 
 def run_side(root: str, input_dir: str, workers: int) -> dict:
     env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", CHILD, input_dir, str(workers)], cwd=root, env=env,
+    result = subprocess.run([sys.executable, "-c", CHILD, input_dir, str(workers), BENCH], cwd=root, env=env,
                             capture_output=True, text=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode or not lines:
