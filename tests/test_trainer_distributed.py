@@ -80,13 +80,9 @@ def test_mirrored_strategy_on_two_logical_cpus(records_dir, tmp_path):
     assert "Traceback" not in small.stderr
 
 
-@pytest.mark.slow
-def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_path):
-    job = tmp_path / "job"
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    argv = [sys.executable, "-m", "trainer.task", "--data-dir", str(records_dir), "--job-dir", str(job),
-            "--epochs", "2", "--batch-size", "16", "--learning-rate", "0.02", "--sample-every", "1", *TINY]
+def two_workers(argv) -> tuple[list[subprocess.Popen], list[tuple[int, str, str]]]:
+    """``argv`` as two MultiWorkerMirrored workers on 127.0.0.1; the processes and their (rc, out, err)."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
         env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
@@ -101,6 +97,15 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    return procs, outputs
+
+
+@pytest.mark.slow
+def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_path):
+    job = tmp_path / "job"
+    argv = [sys.executable, "-m", "trainer.task", "--data-dir", str(records_dir), "--job-dir", str(job),
+            "--epochs", "2", "--batch-size", "16", "--learning-rate", "0.02", "--sample-every", "1", *TINY]
+    procs, outputs = two_workers(argv)
     (chief_rc, chief_out, chief_err), (worker_rc, worker_out, worker_err) = outputs
     assert chief_rc == 0, chief_err[-3000:]
     assert worker_rc == 0, worker_err[-3000:]
@@ -121,7 +126,8 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
     acc.Reload()
     assert [e.step for e in acc.Tensors("sample/piano_roll")] == [1, 2]
     backups = sorted(p.name for p in (job / "backup").iterdir())
-    assert backups == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+    assert backups == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+                       "run.json"]
     assert len(list((job / "checkpoints").glob("weights-improvement-*.keras"))) >= 1
 
     # One worker (no TF_CONFIG) resumes from the two-worker checkpoint.
@@ -130,6 +136,14 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
     assert "strategy MirroredStrategy with 1 replica(s)" in resumed.stdout
     assert "epoch 2 finished, continuing with epoch 3" in resumed.stdout
     assert sorted(epoch_losses(resumed.stdout)) == [3]
+
+    # Two workers started again with another network: both read the chief's run.json and refuse alike.
+    backup = {p.name: p.read_bytes() for p in (job / "backup").iterdir()}
+    _, refusals = two_workers(argv[:-len(TINY)] + [*TINY, "--units", "32"])
+    lines = [[l for l in err.splitlines() if l.startswith("lstm-composer train: error:")] for _, _, err in refusals]
+    assert [rc for rc, _, _ in refusals] == [2, 2], refusals
+    assert lines[0] == lines[1] and len(lines[0]) == 1 and "(--units 16 → 32)" in lines[0][0], lines
+    assert {p.name: p.read_bytes() for p in (job / "backup").iterdir()} == backup
 
 
 @pytest.mark.slow
