@@ -169,9 +169,21 @@ def test_sigkill_after_epoch_two_resumes_at_epoch_three(records_dir, tmp_path):
     assert sorted(epoch_losses(first)) == [1, 2], first
     assert not (job / "model" / "model.keras").exists()
 
-    second = run(argv)
+    # Started again on data of another sequence length: refused by name, nothing written or lost.
+    import synthetic
+
+    synthetic.write_dataset(str(tmp_path / "data6"), train_pieces=4, validation_pieces=2, sequence_length=6)
+    files = {p: p.read_bytes() for p in sorted(job.rglob("*")) if p.is_file()}
+    other = run([a if a != str(records_dir) else str(tmp_path / "data6") for a in argv])
+    assert other.returncode == 2 and "(sequence_length 8 → 6; vocab_size" in other.stderr and "Traceback" not in other.stderr
+    assert {p: p.read_bytes() for p in sorted(job.rglob("*")) if p.is_file()} == files
+
+    # Started again as it was, but with another learning rate: it resumes, and the new rate is used.
+    second = run([*argv, "--learning-rate", "0.05"])
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from backup" in second.stdout and "epoch 2 finished, continuing with epoch 3" in second.stdout
+    assert "--learning-rate 0.02 → 0.05 (changed on resume)" in second.stdout
+    assert re.search(r"epoch 3/4 finished: .*learning_rate=0.05 ", second.stdout), second.stdout
     assert sorted(epoch_losses(second.stdout)) == [3, 4]
     assert (job / "model" / "model.keras").exists()
     # TensorBoard holds every epoch once it is over: 1-2 from the first run, 3-4 from the second.

@@ -156,6 +156,7 @@ def test_a_backup_without_run_json_resumes_with_a_warning(first_run, job, capsys
     assert resume.from_json((job / "backup" / "run.json").read_text())["units"] == 16
 
 
+@pytest.mark.slow
 def test_an_unreadable_run_json_is_one_message(first_run, job, capsys):
     (job / "backup" / "run.json").write_text("{ half a file")
     before = snapshot(job)

@@ -13,7 +13,8 @@ the one code path for the default strategy, MirroredStrategy and MultiWorkerMirr
   would leave its peers hanging in a collective.
 * After every finished epoch the :class:`Backup` saves model, optimizer, epoch and best losses; a
   restarted job restores it and goes on with the next epoch, so a job loses at most the epoch it was
-  in. Every worker takes part in every save (reading distributed variables can be a collective), only
+  in. Beside it, ``run.json`` says which run it belongs to; a different run is refused before
+  anything is restored (:mod:`trainer.resume`). Every worker takes part in every save (reading distributed variables can be a collective), only
   the chief's lands in the job directory (:class:`trainer.job_dir.WorkerOutputs`).
 """
 
@@ -133,8 +134,8 @@ class Backup:
         if plan.action == "refuse":
             raise UsageError(resume.refusal(self.backup_dir, plan.conflicts))
         if plan.action == "replace":
-            why = f"a different run ({resume.describe(plan.conflicts)})" if plan.recorded else "a run without run.json"
             if self.outputs.chief:
+                why = f"a different run ({resume.describe(plan.conflicts)})" if plan.recorded else "a run without run.json"
                 aside = set_aside(self.outputs.layout)
                 log(f"{resume.REPLACE_FLAG}: the backup {latest} is of {why}; moved that run's files into "
                     f"{aside}/ in backup/, checkpoints/, logs/ and model/; starting at epoch 1")
@@ -165,7 +166,7 @@ class Backup:
             log(line)
 
     def save(self, epoch: int) -> None:
-        """The run's fingerprint, then the checkpoint (a ``run.json`` never describes an older run)."""
+        """The run's fingerprint, then the checkpoint: no checkpoint is newer than the ``run.json`` beside it."""
         self.epoch.assign(epoch)
         resume.write(self.outputs.path("backup"), self.run)
         self.manager.save(checkpoint_number=epoch)
