@@ -80,13 +80,9 @@ def test_mirrored_strategy_on_two_logical_cpus(records_dir, tmp_path):
     assert "Traceback" not in small.stderr
 
 
-@pytest.mark.slow
-def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_path):
-    job = tmp_path / "job"
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    argv = [sys.executable, "-m", "trainer.task", "--data-dir", str(records_dir), "--job-dir", str(job),
-            "--epochs", "2", "--batch-size", "16", "--learning-rate", "0.02", "--sample-every", "1", *TINY]
+def two_workers(argv) -> tuple[list[subprocess.Popen], list[tuple[int, str, str]]]:
+    """``argv`` as two MultiWorkerMirrored workers on 127.0.0.1; the processes and their (rc, out, err)."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
         env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
@@ -101,6 +97,15 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    return procs, outputs
+
+
+@pytest.mark.slow
+def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_path):
+    job = tmp_path / "job"
+    argv = [sys.executable, "-m", "trainer.task", "--data-dir", str(records_dir), "--job-dir", str(job),
+            "--epochs", "2", "--batch-size", "16", "--learning-rate", "0.02", "--sample-every", "1", *TINY]
+    procs, outputs = two_workers(argv)
     (chief_rc, chief_out, chief_err), (worker_rc, worker_out, worker_err) = outputs
     assert chief_rc == 0, chief_err[-3000:]
     assert worker_rc == 0, worker_err[-3000:]
@@ -121,7 +126,8 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
     acc.Reload()
     assert [e.step for e in acc.Tensors("sample/piano_roll")] == [1, 2]
     backups = sorted(p.name for p in (job / "backup").iterdir())
-    assert backups == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+    assert backups == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+                       "run.json"]
     assert len(list((job / "checkpoints").glob("weights-improvement-*.keras"))) >= 1
 
     # One worker (no TF_CONFIG) resumes from the two-worker checkpoint.
@@ -130,6 +136,14 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
     assert "strategy MirroredStrategy with 1 replica(s)" in resumed.stdout
     assert "epoch 2 finished, continuing with epoch 3" in resumed.stdout
     assert sorted(epoch_losses(resumed.stdout)) == [3]
+
+    # Two workers started again with another network: both read the chief's run.json and refuse alike.
+    backup = {p.name: p.read_bytes() for p in (job / "backup").iterdir()}
+    _, refusals = two_workers(argv[:-len(TINY)] + [*TINY, "--units", "32"])
+    lines = [[l for l in err.splitlines() if l.startswith("lstm-composer train: error:")] for _, _, err in refusals]
+    assert [rc for rc, _, _ in refusals] == [2, 2], refusals
+    assert lines[0] == lines[1] and len(lines[0]) == 1 and "(--units 16 → 32)" in lines[0][0], lines
+    assert {p.name: p.read_bytes() for p in (job / "backup").iterdir()} == backup
 
 
 @pytest.mark.slow
@@ -155,9 +169,21 @@ def test_sigkill_after_epoch_two_resumes_at_epoch_three(records_dir, tmp_path):
     assert sorted(epoch_losses(first)) == [1, 2], first
     assert not (job / "model" / "model.keras").exists()
 
-    second = run(argv)
+    # Started again on data of another sequence length: refused by name, nothing written or lost.
+    import synthetic
+
+    synthetic.write_dataset(str(tmp_path / "data6"), train_pieces=4, validation_pieces=2, sequence_length=6)
+    files = {p: p.read_bytes() for p in sorted(job.rglob("*")) if p.is_file()}
+    other = run([a if a != str(records_dir) else str(tmp_path / "data6") for a in argv])
+    assert other.returncode == 2 and "(sequence_length 8 → 6; vocab_size" in other.stderr and "Traceback" not in other.stderr
+    assert {p: p.read_bytes() for p in sorted(job.rglob("*")) if p.is_file()} == files
+
+    # Started again as it was, but with another learning rate: it resumes, and the new rate is used.
+    second = run([*argv, "--learning-rate", "0.05"])
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from backup" in second.stdout and "epoch 2 finished, continuing with epoch 3" in second.stdout
+    assert "--learning-rate 0.02 → 0.05 (changed on resume)" in second.stdout
+    assert re.search(r"epoch 3/4 finished: .*learning_rate=0.05 ", second.stdout), second.stdout
     assert sorted(epoch_losses(second.stdout)) == [3, 4]
     assert (job / "model" / "model.keras").exists()
     # TensorBoard holds every epoch once it is over: 1-2 from the first run, 3-4 from the second.

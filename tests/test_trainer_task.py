@@ -172,14 +172,15 @@ def test_ram_job_dir_and_resume(tmp_path, capsys):
 
     assert task.main(argv + ["--epochs", "3"]) == 0
     out = capsys.readouterr().out
-    assert "epoch 2 finished, continuing with epoch 3" in out
+    assert "epoch 2 finished, continuing with epoch 3" in out and "--epochs 2 → 3 (changed on resume)" in out
     assert "epoch 1/3" not in out and "epoch 3/3 finished" in out
+    assert tf.io.gfile.exists(f"{job}/backup/run.json")
 
-    # The same job dir with another model width: the backup cannot be restored, one clear message.
+    # The same job dir with another model width: the backup's run.json names the difference.
     other_width = [a if a != "8" else "4" for a in TINY]  # --embedding-dim 4 instead of 8
     assert other_width != TINY
     code = task.main(["--data-dir", str(data), "--job-dir", job, "--batch-size", "16", "--epochs", "4", *other_width])
-    assert_one_message(code, capsys.readouterr().err, "does not fit this model")
+    assert_one_message(code, capsys.readouterr().err, f"{job}/backup holds the backup of a different run (--embedding-dim 8 → 4)")
 
 
 @pytest.mark.slow

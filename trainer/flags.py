@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="every N epochs, log a short greedy sample (piano roll, audio, tokens) to TensorBoard; 0: never")
     p.add_argument("--distribute", choices=DISTRIBUTE, default="auto",
                    help="auto: MultiWorkerMirrored when TF_CONFIG/CLUSTER_SPEC name several workers, else Mirrored")
+    p.add_argument("--replace-run", action="store_true",
+                   help="when --job-dir holds the backup of a different run (other data or model flags), move that "
+                        "run's files into previous-run-TIME/ subfolders and start at epoch 1 instead of refusing; "
+                        "a backup of this same run is resumed as always")
     return p
 
 

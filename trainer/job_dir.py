@@ -4,7 +4,8 @@
 
     checkpoints/  weights-improvement-{epoch:02d}-{loss:.4f}.keras   (best by training loss, as the reference)
                   val-improvement-{epoch:02d}-{val_loss:.4f}.keras   (best by validation loss)
-    backup/       tf.train.CheckpointManager: model, optimizer, epoch, best losses (pre-emption)
+    backup/       tf.train.CheckpointManager: model, optimizer, epoch, best losses (pre-emption),
+                  and run.json: the run they belong to (:mod:`trainer.resume`)
     logs/         TensorBoard event files
     model/        what generation needs (:mod:`trainer.export` owns its contents)
 
@@ -13,6 +14,10 @@ On Vertex AI, ``AIP_MODEL_DIR``, ``AIP_CHECKPOINT_DIR`` and ``AIP_TENSORBOARD_LO
 when no ``--job-dir`` is given). Every worker takes part in every save, because reading distributed
 variables can be a collective, but only the chief saves into these folders; the others save into a
 temporary folder of their own, deleted when the job ends.
+
+``--replace-run`` sets a different run aside (:func:`set_aside`): the files directly in each of the
+four folders move into a ``previous-run-TIME/`` subfolder of it, so nothing is deleted, TensorBoard
+shows the old curves as a run of their own, and the new run starts in folders that look fresh.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import time
 from typing import Mapping, Sequence
 
 from preprocessing.errors import first_line
@@ -70,6 +76,31 @@ def check_writable(paths: Sequence[str]) -> None:
             tf.io.gfile.remove(probe)
         except (tf.errors.OpError, OSError) as exc:
             raise UsageError(f"cannot write to the job directory {path}: {first_line(exc)}") from None
+
+
+def set_aside(layout: Layout, when: float | None = None) -> str:
+    """Move the files directly in each folder of ``layout`` into its ``previous-run-TIME/`` subfolder.
+
+    Only files move (earlier ``previous-run-*`` folders, and ``backup/`` when it lies inside
+    ``checkpoints/``, stay where they are). Returns the subfolder's name. Only the chief calls this.
+    """
+    import tensorflow as tf
+
+    base = name = time.strftime("previous-run-%Y%m%dT%H%M%SZ", time.gmtime(when))
+    folders = [layout.backup, layout.checkpoints, layout.logs, layout.model]
+    count = 1
+    while any(tf.io.gfile.exists(join(folder, name)) for folder in folders):
+        count += 1
+        name = f"{base}-{count}"
+    for folder in folders:
+        if not tf.io.gfile.isdir(folder):
+            continue
+        files = [f for f in tf.io.gfile.listdir(folder) if not tf.io.gfile.isdir(join(folder, f.rstrip("/")))]
+        if files:
+            tf.io.gfile.makedirs(join(folder, name))
+        for entry in files:
+            tf.io.gfile.rename(join(folder, entry), join(join(folder, name), entry))
+    return name
 
 
 class WorkerOutputs:

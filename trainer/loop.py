@@ -13,7 +13,8 @@ the one code path for the default strategy, MirroredStrategy and MultiWorkerMirr
   would leave its peers hanging in a collective.
 * After every finished epoch the :class:`Backup` saves model, optimizer, epoch and best losses; a
   restarted job restores it and goes on with the next epoch, so a job loses at most the epoch it was
-  in. Every worker takes part in every save (reading distributed variables can be a collective), only
+  in. Beside it, ``run.json`` says which run it belongs to; a different run is refused before
+  anything is restored (:mod:`trainer.resume`). Every worker takes part in every save (reading distributed variables can be a collective), only
   the chief's lands in the job directory (:class:`trainer.job_dir.WorkerOutputs`).
 """
 
@@ -32,9 +33,10 @@ from preprocessing.errors import first_line
 from preprocessing.records import TRAIN, VALIDATION, DataError
 from trainer import data as data_lib
 from trainer import model as model_lib
+from trainer import resume
 from trainer.export import save_model
 from trainer.flags import UsageError
-from trainer.job_dir import WorkerOutputs
+from trainer.job_dir import WorkerOutputs, set_aside
 
 
 def log(message: str) -> None:
@@ -103,40 +105,70 @@ def make_step_functions(strategy, model, global_batch: int):
 
 
 class Backup:
-    """Model, optimizer, the finished epoch and the best losses, saved after every epoch."""
+    """Model, optimizer, the finished epoch and the best losses, saved after every epoch, with the
+    fingerprint of the run that made them (:mod:`trainer.resume`) beside them."""
 
-    def __init__(self, model, backup_dir: str, outputs: WorkerOutputs):
+    def __init__(self, model, backup_dir: str, outputs: WorkerOutputs, run: dict[str, Any]):
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.best_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_loss")
         self.best_val_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val_loss")
+        self.optimizer = model.optimizer
         self.checkpoint = tf.train.Checkpoint(
             model=model, optimizer=model.optimizer, epoch=self.epoch, best_loss=self.best_loss,
             best_val_loss=self.best_val_loss,
         )
-        self.backup_dir = backup_dir
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory=outputs.path("backup"), max_to_keep=2)
+        self.backup_dir, self.outputs, self.run = backup_dir, outputs, run
+        self.manager: tf.train.CheckpointManager | None = None  # made once the old backup is settled
 
     @property
     def finished_epochs(self) -> int:
         return int(self.epoch.numpy())
 
-    def restore(self) -> None:
-        """Restore the chief's latest backup, if there is one; refuse one that does not fit the model."""
+    def restore(self, *, replace: bool = False) -> None:
+        """Check the chief's backup against this run, before anything is restored, then resume it, set
+        it aside (``--replace-run``, the chief only) or refuse it. Every worker reads the chief's folder,
+        so all take the same decision (a worker that reads after the chief set it aside finds none)."""
         latest = tf.train.latest_checkpoint(self.backup_dir)
-        if not latest:
-            return
+        recorded = resume.read(self.backup_dir) if latest else None
+        plan = resume.plan(recorded, self.run, has_backup=bool(latest), replace=replace)
+        if plan.action == "refuse":
+            raise UsageError(resume.refusal(self.backup_dir, plan.conflicts))
+        if plan.action == "replace":
+            if self.outputs.chief:
+                why = f"a different run ({resume.describe(plan.conflicts)})" if plan.recorded else "a run without run.json"
+                aside = set_aside(self.outputs.layout)
+                log(f"{resume.REPLACE_FLAG}: the backup {latest} is of {why}; moved that run's files into "
+                    f"{aside}/ in backup/, checkpoints/, logs/ and model/; starting at epoch 1")
+        elif plan.action == "resume":
+            if replace:
+                log(f"{resume.REPLACE_FLAG}: the backup {latest} is of this same run; resuming it")
+            self._resume(latest, plan)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory=self.outputs.path("backup"), max_to_keep=2)
+
+    def _resume(self, latest: str, plan: resume.Plan) -> None:
+        if not plan.recorded:
+            log(f"warning: the backup {latest} has no {resume.FILE} (an earlier version made it), so its data and "
+                f"flags cannot be checked; resuming it as this run. If it is not, add {resume.REPLACE_FLAG}")
         try:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
+            detail = first_line(exc)  # TensorFlow's can list every variable: keep the line readable
+            detail = detail if len(detail) <= 200 else detail[:200] + "…"
             raise UsageError(
-                f"the backup {latest} does not fit this model ({first_line(exc)}): start it again with the "
-                "flags it was started with, or use a new --job-dir"
+                f"the backup {latest} does not fit this model ({detail}): start it again with the "
+                f"flags it was started with, use a new --job-dir, or add {resume.REPLACE_FLAG}"
             ) from None
+        # The optimizer's learning rate is a variable of the backup; the command line's value wins.
+        self.optimizer.learning_rate = self.run["learning_rate"]
         done = self.finished_epochs
         log(f"resuming from backup {latest}: epoch {done} finished, continuing with epoch {done + 1}")
+        for line in resume.change_lines(plan.changes):
+            log(line)
 
     def save(self, epoch: int) -> None:
+        """The run's fingerprint, then the checkpoint: no checkpoint is newer than the ``run.json`` beside it."""
         self.epoch.assign(epoch)
+        resume.write(self.outputs.path("backup"), self.run)
         self.manager.save(checkpoint_number=epoch)
 
 

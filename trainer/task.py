@@ -26,7 +26,7 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run the job described by ``args``; returns the last epoch's metrics (and the baselines)."""
     import tensorflow as tf
 
-    from trainer import data as data_lib, loop
+    from trainer import data as data_lib, loop, resume
     from trainer.distribute import Worker, make_strategy
     from trainer.export import PRIMER_WINDOWS
     from trainer.job_dir import WorkerOutputs, check_writable, resolve_layout
@@ -41,8 +41,8 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     steps = plan_steps(args, data, strategy, worker)
     with WorkerOutputs(layout, worker.chief, worker.name) as outputs:
         model = build_model(args, data, strategy)
-        backup = loop.Backup(model, layout.backup, outputs)
-        backup.restore()
+        backup = loop.Backup(model, layout.backup, outputs, resume.fingerprint(data.manifest, vars(args)))
+        backup.restore(replace=args.replace_run)  # checks the backup's run.json first: same run, or refused
         writer = tf.summary.create_file_writer(layout.logs) if worker.chief else tf.summary.create_noop_writer()
         baselines = log_baselines(args, data, steps, writer, first_start=worker.chief and backup.finished_epochs == 0)
         primer_split = VALIDATION if steps.has_validation else TRAIN
