@@ -60,6 +60,8 @@ RUN python -m pip install --no-cache-dir \
         "keras==3.15.1" \
         "tensorboard==2.21.0" \
         "music21==10.5.1" \
+        "miditok==3.1.0" \
+        "symusic==0.6.0" \
         "numpy==2.4.6" \
         "protobuf==6.33.6"
 

@@ -1,9 +1,9 @@
 """Packaging for lstm-composer: one distribution, the packages ``preprocessing``, ``trainer`` and ``cloud``.
 
 Extras keep each image lean:
-  * (none)      music21, numpy, protobuf: the music encoding and the record format, which is all the
-                pipeline's DoFns import besides Beam (``preprocessing.records`` writes
-                ``tf.train.Example`` with plain protobuf), so Dataflow workers install no TensorFlow.
+  * (none)      music21, MidiTok + symusic, numpy, protobuf: the two music encodings and the record
+                format, which is all the pipeline's DoFns import besides Beam (``preprocessing.records``
+                writes ``tf.train.Example`` with plain protobuf), so Dataflow workers install no TensorFlow.
   * train       TensorFlow and TensorBoard: the trainer image.
   * pipeline    Apache Beam with GCP I/O and google-cloud-storage: the preprocessing launcher.
   * cloud       google-cloud-aiplatform and PyYAML: the ``cloud`` package submits Vertex AI / Kubernetes
@@ -24,6 +24,12 @@ BASE = [
     "numpy>=1.26,<3",
     "music21>=10.0,<11",
     "protobuf>=4.25,<7",
+    # The REMI encoding (preprocessing/remi.py). Pinned exactly: a REMI token's meaning and the saved
+    # tokenizer.json are MidiTok's, and a data folder records MidiTok's version, so another version
+    # may tokenize differently. symusic (MidiTok's MIDI parser) to the tested minor release; 0.6.0
+    # has manylinux wheels for cp311 x86_64, so Dataflow workers compile nothing.
+    "miditok==3.1.0",
+    "symusic>=0.6.0,<0.7",
 ]
 TRAIN = [
     "tensorflow>=2.21,<2.22",

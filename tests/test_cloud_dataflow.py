@@ -106,7 +106,8 @@ def test_setup_file_is_staged_as_an_sdist_with_the_pipeline_code(dataflow_job):
     packages = [p.name for pool in dataflow_job["job"].proto.environment.worker_pools for p in pool.packages]
     assert "workflow.tar.gz" in packages
     # The workers pip-install this sdist: the DoFns' modules are in it, and its requirements bring
-    # music21, numpy and protobuf (the base install), and no TensorFlow.
+    # both encodings' libraries (music21; MidiTok and symusic), numpy and protobuf (the base install), and
+    # no TensorFlow.
     with tarfile.open(fileobj=io.BytesIO(dataflow_job["workflow"]), mode="r:gz") as sdist:
         files = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
         assert {"preprocessing/notes.py", "preprocessing/records.py", "preprocessing/windowing.py",
@@ -114,7 +115,7 @@ def test_setup_file_is_staged_as_an_sdist_with_the_pipeline_code(dataflow_job):
         requires = next(sdist.extractfile(m).read().decode() for m in sdist.getmembers()
                         if m.name.endswith(".egg-info/requires.txt"))
     base = requires.split("\n[", 1)[0]
-    assert all(dep in base for dep in ("music21", "numpy", "protobuf"))
+    assert all(dep in base for dep in ("music21", "miditok==3.1.0", "symusic", "numpy", "protobuf"))
     assert "tensorflow" not in base and "apache-beam" not in base
 
 

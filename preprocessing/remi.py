@@ -1,0 +1,218 @@
+"""REMI through MidiTok: MIDI bytes ⇄ REMI tokens, parsed by symusic. The encoding with rhythm.
+
+REMI (Huang and Yang 2020) writes time as ``Bar`` and ``Position`` tokens (a 16th-note grid) and
+every note as ``Pitch`` then ``Duration``; silences longer than a 16th can be ``Rest`` tokens. The
+tokenizer is MidiTok's own (pinned in ``setup.py``); this module only chooses its configuration
+(:func:`tokenizer_config`, justified in ``docs/ENCODING.md``) and decides which notes go in:
+
+* every non-drum track is merged into one stream (``parts="all"``), or only the first non-drum
+  track that has notes (``parts="first"``); drum tracks (MIDI channel 10) never give pitched tokens;
+* MidiTok quantises onsets and durations, drops notes outside 21-108 and removes notes that repeat
+  a pitch at one onset; then, where two notes of one pitch overlap (two voices in unison), the
+  earlier is cut where the later starts (:func:`cut_overlaps`). A MIDI file cannot hold overlapping
+  notes of one pitch on one channel, so without the cut ``decode`` would write notes that read back
+  with other durations; with it, ``encode(decode(tokens)) == tokens`` for every encoded piece.
+
+Bad files raise :class:`preprocessing.midi_container.MidiParseError` with symusic's or MidiTok's
+message, after the same container check as the reference encoding. No TensorFlow, no Beam, no
+music21.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from miditok import REMI, TokenizerConfig, TokSequence
+from symusic import Note, Score, Track
+
+from preprocessing.encoding import Encoding, EncodingError, NoteEvent, Reader, check_parts, stable_hash
+from preprocessing.midi_container import MidiParseError, check_midi_container
+from preprocessing.remi_grammar import RemiGrammar, time_value
+
+TOKENIZER_FILE = "tokenizer.json"
+"""MidiTok's own saved tokenizer (``REMI.save``), written beside ``vocab.json``."""
+
+BEATS_PER_BAR = 4
+"""No time-signature tokens: MidiTok then counts every bar as 4/4 (``docs/ENCODING.md`` says why)."""
+
+
+def tokenizer_config() -> TokenizerConfig:
+    """The REMI configuration this project records in its data (``docs/ENCODING.md``: the measurements)."""
+    return TokenizerConfig(
+        pitch_range=(21, 108),  # the piano's 88 keys, both ends included
+        beat_res={(0, 4): 4, (4, 12): 2},  # 16th notes up to 4 beats, 8th notes up to 12 beats
+        use_velocities=False,
+        use_rests=True,
+        beat_res_rest={(0, 1): 4, (1, 2): 2, (2, 12): 1},  # rests no finer than the onset grid
+        use_time_signatures=False,
+        use_tempos=False,
+        use_chords=False,
+        use_programs=False,
+        use_pitchdrum_tokens=False,
+        remove_duplicated_notes=True,
+        special_tokens=["PAD"],
+    )
+
+
+UNSUPPORTED = ("use_velocities", "use_time_signatures", "use_tempos", "use_chords", "use_programs",
+               "use_key_signatures", "use_sustain_pedals", "use_pitch_bends", "use_control_changes",
+               "use_pitch_intervals")
+"""Features whose tokens this module's merging, grammar and transposition do not handle."""
+
+
+def check_supported(tokenizer: REMI) -> None:
+    on = [flag for flag in UNSUPPORTED if getattr(tokenizer.config, flag, False)]
+    if on or not tokenizer.config.using_note_duration_tokens:
+        raise EncodingError(f"this REMI tokenizer uses {', '.join(on) or 'no Duration tokens'}, which this version "
+                            "of lstm-composer does not read")
+
+
+def merged_notes(score: Score, parts: str) -> Score | None:
+    """One track with the notes of every non-drum track (or the first with notes); None if none has any."""
+    tracks = [t for t in score.tracks if not t.is_drum and t.note_num() > 0]
+    if parts == "first":
+        tracks = tracks[:1]
+    if not tracks:
+        return None
+    merged = Track(name="merged", program=0, is_drum=False)
+    for track in tracks:
+        merged.notes.extend(track.notes)
+    merged.notes.sort()
+    result = Score(score.ticks_per_quarter)
+    result.tracks.append(merged)
+    return result
+
+
+def cut_overlaps(track: Track, durations: np.ndarray) -> None:
+    """Cut each note that still sounds when the next note of its pitch starts, in place.
+
+    The cut length is the longest of ``durations`` (the tokenizer's, in this score's ticks, sorted)
+    that ends by the next onset, so the result stays on the duration grid. The notes keep their order.
+    """
+    notes = track.notes.numpy()
+    if len(notes["time"]) < 2:
+        return
+    order = np.lexsort((notes["time"], notes["pitch"]))
+    time, pitch, duration = notes["time"][order], notes["pitch"][order], notes["duration"][order]
+    gap = time[1:] - time[:-1]
+    cut = np.flatnonzero((pitch[1:] == pitch[:-1]) & (duration[:-1] > gap))
+    if cut.size == 0:
+        return
+    shortened = durations[np.maximum(np.searchsorted(durations, gap[cut], side="right") - 1, 0)]
+    notes["duration"][order[cut]] = shortened
+    track.notes = Note.from_numpy(**notes)
+
+
+class RemiEncoding(Encoding):
+    """MidiTok's REMI with :func:`tokenizer_config`, or with a saved tokenizer (:meth:`from_saved`)."""
+
+    name = "remi"
+    token_format = "miditok-remi-v1"
+    saved_file_names = (TOKENIZER_FILE,)
+
+    def __init__(self, tokenizer: REMI | None = None):
+        self.tokenizer = tokenizer if tokenizer is not None else REMI(tokenizer_config())
+        check_supported(self.tokenizer)
+        per_beat = self.tokenizer.config.max_num_pos_per_beat
+        self.positions_per_beat = per_beat
+        # The decoder writes time_division ticks per quarter, i.e. one tick per position.
+        self._durations = np.array(sorted(
+            time_value(token.split("_", 1)[1], per_beat) for token in self.tokenizer.vocab
+            if token.startswith("Duration_")
+        ))
+
+    # ----------------------------------------------------------------------- tokens
+
+    def encode(self, data: bytes, parts: str = "all") -> list[str]:
+        check_parts(parts)
+        check_midi_container(data)
+        try:
+            score = Score.from_midi(data)
+        except Exception as exc:  # noqa: BLE001 - symusic raises RuntimeError, but say what it was
+            raise MidiParseError(f"symusic could not parse it: {type(exc).__name__}: {exc}") from exc
+        try:
+            return self._tokens(score, parts)
+        except Exception as exc:  # noqa: BLE001 - a structurally odd score is a bad file, not a crash
+            raise MidiParseError(
+                f"symusic parsed it but MidiTok could not tokenize it: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _tokens(self, score: Score, parts: str) -> list[str]:
+        merged = merged_notes(score, parts)
+        if merged is None:
+            return []
+        ready = self.tokenizer.preprocess_score(merged)  # quantised to one tick per position
+        if not ready.tracks or ready.tracks[0].note_num() == 0:
+            return []
+        cut_overlaps(ready.tracks[0], self._durations)
+        return list(self.tokenizer.encode(ready, no_preprocess_score=True)[0].tokens)
+
+    def _score(self, tokens: Sequence[str]) -> Score:
+        score = self.tokenizer.decode([TokSequence(tokens=list(tokens))])
+        for track in score.tracks:
+            cut_overlaps(track, self._durations)
+        return score
+
+    def decode(self, tokens: Sequence[str]) -> bytes:
+        """A piano track at 120 bpm in 4/4; generated tokens whose notes overlap are cut as in encoding."""
+        return self._score(tokens).dumps_midi()
+
+    def transpose(self, tokens: Sequence[str], semitones: int) -> list[str] | None:
+        low, high = self.tokenizer.config.pitch_range
+        moved = []
+        for token in tokens:
+            if token.startswith("Pitch_"):
+                number = int(token[6:]) + semitones
+                if not low <= number <= high:
+                    return None
+                token = f"Pitch_{number}"
+            moved.append(token)
+        return moved
+
+    def note_events(self, tokens: Sequence[str]) -> list[NoteEvent]:
+        score = self._score(tokens)
+        per_quarter = score.ticks_per_quarter
+        events = [NoteEvent(n.time / per_quarter, n.duration / per_quarter, n.pitch)
+                  for track in score.tracks for n in track.notes]
+        return sorted(events, key=lambda e: (e.onset, e.pitch))
+
+    def grammar(self, vocab: Sequence[str]) -> RemiGrammar:
+        return RemiGrammar(vocab, self.tokenizer.tokens_types_graph, self.positions_per_beat, BEATS_PER_BAR)
+
+    # ----------------------------------------------------------------------- configuration
+
+    def saved_files(self) -> dict[str, bytes]:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / TOKENIZER_FILE
+            self.tokenizer.save(path)
+            return {TOKENIZER_FILE: path.read_bytes()}
+
+    @classmethod
+    def from_saved(cls, read: Reader) -> "RemiEncoding":
+        data = read(TOKENIZER_FILE)
+        try:
+            tokenization = json.loads(data)["tokenization"]
+        except (ValueError, KeyError, TypeError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            raise EncodingError(f"{TOKENIZER_FILE} is not a MidiTok tokenizer file: {reason}") from exc
+        if tokenization != "REMI":
+            raise EncodingError(f"{TOKENIZER_FILE} holds a MidiTok {tokenization} tokenizer, not REMI")
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / TOKENIZER_FILE
+            path.write_bytes(data)
+            return cls(REMI(params=path))
+
+    @property
+    def config_hash(self) -> str:
+        """The hash of MidiTok's own serialised configuration (not of the file, which names library versions)."""
+        return stable_hash({"tokenization": type(self.tokenizer).__name__,
+                            "config": self.tokenizer.config.to_dict(serialize=True)})
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {"miditok": metadata.version("miditok"), "symusic": metadata.version("symusic")}

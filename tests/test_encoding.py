@@ -1,0 +1,196 @@
+"""The encoding interface: the registry, loading saved configurations, bad files for both encodings,
+and the reference encoding behind the interface (round trip, transposition against music21's own
+reading of transposed MIDI files)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from symusic import Score
+
+from conftest import patterned_tokens
+from preprocessing import encoding, notes, records, sample_data
+from preprocessing.midi_container import MidiParseError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def smf(track: bytes, declared_tracks: int = 1) -> bytes:
+    """A format-0 Standard MIDI File around one track chunk's bytes."""
+    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + declared_tracks.to_bytes(2, "big")
+    return header + (96).to_bytes(2, "big") + b"MTrk" + len(track).to_bytes(4, "big") + track
+
+
+GOOD = notes.midi_bytes_from_tokens(patterned_tokens(seed=1, length=40))
+
+
+def bad_files() -> dict[str, bytes]:
+    """The held-out-style cases: each is a file a collection can hold, and none is music."""
+    wrong_count = bytearray(GOOD)
+    wrong_count[10:12] = (int.from_bytes(GOOD[10:12], "big") + 2).to_bytes(2, "big")
+    return {
+        "empty": b"",
+        "random bytes": bytes(random.Random(7).randrange(256) for _ in range(300)),
+        "truncated": GOOD[: len(GOOD) // 2],
+        "text renamed": b"these are not the notes you are looking for\n",
+        "wrong track count": bytes(wrong_count),
+        "header of zeros": b"MThd" + b"\x00" * 10,
+    }
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_registry_names_both_encodings_and_refuses_others():
+    assert encoding.ENCODINGS == ("reference", "remi") and encoding.DEFAULT_ENCODING == "reference"
+    for name in encoding.ENCODINGS:
+        assert encoding.get(name).name == name
+    with pytest.raises(encoding.EncodingError, match="unknown encoding 'abc': choose one of reference, remi"):
+        encoding.get("abc")
+
+
+def test_the_reference_token_format_is_what_manifests_record():
+    assert encoding.ReferenceEncoding.token_format == records.ENCODING
+    assert notes.PARTS_MODES == encoding.PARTS_MODES
+
+
+@pytest.mark.parametrize("name, absent", [("remi", "music21"), ("reference", "miditok")])
+def test_an_encoding_imports_only_its_own_library(name, absent):
+    code = (f"import sys; from preprocessing import encoding; e = encoding.get({name!r}); e.encode({GOOD!r}); "
+            f"bad = {{{absent!r}, 'tensorflow', 'apache_beam'}} & set(sys.modules); assert not bad, bad")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", encoding.ENCODINGS)
+def test_unknown_parts_mode_is_refused(name):
+    with pytest.raises(ValueError, match="parts must be one of"):
+        encoding.get(name).encode(GOOD, parts="second")
+
+
+# --------------------------------------------------------------------------- bad files, both encodings
+
+
+@pytest.mark.parametrize("case", list(bad_files()))
+@pytest.mark.parametrize("name", encoding.ENCODINGS)
+def test_bad_files_are_one_readable_parse_error(name, case):
+    with pytest.raises(MidiParseError) as caught:
+        encoding.get(name).encode(bad_files()[case])
+    message = str(caught.value)
+    assert message and "\n" not in message.strip()
+    assert caught.type is notes.MidiParseError  # the class the pipeline's dead letters already catch
+
+
+def test_the_wrong_track_count_is_caught_before_symusic_reads_the_tracks_it_has():
+    # symusic alone would read the tracks that are there; the container check says what is wrong.
+    assert Score.from_midi(bad_files()["wrong track count"]).note_num() > 0
+    with pytest.raises(MidiParseError, match="the header declares 4 tracks, the file holds 2"):
+        encoding.get("remi").encode(bad_files()["wrong track count"])
+
+
+def test_symusics_own_message_reaches_the_error():
+    velocity_129 = smf(bytes([0x00, 0x90, 0x3C, 0x81, 0x60, 0x80, 0x3C, 0x40, 0x00, 0xFF, 0x2F, 0x00]))
+    with pytest.raises(MidiParseError, match=r"symusic could not parse it: RuntimeError: Get velocity=129"):
+        encoding.get("remi").encode(velocity_129)
+    with pytest.raises(MidiParseError, match="symusic could not parse it: .*first chunk length is not 6"):
+        encoding.get("remi").encode(bad_files()["header of zeros"])
+
+
+# --------------------------------------------------------------------------- loading a saved configuration
+
+
+def test_the_reference_encoding_saves_nothing_and_loads_without_reading():
+    reference = encoding.get("reference")
+    assert reference.saved_files() == {} and reference.saved_file_names == ()
+
+    def read(name):
+        raise AssertionError(f"read {name}")
+
+    loaded = encoding.load("reference", read, expected_hash=reference.config_hash)
+    assert isinstance(loaded, encoding.ReferenceEncoding)
+    assert len(reference.config_hash) == 16 and reference.config_hash == encoding.get("reference").config_hash
+    with pytest.raises(encoding.EncodingError, match="manifest records 0123"):
+        encoding.load("reference", read, expected_hash="0123")
+    assert set(reference.versions) == {"music21"}
+
+
+def test_a_missing_saved_file_is_one_line():
+    def read(name):
+        raise FileNotFoundError(f"/data/{name} not found")
+
+    with pytest.raises(encoding.EncodingError, match=r"cannot read the remi encoding's tokenizer.json: "
+                                                     r"FileNotFoundError: /data/tokenizer.json not found"):
+        encoding.load("remi", read)
+
+
+# --------------------------------------------------------------------------- the reference encoding
+
+
+def test_reference_round_trip_through_the_interface_on_embedded_pieces():
+    reference = encoding.get("reference")
+    directory = Path(sample_data.ensure_dataset())
+    for path in sorted(directory.glob("*.mid"), key=lambda p: p.stat().st_size)[:2]:
+        tokens = reference.encode(path.read_bytes())
+        assert tokens and reference.encode(reference.decode(tokens)) == tokens, path.name
+
+
+def test_reference_grammar_allows_everything_and_note_events_follow_the_step():
+    reference = encoding.get("reference")
+    grammar = reference.grammar(["0.4.7", "C4", "E-4"])
+    assert grammar.mask(["C4"]).tolist() == [True, True, True]
+    assert reference.note_events(["E-4", "0.4.7"]) == [
+        encoding.NoteEvent(0.0, 0.5, 63), encoding.NoteEvent(0.5, 0.5, 60),
+        encoding.NoteEvent(0.5, 0.5, 64), encoding.NoteEvent(0.5, 0.5, 67),
+    ]
+
+
+def test_reference_transposition_of_single_tokens():
+    assert notes.transpose_token("C4", 1) == "C#4"
+    assert notes.transpose_token("C#4", 2) == "E-4"  # music21's spelling of MIDI 63, not D#4
+    assert notes.transpose_token("B-3", 2) == "C4"
+    assert notes.transpose_token("4.7.11", 1) == "5.8.0"  # E G B up a semitone: F A- C
+    assert notes.transpose_token("0.4.8", 5) == "1.5.9"  # a symmetric chord: normal order starts elsewhere
+    assert notes.transpose_token("0", 3) == "3"
+    assert notes.transpose_token("G9", 1) is None and notes.transpose_token("C0", -1) is None
+    assert notes.transpose_tokens(["C4", "G9"], 1) is None
+    assert notes.transpose_tokens(["C4", "0.4.7"], 0) == ["C4", "0.4.7"]
+
+
+def transposed_midi(data: bytes, semitones: int) -> bytes:
+    return Score.from_midi(data).shift_pitch(semitones).dumps_midi()
+
+
+@pytest.mark.parametrize("parts", encoding.PARTS_MODES)
+def test_reference_transposition_is_what_music21_reads_from_the_transposed_file(parts):
+    """Every note of the MIDI file moved by symusic, then read by music21: the same tokens."""
+    reference = encoding.get("reference")
+    directory = Path(sample_data.ensure_dataset())
+    smallest = sorted(directory.glob("*.mid"), key=lambda p: p.stat().st_size)[0].read_bytes()
+    for data in (smallest, GOOD):
+        # symusic's rewrite of the file reads as the original does (so only the pitches differ below)
+        tokens = reference.encode(transposed_midi(data, 0), parts)
+        assert tokens == reference.encode(data, parts)
+        for semitones in (-5, 1, 6, 11):
+            assert reference.transpose(tokens, semitones) == reference.encode(transposed_midi(data, semitones), parts)
+
+
+def test_reference_chord_transposition_agrees_with_music21s_normal_order():
+    """Normal order is not always a rotation of the transposed normal order (symmetric sets start
+    on their lowest pitch class); the token-level search must give what music21 computes."""
+    from music21 import chord
+
+    def normal_order(classes):
+        return ".".join(str(pc) for pc in chord.Chord(sorted(classes)).normalOrder)
+
+    rng = np.random.default_rng(0)
+    sets = [[0, 4, 8], [0, 3, 6, 9], [0, 6], [0, 2, 4, 6, 8, 10], [0, 1, 6, 7], [5, 9, 0, 3]]
+    sets += [rng.choice(12, size=int(rng.integers(2, 7)), replace=False).tolist() for _ in range(12)]
+    for classes in sets:
+        token = normal_order(classes)
+        for semitones in (1, 5, 9):
+            assert notes.transpose_token(token, semitones) == normal_order((pc + semitones) % 12 for pc in classes)
