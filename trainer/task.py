@@ -34,11 +34,11 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     layout = resolve_layout(args.job_dir, env)
     worker = Worker.from_env(env, args.distribute)
-    if worker.chief:
-        check_writable([layout.checkpoints, layout.backup, layout.logs, layout.model])
     strategy = make_strategy(args.distribute, worker.config)  # before other TF work (MultiWorkerMirrored needs it)
     data = data_lib.load(args.data_dir)
     steps = plan_steps(args, data, strategy, worker)
+    if worker.chief:  # after every check that can refuse the job: a refused job leaves no folders behind
+        check_writable([layout.checkpoints, layout.backup, layout.logs, layout.model])
     with WorkerOutputs(layout, worker.chief, worker.name) as outputs:
         model = build_model(args, data, strategy)
         backup = loop.Backup(model, layout.backup, outputs)
