@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Mapping, Sequence
 
+from preprocessing import quiet
 from trainer.model import MODELS
 
 PROG = "lstm-composer train"
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="every N epochs, log a short greedy sample (piano roll, audio, tokens) to TensorBoard; 0: never")
     p.add_argument("--distribute", choices=DISTRIBUTE, default="auto",
                    help="auto: MultiWorkerMirrored when TF_CONFIG/CLUSTER_SPEC name several workers, else Mirrored")
+    quiet.add_verbose_flag(p)
     return p
 
 

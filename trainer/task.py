@@ -1,4 +1,4 @@
-"""The training job: ``python -m trainer.task`` / ``lstm-composer train`` (the trainer image's entry point).
+"""The training job: ``lstm-composer train`` / ``python -m trainer.task`` (the trainer image's entry point).
 
 Reads a preprocessing output (``--data-dir``), trains the LSTM of :mod:`trainer.model` under the
 strategy of :mod:`trainer.distribute` with the loop of :mod:`trainer.loop`, and writes the job
@@ -14,12 +14,12 @@ import os
 import sys
 from typing import Any, Mapping, Sequence
 
+from preprocessing import quiet
 from preprocessing.records import TRAIN, VALIDATION, DataError, join
 from trainer.flags import PROG, UsageError, parse_args
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The phases import TensorFlow and the modules built on it when a job runs, not when this module is
-# imported: `--help` and a wrong flag answer at once.
+# imported: `--help` and a wrong flag answer at once, without TensorFlow's start-up lines.
 
 
 def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -152,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse printed usage and one "error:" line (or --help)
         return int(exc.code or 0)
+    quiet.import_tensorflow()
     try:
         train(args)
     except (DataError, UsageError) as exc:
