@@ -1,8 +1,8 @@
 """The ``lstm-composer`` console script: one subcommand per job, and the quickstart that chains them.
 
 Each job subcommand hands the rest of the command line to the ``main(argv)`` of the module that owns
-the job, the same function ``python -m <module>`` calls, so every job has exactly one flag parser.
-Modules are imported only when their subcommand runs: ``lstm-composer train`` never imports Beam.
+the job's flags, so every job has exactly one flag parser. Modules are imported only when their
+subcommand runs: ``lstm-composer train`` never imports Beam, and no ``--help`` imports TensorFlow.
 
 This module lives outside both packages because ``quickstart`` runs the preprocessing pipeline
 (Beam) and the trainer in one process, and neither package may import the other's side.
@@ -11,19 +11,22 @@ This module lives outside both packages because ``quickstart`` runs the preproce
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-import os
+import io
 import sys
 import time
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
+
+from preprocessing import quiet  # the standard library only: every subcommand shares its --verbose
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("lstm_composer:quickstart", "the whole chain on the embedded dataset, sized for a laptop CPU"),
     "sample-data": ("preprocessing.sample_data:main", "render the embedded default dataset to MIDI files"),
     "preprocess": ("preprocessing.pipeline:main", "MIDI folder -> vocabulary + windowed TFRecords (Apache Beam)"),
     "train": ("trainer.task:main", "train the LSTM on the records (tf.distribute, checkpoints, TensorBoard)"),
-    "generate": ("trainer.generate:main", "compose MIDI with a trained model (plus piano roll and summary)"),
+    "generate": ("trainer.generate_flags:main", "compose MIDI with a trained model (plus piano roll and summary)"),
     "submit": ("cloud.cli:main",
                "run training on Vertex AI GPUs (1 GPU, 8 GPUs, several machines) or print a GKE Job manifest"),
 }
@@ -38,6 +41,8 @@ def usage() -> str:
     width = max(map(len, SUBCOMMANDS))
     lines = ["usage: lstm-composer <subcommand> [flags]   (lstm-composer <subcommand> --help for its flags)", ""]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    lines += ["", f"Every subcommand takes --verbose (or {quiet.VERBOSE_ENV}=1): also show TensorFlow's and Beam's "
+              "own log lines."]
     return "\n".join(lines)
 
 
@@ -54,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------------- quickstart
+
+PROG = "lstm-composer quickstart"
 
 QUICKSTART_PRESET: dict[str, dict[str, Any]] = {
     "preprocess": {"sequence_length": 32},
@@ -77,7 +84,7 @@ def quickstart_parser() -> argparse.ArgumentParser:
         for job, values in QUICKSTART_PRESET.items()
     )
     p = argparse.ArgumentParser(
-        prog="lstm-composer quickstart",
+        prog=PROG,
         description="Render the embedded dataset (if absent), preprocess it, train a small model and compose "
         "a piece: the whole chain, with settings that finish in minutes on a laptop CPU. Every flag of "
         "`lstm-composer preprocess`, `train` and `generate` is accepted and goes to the jobs that know it "
@@ -86,6 +93,7 @@ def quickstart_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     p.add_argument("--workdir", default="runs/quickstart", help="where records, job directory and music go")
+    quiet.add_verbose_flag(p)
     return p
 
 
@@ -132,63 +140,107 @@ class Stages:
         print(f"[{self.index}/{self.total}] done in {time.perf_counter() - self._t:.0f} s{detail}", flush=True)
 
 
+class Jobs(NamedTuple):
+    """The quickstart's three jobs, each with its own flags parsed and checked."""
+
+    workdir: str
+    preprocess: Any  # preprocessing.options.PreprocessOptions
+    beam_args: list[str]
+    train: argparse.Namespace
+    generate: argparse.Namespace
+
+
+def job_flags(parse: Callable[..., Any], *args: Any) -> Any:
+    """Run a job's own ``parse_args`` (its parser, the preset, its checks) and turn the job's argparse
+    error into a :class:`ValueError` holding the message alone, for the quickstart to say in its name."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            return parse(*args)
+    except SystemExit:
+        errors = [line.split(": error: ", 1)[1] for line in stderr.getvalue().splitlines() if ": error: " in line]
+        raise ValueError(errors[-1] if errors else stderr.getvalue().strip() or "invalid flags") from None
+
+
+def plan_jobs(argv: Sequence[str], parsers: dict[str, argparse.ArgumentParser]) -> Jobs:
+    """Every job's flags, checked before the first stage starts; raises :class:`ValueError` for the
+    first that cannot work (``--help`` prints the quickstart's help and exits)."""
+    from preprocessing import options
+    from trainer import flags, generate_flags
+
+    routed = route_flags(argv, parsers)
+    taken = [word for word in argv if word.partition("=")[0] in FROM_WORKDIR]
+    if taken:
+        raise ValueError(f"{taken[0]} is set from --workdir by the quickstart; give --workdir instead")
+    work = parsers["quickstart"].parse_args(routed["quickstart"]).workdir.rstrip("/")
+    data_dir, job_dir = f"{work}/data", f"{work}/job"
+    preset = QUICKSTART_PRESET
+    prep, beam_args = job_flags(options.parse_args, routed["preprocess"] + ["--output", data_dir], preset["preprocess"])
+    train_args = job_flags(flags.parse_args, routed["train"] + ["--data-dir", data_dir, "--job-dir", job_dir],
+                           preset["train"])
+    compose_args = job_flags(generate_flags.parse_args, routed["generate"] + [
+        "--model-dir", f"{job_dir}/model", "--output", f"{work}/composition.mid"], preset["generate"])
+    return Jobs(work, prep, beam_args, train_args, compose_args)
+
+
 def quickstart(argv: Sequence[str] | None = None) -> int:
-    """The whole chain on the embedded dataset: each job's own parser with :data:`QUICKSTART_PRESET`."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """The whole chain on the embedded dataset: each job's own parser with :data:`QUICKSTART_PRESET`.
+
+    Every flag of every job, the composition's folder and any ``--primer`` are checked before the
+    first stage, and every refusal is one ``lstm-composer quickstart: error: ...`` line.
+    """
     from preprocessing import options, pipeline, sample_data
     from preprocessing.files import PipelineError
     from preprocessing.records import TRAIN, DataError
-    from trainer import flags, generate, task
+    from trainer import flags, generate_flags
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parsers = {"quickstart": quickstart_parser(), "preprocess": options.build_parser(),
-               "train": flags.build_parser(), "generate": generate.build_parser()}
+               "train": flags.build_parser(), "generate": generate_flags.build_parser()}
     try:
-        routed = route_flags(argv, parsers)
-        taken = [word for word in argv if word.partition("=")[0] in FROM_WORKDIR]
-        if taken:
-            raise ValueError(f"{taken[0]} is set from --workdir by the quickstart; give --workdir instead")
+        jobs = plan_jobs(argv, parsers)
     except ValueError as exc:
-        print(f"lstm-composer quickstart: error: {exc}", file=sys.stderr)
-        return 2
-    work = parsers["quickstart"].parse_args(routed["quickstart"]).workdir.rstrip("/")
-    data_dir, job_dir, music = f"{work}/data", f"{work}/job", f"{work}/composition.mid"
-    preset = QUICKSTART_PRESET
-    prep, beam_args = options.parse_args(routed["preprocess"] + ["--output", data_dir], preset["preprocess"])
-    train_args = flags.parse_args(routed["train"] + ["--data-dir", data_dir, "--job-dir", job_dir], preset["train"])
-    compose_args = generate.parse_args(
-        routed["generate"] + ["--model-dir", f"{job_dir}/model", "--output", music], preset["generate"]
-    )
+        return fail(exc)
+    quiet.import_tensorflow()
+    from trainer import generate, task
+
+    try:
+        generate.check_paths(jobs.generate, output_flag=f"--workdir {jobs.workdir}")
+    except generate.GenerateError as exc:
+        return fail(exc)
     stages = Stages(4)
 
     stages.start("embedded dataset (music21 corpus rendered to MIDI; reused when already there)")
-    prep = replace(prep, input=prep.input or sample_data.ensure_dataset())
+    prep = replace(jobs.preprocess, input=jobs.preprocess.input or sample_data.ensure_dataset())
     stages.done(f": {prep.input}")
 
     stages.start("preprocessing with Apache Beam (DirectRunner, all cores)")
     try:
-        outcome = pipeline.run(prep, beam_args)
+        outcome = pipeline.run(prep, jobs.beam_args)
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     stages.done()
 
-    a = train_args
+    a = jobs.train
     stages.start(f"training the '{a.model}' LSTM ({a.layers} x {a.units} units, {a.epochs} epochs)")
     try:
-        metrics = task.train(train_args)
+        metrics = task.train(a)
     except (DataError, flags.UsageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     stages.done()
 
-    stages.start(f"composing {compose_args.length} tokens")
-    code = generate.compose(compose_args)
+    stages.start(f"composing {jobs.generate.length} tokens")
+    code = generate.compose(jobs.generate, prog=PROG)
     if code:
         return code
     stages.done()
-    print(report(stages, data_dir, outcome.manifest.windows(TRAIN), job_dir, music, metrics))
+    print(report(stages, a.data_dir, outcome.manifest.windows(TRAIN), a.job_dir, jobs.generate.output, metrics))
     return 0
+
+
+def fail(exc: Exception) -> int:
+    print(f"{PROG}: error: {exc}", file=sys.stderr)
+    return 2
 
 
 def report(stages: Stages, data_dir: str, train_windows: int, job_dir: str, music: str, metrics: dict) -> str:

@@ -25,6 +25,7 @@ from typing import Sequence
 from cloud import kubernetes, vertex
 from cloud.machines import DEFAULT_MACHINE_TYPE, GPU_TYPES, SubmitError
 from cloud.plan import JobPlan, plan_job
+from preprocessing import quiet
 from preprocessing.errors import first_line
 
 PROG = "lstm-composer submit"
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kubernetes-service-account", default=None, metavar="NAME",
                    help="with --kubernetes: the Kubernetes service account of the pods (Workload Identity for gs://)")
     p.add_argument("--namespace", default=None, help="with --kubernetes: the namespace (default: kubectl's)")
+    quiet.add_verbose_flag(p)
     return p
 
 

@@ -57,14 +57,32 @@ class JobPlan:
 
 _PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
 _REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
-_BUCKET_PATH = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 
 
+def bucket_problem(bucket: str) -> str | None:
+    """What makes ``bucket`` a name Cloud Storage refuses (its naming rules for characters, ends and
+    length), or None. The rules about IP-like names and "goog" are left to Cloud Storage itself."""
+    if re.search(r"[^a-z0-9._-]", bucket):
+        return "bucket names use only lowercase letters, digits, '-', '_' and '.'"
+    if not (bucket[0].isalnum() and bucket[-1].isalnum()):
+        return "bucket names start and end with a letter or a digit"
+    longest = 222 if "." in bucket else 63
+    if not 3 <= len(bucket) <= longest or any(len(part) > 63 for part in bucket.split(".")):
+        return "bucket names are 3-63 characters (up to 222 with dots, at most 63 between two dots)"
+    return None
+
+
 def _gcs_dir(value: str, flag: str) -> str:
-    if not _BUCKET_PATH.fullmatch(value):
+    if not value.startswith("gs://"):
         raise SubmitError(f"{flag} must be a gs:// path such as gs://my-bucket/lstm-composer/run-1, not {value!r}")
+    bucket = value[len("gs://"):].split("/", 1)[0]
+    if not bucket:
+        raise SubmitError(f"{flag} {value!r} names no bucket: give a path such as gs://my-bucket/lstm-composer/run-1")
+    problem = bucket_problem(bucket)
+    if problem:
+        raise SubmitError(f"{flag} {value!r}: {bucket!r} cannot be a Cloud Storage bucket: {problem}")
     return value.rstrip("/")
 
 

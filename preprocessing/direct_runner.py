@@ -21,6 +21,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.transforms.window import GlobalWindows
 
+from preprocessing import quiet
+
 BEAM_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
 _frozen = False
 
@@ -36,9 +38,16 @@ def _has_flag(beam_args: Sequence[str], name: str) -> bool:
     return any(arg == name or arg.startswith(name + "=") for arg in beam_args)
 
 
+WORKER_LOG_LEVEL = "ERROR"
+"""The DirectRunner's worker processes log at this level unless ``--verbose`` (their WARNING lines are
+Beam's start-up notices, relayed to the user's terminal; a file that fails to parse is counted in
+the summary and named in ``dead_letter.jsonl`` all the same)."""
+
+
 def with_local_defaults(beam_args: Sequence[str]) -> list[str]:
     """``beam_args`` with the runner made explicit and, for the DirectRunner, worker processes over
-    every core unless the user chose a running mode (only separate processes parse in parallel)."""
+    every core unless the user chose a running mode (only separate processes parse in parallel), and
+    quiet workers unless ``--verbose`` or the user chose their log level."""
     beam_args = list(beam_args)
     runner_flag = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     runner_flag.add_argument("--runner", default=None)
@@ -50,6 +59,8 @@ def with_local_defaults(beam_args: Sequence[str]) -> list[str]:
         beam_args.append("--direct_running_mode=multi_processing")
         if not _has_flag(beam_args, "--direct_num_workers"):
             beam_args.append(f"--direct_num_workers={os.cpu_count() or 1}")
+    if is_direct_runner(runner) and not quiet.verbose() and not _has_flag(beam_args, "--default_sdk_harness_log_level"):
+        beam_args.append(f"--default_sdk_harness_log_level={WORKER_LOG_LEVEL}")
     return beam_args
 
 

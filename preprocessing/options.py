@@ -14,9 +14,11 @@ from typing import Any, Mapping, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from preprocessing import notes, records
+from preprocessing import notes, quiet, records
 from preprocessing.direct_runner import with_local_defaults
 from preprocessing.files import MAX_SHARDS
+
+PROG = "lstm-composer preprocess"
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class PreprocessOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m preprocessing.pipeline",
+        prog=PROG,
         description=(
             "Parse a folder of MIDI files with music21, build the token vocabulary and write "
             "windows of token ids as sharded TFRecords. Any Apache Beam pipeline option "
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-shards", type=int, default=None, help="train shards (default: chosen from the input size)"
     )
     parser.add_argument("--compression", choices=records.COMPRESSIONS, default="none")
+    quiet.add_verbose_flag(parser)
     return parser
 
 

@@ -1,6 +1,6 @@
 """The preprocessing job: a folder of MIDI files → vocabulary + windowed, sharded TFRecords.
 
-``python -m preprocessing.pipeline --input DIR_OR_GLOB --output DIR`` (or ``lstm-composer preprocess``)
+``lstm-composer preprocess --input DIR_OR_GLOB --output DIR`` (or ``python -m preprocessing.pipeline``)
 runs :class:`PreprocessMidi` with Apache Beam: on this machine with the DirectRunner over all cores,
 in the cloud unchanged with ``--runner DataflowRunner``. The flags are in
 :mod:`preprocessing.options`, the steps in :mod:`preprocessing.transforms`, the file-system side in
@@ -10,7 +10,6 @@ in the cloud unchanged with ``--runner DataflowRunner``. The flags are in
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import replace
 from typing import Any, NamedTuple, Sequence
@@ -26,7 +25,7 @@ from apache_beam.runners.runner import PipelineState
 from preprocessing import files, records
 from preprocessing.direct_runner import SpreadFiles, direct_runner_workers
 from preprocessing.files import PipelineError
-from preprocessing.options import PreprocessOptions, parse_args
+from preprocessing.options import PROG, PreprocessOptions, parse_args
 from preprocessing.transforms import (
     METRICS_NAMESPACE, MakeWindows, ParseMidi, TallyFn, VocabularyFn, count_matched, dead_letter_tally,
     piece_tally, write_outputs,
@@ -174,22 +173,45 @@ def summary(manifest: records.Manifest, output: str) -> str:
         f"  sequence length {manifest.sequence_length}, stride {manifest.stride}, parts={manifest.parts}; "
         "windows never cross from one piece into the next",
     ]
-    return "\n".join(lines)
+    warning = validation_warning(manifest)
+    return "\n".join(lines + ([warning] if warning else []))
+
+
+def validation_warning(manifest: records.Manifest) -> str | None:
+    """Why no window went to validation, and what to do, when pieces were windowed but none held out.
+
+    Pieces, not windows, are split by a stable hash of their path, so with few pieces the validation
+    share can come out empty; the trainer would then train without validation metrics or baselines.
+    """
+    c = manifest.counts
+    if c.get("validation_windows", 0) or not c.get("train_windows", 0):
+        return None  # a validation split exists, or there is nothing to train on at all (an error of its own)
+    fraction = manifest.validation_fraction
+    if fraction == 0:
+        return ("warning: no validation windows (--validation-fraction 0): training will report no validation "
+                "loss, accuracy or baselines")
+    pieces = c.get("train_pieces", 0)
+    unusable = c.get("pieces_too_short", 0) + c.get("pieces_empty", 0)
+    why = f"the split (a stable hash of each file's path) held none of the {pieces:,} usable piece(s) out for " \
+          f"validation at --validation-fraction {fraction:g}"
+    if unusable:
+        why += f" ({unusable:,} more empty or too short)"
+    return (f"warning: no piece went to validation: {why}. Training will report no validation metrics; "
+            "add more pieces or raise --validation-fraction")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         manifest = run_pipeline(argv).manifest
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     if manifest is None:
         return 0
     if manifest.windows(records.TRAIN) == 0:
         print(
-            "error: no training windows were produced (every piece failed to parse, was empty, was too "
+            f"{PROG}: error: no training windows were produced (every piece failed to parse, was empty, was too "
             f"short for --sequence-length {manifest.sequence_length}, or went to validation); "
             "see the counts above",
             file=sys.stderr,

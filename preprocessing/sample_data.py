@@ -23,7 +23,7 @@ Rendering is music21's own ``score.write("midi")``: one track per part, repeats 
 played (music21 expands them), notated tempo or music21's default. Nothing here quantises or edits
 the music; what the pipeline later reads is whatever music21 makes of these files.
 
-Command line: ``python -m preprocessing.sample_data [--output DIR] [--workers N] [--force]``.
+Command line: ``lstm-composer sample-data [--output DIR] [--workers N] [--force]`` (or ``python -m preprocessing.sample_data``).
 Imports music21 only (no Beam, no TensorFlow).
 """
 
@@ -45,6 +45,7 @@ from typing import Iterable, Sequence
 import music21
 from music21 import corpus
 
+from preprocessing import quiet
 from preprocessing.sample_pieces import PIECES
 
 RENDER_VERSION = 1
@@ -304,7 +305,7 @@ def dataset_statistics(directory: str | os.PathLike, sequence_length: int = 100)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m preprocessing.sample_data",
+        prog="lstm-composer sample-data",
         description="Render the embedded default dataset (music21's bundled corpus) to MIDI files.",
     )
     parser.add_argument("--output", default=DEFAULT_DIR,
@@ -315,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="render again even if a complete rendering is already there")
     parser.add_argument("--stats", action="store_true",
                         help="also parse the files back and print tokens and windows at sequence length 100")
+    quiet.add_verbose_flag(parser)
     return parser
 
 

@@ -30,3 +30,22 @@ def scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
         for tag in acc.Tags()[event_accumulator.TENSORS]
         if not tag.startswith("sample/")
     }
+
+
+def unwritable_folder(tmp_path) -> "Path | None":
+    """A folder that really refuses a new file here, or None: a read-only folder for a normal user,
+    ``/sys`` for root (whom permissions do not stop; sysfs takes no new files from anyone)."""
+    import os
+    from pathlib import Path
+
+    folder = Path("/sys")
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+    try:
+        (folder / "probe").write_bytes(b"")
+    except OSError:
+        return folder
+    (folder / "probe").unlink()
+    return None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +108,141 @@ def test_quickstart_refuses_a_folder_flag_and_an_unknown_flag_in_one_line(capsys
     assert lstm_composer.quickstart(["--epochz", "3"]) == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments: --epochz" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- one line, in the name the user typed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quiet_env() -> dict[str, str]:
+    """This process's environment without the settings the tests' own conftest makes (TF's log level)
+    or a developer may have (verbosity): what a new user's shell has."""
+    from preprocessing import quiet
+
+    return {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", quiet.VERBOSE_ENV)}
+
+
+def lstm_composer_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``lstm-composer ARGS`` in a new process (through ``python -m``, which needs no installed script)."""
+    return subprocess.run([sys.executable, "-m", "lstm_composer", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=quiet_env())
+
+
+@pytest.mark.parametrize("sub", ["quickstart", "preprocess", "train", "generate", "submit", "sample-data"])
+def test_help_names_the_subcommand_and_imports_no_tensorflow(sub):
+    code = ("import sys, lstm_composer\n"
+            f"try:\n    lstm_composer.main([{sub!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            env=quiet_env())
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith(f"usage: lstm-composer {sub} ")
+    assert "--verbose" in result.stdout and "python -m" not in result.stdout.split("\n\n")[0]
+    assert result.stdout.strip().endswith("False")  # --help never waits for TensorFlow
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["preprocess"], "lstm-composer preprocess: error: the following arguments are required: --output"),
+    (["generate", "--model-dir", "m"], "lstm-composer generate: error: the following arguments are required: --output"),
+    (["generate", "--model-dir", "m", "--output", "o.mid", "--length", "0"],
+     "lstm-composer generate: error: --length must be at least 1"),
+    (["train", "--epochs", "1"], "lstm-composer train: error: the following arguments are required: --data-dir"),
+    (["sample-data", "--workerz", "2"], "lstm-composer sample-data: error: unrecognized arguments: --workerz 2"),
+])
+def test_usage_errors_name_the_command_the_user_typed(argv, line, capsys):
+    try:
+        code = lstm_composer.main(argv)
+    except SystemExit as exc:  # some jobs let argparse exit, others return its status
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == line
+    assert "python -m" not in err
+
+
+def test_job_errors_name_the_command_the_user_typed(tmp_path, capsys):
+    assert lstm_composer.main(["preprocess", "--input", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("lstm-composer preprocess: error: no MIDI files")
+
+
+# --------------------------------------------------------------------------- the quickstart checks all before it starts
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "argument --epochs: must be a positive integer, not 0"),
+    (["--temperature", "-1"], "--temperature must be >= 0"),
+    (["--length", "0"], "--length must be at least 1"),
+    (["--sequence-length", "0"], "--sequence-length must be at least 1"),
+    (["--batch-size", "0"], "argument --batch-size: must be a positive integer, not 0"),
+    (["--top-k", "0"], "--top-k must be at least 1"),
+    (["--primer", "{tmp}"], "--primer {tmp} is a folder; give one MIDI file"),
+    (["--primer", "{tmp}/none.mid"], "--primer {tmp}/none.mid not found"),
+    (["--workdir", "{tmp}/a-file/qs"], "--workdir {tmp}/a-file/qs: {tmp}/a-file is a file, not a folder"),
+])
+def test_quickstart_refuses_any_stages_flag_before_the_first_stage(flags, message, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    flags = [f.format(tmp=tmp_path) for f in flags]
+    argv = flags if "--workdir" in flags else ["--workdir", str(tmp_path / "qs"), *flags]
+    assert lstm_composer.quickstart(argv) == 2
+    out, err = capsys.readouterr()
+    assert "[1/4]" not in out  # no stage started
+    (line,) = err.strip().splitlines()
+    assert line == f"lstm-composer quickstart: error: {message.format(tmp=tmp_path)}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing made
+
+
+# --------------------------------------------------------------------------- quiet by default
+
+
+def test_native_log_lines_are_told_from_everything_else():
+    from preprocessing import quiet
+
+    for line in [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1795998336.812148   14136 cudart_stub.cc:31] Could not find cuda drivers on your machine.",
+        "E0000 00:00:1795998445.693113   17395 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+        "I0000 00:00:1718392474.370713     806 cpu_client.cc:467] TfrtCpuClient created.",
+        "W1114 09:32:22.280168 13509 tpu_hal.cc:448] Registered plugin",
+    ]:
+        assert quiet.is_native_log_line(line), line
+    for line in [
+        "F0000 00:00:1795998445.693113   17395 cuda_dnn.cc:52] Check failed: the reason a process dies",
+        "lstm-composer generate: error: --output x is a folder",
+        "Traceback (most recent call last):",
+        "warning: --primer p.mid: skipped 1 of 10 tokens that are not in the model's vocabulary",
+        "I love this piece",
+    ]:
+        assert not quiet.is_native_log_line(line), line
+
+
+def test_verbose_flag_sets_the_environment_and_leaves_the_options_alone(monkeypatch):
+    from preprocessing import options, quiet
+
+    monkeypatch.setenv(quiet.VERBOSE_ENV, "0")  # restored after the test
+    assert not quiet.verbose()
+    prep, beam_args = options.parse_args(["--output", "x"])
+    assert "--default_sdk_harness_log_level=ERROR" in beam_args
+    prep, beam_args = options.parse_args(["--output", "x", "--verbose"])
+    assert quiet.verbose() and prep.output == "x" and not hasattr(prep, "verbose")
+    assert not any(arg.startswith("--default_sdk_harness_log_level") for arg in beam_args)
+
+
+@pytest.mark.slow
+def test_beam_worker_lines_are_hidden_unless_verbose(midi_corpus, tmp_path):
+    """The DirectRunner's worker processes (2 here) log Beam's start-up notices; they reach the terminal
+    only with --verbose, and the job's own output and files are the same either way."""
+    runs = {}
+    for name, extra in (("quiet", []), ("verbose", ["--verbose"])):
+        runs[name] = lstm_composer_cli("preprocess", "--input", str(midi_corpus["dir"]), "--output",
+                                       str(tmp_path / name), "--sequence-length", "8", "--direct_num_workers", "2",
+                                       *extra)
+        assert runs[name].returncode == 0, runs[name].stderr[-3000:]
+        dead = (tmp_path / name / "dead_letter.jsonl").read_text().splitlines()
+        assert len(dead) == len(midi_corpus["bad"])  # what the hidden lines said about bad files is kept
+    worker_lines = ("No semi_persistent_directory found", "Discarding unparseable args")
+    assert not any(line in runs["quiet"].stderr for line in worker_lines), runs["quiet"].stderr
+    assert "Worker: " not in runs["quiet"].stderr
+    assert all(line in runs["verbose"].stderr for line in worker_lines), runs["verbose"].stderr[-3000:]
+    assert runs["quiet"].stdout.replace("quiet", "verbose") == runs["verbose"].stdout

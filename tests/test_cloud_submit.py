@@ -297,3 +297,55 @@ def test_the_submitter_never_loads_tensorflow():
     result = subprocess.run([sys.executable, "-c", "import cloud.cli, sys; assert 'tensorflow' not in sys.modules"],
                             capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("machine_type, message", [
+    ("foo-bar-9", "--machine-type foo-bar-9 is not a machine type this tool knows; known families: a2-highgpu, "),
+    ("g2-standard-7", "--machine-type g2-standard-7 is not a shape of the g2-standard family; use one of "
+                      "g2-standard-4, g2-standard-8, g2-standard-12, g2-standard-16, g2-standard-24, g2-standard-32, "
+                      "g2-standard-48, g2-standard-96"),
+    ("a2-highgpu-3g", "use one of a2-highgpu-1g, a2-highgpu-2g, a2-highgpu-4g, a2-highgpu-8g"),
+    ("n1-standard-7", "is not a shape of the n1-standard family"),
+    ("G2-STANDARD-8", "is not a machine type this tool knows"),
+])
+def test_unknown_machine_type_is_refused_with_the_known_ones(machine_type, message, capsys):
+    code = cli.main(vertex("--machine-type", machine_type, "--base-output-dir", BASE, "--dry-run", "--") + TRAINER)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("lstm-composer submit: error: ") and message in line, line
+    if "families" in message:
+        for family in ("a2-highgpu", "a3-highgpu", "g2-standard", "n1-standard", "e2-standard", "n2-standard", "c2-standard"):
+            assert family in line
+
+
+def test_every_known_machine_type_resolves():
+    from cloud import machines
+
+    for machine_type in machines.MACHINE_TYPES:
+        kind, count = machines.resolve_accelerators(
+            machine_type, "NVIDIA_TESLA_T4" if machine_type.startswith("n1-") else None, None)
+        assert (kind, count) == machines.BUILT_IN_GPUS.get(machine_type, (kind, count))
+        assert count >= 0 and (kind is None) == (count == 0)
+    assert machines.resolve_accelerators("e2-standard-8", None, None) == (None, 0)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("gs://x/runs", "'x' cannot be a Cloud Storage bucket: bucket names are 3-63 characters"),
+    ("gs://ab", "bucket names are 3-63 characters"),
+    ("gs://" + "a" * 64 + "/runs", "bucket names are 3-63 characters"),
+    ("gs://My-Bucket/runs", "bucket names use only lowercase letters, digits, '-', '_' and '.'"),
+    ("gs://-bucket/runs", "bucket names start and end with a letter or a digit"),
+    ("gs:///runs", "names no bucket"),
+])
+def test_bucket_names_are_checked_by_the_storage_rules(value, message, capsys):
+    assert cli.main(vertex("--base-output-dir", value, "--") + TRAINER) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("lstm-composer submit: error: --base-output-dir ") and message in line, line
+    assert "must be a gs:// path" not in line
+
+
+@pytest.mark.parametrize("value", ["gs://abc", "gs://my_bucket.example.com/runs/1", "gs://" + "a" * 63])
+def test_valid_bucket_names_pass(value):
+    args = cli.build_parser().parse_args(vertex("--base-output-dir", value))
+    assert plan.plan_job(args, TRAINER).base_output_dir == value

@@ -205,3 +205,80 @@ def test_tensorboard_sample_summaries_hold_image_and_audio(model_dir, tmp_path):
     assert int(rate) == sampling.SAMPLE_RATE
     assert wave.shape[0] > sampling.SAMPLE_RATE  # 16 tokens of 0.25 s: several seconds
     assert float(tf.math.reduce_std(wave)) > 0.01  # not silent
+
+
+# --------------------------------------------------------------------------- paths checked before composing
+
+
+def one_error_line(err: str, prog: str = "lstm-composer generate") -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), err
+    return lines[0]
+
+
+def test_output_that_cannot_be_written_is_one_line_before_composing(model_dir, tmp_path, capsys, monkeypatch):
+    from helpers import unwritable_folder
+
+    composed = []
+    monkeypatch.setattr(generate.Composer, "generate", lambda *a, **k: composed.append(1))  # must never run
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    cases = [
+        (str(folder), f"--output {folder} is a folder; give a file name such as {folder}/piece.mid"),
+        (str(blocker / "piece.mid"), f"--output {blocker}/piece.mid: {blocker} is a file, not a folder"),
+        (str(blocker / "deeper" / "piece.mid"), f"{blocker} is a file, not a folder"),
+    ]
+    readonly = unwritable_folder(tmp_path)
+    if readonly is not None:
+        cases.append((str(readonly / "piece.mid"), f"--output {readonly}/piece.mid: cannot write into {readonly}: "))
+    for output, message in cases:
+        code = generate.main(["--model-dir", str(model_dir), "--output", output, "--length", "5"])
+        line = one_error_line(capsys.readouterr().err)
+        assert code == 2 and message in line, line
+    assert composed == []
+    left = {p.name for p in tmp_path.iterdir()} - {"read-only"}  # the unwritable folder, for a normal user
+    assert left == {"a-file", "existing"}  # no folder made, no probe left
+    assert list(folder.iterdir()) == [] and blocker.read_text() == "not a folder"
+
+
+def test_primer_that_is_a_folder_is_one_line(model_dir, tmp_path, capsys):
+    code = generate.main(["--model-dir", str(model_dir), "--output", str(tmp_path / "x.mid"), "--primer", str(tmp_path)])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2 and f"--primer {tmp_path} is a folder; give one MIDI file" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_output_folders_are_made(model_dir, tmp_path):
+    out = tmp_path / "new" / "deeper" / "piece.mid"
+    assert generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "5", "--seed", "1"]) == 0
+    assert out.exists() and out.with_suffix(".png").exists() and out.with_suffix(".json").exists()
+    assert not [p for p in out.parent.iterdir() if "probe" in p.name]
+
+
+@pytest.mark.slow
+def test_tensorflow_start_up_lines_are_hidden_unless_verbose(model_dir, tmp_path):
+    """TensorFlow writes its start-up lines (here: cudart_stub, cuInit) from C++ before any setting
+    applies; a plain run shows none of them, --verbose shows them, and the piece is the same."""
+    import os
+    import subprocess
+    import sys
+
+    from preprocessing import quiet
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", quiet.VERBOSE_ENV)}
+    runs = {}
+    for name, extra in (("quiet", []), ("verbose", ["--verbose"])):
+        runs[name] = subprocess.run(
+            [sys.executable, "-m", "lstm_composer", "generate", "--model-dir", str(model_dir), "--output",
+             str(tmp_path / f"{name}.mid"), "--length", "12", "--seed", "4", *extra],
+            capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).resolve().parents[1],
+        )
+        assert runs[name].returncode == 0, runs[name].stderr
+    native = {name: [line for line in run.stderr.splitlines() if quiet.is_native_log_line(line)]
+              for name, run in runs.items()}
+    assert native["quiet"] == [] and "Traceback" not in runs["quiet"].stderr, runs["quiet"].stderr
+    assert native["verbose"], runs["verbose"].stderr
+    assert runs["quiet"].stdout.replace("quiet", "verbose") == runs["verbose"].stdout
+    assert (tmp_path / "quiet.mid").read_bytes() == (tmp_path / "verbose.mid").read_bytes()

@@ -68,7 +68,7 @@ def test_who_may_import_whom():
         assert from_trainer <= {"trainer", "trainer.flags"}, (path, from_trainer)
 
 
-@pytest.mark.parametrize("module", ["trainer.flags", "cloud.cli"])
+@pytest.mark.parametrize("module", ["trainer.flags", "trainer.generate_flags", "cloud.cli", "preprocessing.quiet"])
 def test_the_flag_modules_import_no_tensorflow(module):
     code = f"import {module}, sys; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)

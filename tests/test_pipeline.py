@@ -228,3 +228,35 @@ def test_only_bad_files_finish_with_dead_letters_and_a_clear_error(tmp_path, cap
     assert len((out / "dead_letter.jsonl").read_text().splitlines()) == 2
     manifest = records.read_manifest(str(out))
     assert manifest.counts["files_failed"] == 2 and manifest.vocab_size == 0
+
+
+@pytest.mark.slow
+def test_no_piece_in_validation_is_said_with_why_and_what_to_do(tmp_path, capsys):
+    from conftest import patterned_tokens, write_tokens_midi
+
+    src = tmp_path / "in"
+    src.mkdir()
+    names = [f"tune_{i}.mid" for i in range(20) if windowing.split_for(f"tune_{i}.mid", 0.1) == records.TRAIN][:2]
+    for seed, name in enumerate(names):
+        write_tokens_midi(src / name, patterned_tokens(seed, 30))
+    write_tokens_midi(src / "short.mid", ["C4", "D4"])
+    code = pipeline.main(["--input", str(src), "--output", str(tmp_path / "out"), "--sequence-length", str(SEQ),
+                          "--direct_running_mode", "in_memory"])
+    out = capsys.readouterr().out
+    assert code == 0
+    (line,) = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert "no piece went to validation" in line and "none of the 2 usable piece(s)" in line
+    assert "--validation-fraction 0.1" in line and "(1 more empty or too short)" in line
+    assert "add more pieces or raise --validation-fraction" in line
+
+
+def test_validation_warning_only_when_nothing_is_held_out():
+    def manifest(fraction: float, **counts) -> records.Manifest:
+        return records.Manifest(sequence_length=SEQ, stride=1, vocab_size=3, vocab_hash="h", parts="all",
+                                compression="none", validation_fraction=fraction, counts=counts,
+                                train_shards=("t",), validation_shards=())
+
+    assert pipeline.validation_warning(manifest(0.1, train_windows=50, validation_windows=5)) is None
+    assert pipeline.validation_warning(manifest(0.1, train_windows=0, validation_windows=0)) is None  # an error
+    assert "--validation-fraction 0" in pipeline.validation_warning(manifest(0.0, train_windows=50, train_pieces=3))
+    assert "none of the 3 usable" in pipeline.validation_warning(manifest(0.2, train_windows=50, train_pieces=3))

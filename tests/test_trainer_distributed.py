@@ -78,6 +78,7 @@ def test_mirrored_strategy_on_two_logical_cpus(records_dir, tmp_path):
     assert small.returncode == 2
     assert "lstm-composer train: error: --batch-size 1 is smaller than the 2 replicas in sync" in small.stderr
     assert "Traceback" not in small.stderr
+    assert not (tmp_path / "j2").exists()  # refused before any folder of the job directory was made
 
 
 def two_workers(argv) -> tuple[list[subprocess.Popen], list[tuple[int, str, str]]]:

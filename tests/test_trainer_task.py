@@ -342,3 +342,48 @@ def test_mixed_precision_step_learns_on_cpu(tmp_path):
     loss_sum, hits, top5, count = eval_steps(val, tf.constant(5)).numpy()  # 5 steps: 80 rows, 32 weighted
     assert count == 32 and 0 <= hits <= top5 <= count and loss_sum > 0
 
+
+
+# --------------------------------------------------------------------------- a refused job leaves the job dir as it was
+
+
+@pytest.mark.parametrize("case", ["no data", "no training windows", "vocabulary mismatch", "under a file", "bad flag"])
+@pytest.mark.parametrize("job_exists", [False, True], ids=["new job dir", "empty job dir"])
+def test_refused_train_leaves_no_folders(case, job_exists, tiny_data, tmp_path, capsys):
+    job = tmp_path / "job"
+    if job_exists:
+        job.mkdir()
+    data = tiny_data
+    if case == "no data":
+        data = tmp_path / "nothing"
+    elif case == "no training windows":
+        data = tmp_path / "empty-data"
+        synthetic.write_dataset(str(data), train_pieces=0, validation_pieces=1, piece_length=20)
+    elif case == "vocabulary mismatch":
+        (tiny_data / "vocab.json").write_text(json.dumps(["A4", "B4"]))
+    argv = ["--data-dir", str(data), "--job-dir", str(job), "--epochs", "1", *TINY]
+    if case == "under a file":
+        (tmp_path / "a-file").write_text("not a folder")
+        job = tmp_path / "a-file" / "job"
+        argv[3] = str(job)
+    if case == "bad flag":
+        argv += ["--batch-size", "0"]
+    code, err = run_main(argv, capsys)
+    assert code == 2 and "Traceback" not in err, err
+    if job_exists and case != "under a file":
+        assert list(job.iterdir()) == []
+    else:
+        assert not job.exists()
+    if case == "under a file":
+        assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_check_writable_removes_the_folders_it_made(tmp_path):
+    """A job dir spread over places (Vertex AI's AIP_* folders) that fails in the last one."""
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "kept").mkdir()
+    paths = [tmp_path / "new" / "checkpoints", tmp_path / "kept" / "logs", tmp_path / "a-file" / "model"]
+    with pytest.raises(UsageError, match=f"cannot write to the job directory {tmp_path / 'a-file' / 'model'}"):
+        job_dir.check_writable([str(p) for p in paths])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "kept"]
+    assert list((tmp_path / "kept").iterdir()) == []

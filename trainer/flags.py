@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Mapping, Sequence
 
+from preprocessing import quiet
 from trainer.model import MODELS
 
 PROG = "lstm-composer train"
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when --job-dir holds the backup of a different run (other data or model flags), move that "
                         "run's files into previous-run-TIME/ subfolders and start at epoch 1 instead of refusing; "
                         "a backup of this same run is resumed as always")
+    quiet.add_verbose_flag(p)
     return p
 
 

@@ -1,4 +1,4 @@
-"""Composing with a trained model: ``python -m trainer.generate`` / ``lstm-composer generate``.
+"""Composing with a trained model: ``lstm-composer generate`` (flags: :mod:`trainer.generate_flags`).
 
 Two ways to run the network over time (``--context``):
 
@@ -15,7 +15,8 @@ Decoding: ``--temperature 0`` is the argmax (the reference's choice); otherwise 
 
 Output: the MIDI file (decoded by :mod:`preprocessing.notes`, the code that encodes), a piano-roll
 PNG and a JSON summary beside it, and the summary on stdout (tokens, distinct tokens, the longest
-repeated loop, the pitch range: greedy decoding falls into loops, and this shows it).
+repeated loop, the pitch range: greedy decoding falls into loops, and this shows it). The output
+and the primer are checked before the model is loaded, so a wrong path never costs a composition.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import json
 import os
 import posixpath
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from preprocessing import quiet
+
+quiet.import_tensorflow()  # first, so that TensorFlow's start-up lines stay hidden unless --verbose
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -35,14 +38,14 @@ import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
 from preprocessing import notes, records  # noqa: E402
+from preprocessing.errors import first_line  # noqa: E402
 from trainer import sampling  # noqa: E402
 from trainer.export import Bundle, load_bundle  # noqa: E402
-
-CONTEXTS = ("carry", "window")
+from trainer.generate_flags import CONTEXTS, PROG, build_parser, parse_args  # noqa: E402,F401 - the job's flags
 
 
 class GenerateError(ValueError):
-    """A problem with the primer, reported as one sentence."""
+    """A problem with a path, the model folder's primers or the primer, reported as one sentence."""
 
 
 # --------------------------------------------------------------------------- the single-step copy
@@ -169,10 +172,13 @@ def primer_from_midi(data: bytes, vocab: Sequence[str], sequence_length: int, pa
 
 def choose_primers(bundle: Bundle, primer_path: str | None, samples: int, seed: int | None) -> np.ndarray:
     if primer_path:
-        if not tf.io.gfile.exists(primer_path):
-            raise GenerateError(f"--primer {primer_path} not found")
-        with tf.io.gfile.GFile(primer_path, "rb") as f:
-            window = primer_from_midi(f.read(), bundle.vocab, bundle.sequence_length, bundle.manifest.parts, primer_path)
+        check_primer(primer_path)
+        try:
+            with tf.io.gfile.GFile(primer_path, "rb") as f:
+                data = f.read()
+        except (tf.errors.OpError, OSError) as exc:
+            raise GenerateError(f"cannot read --primer {primer_path}: {first_line(exc)}") from None
+        window = primer_from_midi(data, bundle.vocab, bundle.sequence_length, bundle.manifest.parts, primer_path)
         return np.array([window] * samples, np.int64)
     if not bundle.primers:
         raise GenerateError("the model folder has no primers.json; give a MIDI file with --primer")
@@ -181,15 +187,54 @@ def choose_primers(bundle: Bundle, primer_path: str | None, samples: int, seed: 
     return np.array([bundle.primers[i] for i in picks], np.int64)
 
 
+def check_primer(primer_path: str) -> None:
+    if not tf.io.gfile.exists(primer_path):
+        raise GenerateError(f"--primer {primer_path} not found")
+    if tf.io.gfile.isdir(primer_path):
+        raise GenerateError(f"--primer {primer_path} is a folder; give one MIDI file")
+
+
 # --------------------------------------------------------------------------- outputs
 
 
+def _parent(path: str) -> str:
+    return posixpath.dirname(path) if "://" in path else os.path.dirname(path)
+
+
 def write_bytes(path: str, data: bytes) -> None:
-    parent = posixpath.dirname(path) if "://" in path else os.path.dirname(path)
+    parent = _parent(path)
     if parent and not tf.io.gfile.exists(parent):
         tf.io.gfile.makedirs(parent)
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(data)
+
+
+def check_output(output: str, what: str | None = None) -> None:
+    """Refuse an ``--output`` that could not be written, before anything is composed, and leave no trace.
+
+    A folder is refused by name. Locally, the nearest folder that already exists on the way to the
+    file must be a folder (not a regular file) that takes a new file, which a probe file written and
+    deleted there shows (permissions alone do not: root, read-only mounts); the missing folders
+    below it are made only when the piece is written. Object stores have no folders to walk: the
+    probe goes straight into the output's parent. ``what`` names the flag in messages.
+    """
+    what = what or f"--output {output}"
+    if tf.io.gfile.isdir(output):
+        raise GenerateError(f"{what} is a folder; give a file name such as {records.join(output, 'piece.mid')}")
+    folder = _parent(output) or "."
+    if "://" not in output:
+        while not tf.io.gfile.exists(folder) and folder not in (".", os.sep):
+            folder = os.path.dirname(folder) or "."
+        if not tf.io.gfile.isdir(folder):
+            raise GenerateError(f"{what}: {folder} is a file, not a folder")
+    probe = records.join(folder, f".lstm-composer-write-probe-{os.getpid()}")
+    try:
+        with tf.io.gfile.GFile(probe, "wb") as f:
+            f.write(b"")
+        tf.io.gfile.remove(probe)
+    except (tf.errors.OpError, OSError) as exc:
+        reason = first_line(exc).removeprefix(f"{probe}; ")  # TensorFlow's messages lead with the path
+        raise GenerateError(f"{what}: cannot write into {folder}: {reason}") from None
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -230,25 +275,16 @@ def log_sample_summaries(composer: Composer, primer: Sequence[int], vocab: Seque
 # --------------------------------------------------------------------------- command line
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer.generate", description=__doc__.splitlines()[0],
-                                     allow_abbrev=False)
-    parser.add_argument("--model-dir", required=True, help="a training job's model/ folder, local or gs://")
-    parser.add_argument("--output", required=True, help="the .mid file to write (a .png and .json go beside it)")
-    parser.add_argument("--length", type=int, default=500, help="tokens to generate (default 500, as the reference)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="0 = argmax (the reference); default 1.0")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens only")
-    parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed repeats a run exactly")
-    parser.add_argument("--primer", default=None,
-                        help="a MIDI file whose last window starts the piece (default: a validation window)")
-    parser.add_argument("--num-samples", type=int, default=1)
-    parser.add_argument("--context", choices=CONTEXTS, default="carry",
-                        help="carry: LSTM state carried forward, one step per token (default, fast); "
-                        "window: the reference's sliding window from a zero state")
-    return parser
+def check_paths(args: argparse.Namespace, output_flag: str | None = None) -> None:
+    """The output and the primer, checked before the model is loaded (the quickstart checks them
+    before its first stage, naming its own ``output_flag``)."""
+    check_output(args.output, output_flag)
+    if args.primer:
+        check_primer(args.primer)
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, sampling.SampleSummary]]:
+    check_paths(args)
     bundle = load_bundle(args.model_dir)
     primers = choose_primers(bundle, args.primer, args.num_samples, args.seed)
     composer = Composer(bundle.model, bundle.sequence_length)
@@ -257,32 +293,20 @@ def run(args: argparse.Namespace) -> list[tuple[str, sampling.SampleSummary]]:
     results = []
     for path, row in zip(output_paths(args.output, args.num_samples), ids):
         tokens = [bundle.vocab[i] for i in row]
-        results.append((path, write_sample(path, tokens)))
+        try:
+            results.append((path, write_sample(path, tokens)))
+        except (tf.errors.OpError, OSError) as exc:
+            raise GenerateError(f"cannot write {path}: {first_line(exc)}") from None
     return results
 
 
-def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None) -> argparse.Namespace:
-    """The job's flags, checked; ``defaults`` (by destination name) replaces flag defaults (presets)."""
-    parser = build_parser()
-    parser.set_defaults(**(defaults or {}))
-    args = parser.parse_args(argv)
-    if args.length < 1:
-        parser.error("--length must be at least 1")
-    if args.temperature < 0:
-        parser.error("--temperature must be >= 0")
-    if args.num_samples < 1:
-        parser.error("--num-samples must be at least 1")
-    if args.top_k is not None and args.top_k < 1:
-        parser.error("--top-k must be at least 1")
-    return args
-
-
-def compose(args: argparse.Namespace) -> int:
-    """Run the job and print what it wrote; a bad model folder or primer is one line and status 2."""
+def compose(args: argparse.Namespace, prog: str = PROG) -> int:
+    """Run the job and print what it wrote; a bad path, model folder or primer is one line
+    (``<prog>: error: ...``) and status 2."""
     try:
         results = run(args)
     except (GenerateError, records.DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     for path, summary in results:
         stem = path[:-4] if path.lower().endswith(".mid") else path

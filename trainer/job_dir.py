@@ -22,6 +22,7 @@ shows the old curves as a run of their own, and the new run starts in folders th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -64,17 +65,23 @@ def resolve_layout(job_dir: str | None, env: Mapping[str, str]) -> Layout:
 
 
 def check_writable(paths: Sequence[str]) -> None:
-    """Write and delete a probe file in each folder; one clear :class:`UsageError` if any fails."""
+    """Make each folder and write and delete a probe file in it; one clear :class:`UsageError` if any
+    fails, after removing the (empty, local) folders this call made, so a refused job leaves none."""
     import tensorflow as tf
 
+    made: list[str] = []
     for path in paths:
         probe = join(path, f".write-probe-{os.getpid()}")
         try:
+            made += _missing_local_folders(path)
             tf.io.gfile.makedirs(path)
             with tf.io.gfile.GFile(probe, "w") as f:
                 f.write("ok")
             tf.io.gfile.remove(probe)
         except (tf.errors.OpError, OSError) as exc:
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)  # only if still empty
             raise UsageError(f"cannot write to the job directory {path}: {first_line(exc)}") from None
 
 
@@ -101,6 +108,18 @@ def set_aside(layout: Layout, when: float | None = None) -> str:
         for entry in files:
             tf.io.gfile.rename(join(folder, entry), join(join(folder, name), entry))
     return name
+
+
+def _missing_local_folders(path: str) -> list[str]:
+    """The local folders that making ``path`` would create, outermost first (none for gs:// and the like)."""
+    if "://" in path:
+        return []
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing[::-1]
 
 
 class WorkerOutputs:

@@ -1,4 +1,4 @@
-"""The training job: ``python -m trainer.task`` / ``lstm-composer train`` (the trainer image's entry point).
+"""The training job: ``lstm-composer train`` / ``python -m trainer.task`` (the trainer image's entry point).
 
 Reads a preprocessing output (``--data-dir``), trains the LSTM of :mod:`trainer.model` under the
 strategy of :mod:`trainer.distribute` with the loop of :mod:`trainer.loop`, and writes the job
@@ -14,12 +14,12 @@ import os
 import sys
 from typing import Any, Mapping, Sequence
 
+from preprocessing import quiet
 from preprocessing.records import TRAIN, VALIDATION, DataError, join
 from trainer.flags import PROG, UsageError, parse_args
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The phases import TensorFlow and the modules built on it when a job runs, not when this module is
-# imported: `--help` and a wrong flag answer at once.
+# imported: `--help` and a wrong flag answer at once, without TensorFlow's start-up lines.
 
 
 def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -34,11 +34,11 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     layout = resolve_layout(args.job_dir, env)
     worker = Worker.from_env(env, args.distribute)
-    if worker.chief:
-        check_writable([layout.checkpoints, layout.backup, layout.logs, layout.model])
     strategy = make_strategy(args.distribute, worker.config)  # before other TF work (MultiWorkerMirrored needs it)
     data = data_lib.load(args.data_dir)
     steps = plan_steps(args, data, strategy, worker)
+    if worker.chief:  # after every check that can refuse the job: a refused job leaves no folders behind
+        check_writable([layout.checkpoints, layout.backup, layout.logs, layout.model])
     with WorkerOutputs(layout, worker.chief, worker.name) as outputs:
         model = build_model(args, data, strategy)
         backup = loop.Backup(model, layout.backup, outputs, resume.fingerprint(data.manifest, vars(args)))
@@ -152,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse printed usage and one "error:" line (or --help)
         return int(exc.code or 0)
+    quiet.import_tensorflow()
     try:
         train(args)
     except (DataError, UsageError) as exc:

@@ -1,0 +1,67 @@
+"""The generation job's flags and their checks, and its entry point. Imports no TensorFlow.
+
+``lstm-composer generate`` starts here: its flags are parsed and checked before TensorFlow is
+imported, so ``--help`` and a wrong flag answer at once and print nothing of TensorFlow's. The
+quickstart applies its preset to this same parser and runs the same checks before its first stage.
+Composing itself is :mod:`trainer.generate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Mapping, Sequence
+
+from preprocessing import quiet
+
+PROG = "lstm-composer generate"
+CONTEXTS = ("carry", "window")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Compose MIDI with a trained model.", allow_abbrev=False)
+    parser.add_argument("--model-dir", required=True, help="a training job's model/ folder, local or gs://")
+    parser.add_argument("--output", required=True, help="the .mid file to write (a .png and .json go beside it)")
+    parser.add_argument("--length", type=int, default=500, help="tokens to generate (default 500, as the reference)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 = argmax (the reference); default 1.0")
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens only")
+    parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed repeats a run exactly")
+    parser.add_argument("--primer", default=None,
+                        help="a MIDI file whose last window starts the piece (default: a validation window)")
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--context", choices=CONTEXTS, default="carry",
+                        help="carry: LSTM state carried forward, one step per token (default, fast); "
+                        "window: the reference's sliding window from a zero state")
+    quiet.add_verbose_flag(parser)
+    return parser
+
+
+def problem(args: argparse.Namespace) -> str | None:
+    """The first flag value that cannot work, as a sentence; None when all can."""
+    if args.length < 1:
+        return "--length must be at least 1"
+    if args.temperature < 0:
+        return "--temperature must be >= 0"
+    if args.num_samples < 1:
+        return "--num-samples must be at least 1"
+    if args.top_k is not None and args.top_k < 1:
+        return "--top-k must be at least 1"
+    return None
+
+
+def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None) -> argparse.Namespace:
+    """The job's flags, checked; ``defaults`` (by destination name) replaces flag defaults (presets)."""
+    parser = build_parser()
+    parser.set_defaults(**(defaults or {}))
+    args = parser.parse_args(argv)
+    message = problem(args)
+    if message:
+        parser.error(message)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``lstm-composer generate``: check the flags, then import TensorFlow (quietly) and compose."""
+    args = parse_args(argv)
+    from trainer import generate
+
+    return generate.compose(args)
