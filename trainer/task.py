@@ -37,7 +37,7 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     if worker.chief:
         check_writable([layout.checkpoints, layout.backup, layout.logs, layout.model])
     strategy = make_strategy(args.distribute, worker.config)  # before other TF work (MultiWorkerMirrored needs it)
-    data = data_lib.load(args.data_dir)
+    data = data_lib.load(args.data_dir, full=args.verify_shards == "full")  # every shard checked: nothing trains yet
     steps = plan_steps(args, data, strategy, worker)
     with WorkerOutputs(layout, worker.chief, worker.name) as outputs:
         model = build_model(args, data, strategy)
