@@ -157,10 +157,9 @@ def check_shard(directory: str, shard: Shard, full: bool = False) -> str | None:
     path = records.join(directory, shard.name)
     try:
         size = tf.io.gfile.stat(path).length
+        digest = _digest(tf, path, size, full) if size == shard.size else None
     except tf.errors.NotFoundError:
         return f"shard {path} listed in {records.MANIFEST_FILE} is missing; {RERUN}"
-    try:
-        digest = _digest(tf, path, size, full) if size == shard.size else None
     except tf.errors.OpError as exc:
         return f"cannot read shard {path}: {first_line(exc)}"
     return shard_problem(shard, path, size, digest, full)
