@@ -5,7 +5,7 @@ Extras keep each image lean:
                 format, which is all the pipeline's DoFns import besides Beam (``preprocessing.records``
                 writes ``tf.train.Example`` with plain protobuf), so Dataflow workers install no TensorFlow.
   * train       TensorFlow and TensorBoard: the trainer image.
-  * pipeline    Apache Beam with GCP I/O and google-cloud-storage: the preprocessing launcher.
+  * pipeline    Apache Beam with GCP I/O, google-cloud-storage and google-crc32c: the preprocessing launcher.
   * cloud       google-cloud-aiplatform and PyYAML: the ``cloud`` package submits Vertex AI / Kubernetes
                 jobs from the user's machine (the trainer image copies neither the package nor the extra).
   * dev         everything above plus the test tools (pytest, a local GCS emulator, hadolint).
@@ -39,6 +39,9 @@ TRAIN = [
 PIPELINE = [
     "apache-beam[gcp]>=2.77,<2.78",
     "google-cloud-storage>=2.14,<4",
+    # CRC-32C of the TFRecord framing (preprocessing/shards.py); Beam's GCP I/O depends on it too,
+    # so Beam's worker images (Dataflow) have it, as they have Beam.
+    "google-crc32c>=1.5,<2",
 ]
 CLOUD = [
     "google-cloud-aiplatform>=1.60,<3",

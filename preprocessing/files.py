@@ -1,17 +1,23 @@
 """The preprocessing job's side of the file system, through Beam's ``FileSystems`` (local, gs://, ...).
 
 Which files ``--input`` names, how many shards an input of that size deserves, making ``--output``
-ready (and safe: an old manifest goes first), and the small JSON files the last step writes. All of
-it runs in the launching process before the graph is built, or in the one ``WriteOutputs`` step, and
-turns file-system failures into :class:`PipelineError` sentences.
+ready, writing a shard's bytes, and the last step's files: the small JSON files published under
+temporary names and renamed (the manifest last), then the replaced output's shards removed. A
+finished output in ``--output`` stays readable until a new one replaces it. All of it runs in the
+launching process before the graph is built, in the shard writers, or in the one ``WriteOutputs``
+step, and turns file-system failures before the run into :class:`PipelineError` sentences.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import posixpath
 import re
+from typing import Iterable, Sequence
 
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from preprocessing import records
@@ -24,6 +30,9 @@ MAX_SHARDS = 1024
 ESTIMATED_MIDI_BYTES_PER_TOKEN = 6.0
 """Measured on the embedded dataset (multi-track MIDI rendered by music21); only sizes the shards."""
 WRITE_PROBE = ".lstm-composer-write-test"
+BEAM_TEMP = "beam-temp-"
+TEMP_SUFFIX = ".tmp"
+LOGGER = logging.getLogger("preprocessing.pipeline")
 
 
 class PipelineError(RuntimeError):
@@ -83,10 +92,10 @@ def validation_shards(train_shards: int, validation_fraction: float) -> int:
 
 
 def prepare_output(output: str) -> None:
-    """Make sure ``--output`` can be written, and remove what an earlier run there left.
+    """Make sure ``--output`` can be written, and remove the ``beam-temp-*`` folders of interrupted runs.
 
-    The old manifest goes first, so a run that dies midway can never leave a folder that looks
-    finished; old shards go too, so they cannot be mixed up with this run's.
+    It deletes nothing else: a finished output there (its manifest, shards and vocabulary) stays
+    readable until this run's manifest replaces it (:func:`publish`, then :func:`remove_stale`).
     """
     probe = records.join(output, WRITE_PROBE)
     try:
@@ -97,13 +106,71 @@ def prepare_output(output: str) -> None:
         FileSystems.delete([probe])
     except Exception as exc:  # noqa: BLE001
         raise PipelineError(f"cannot write to --output {output}: {first_line(exc)}") from exc
-    stale = [records.join(output, records.MANIFEST_FILE)]
-    for split in records.SPLITS:
-        (match,) = FileSystems.match([records.join(output, f"{split}-*-of-*.tfrecord*")])
-        stale += [m.path for m in match.metadata_list]
-    stale = [path for path in stale if FileSystems.exists(path)]
+    stale = beam_temp_folders(output)
     if stale:
-        FileSystems.delete(stale)
+        # A folder on a local disk is deleted whole; an object store's "folder" is a prefix.
+        FileSystems.delete([path if _is_local(output) else path + "/" for path in stale])
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def beam_temp_folders(output: str) -> list[str]:
+    """The ``beam-temp-*`` folders in ``output``: what Beam's file sinks leave behind when a run dies."""
+    prefix = records.join(output, BEAM_TEMP)
+    (match,) = FileSystems.match([prefix + "**"])
+    folders = {prefix + m.path[len(prefix):].split("/", 1)[0] for m in match.metadata_list
+               if "/" in m.path[len(prefix):]}
+    if _is_local(output) and os.path.isdir(output):  # a local match lists files only: add empty folders
+        folders |= {records.join(output, n) for n in os.listdir(output)
+                    if n.startswith(BEAM_TEMP) and os.path.isdir(os.path.join(output, n))}
+    return sorted(folders)
+
+
+def write_bytes(path: str, data: bytes) -> str:
+    """Write one file in one go, exactly these bytes (no compression by its name's extension)."""
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(data)
+    return path
+
+
+def publish(output: str, texts: Sequence[tuple[str, str]], run_id: str) -> None:
+    """Write each ``(file name, text)`` under a temporary name, then rename them in order.
+
+    Give the manifest last: a reader then never sees half a manifest (a rename replaces a file
+    whole), and the files before it are in place when it lands. Between their renames the old
+    manifest sits beside the new ``vocab.json`` for an instant; the trainer refuses that pair (the
+    vocabulary hash), it never reads it.
+    """
+    moves = []
+    for name, text in texts:
+        temporary = records.join(output, f"{name}.{run_id}{TEMP_SUFFIX}")
+        write_text(temporary, text)
+        moves.append((temporary, records.join(output, name)))
+    for temporary, final in moves:
+        FileSystems.rename([temporary], [final])
+
+
+def remove_stale(output: str, keep: Iterable[str]) -> list[str]:
+    """After a manifest landed: delete every shard (and temporary file) in ``output`` it does not list.
+
+    Those are the replaced output's shards and what interrupted runs left. Returns what it deleted;
+    a failure is logged, not raised (the new output is finished; the next run tries again).
+    """
+    keep = set(keep)
+    patterns = [records.shard_pattern(split) for split in records.SPLITS]
+    patterns += [f"{name}.*{TEMP_SUFFIX}" for name in (records.DEAD_LETTER_FILE, records.VOCAB_FILE, records.MANIFEST_FILE)]
+    try:
+        matches = FileSystems.match([records.join(output, pattern) for pattern in patterns])
+        stale = sorted({m.path for match in matches for m in match.metadata_list
+                        if posixpath.basename(m.path.replace("\\", "/")) not in keep})
+        if stale:
+            FileSystems.delete(stale)
+    except Exception as exc:  # noqa: BLE001
+        LOGGER.warning("could not remove the replaced files in %s (the next run will): %s", output, first_line(exc))
+        return []
+    return stale
 
 
 def write_text(path: str, text: str) -> str:

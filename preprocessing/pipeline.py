@@ -16,19 +16,18 @@ from typing import Any, NamedTuple, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsList, AsSingleton
 from apache_beam.runners.runner import PipelineState
 
-from preprocessing import files, records
+from preprocessing import files, records, shards
 from preprocessing.direct_runner import SpreadFiles, direct_runner_workers
 from preprocessing.files import PipelineError
 from preprocessing.options import PROG, PreprocessOptions, parse_args
 from preprocessing.transforms import (
-    METRICS_NAMESPACE, MakeWindows, ParseMidi, TallyFn, VocabularyFn, count_matched, dead_letter_tally,
-    piece_tally, write_outputs,
+    METRICS_NAMESPACE, MakeWindows, ParseMidi, TallyFn, VocabularyFn, WriteShards, count_matched,
+    dead_letter_tally, piece_tally, write_outputs,
 )
 
 LOGGER = logging.getLogger("preprocessing.pipeline")
@@ -38,16 +37,18 @@ class PreprocessMidi(beam.PTransform):
     """MIDI files matching ``pattern`` → shards, ``vocab.json``, ``dead_letter.jsonl``, ``manifest.json``.
 
     ``root`` is the folder that file keys (what the train/validation split hashes) are relative to;
-    ``local_workers`` is the DirectRunner's worker count, None on other runners. The last step takes
-    the vocabulary and both shard lists as side inputs, so it runs only after all of them are final
-    and writes the manifest last: a folder with a manifest is a finished output, on any runner.
+    ``local_workers`` is the DirectRunner's worker count, None on other runners; ``run_id`` goes into
+    every shard name (a new one by default). The last step takes the vocabulary and both splits'
+    shard entries as side inputs, so it runs only after all of them are final and writes the manifest
+    last: a folder with a manifest is a finished output, on any runner.
     """
 
     def __init__(self, options: PreprocessOptions, *, pattern: str, root: str, train_shards: int,
-                 local_workers: int | None = None):
+                 local_workers: int | None = None, run_id: str | None = None):
         super().__init__()
         self.options, self.pattern, self.root = options, pattern, root
         self.train_shards, self.local_workers = train_shards, local_workers
+        self.run_id = run_id or shards.new_run_id()
 
     def expand(self, begin):
         o = self.options
@@ -65,7 +66,7 @@ class PreprocessMidi(beam.PTransform):
         windows = pieces | "Windows" >> beam.ParDo(MakeWindows(*window_spec), AsSingleton(vocab)).with_outputs(
             *records.SPLITS
         )
-        shards = {split: windows[split] | f"Write{split.title()}" >> self.write_shards(split) for split in records.SPLITS}
+        entries = {split: windows[split] | f"Write{split.title()}" >> self.write_shards(split) for split in records.SPLITS}
         tally = (
             (pieces | "TallyPiece" >> beam.Map(piece_tally, *window_spec),
              dead | "TallyDeadLetter" >> beam.Map(dead_letter_tally))
@@ -73,23 +74,17 @@ class PreprocessMidi(beam.PTransform):
             | "Tally" >> beam.CombineGlobally(TallyFn())
         )
         return tally | "WriteOutputs" >> beam.Map(
-            write_outputs, AsSingleton(vocab), AsList(shards[records.TRAIN]), AsList(shards[records.VALIDATION]),
-            output=o.output, sequence_length=o.sequence_length, stride=o.stride,
+            write_outputs, AsSingleton(vocab), AsList(entries[records.TRAIN]), AsList(entries[records.VALIDATION]),
+            output=o.output, run_id=self.run_id, sequence_length=o.sequence_length, stride=o.stride,
             validation_fraction=o.validation_fraction, parts=o.parts, compression=o.compression,
         )
 
-    def write_shards(self, split: str) -> beam.io.WriteToTFRecord:
+    def write_shards(self, split: str) -> WriteShards:
         o = self.options
         count = self.train_shards
         if split == records.VALIDATION:
             count = files.validation_shards(self.train_shards, o.validation_fraction)
-        return beam.io.WriteToTFRecord(
-            records.join(o.output, split),
-            file_name_suffix=records.shard_suffix(o.compression),
-            num_shards=count,
-            shard_name_template=records.SHARD_NAME_TEMPLATE,
-            compression_type=CompressionTypes.GZIP if o.compression == "gzip" else CompressionTypes.UNCOMPRESSED,
-        )
+        return WriteShards(o.output, split, self.run_id, count, o.compression)
 
 
 class Outcome(NamedTuple):
@@ -159,7 +154,7 @@ def summary(manifest: records.Manifest, output: str) -> str:
     c = manifest.counts
     dead = records.join(output, records.DEAD_LETTER_FILE)
     lines = [
-        f"preprocessing finished: {output}",
+        f"preprocessing finished: {output} (run {manifest.run_id})",
         f"  files matched      {c['files_matched']:>10,}",
         f"  parsed             {c['files_parsed']:>10,}",
         f"  failed             {c['files_failed']:>10,}" + (f"   (reasons in {dead})" if c["files_failed"] else ""),

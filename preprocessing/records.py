@@ -17,11 +17,13 @@ import dataclasses
 import functools
 import hashlib
 import json
-import posixpath
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-FORMAT_VERSION = 1
-"""Bumped whenever the meaning of a record or of a manifest field changes."""
+FORMAT_VERSION = 2
+"""Bumped whenever the meaning of a record or of a manifest field changes.
+
+2: shard names carry the run's id, and the manifest lists every shard with its byte size, record
+count and content hashes (:class:`Shard`), which the trainer checks before its first step."""
 
 ENCODING = "music21-pitch-normalorder-v1"
 """Name of the token encoding (see :mod:`preprocessing.notes`), recorded in every manifest."""
@@ -60,6 +62,10 @@ class DataError(ValueError):
     """A data directory that cannot be used as it is; the message says why and what to do."""
 
 
+RERUN = "run the preprocessing job again into this folder"
+"""How a refusal of a damaged output ends: a rerun replaces it, and keeps it readable until it does."""
+
+
 def shard_suffix(compression: str) -> str:
     """File name suffix of a shard: ``.tfrecord`` or ``.tfrecord.gz``."""
     if compression not in COMPRESSIONS:
@@ -67,13 +73,18 @@ def shard_suffix(compression: str) -> str:
     return ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
 
 
-SHARD_NAME_TEMPLATE = "-SSSSS-of-NNNNN"
-"""Beam's shard template that yields ``train-00000-of-00004.tfrecord``."""
+def shard_name(split: str, run_id: str, index: int, total: int, compression: str) -> str:
+    """The exact file name of one shard, e.g. ``train-1f2e3d4c-00000-of-00004.tfrecord.gz``.
+
+    The run's id keeps a rerun from overwriting the shards of the finished output it will replace:
+    those stay readable until the new manifest lands (see :mod:`preprocessing.shards`).
+    """
+    return f"{split}-{run_id}-{index:05d}-of-{total:05d}{shard_suffix(compression)}"
 
 
-def shard_name(split: str, index: int, total: int, compression: str) -> str:
-    """The exact file name of one shard, e.g. ``train-00000-of-00004.tfrecord.gz``."""
-    return f"{split}-{index:05d}-of-{total:05d}{shard_suffix(compression)}"
+def shard_pattern(split: str) -> str:
+    """A glob for every shard of ``split`` in a folder, of any run (and of format 1, without a run id)."""
+    return f"{split}-*.tfrecord*"
 
 
 def tf_compression_type(compression: str) -> str:
@@ -194,6 +205,25 @@ def vocab_hash(tokens: Sequence[str]) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Shard:
+    """One shard as the pipeline wrote it: what a reader can check without trusting the file.
+
+    ``size`` and the two hashes are of the bytes on disk (compressed ones for gzip); ``edges_sha256``
+    hashes the first and last :data:`preprocessing.shards.EDGE_BYTES` only, so the trainer's default
+    check reads two small ranges of a shard instead of all of it.
+    """
+
+    name: str  # relative to the data directory
+    size: int
+    records: int
+    sha256: str
+    edges_sha256: str
+
+
+SHARD_KEYS = tuple(f.name for f in dataclasses.fields(Shard))
+
+
+@dataclasses.dataclass(frozen=True)
 class Manifest:
     """What one pipeline run wrote; ``manifest.json`` is written last, so it marks a finished output."""
 
@@ -205,32 +235,43 @@ class Manifest:
     compression: str
     validation_fraction: float
     counts: Mapping[str, int]
-    train_shards: tuple[str, ...]
-    validation_shards: tuple[str, ...]
+    train_shards: tuple[Shard, ...]
+    validation_shards: tuple[Shard, ...]
+    run_id: str = ""
     encoding: str = ENCODING
     format_version: int = FORMAT_VERSION
 
-    def shards(self, split: str) -> tuple[str, ...]:
-        """Shard file names (relative to the data directory) of ``split``."""
+    def shard_entries(self, split: str) -> tuple[Shard, ...]:
+        """The shards of ``split`` with their sizes, record counts and hashes."""
         if split == TRAIN:
             return self.train_shards
         if split == VALIDATION:
             return self.validation_shards
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
 
+    def shards(self, split: str) -> tuple[str, ...]:
+        """Shard file names (relative to the data directory) of ``split``."""
+        return tuple(shard.name for shard in self.shard_entries(split))
+
     def windows(self, split: str) -> int:
         return int(self.counts.get(f"{split}_windows", 0))
 
 
 def manifest_to_json(manifest: Manifest) -> str:
-    doc = dataclasses.asdict(manifest)
+    doc = dataclasses.asdict(manifest)  # shards become dicts of SHARD_KEYS
     doc["counts"] = {k: int(manifest.counts.get(k, 0)) for k in COUNT_KEYS}
-    doc["train_shards"] = list(manifest.train_shards)
-    doc["validation_shards"] = list(manifest.validation_shards)
     return json.dumps(doc, indent=2, sort_keys=True)
 
 
-def manifest_from_json(text: str | bytes) -> Manifest:
+def _shards_from_json(entries: Any, field: str) -> tuple[Shard, ...]:
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and set(SHARD_KEYS) <= e.keys() for e in entries):
+        raise DataError(f"manifest.json: {field} must list shards as objects with {', '.join(SHARD_KEYS)}")
+    return tuple(Shard(**{key: entry[key] for key in SHARD_KEYS}) for entry in entries)
+
+
+def manifest_from_json(text: str | bytes, remedy: str = "run the preprocessing pipeline again with this version"
+                       ) -> Manifest:
+    """Parse and check ``manifest.json``; ``remedy`` ends the refusal of another format version."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -238,7 +279,7 @@ def manifest_from_json(text: str | bytes) -> Manifest:
     if doc.get("format_version") != FORMAT_VERSION:
         raise DataError(
             f"manifest.json has format_version {doc.get('format_version')!r}, this code reads "
-            f"{FORMAT_VERSION}: run the preprocessing pipeline again with this version"
+            f"{FORMAT_VERSION}: {remedy}"
         )
     fields = {f.name for f in dataclasses.fields(Manifest)}
     missing = fields - doc.keys()
@@ -250,14 +291,9 @@ def manifest_from_json(text: str | bytes) -> Manifest:
             f"read (it reads {', '.join(ENCODINGS)}): use the version that wrote it, or preprocess again"
         )
     doc = {k: v for k, v in doc.items() if k in fields}
-    doc["train_shards"] = tuple(doc["train_shards"])
-    doc["validation_shards"] = tuple(doc["validation_shards"])
+    doc["train_shards"] = _shards_from_json(doc["train_shards"], "train_shards")
+    doc["validation_shards"] = _shards_from_json(doc["validation_shards"], "validation_shards")
     return Manifest(**doc)
-
-
-def relative_shard_names(paths: Iterable[str]) -> tuple[str, ...]:
-    """Sorted base names of written shard paths (the manifest stores names relative to its folder)."""
-    return tuple(sorted(posixpath.basename(p.replace("\\", "/")) for p in paths))
 
 
 # --------------------------------------------------------------------------- reading (trainer side)
@@ -278,13 +314,15 @@ def read_vocab(data_dir: str) -> list[str]:
     return vocab_from_json(_read_text(join(data_dir, VOCAB_FILE)))
 
 
-def read_output(directory: str, *, shards: bool = True) -> tuple[Manifest, list[str]]:
+def read_output(directory: str, *, shards: bool = True, full: bool = False) -> tuple[Manifest, list[str]]:
     """Read and check a finished pipeline output through ``tf.io.gfile`` (local, gs://, ram://):
     its manifest and its vocabulary, each read once.
 
     Raises :class:`DataError` with one readable sentence when the directory is not a finished output,
     when ``vocab.json`` does not match the manifest's vocabulary hash, or (``shards=True``) when a
-    listed shard is missing. A trained model's folder carries the same two files without shards.
+    listed shard is missing, of another size or of other content than the manifest lists
+    (:func:`preprocessing.shards.verify`; ``full``: hash every byte). A trained model's folder
+    carries the same two files without shards.
     """
     tf = _tf()
     path = join(directory, MANIFEST_FILE)
@@ -293,7 +331,9 @@ def read_output(directory: str, *, shards: bool = True) -> tuple[Manifest, list[
             f"{path} not found: {directory} is not a finished preprocessing output "
             "(run `lstm-composer preprocess --output DIR` and wait for it to finish)"
         )
-    manifest = manifest_from_json(_read_text(path))
+    remedy = (f"{RERUN} with this version" if shards else
+              "train the model again on a new preprocessing output, or generate with the version that trained it")
+    manifest = manifest_from_json(_read_text(path), remedy)
     vocab_path = join(directory, VOCAB_FILE)
     if not tf.io.gfile.exists(vocab_path):
         raise DataError(f"{vocab_path} not found beside the manifest")
@@ -302,12 +342,12 @@ def read_output(directory: str, *, shards: bool = True) -> tuple[Manifest, list[
         raise DataError(
             f"{vocab_path} does not match the records: the manifest was written with a vocabulary of "
             f"{manifest.vocab_size} tokens (hash {manifest.vocab_hash}), vocab.json has {len(vocab)} "
-            f"tokens (hash {vocab_hash(vocab)}); run the pipeline again into an empty directory"
+            f"tokens (hash {vocab_hash(vocab)}); {RERUN}"
         )
-    for split in SPLITS if shards else ():
-        for name in manifest.shards(split):
-            if not tf.io.gfile.exists(join(directory, name)):
-                raise DataError(f"shard {name} listed in {path} is missing")
+    if shards:
+        from preprocessing import shards as shard_files  # it builds on this module
+
+        shard_files.verify(directory, manifest, full=full)
     return manifest, vocab
 
 

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, NamedTuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from preprocessing import files, notes, records, windowing
+from preprocessing import files, notes, records, shards, windowing
 from preprocessing.direct_runner import freeze_long_lived_objects, in_beam_worker_process
 
 LOGGER = logging.getLogger("preprocessing.pipeline")
@@ -74,7 +74,10 @@ class ParseMidi(beam.DoFn):
 
 
 class MakeWindows(beam.DoFn):
-    """One piece → serialized ``tf.train.Example`` windows, tagged with the piece's split."""
+    """One piece → ``(window key, serialized tf.train.Example)`` per window, tagged with the piece's split.
+
+    The key (:func:`shards.window_key`) picks the window's shard and its place there.
+    """
 
     def __init__(self, sequence_length: int, stride: int, validation_fraction: float):
         self.sequence_length = sequence_length
@@ -103,9 +106,10 @@ class MakeWindows(beam.DoFn):
             self.counters[fate].inc()
             return
         ids = windowing.token_ids(piece.tokens, self._index)
-        for inputs, target in windowing.windows(ids, self.sequence_length, self.stride):
+        for index, (inputs, target) in enumerate(windowing.windows(ids, self.sequence_length, self.stride)):
             self.counters[fate].inc()
-            yield beam.pvalue.TaggedOutput(fate, records.encode_example(inputs, target))
+            keyed = (shards.window_key(piece.key, index), records.encode_example(inputs, target))
+            yield beam.pvalue.TaggedOutput(fate, keyed)
 
 
 class VocabularyFn(beam.CombineFn):
@@ -185,17 +189,52 @@ class TallyFn(beam.CombineFn):
         return Tally(counts, dead_letters)
 
 
-def write_outputs(tally: Tally, vocab: list[str], train_files: list[str], validation_files: list[str], *,
-                  output: str, sequence_length: int, stride: int, validation_fraction: float, parts: str,
-                  compression: str) -> str:
-    """Write vocab.json and dead_letter.jsonl, then manifest.json last; returns the manifest's path.
+class WriteShard(beam.DoFn):
+    """One shard's ``(window key, record)`` pairs → its file, written in one go → its manifest entry."""
+
+    def __init__(self, output: str, split: str, run_id: str, total: int, compression: str):
+        self.output, self.split, self.run_id, self.total, self.compression = output, split, run_id, total, compression
+
+    def process(self, element) -> Iterator[records.Shard]:
+        index, keyed = element
+        name = records.shard_name(self.split, self.run_id, index, self.total, self.compression)
+        data, shard = shards.build(name, keyed, self.compression)
+        files.write_bytes(records.join(self.output, name), data)
+        yield shard
+
+
+class WriteShards(beam.PTransform):
+    """Keyed windows of one split → ``total`` shard files named with the run id → their manifest entries.
+
+    One GroupByKey by shard index (what ``WriteToTFRecord(num_shards=...)`` does too), then one
+    :class:`WriteShard` per shard. A shard that no window falls into is neither written nor listed.
+    A retried or duplicated shard writer writes the same bytes to the same name.
+    """
+
+    def __init__(self, output: str, split: str, run_id: str, total: int, compression: str):
+        super().__init__()
+        self.output, self.split, self.run_id, self.total, self.compression = output, split, run_id, total, compression
+
+    def expand(self, keyed_windows):
+        return (
+            keyed_windows
+            | "ByShard" >> beam.Map(shards.shard_of, self.total)
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(WriteShard(self.output, self.split, self.run_id, self.total, self.compression))
+        )
+
+
+def write_outputs(tally: Tally, vocab: list[str], train_shards: list[records.Shard],
+                  validation_shards: list[records.Shard], *, output: str, run_id: str, sequence_length: int,
+                  stride: int, validation_fraction: float, parts: str, compression: str) -> str:
+    """Publish dead_letter.jsonl, vocab.json and manifest.json (last), then remove what it replaced.
 
     Runs once, after the combines and both shard writes are final (they are its inputs), so a folder
-    with a manifest is a finished output on any runner.
+    with a manifest is a finished output on any runner. Until this step, a finished output already in
+    the folder is untouched; afterwards only the shards the new manifest lists remain. Returns the
+    manifest's path.
     """
-    files.write_text(records.join(output, records.VOCAB_FILE), records.vocab_to_json(vocab))
     lines = [json.dumps(entry, sort_keys=True) + "\n" for entry in tally.dead_letters]
-    files.write_text(records.join(output, records.DEAD_LETTER_FILE), "".join(lines))
     manifest = records.Manifest(
         sequence_length=sequence_length,
         stride=stride,
@@ -205,7 +244,14 @@ def write_outputs(tally: Tally, vocab: list[str], train_files: list[str], valida
         compression=compression,
         validation_fraction=validation_fraction,
         counts=dict(tally.counts),
-        train_shards=records.relative_shard_names(train_files),
-        validation_shards=records.relative_shard_names(validation_files),
+        train_shards=tuple(sorted(train_shards, key=lambda shard: shard.name)),
+        validation_shards=tuple(sorted(validation_shards, key=lambda shard: shard.name)),
+        run_id=run_id,
     )
-    return files.write_text(records.join(output, records.MANIFEST_FILE), records.manifest_to_json(manifest))
+    files.publish(output, [
+        (records.DEAD_LETTER_FILE, "".join(lines)),
+        (records.VOCAB_FILE, records.vocab_to_json(vocab)),
+        (records.MANIFEST_FILE, records.manifest_to_json(manifest)),
+    ], run_id)
+    files.remove_stale(output, [*manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)])
+    return records.join(output, records.MANIFEST_FILE)

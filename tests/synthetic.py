@@ -11,6 +11,7 @@ import random
 import tensorflow as tf
 
 from preprocessing import records
+from preprocessing import shards as shard_files
 from preprocessing.windowing import windows
 
 
@@ -41,17 +42,21 @@ def write_dataset(
         records.TRAIN: [w for _ in range(train_pieces) for w in windows(token_stream(rng, vocab_size, piece_length), sequence_length)],
         records.VALIDATION: [w for _ in range(validation_pieces) for w in windows(token_stream(rng, vocab_size, piece_length), sequence_length)],
     }
-    shards: dict[str, tuple[str, ...]] = {}
+    shards: dict[str, tuple[records.Shard, ...]] = {}
     options = tf.io.TFRecordOptions(compression_type=records.tf_compression_type(compression))
+    run_id = f"synth{seed:03d}"
     for split, items in split_windows.items():
-        names = []
+        entries = []
         for index in range(num_shards if items else 0):
-            name = records.shard_name(split, index, num_shards, compression)
-            names.append(name)
-            with tf.io.TFRecordWriter(records.join(out, name), options) as writer:
+            name = records.shard_name(split, run_id, index, num_shards, compression)
+            path = records.join(out, name)
+            # TensorFlow's own writer, not the pipeline's: the reader's checks are tested on both.
+            with tf.io.TFRecordWriter(path, options) as writer:
                 for inputs, target in items[index::num_shards]:
                     writer.write(records.encode_example(inputs, target))
-        shards[split] = tuple(names)
+            with tf.io.gfile.GFile(path, "rb") as f:
+                entries.append(shard_files.describe(name, f.read(), len(items[index::num_shards])))
+        shards[split] = tuple(entries)
     with tf.io.gfile.GFile(records.join(out, records.VOCAB_FILE), "w") as f:
         f.write(records.vocab_to_json(vocab))
     manifest = records.Manifest(
@@ -70,6 +75,7 @@ def write_dataset(
         },
         train_shards=shards[records.TRAIN],
         validation_shards=shards[records.VALIDATION],
+        run_id=run_id,
     )
     with tf.io.gfile.GFile(records.join(out, records.MANIFEST_FILE), "w") as f:
         f.write(records.manifest_to_json(manifest))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -102,8 +103,16 @@ def test_split_is_disjoint_by_piece(midi_corpus, default_run):
 def test_output_files_and_manifest(midi_corpus, default_run):
     out, outcome = default_run
     manifest = outcome.manifest
-    assert manifest.train_shards == ("train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord")
-    assert all((out / name).exists() for name in manifest.train_shards + manifest.validation_shards)
+    run = manifest.run_id
+    assert len(run) == 8 and manifest.shards("train") == (f"train-{run}-00000-of-00002.tfrecord", f"train-{run}-00001-of-00002.tfrecord")
+    for split in records.SPLITS:  # every entry is what the file holds: size, hash, record count
+        for shard in manifest.shard_entries(split):
+            data = (out / shard.name).read_bytes()
+            assert (shard.size, shard.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+            assert shard.records == sum(1 for _ in tf.data.TFRecordDataset(str(out / shard.name))) > 0
+        assert sum(shard.records for shard in manifest.shard_entries(split)) == manifest.windows(split)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["vocab.json", "manifest.json", "dead_letter.jsonl", *manifest.shards("train"), *manifest.shards("validation")])
     assert json.loads((out / "vocab.json").read_text()) == records.read_vocab(str(out))
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["sequence_length"] == SEQ and on_disk["parts"] == "all" and on_disk["stride"] == 1
@@ -148,6 +157,13 @@ def test_two_runs_give_the_same_vocabulary_and_windows(midi_corpus, default_run,
     for split in records.SPLITS:
         assert Counter(read_split(tmp_path, second.manifest, split)) == Counter(read_split(out, first.manifest, split))
     assert len(second.manifest.train_shards) == 3
+    again = pipeline.run_pipeline(
+        ["--input", str(midi_corpus["dir"]), "--output", str(tmp_path / "again"), "--sequence-length", str(SEQ),
+         "--validation-fraction", str(VALIDATION_FRACTION), "--num-shards", "2", "--direct_running_mode", "in_memory"]
+    )
+    for split in records.SPLITS:  # the same flags: byte for byte the same shards (under other names)
+        assert [s.sha256 for s in again.manifest.shard_entries(split)] == [s.sha256 for s in first.manifest.shard_entries(split)]
+    assert again.manifest.run_id != first.manifest.run_id
 
 
 @pytest.mark.slow
@@ -162,7 +178,10 @@ def test_stride_gzip_and_first_part_mode(midi_corpus, tmp_path):
     )
     manifest = outcome.manifest
     assert manifest.parts == "first" and manifest.compression == "gzip"
-    assert all(name.endswith(".tfrecord.gz") for name in manifest.train_shards)
+    assert all(name.endswith(".tfrecord.gz") for name in manifest.shards("train"))
+    assert manifest.validation_shards == ()  # a split without windows lists no shard (and has no file)
+    assert not list(tmp_path.glob("validation-*"))
+    assert records.read_output(str(tmp_path), full=True)[0] == manifest
     # parts=first keeps the first instrument only: the chorale's melody, without the bass
     tokens = dict(midi_corpus["tokens"])
     tokens["Chorale.MIDI"] = ["E4", "F#4", "G4", "A4", "B4", "C5", "D5", "E5", "D5", "C5", "B4", "A4"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections import Counter
 
@@ -47,7 +49,7 @@ def test_pipeline_reads_and_writes_gcs(gcs, midi_corpus, tmp_path):
     # The same music as on the local disk: same counts, the same split (keys are relative paths).
     names = {blob.name for blob in client.list_blobs(BUCKET, prefix="records/")}
     expected = {f"records/{n}" for n in ("vocab.json", "manifest.json", "dead_letter.jsonl")}
-    expected |= {f"records/{n}" for n in manifest.train_shards + manifest.validation_shards}
+    expected |= {f"records/{n}" for n in manifest.shards("train") + manifest.shards("validation")}
     assert names == expected  # no temporary shard left behind by finalize
     assert manifest.counts["files_matched"] == len(midi_corpus["tokens"]) + len(midi_corpus["bad"])
     assert manifest.counts["files_failed"] == len(midi_corpus["bad"])
@@ -63,13 +65,31 @@ def test_pipeline_reads_and_writes_gcs(gcs, midi_corpus, tmp_path):
     # TensorFlow's gs:// reader ignores the emulator: download the shards and read them with tf.data.
     total = Counter()
     for split in records.SPLITS:
-        for name in manifest.shards(split):
-            local = tmp_path / name
-            bucket.blob(f"records/{name}").download_to_filename(str(local))
-            for _ in tf.data.TFRecordDataset(str(local), compression_type="GZIP"):
-                total[split] += 1
+        for shard in manifest.shard_entries(split):
+            local = tmp_path / shard.name
+            blob = bucket.get_blob(f"records/{shard.name}")
+            blob.download_to_filename(str(local))
+            data = local.read_bytes()
+            assert (shard.size, shard.sha256) == (blob.size, hashlib.sha256(data).hexdigest())  # the manifest's entry
+            assert base64.b64decode(blob.md5_hash) == hashlib.md5(data).digest()  # GCS holds what was written
+            read = sum(1 for _ in tf.data.TFRecordDataset(str(local), compression_type="GZIP"))
+            assert read == shard.records
+            total[split] += read
     assert total["train"] == manifest.counts["train_windows"]
     assert total["validation"] == manifest.counts["validation_windows"]
+
+    # A rerun into the same folder: a stale beam-temp-* folder goes, the old shards go once the new
+    # manifest has landed, and nothing temporary stays.
+    bucket.blob("records/beam-temp-train-0123/part-0").upload_from_string(b"left by an interrupted run")
+    again = pipeline.run_pipeline(
+        ["--input", f"gs://{BUCKET}/midi", "--output", f"gs://{BUCKET}/records", "--sequence-length", "8",
+         "--validation-fraction", "0.3", "--num-shards", "3"]
+    ).manifest
+    names = {blob.name for blob in client.list_blobs(BUCKET, prefix="records/")}
+    expected = {f"records/{n}" for n in ("vocab.json", "manifest.json", "dead_letter.jsonl")}
+    assert names == expected | {f"records/{n}" for n in again.shards("train") + again.shards("validation")}
+    assert len(again.train_shards) == 3 and again.run_id != manifest.run_id
+    assert records.manifest_from_json(bucket.blob("records/manifest.json").download_as_bytes()) == again
 
 
 def test_missing_gcs_input_is_one_clear_message(gcs, tmp_path, capsys):

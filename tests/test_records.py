@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
 
 import pytest
 import tensorflow as tf
 
-from preprocessing import records, windowing
+from preprocessing import records, shards, windowing
 
 
 def test_example_bytes_are_a_tf_train_example():
@@ -26,9 +28,11 @@ def test_wrong_sequence_length_fails_to_parse():
         tf.io.parse_single_example(data, records.parse_spec(4))
 
 
-def test_shard_names():
-    assert records.shard_name("train", 0, 4, "none") == "train-00000-of-00004.tfrecord"
-    assert records.shard_name("validation", 2, 3, "gzip") == "validation-00002-of-00003.tfrecord.gz"
+def test_shard_names_carry_the_run():
+    assert records.shard_name("train", "1f2e3d4c", 0, 4, "none") == "train-1f2e3d4c-00000-of-00004.tfrecord"
+    assert records.shard_name("validation", "ab", 2, 3, "gzip") == "validation-ab-00002-of-00003.tfrecord.gz"
+    assert fnmatch.fnmatch(records.shard_name("train", "ab", 2, 3, "gzip"), records.shard_pattern("train"))
+    assert fnmatch.fnmatch("train-00000-of-00004.tfrecord", records.shard_pattern("train"))  # format 1's names
     with pytest.raises(ValueError):
         records.shard_suffix("zstd")
 
@@ -41,11 +45,15 @@ def test_vocab_hash_depends_on_order_and_content():
         records.vocab_from_json('["A4", "A4"]')
 
 
+SHARD_NAME = "train-r1-00000-of-00001.tfrecord"
+SHARD_BYTES = shards.shard_bytes([records.encode_example([0, 1, 0, 1, 0, 1, 0, 1], i % 2) for i in range(5)], "none")
+
+
 def _manifest(**overrides) -> records.Manifest:
     fields = dict(
         sequence_length=8, stride=1, vocab_size=2, vocab_hash=records.vocab_hash(["A4", "B4"]), parts="all",
         compression="none", validation_fraction=0.1, counts={"train_windows": 5},
-        train_shards=("train-00000-of-00001.tfrecord",), validation_shards=(),
+        train_shards=(shards.describe(SHARD_NAME, SHARD_BYTES, 5),), validation_shards=(), run_id="r1",
     )
     fields.update(overrides)
     return records.Manifest(**fields)
@@ -54,7 +62,11 @@ def _manifest(**overrides) -> records.Manifest:
 def test_manifest_round_trip():
     manifest = _manifest()
     again = records.manifest_from_json(records.manifest_to_json(manifest))
-    assert again.train_shards == manifest.train_shards
+    assert again.train_shards == manifest.train_shards and again.shards("train") == (SHARD_NAME,)
+    assert json.loads(records.manifest_to_json(manifest))["train_shards"][0] == {
+        "name": SHARD_NAME, "size": len(SHARD_BYTES), "records": 5,
+        "sha256": hashlib.sha256(SHARD_BYTES).hexdigest(), "edges_sha256": hashlib.sha256(SHARD_BYTES).hexdigest(),
+    }
     assert again.windows("train") == 5 and again.windows("validation") == 0
     assert set(json.loads(records.manifest_to_json(manifest))["counts"]) == set(records.COUNT_KEYS)
 
@@ -67,9 +79,9 @@ def test_read_manifest_refuses_unfinished_and_mismatched_directories(tmp_path):
     with pytest.raises(records.DataError, match="does not match the records"):
         records.read_manifest(str(tmp_path))
     (tmp_path / "vocab.json").write_text(records.vocab_to_json(["A4", "B4"]))
-    with pytest.raises(records.DataError, match="shard train-00000-of-00001.tfrecord .* is missing"):
+    with pytest.raises(records.DataError, match=f"shard .*{SHARD_NAME} listed in manifest.json is missing"):
         records.read_manifest(str(tmp_path))
-    (tmp_path / "train-00000-of-00001.tfrecord").write_bytes(b"")
+    (tmp_path / SHARD_NAME).write_bytes(SHARD_BYTES)
     assert records.read_manifest(str(tmp_path)).vocab_size == 2
     (tmp_path / "manifest.json").write_text('{"format_version": 1, "sequence_len')
     with pytest.raises(records.DataError, match="not valid JSON"):

@@ -93,7 +93,7 @@ def test_windows_are_read_exactly(small):
     assert x.shape == (2 * 22, 8) and y.shape == (2 * 22,)
     # Each shard holds the writer's windows in order; the synthetic stream mostly counts up by one.
     expected = set()
-    for name in data.manifest.validation_shards:
+    for name in data.manifest.shards("validation"):
         for raw in tf.data.TFRecordDataset(str(out / name)).as_numpy_iterator():
             inputs, target = records.decode_example(raw)
             expected.add((tuple(inputs), target))

@@ -286,7 +286,7 @@ def test_shards_without_records_are_one_message(tiny_data, tmp_path, capsys):
     for shard in tiny_data.glob("train-*.tfrecord"):
         shard.write_bytes(b"")
     code, err = run_main(["--data-dir", str(tiny_data), "--job-dir", str(tmp_path / "job"), "--epochs", "1", *TINY], capsys)
-    assert_one_message(code, err, "the dataset is empty")
+    assert_one_message(code, err, "holds 0 bytes, manifest.json lists")
 
 
 def test_unwritable_job_dir_is_one_message(tiny_data, tmp_path, capsys):

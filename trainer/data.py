@@ -1,8 +1,9 @@
 """tf.data input for the trainer, read through :mod:`preprocessing.records` (the one owner of the format).
 
-``load(data_dir)`` checks a pipeline output (finished manifest, vocabulary hash, shards present, the
-first records parse with the manifest's sequence length and hold ids inside the vocabulary) and
-raises :class:`records.DataError` with one sentence when something is wrong.
+``load(data_dir)`` checks a pipeline output (finished manifest, vocabulary hash, every shard present
+with the manifest's size and content, the first records parse with the manifest's sequence length
+and hold ids inside the vocabulary) and raises :class:`records.DataError` with one sentence when
+something is wrong, before the first training step.
 
 ``dataset(...)`` builds the stream for one split::
 
@@ -65,9 +66,14 @@ def shard_paths(data_dir: str, manifest: records.Manifest, split: str) -> list[s
     return [records.join(data_dir, name) for name in manifest.shards(split)]
 
 
-def load(data_dir: str, check_records: int = 16) -> Data:
-    """Read and check ``data_dir``; raise :class:`DataError` with one readable sentence if unusable."""
-    manifest, vocab = records.read_output(data_dir)  # finished? vocab hash? shards present?
+def load(data_dir: str, check_records: int = 16, *, full: bool = False) -> Data:
+    """Read and check ``data_dir``; raise :class:`DataError` with one readable sentence if unusable.
+
+    Every listed shard is checked before anything trains: present, of the manifest's size and of its
+    content (the hash of its first and last 64 KiB; ``full``: of every byte), with the shards' record
+    counts adding up to the manifest's windows (:func:`preprocessing.shards.verify`).
+    """
+    manifest, vocab = records.read_output(data_dir, full=full)  # finished? vocab hash? every shard intact?
     if manifest.windows(records.TRAIN) <= 0 or not manifest.train_shards:
         raise DataError(
             f"{data_dir} holds no training windows (manifest counts "
@@ -95,13 +101,13 @@ def _check_first_records(data: Data, split: str, count: int) -> None:
                 raise DataError(
                     f"a record in {path} holds token id {int(ids.max() if ids.max() >= data.vocab_size else ids.min())}, "
                     f"outside the vocabulary of {data.vocab_size} tokens in vocab.json: the records and the "
-                    "vocabulary come from different pipeline runs; run the pipeline again into an empty directory"
+                    f"vocabulary come from different pipeline runs; {records.RERUN}"
                 )
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as exc:
         raise DataError(
             f"the records in {path} do not match {records.MANIFEST_FILE} (sequence length "
             f"{data.sequence_length}, compression {data.manifest.compression!r}): "
-            f"{first_line(exc)}; run the pipeline again into an empty directory"
+            f"{first_line(exc)}; {records.RERUN}"
         ) from None
 
 
@@ -194,12 +200,15 @@ def numpy_windows(data: Data, split: str, limit: int | None = None) -> tuple[np.
     """All (or the first ``limit``) windows of ``split`` as numpy arrays, in file order."""
     ds = dataset(data, split, 4096, shuffle=False, repeat=False, drop_remainder=False)
     xs, ys, n = [], [], 0
-    for x, y in ds.as_numpy_iterator():
-        xs.append(x)
-        ys.append(y)
-        n += len(y)
-        if limit is not None and n >= limit:
-            break
+    try:
+        for x, y in ds.as_numpy_iterator():
+            xs.append(x)
+            ys.append(y)
+            n += len(y)
+            if limit is not None and n >= limit:
+                break
+    except tf.errors.DataLossError as exc:  # a shard damaged after load() checked it
+        raise DataError(f"a {split} shard in {data.data_dir} is damaged: {first_line(exc)}; {records.RERUN}") from None
     if not xs:
         return np.zeros((0, data.sequence_length), np.int64), np.zeros((0,), np.int64)
     x, y = np.concatenate(xs), np.concatenate(ys)

@@ -15,6 +15,7 @@ from trainer.model import MODELS
 
 PROG = "lstm-composer train"
 DISTRIBUTE = ("auto", "none", "mirrored", "multiworker")
+VERIFY_SHARDS = ("quick", "full")
 
 
 class UsageError(ValueError):
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training windows counted for the unigram/bigram baselines (0: skip them)")
     p.add_argument("--sample-every", type=int, default=5,
                    help="every N epochs, log a short greedy sample (piano roll, audio, tokens) to TensorBoard; 0: never")
+    p.add_argument("--verify-shards", choices=VERIFY_SHARDS, default="quick",
+                   help="before the first step, check every shard's size and content against the manifest: "
+                   "quick hashes its first and last 64 KiB, full every byte")
     p.add_argument("--distribute", choices=DISTRIBUTE, default="auto",
                    help="auto: MultiWorkerMirrored when TF_CONFIG/CLUSTER_SPEC name several workers, else Mirrored")
     p.add_argument("--replace-run", action="store_true",

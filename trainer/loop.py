@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 
 from preprocessing.errors import first_line
-from preprocessing.records import TRAIN, VALIDATION, DataError
+from preprocessing.records import RERUN, TRAIN, VALIDATION, DataError
 from trainer import data as data_lib
 from trainer import model as model_lib
 from trainer import resume
@@ -250,12 +250,14 @@ class EpochLoop:
             raise DataError(
                 f"the shards in {data_dir} hold no records although the manifest counts "
                 f"{self.data.windows(TRAIN)} training and {self.data.windows(VALIDATION)} "
-                "validation windows: the dataset is empty; run the pipeline again into an empty directory"
+                f"validation windows: the dataset is empty; {RERUN}"
             ) from None
         except tf.errors.InvalidArgumentError as exc:
             raise DataError(
                 f"the records in {data_dir} do not match vocab.json / manifest.json: {first_line(exc)}"
             ) from None
+        except tf.errors.DataLossError as exc:  # a shard damaged after data.load checked it
+            raise DataError(f"a shard in {data_dir} is damaged: {first_line(exc)}; {RERUN}") from None
         metrics = {
             "loss": loss_sum / steps.per_epoch,
             "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),

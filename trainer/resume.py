@@ -14,7 +14,7 @@ its own before it restores anything.
   of the restarted job is the truth), and what else the data folder says (windows, stride, parts).
   Each change is logged once.
 * Not recorded: ``--job-dir`` (it holds the backup), ``--distribute`` (a job may resume on another
-  cluster), ``--replace-run``; ``--verbose`` keeps no value (it sets the environment).
+  cluster), ``--replace-run``, ``--verify-shards`` (how the data is checked); ``--verbose`` keeps no value (it sets the environment).
 
 ``--seed`` and ``--batch-size`` may change: the seed only sets the initial weights (replaced by the
 backup) and the shuffle order; the batch size is not part of any weight or optimizer slot, and a
@@ -46,7 +46,7 @@ DATA_MAY_CHANGE = ("stride", "parts", "train_windows", "validation_windows")
 MUST_MATCH = DATA_MUST_MATCH + FLAGS_MUST_MATCH
 MAY_CHANGE = FLAGS_MAY_CHANGE + DATA_MAY_CHANGE
 FLAGS = FLAGS_MUST_MATCH + FLAGS_MAY_CHANGE
-NOT_RECORDED = ("job_dir", "distribute", "replace_run")
+NOT_RECORDED = ("job_dir", "distribute", "replace_run", "verify_shards")
 """Every other flag of :func:`trainer.flags.build_parser` is in one of the lists above (a test checks)."""
 
 REPLACE_FLAG = "--replace-run"

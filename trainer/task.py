@@ -35,7 +35,7 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     layout = resolve_layout(args.job_dir, env)
     worker = Worker.from_env(env, args.distribute)
     strategy = make_strategy(args.distribute, worker.config)  # before other TF work (MultiWorkerMirrored needs it)
-    data = data_lib.load(args.data_dir)
+    data = data_lib.load(args.data_dir, full=args.verify_shards == "full")  # every shard checked: nothing trains yet
     steps = plan_steps(args, data, strategy, worker)
     if worker.chief:  # after every check that can refuse the job: a refused job leaves no folders behind
         check_writable([layout.checkpoints, layout.backup, layout.logs, layout.model])
