@@ -10,12 +10,14 @@ Two ways to run the network over time (``--context``):
 * ``window`` (the reference's method, exactly): for each new token the last ``sequence_length``
   tokens are run through the full network from a zero state, then the window slides by one.
 
-Decoding: ``--temperature 0`` is the argmax (the reference's choice); otherwise temperature and
-``--top-k`` sampling with a seeded generator, so ``--seed`` repeats a run exactly.
+Decoding: ``--temperature 0`` is the argmax (the reference's choice); otherwise temperature,
+``--top-k`` and ``--top-p`` (nucleus) sampling with a seeded generator, so ``--seed`` repeats a run
+exactly (:func:`trainer.sampling.distribution`).
 
 Output: the MIDI file (decoded by :mod:`preprocessing.notes`, the code that encodes), a piano-roll
-PNG and a JSON summary beside it, and the summary on stdout (tokens, distinct tokens, the longest
-repeated loop, the pitch range: greedy decoding falls into loops, and this shows it).
+PNG (:mod:`trainer.plots`), with ``--wav`` an audio preview, and a JSON summary beside it, and the
+summary on stdout (tokens, distinct tokens, the longest repeated loop, the pitch range: greedy
+decoding falls into loops, and this shows it).
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ class Composer:
         return np.asarray(self._full(tf.constant(windows, tf.int64)), np.float64)
 
     def generate(self, primers: np.ndarray, length: int, *, context: str = "carry", temperature: float = 1.0,
-                 top_k: int | None = None, seed: int | None = None) -> np.ndarray:
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> np.ndarray:
         """``length`` new token ids for each primer row (``primers``: ``(samples, sequence_length)``)."""
         if context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}")
@@ -131,7 +133,7 @@ class Composer:
             window = primers[:, -self.sequence_length:].copy()
             for t in range(length):
                 probs = self.window_probabilities(window)
-                out[:, t] = [sampling.sample_next(p, temperature, top_k, rng) for p in probs]
+                out[:, t] = [sampling.sample_next(p, temperature, top_k, rng, top_p) for p in probs]
                 window = np.concatenate([window[:, 1:], out[:, t : t + 1]], axis=1)
             return out
         states = self.zero_states(len(primers))
@@ -139,7 +141,7 @@ class Composer:
         for t in range(primers.shape[1]):
             probs, states = self.step(primers[:, t], states)
         for t in range(length):
-            out[:, t] = [sampling.sample_next(p, temperature, top_k, rng) for p in probs]
+            out[:, t] = [sampling.sample_next(p, temperature, top_k, rng, top_p) for p in probs]
             if t + 1 < length:
                 probs, states = self.step(out[:, t], states)
         return out
@@ -201,18 +203,23 @@ def output_paths(output: str, samples: int) -> list[str]:
     return [output if samples == 1 else f"{stem}-{i + 1}.mid" for i in range(samples)]
 
 
-def write_sample(path: str, tokens: list[str]) -> sampling.SampleSummary:
-    """The MIDI file, its piano roll (``.png``) and its summary (``.json``) side by side."""
+def write_sample(path: str, tokens: list[str], encoding=None, title: str = "",
+                 wav: bool = False) -> sampling.SampleSummary:
+    """The MIDI file, its piano roll (``.png``), with ``wav`` its audio (``.wav``), and its summary
+    (``.json``) side by side."""
     stem = path[:-4] if path.lower().endswith(".mid") else path
+    encoding = encoding or sampling.REFERENCE
     write_bytes(path, notes.midi_bytes_from_tokens(tokens))
-    write_bytes(stem + ".png", png_bytes(sampling.piano_roll(tokens)))
-    summary = sampling.summarize(tokens)
+    write_bytes(stem + ".png", png_bytes(sampling.piano_roll(tokens, encoding, title or posixpath.basename(path))))
+    if wav:
+        write_bytes(stem + ".wav", sampling.wav_bytes(sampling.synthesize(encoding.note_events(tokens))))
+    summary = sampling.summarize(tokens, encoding)
     write_bytes(stem + ".json", json.dumps({**summary.__dict__, "tokens_text": tokens}, indent=1).encode())
     return summary
 
 
 def log_sample_summaries(composer: Composer, primer: Sequence[int], vocab: Sequence[str], step: int,
-                         length: int = 64) -> list[str]:
+                         length: int = 64, encoding=None) -> list[str]:
     """Generate a short greedy sample from ``primer`` and write it to the default TensorBoard writer.
 
     The piano roll as an image, the sample as audio (:func:`sampling.synthesize`), and its tokens as
@@ -220,8 +227,10 @@ def log_sample_summaries(composer: Composer, primer: Sequence[int], vocab: Seque
     """
     ids = composer.generate(np.array([primer]), length, context="carry", temperature=0.0)[0]
     tokens = [vocab[i] for i in ids]
-    tf.summary.image("sample/piano_roll", sampling.piano_roll(tokens)[None], step=step)
-    wave = sampling.synthesize(tokens)
+    encoding = encoding or sampling.REFERENCE
+    title = f"step {step}: greedy sample of {length} tokens ({encoding.name} encoding)"
+    tf.summary.image("sample/piano_roll", sampling.piano_roll(tokens, encoding, title)[None], step=step)
+    wave = sampling.synthesize(encoding.note_events(tokens))
     tf.summary.audio("sample/audio", wave[None, :, None], sample_rate=sampling.SAMPLE_RATE, step=step)
     tf.summary.text("sample/tokens", " ".join(tokens), step=step)
     return tokens
@@ -234,10 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer.generate", description=__doc__.splitlines()[0],
                                      allow_abbrev=False)
     parser.add_argument("--model-dir", required=True, help="a training job's model/ folder, local or gs://")
-    parser.add_argument("--output", required=True, help="the .mid file to write (a .png and .json go beside it)")
+    parser.add_argument("--output", required=True,
+                        help="the .mid file to write (a .png, .json and with --wav a .wav go beside it)")
     parser.add_argument("--length", type=int, default=500, help="tokens to generate (default 500, as the reference)")
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = argmax (the reference); default 1.0")
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens only")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="nucleus sampling: among the likeliest tokens that together hold probability p "
+                        "(0 < p <= 1)")
+    parser.add_argument("--wav", action=argparse.BooleanOptionalAction, default=False,
+                        help="also write the piece as a .wav file (a simple synthesiser; default: no)")
     parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed repeats a run exactly")
     parser.add_argument("--primer", default=None,
                         help="a MIDI file whose last window starts the piece (default: a validation window)")
@@ -253,11 +268,14 @@ def run(args: argparse.Namespace) -> list[tuple[str, sampling.SampleSummary]]:
     primers = choose_primers(bundle, args.primer, args.num_samples, args.seed)
     composer = Composer(bundle.model, bundle.sequence_length)
     ids = composer.generate(primers, args.length, context=args.context, temperature=args.temperature,
-                            top_k=args.top_k, seed=args.seed)
+                            top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    encoding = sampling.encoding_for(bundle.manifest)
     results = []
     for path, row in zip(output_paths(args.output, args.num_samples), ids):
         tokens = [bundle.vocab[i] for i in row]
-        results.append((path, write_sample(path, tokens)))
+        title = sampling.settings_title(posixpath.basename(path), encoding.name, len(tokens), args.temperature,
+                                        args.top_k, args.top_p, args.seed)
+        results.append((path, write_sample(path, tokens, encoding, title, wav=args.wav)))
     return results
 
 
@@ -274,6 +292,8 @@ def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = 
         parser.error("--num-samples must be at least 1")
     if args.top_k is not None and args.top_k < 1:
         parser.error("--top-k must be at least 1")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        parser.error("--top-p must be in (0, 1]")
     return args
 
 
@@ -286,7 +306,8 @@ def compose(args: argparse.Namespace) -> int:
         return 2
     for path, summary in results:
         stem = path[:-4] if path.lower().endswith(".mid") else path
-        print(f"wrote {path} (piano roll {stem}.png)")
+        audio = f", audio {stem}.wav" if args.wav else ""
+        print(f"wrote {path} (piano roll {stem}.png{audio})")
         for line in summary.lines():
             print(f"  {line}")
     return 0
