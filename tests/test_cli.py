@@ -70,6 +70,7 @@ def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_
     assert len(tokens) == 20
     assert notes.tokens_from_midi_bytes((work / "composition.mid").read_bytes()) == tokens
     assert (work / "composition.png").read_bytes().startswith(b"\x89PNG")
+    assert (work / "composition.wav").read_bytes().startswith(b"RIFF")  # the preset's --wav
     assert f"tensorboard --logdir {work}/job/logs" in out
     assert "bigram baseline" in out and "unigram baseline" in out and "LSTM" in out
 
