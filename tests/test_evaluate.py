@@ -144,3 +144,18 @@ def test_evaluate_composes_with_generates_defaults():
     for key in ("length", "temperature", "top_k", "top_p", "context"):
         assert getattr(ours, key) == getattr(theirs, key), key
     assert evaluate.CONTEXTS == generate.CONTEXTS
+
+
+@pytest.mark.slow
+def test_the_end_of_training_is_sampled_and_a_failed_sample_does_not_end_the_job(tmp_path, capsys):
+    """Epoch 1 of 1 is sampled although --sample-every is 5; the synthetic tokens (tok0, …) are no
+    notes, so drawing them fails: one warning, and the job finishes."""
+    import synthetic
+
+    data = tmp_path / "data"
+    synthetic.write_dataset(str(data), train_pieces=3, validation_pieces=1, piece_length=24)
+    assert task.main(["--data-dir", str(data), "--job-dir", str(tmp_path / "job"), "--epochs", "1",
+                      "--batch-size", "16", "--sample-every", "5", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the TensorBoard sample of epoch 1 failed (PitchException: " in out
+    assert "training goes on" in out and "model written" in out

@@ -210,9 +210,13 @@ class Sampler:
             self.composer = generate.Composer(copy, self.data.sequence_length)
         self.composer.model.set_weights(weights)
         self.composer.sync_weights()
-        generate.log_sample_summaries(self.composer, self.primers[0], self.data.vocab, step=step,
-                                      encoding=self.encoding)
-        self.log_measures(step)
+        try:
+            generate.log_sample_summaries(self.composer, self.primers[0], self.data.vocab, step=step,
+                                          encoding=self.encoding)
+            self.log_measures(step)
+        except Exception as exc:  # noqa: BLE001 - a picture must never end a job: say why, train on
+            log(f"warning: the TensorBoard sample of epoch {step} failed ({type(exc).__name__}: {first_line(exc)}); "
+                "training goes on")
 
     def log_measures(self, step: int) -> None:
         """``music/<measure>`` of this sample's pieces (skipped, with one warning, where muspy is missing)."""
