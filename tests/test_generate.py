@@ -175,7 +175,9 @@ def test_wav_and_top_p_from_the_cli(model_dir, tmp_path, capsys):
         # 30 tokens of 0.5 quarter at 120 bpm: 7.5 s, and the synthesiser's tail
         assert w.getframerate() == sampling.SAMPLE_RATE and w.getnchannels() == 1
         assert w.getnframes() == round((30 * 0.25 + sampling.TAIL_SECONDS) * sampling.SAMPLE_RATE)
-    tokens = json.loads((tmp_path / "heard.json").read_text())["tokens_text"]
+    summary = json.loads((tmp_path / "heard.json").read_text())
+    tokens = summary["tokens_text"]
+    assert summary["loop_share"] == sampling.longest_loop(tokens)[1] / 30
     again = tmp_path / "again.mid"
     assert generate.main(["--model-dir", str(model_dir), "--output", str(again), "--length", "30", "--seed", "4",
                           "--top-p", "0.9"]) == 0

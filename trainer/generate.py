@@ -214,7 +214,8 @@ def write_sample(path: str, tokens: list[str], encoding=None, title: str = "",
     if wav:
         write_bytes(stem + ".wav", sampling.wav_bytes(sampling.synthesize(encoding.note_events(tokens))))
     summary = sampling.summarize(tokens, encoding)
-    write_bytes(stem + ".json", json.dumps({**summary.__dict__, "tokens_text": tokens}, indent=1).encode())
+    document = {**summary.__dict__, "loop_share": summary.loop_share, "tokens_text": tokens}
+    write_bytes(stem + ".json", json.dumps(document, indent=1).encode())
     return summary
 
 
