@@ -41,7 +41,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # Layer 1, dependencies only (cached until these pins change): TensorFlow with its CUDA wheels, and
 # the rest of the package's base + `train` requirements from setup.py, all pinned
-# (tests/test_cloud_docker.py checks these pins against setup.py and TensorFlow's own metadata).
+# (tests/test_cloud_docker.py checks these pins against setup.py and TensorFlow's own metadata),
+# and muspy of the `eval` extra, so that the trainer's TensorBoard samples carry the music measures.
 # No Apache Beam and no google-cloud-aiplatform: the trainer never imports either.
 RUN python -m pip install --no-cache-dir \
         "tensorflow[and-cuda]==2.21.0" \
@@ -59,6 +60,8 @@ RUN python -m pip install --no-cache-dir \
         "nvidia-nvjitlink-cu12==12.5.82" \
         "keras==3.15.1" \
         "tensorboard==2.21.0" \
+        "matplotlib==3.11.2" \
+        "muspy==0.5.0" \
         "music21==10.5.1" \
         "miditok==3.1.0" \
         "symusic==0.6.0" \

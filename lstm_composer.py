@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("preprocessing.pipeline:main", "MIDI folder -> vocabulary + windowed TFRecords (Apache Beam)"),
     "train": ("trainer.task:main", "train the LSTM on the records (tf.distribute, checkpoints, TensorBoard)"),
     "generate": ("trainer.generate_flags:main", "compose MIDI with a trained model (plus piano roll and summary)"),
+    "evaluate": ("trainer.evaluate:main",
+                 "measure a trained model: next-token accuracy against baselines, music measures of its pieces"),
     "submit": ("cloud.cli:main",
                "run training on Vertex AI GPUs (1 GPU, 8 GPUs, several machines) or print a GKE Job manifest"),
 }
@@ -70,7 +72,7 @@ QUICKSTART_PRESET: dict[str, dict[str, Any]] = {
         "dropout": 0.2, "units": 128, "layers": 2, "embedding_dim": 32, "dense_units": 128,
         "sample_every": 2, "seed": 1,
     },
-    "generate": {"length": 200, "temperature": 0.8, "seed": 1},
+    "generate": {"length": 200, "temperature": 0.8, "seed": 1, "wav": True},
 }
 """The quickstart's defaults for each job's own flags, sized to finish in minutes on a laptop CPU."""
 
@@ -259,6 +261,7 @@ def report(stages: Stages, data_dir: str, train_windows: int, job_dir: str, musi
         f"  TensorBoard logs {job_dir}/logs",
         f"  composition      {music}",
         f"  piano roll       {music[:-4]}.png",
+        f"  audio            {music[:-4]}.wav",
         "",
         "validation next-token accuracy (does the network know more than note frequencies?)",
         f"  LSTM             {pct('val_accuracy')}",

@@ -4,10 +4,12 @@ Extras keep each image lean:
   * (none)      music21, MidiTok + symusic, numpy, protobuf: the two music encodings and the record
                 format, which is all the pipeline's DoFns import besides Beam (``preprocessing.records``
                 writes ``tf.train.Example`` with plain protobuf), so Dataflow workers install no TensorFlow.
-  * train       TensorFlow and TensorBoard: the trainer image.
+  * train       TensorFlow, TensorBoard and matplotlib (the piano roll): the trainer image.
   * pipeline    Apache Beam with GCP I/O, google-cloud-storage and google-crc32c: the preprocessing launcher.
   * cloud       google-cloud-aiplatform and PyYAML: the ``cloud`` package submits Vertex AI / Kubernetes
                 jobs from the user's machine (the trainer image copies neither the package nor the extra).
+  * eval        muspy: the music measures of ``lstm-composer evaluate`` and of the trainer's TensorBoard
+                samples (the trainer image installs it too; without it the trainer skips them, with a warning).
   * dev         everything above plus the test tools (pytest, a local GCS emulator, hadolint).
 
 ``--setup_file ./setup.py`` on Dataflow installs the base requirements on every worker (the worker's
@@ -35,6 +37,16 @@ TRAIN = [
     "tensorflow>=2.21,<2.22",
     # TF 2.21 no longer pulls TensorBoard in; Keras' TensorBoard callback needs it.
     "tensorboard>=2.21,<2.22",
+    # The piano roll (trainer/plots.py) for generate and TensorBoard. Only the object API on an Agg
+    # canvas (Figure, PatchCollection, buffer_rgba), stable through 3.x; tested with 3.11.
+    "matplotlib>=3.8,<4",
+]
+EVAL = [
+    # The music measures (trainer/measures.py). Pinned exactly: a measure's definition is muspy's own
+    # code (empty_beat_rate's beat counting, scale_consistency's scales), and figures from evaluate
+    # compare only under one definition. 0.5.0, the latest release, installs and runs on Python 3.11
+    # with numpy 2.4 (its dependencies: pretty_midi, miditoolkit, pypianoroll, mido, bidict).
+    "muspy==0.5.0",
 ]
 PIPELINE = [
     "apache-beam[gcp]>=2.77,<2.78",
@@ -47,7 +59,7 @@ CLOUD = [
     "google-cloud-aiplatform>=1.60,<3",
     "pyyaml>=6,<7",
 ]
-DEV = TRAIN + PIPELINE + CLOUD + [
+DEV = TRAIN + PIPELINE + CLOUD + EVAL + [
     "pytest>=8,<10",
     "pytest-timeout>=2.3,<3",
     "gcp-storage-emulator>=2024.8.3",
@@ -66,7 +78,8 @@ setup(
     py_modules=["lstm_composer"],
     install_requires=BASE,
     extras_require={
-        "train": TRAIN, "pipeline": PIPELINE, "cloud": CLOUD, "dev": DEV, "all": TRAIN + PIPELINE + CLOUD,
+        "train": TRAIN, "pipeline": PIPELINE, "cloud": CLOUD, "eval": EVAL, "dev": DEV,
+        "all": TRAIN + PIPELINE + CLOUD + EVAL,
     },
     entry_points={"console_scripts": ["lstm-composer=lstm_composer:main"]},
 )

@@ -73,6 +73,7 @@ def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_
     assert len(tokens) == 20
     assert notes.tokens_from_midi_bytes((work / "composition.mid").read_bytes()) == tokens
     assert (work / "composition.png").read_bytes().startswith(b"\x89PNG")
+    assert (work / "composition.wav").read_bytes().startswith(b"RIFF")  # the preset's --wav
     assert f"tensorboard --logdir {work}/job/logs" in out
     assert "bigram baseline" in out and "unigram baseline" in out and "LSTM" in out
 
@@ -130,7 +131,7 @@ def lstm_composer_cli(*args: str, timeout: float = 300) -> subprocess.CompletedP
                           timeout=timeout, cwd=ROOT, env=quiet_env())
 
 
-@pytest.mark.parametrize("sub", ["quickstart", "preprocess", "train", "generate", "submit", "sample-data"])
+@pytest.mark.parametrize("sub", ["quickstart", "preprocess", "train", "generate", "evaluate", "submit", "sample-data"])
 def test_help_names_the_subcommand_and_imports_no_tensorflow(sub):
     code = ("import sys, lstm_composer\n"
             f"try:\n    lstm_composer.main([{sub!r}, '--help'])\nexcept SystemExit:\n    pass\n"

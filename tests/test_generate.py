@@ -17,7 +17,10 @@ VOCAB = ["0.4.7", "2.5.9", "7.11.2", "A3", "B3", "C4", "D4", "E4", "F4", "G4", "
 SEQ = 8
 
 
-def tiny(name: str):
+def tiny(name: str, seed: int = 0):
+    # Seeded here: the weights must not depend on which tests ran before in this process (a training
+    # run or a sampler leaves Keras' global generator anywhere).
+    tf.keras.utils.set_random_seed(seed)
     extra = {"embedding_dim": 4} if name == "fast" else {}
     model = model_lib.build(name, SEQ, len(VOCAB), units=16, num_layers=2, dense_units=8, dropout=0.3, **extra)
     # Give batch norm non-trivial statistics so a copy that skipped them could not match.
@@ -63,7 +66,7 @@ def test_single_step_copy_gives_the_full_models_distribution(name):
 
 def test_single_step_copy_follows_weight_updates():
     """The training loop's sampler copies new weights into the model: the step copy must follow."""
-    model, other = tiny("fast"), tiny("fast")
+    model, other = tiny("fast"), tiny("fast", seed=1)
     composer = generate.Composer(model, SEQ)
     windows = np.random.default_rng(4).integers(0, len(VOCAB), size=(2, SEQ))
     composer.generate(windows, 1, temperature=0.0)  # builds the step copy with the first weights
@@ -132,14 +135,15 @@ def test_longest_loop():
 
 def test_piano_roll_and_audio():
     tokens = ["C4", "0.4.7", "E4", "G2"]
-    image = sampling.piano_roll(tokens, cell=2)
-    assert image.dtype == np.uint8 and image.shape[1] == len(tokens) * 2 and image.shape[2] == 3
-    lit = (image == np.array([250, 190, 60], np.uint8)).all(axis=2)
-    assert lit.sum() // 2 == 1 + 3 + 1 + 1  # one (2x1) cell per sounding pitch
-    assert lit[:, 2:4].sum() // 2 == 3  # the chord is a column of three cells
-    wave = sampling.synthesize(tokens)
+    image = sampling.piano_roll(tokens)
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    events = sampling.REFERENCE.note_events(tokens)
+    assert len(events) == 1 + 3 + 1 + 1  # the chord is three notes at one onset
+    wave = sampling.synthesize(events)
     assert wave.dtype == np.float32 and np.abs(wave).max() <= 1.0
     assert np.sqrt(np.mean(wave**2)) > 0.05
+    assert len(wave) == round((len(tokens) * 0.5 * sampling.SECONDS_PER_QUARTER + sampling.TAIL_SECONDS)
+                              * sampling.SAMPLE_RATE)
 
 
 def test_cli_writes_midi_that_reads_back_as_the_tokens(model_dir, tmp_path, capsys):
@@ -152,9 +156,47 @@ def test_cli_writes_midi_that_reads_back_as_the_tokens(model_dir, tmp_path, caps
     assert len(tokens) == 40 and set(tokens) <= set(VOCAB)
     assert notes.tokens_from_midi_bytes(out.read_bytes()) == tokens
     png = tf.io.decode_png(tf.io.read_file(str(tmp_path / "piece.png"))).numpy()
-    assert png.shape == sampling.piano_roll(tokens).shape
+    title = sampling.settings_title("piece.mid", "reference", 40, 1.0, 5, None, 1)
+    assert title == "piece.mid: 40 tokens, reference encoding, temperature 1, top-k 5, top-p -, seed 1"
+    assert (png == sampling.piano_roll(tokens, title=title)).all()
     stdout = capsys.readouterr().out
     assert "tokens generated   40" in stdout and "longest loop" in stdout and "pitch range" in stdout
+    assert not (tmp_path / "piece.wav").exists()  # only with --wav
+
+
+def test_wav_and_top_p_from_the_cli(model_dir, tmp_path, capsys):
+    import wave
+
+    out = tmp_path / "heard.mid"
+    assert generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "30", "--seed", "4",
+                          "--top-p", "0.9", "--wav"]) == 0
+    assert "audio " + str(tmp_path / "heard.wav") in capsys.readouterr().out
+    with wave.open(str(tmp_path / "heard.wav")) as w:
+        # 30 tokens of 0.5 quarter at 120 bpm: 7.5 s, and the synthesiser's tail
+        assert w.getframerate() == sampling.SAMPLE_RATE and w.getnchannels() == 1
+        assert w.getnframes() == round((30 * 0.25 + sampling.TAIL_SECONDS) * sampling.SAMPLE_RATE)
+    summary = json.loads((tmp_path / "heard.json").read_text())
+    tokens = summary["tokens_text"]
+    assert summary["loop_share"] == sampling.longest_loop(tokens)[1] / 30
+    again = tmp_path / "again.mid"
+    assert generate.main(["--model-dir", str(model_dir), "--output", str(again), "--length", "30", "--seed", "4",
+                          "--top-p", "0.9"]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["tokens_text"] == tokens  # seeded: repeats
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        generate.parse_args(["--model-dir", "m", "--output", "o.mid", "--top-p", "0"])
+    assert "--top-p must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_top_p_narrows_what_the_composer_draws():
+    """A nucleus of 0.5 keeps about one token per step here; top-p 1 keeps them all."""
+    composer = generate.Composer(tiny("fast"), SEQ)
+    primer = np.random.default_rng(3).integers(0, len(VOCAB), size=(4, SEQ))
+    narrow = composer.generate(primer, 60, temperature=1.0, top_p=0.05, seed=1)
+    greedy = composer.generate(primer, 60, temperature=0.0)
+    assert narrow.tolist() == greedy.tolist()  # the nucleus of 0.05 is the likeliest token alone
+    wide = composer.generate(primer, 60, temperature=1.0, top_p=1.0, seed=1)
+    assert wide.tolist() == composer.generate(primer, 60, temperature=1.0, seed=1).tolist()
 
 
 def test_num_samples_and_window_context_from_the_cli(model_dir, tmp_path):
@@ -199,7 +241,7 @@ def test_tensorboard_sample_summaries_hold_image_and_audio(model_dir, tmp_path):
     image_event = tensors["sample/piano_roll"][0]
     assert image_event.step == 3
     width, height = (int(v) for v in tf.make_ndarray(image_event.tensor_proto)[:2])
-    assert (height, width) == sampling.piano_roll(tokens).shape[:2]
+    assert width == 1400 and height > 200  # the matplotlib figure of trainer.plots
     audio = tf.make_ndarray(tensors["sample/audio"][0].tensor_proto)
     wave, rate = tf.audio.decode_wav(audio.reshape(-1)[0])
     assert int(rate) == sampling.SAMPLE_RATE

@@ -68,7 +68,8 @@ def test_who_may_import_whom():
         assert from_trainer <= {"trainer", "trainer.flags"}, (path, from_trainer)
 
 
-@pytest.mark.parametrize("module", ["trainer.flags", "trainer.generate_flags", "cloud.cli", "preprocessing.quiet"])
+@pytest.mark.parametrize("module", ["trainer.flags", "trainer.generate_flags", "trainer.evaluate", "cloud.cli",
+                                    "preprocessing.quiet"])
 def test_the_flag_modules_import_no_tensorflow(module):
     code = f"import {module}, sys; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -83,7 +84,7 @@ def test_readme_is_short_and_the_cloud_path_has_its_own_page():
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/ARCHITECTURE.md", "docs/PERFORMANCE.md", "docs/CLOUD.md",
-                                 "docs/ENCODING.md"])
+                                 "docs/ENCODING.md", "docs/EVALUATION.md"])
 def test_docs_point_only_at_files_a_clone_has(doc):
     text = (ROOT / doc).read_text()
     mentioned = set(re.findall(r"`((?:preprocessing|trainer|cloud|bench|tests|docs)/[\w./-]+\.(?:py|md))", text))

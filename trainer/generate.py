@@ -10,13 +10,15 @@ Two ways to run the network over time (``--context``):
 * ``window`` (the reference's method, exactly): for each new token the last ``sequence_length``
   tokens are run through the full network from a zero state, then the window slides by one.
 
-Decoding: ``--temperature 0`` is the argmax (the reference's choice); otherwise temperature and
-``--top-k`` sampling with a seeded generator, so ``--seed`` repeats a run exactly.
+Decoding: ``--temperature 0`` is the argmax (the reference's choice); otherwise temperature,
+``--top-k`` and ``--top-p`` (nucleus) sampling with a seeded generator, so ``--seed`` repeats a run
+exactly (:func:`trainer.sampling.distribution`).
 
 Output: the MIDI file (decoded by :mod:`preprocessing.notes`, the code that encodes), a piano-roll
-PNG and a JSON summary beside it, and the summary on stdout (tokens, distinct tokens, the longest
-repeated loop, the pitch range: greedy decoding falls into loops, and this shows it). The output
-and the primer are checked before the model is loaded, so a wrong path never costs a composition.
+PNG (:mod:`trainer.plots`), with ``--wav`` an audio preview, and a JSON summary beside it, and the
+summary on stdout (tokens, distinct tokens, the longest repeated loop, the pitch range: greedy
+decoding falls into loops, and this shows it). The output and the primer are checked before the
+model is loaded, so a wrong path never costs a composition.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ class Composer:
         return np.asarray(self._full(tf.constant(windows, tf.int64)), np.float64)
 
     def generate(self, primers: np.ndarray, length: int, *, context: str = "carry", temperature: float = 1.0,
-                 top_k: int | None = None, seed: int | None = None) -> np.ndarray:
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> np.ndarray:
         """``length`` new token ids for each primer row (``primers``: ``(samples, sequence_length)``)."""
         if context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}")
@@ -134,7 +136,7 @@ class Composer:
             window = primers[:, -self.sequence_length:].copy()
             for t in range(length):
                 probs = self.window_probabilities(window)
-                out[:, t] = [sampling.sample_next(p, temperature, top_k, rng) for p in probs]
+                out[:, t] = [sampling.sample_next(p, temperature, top_k, rng, top_p) for p in probs]
                 window = np.concatenate([window[:, 1:], out[:, t : t + 1]], axis=1)
             return out
         states = self.zero_states(len(primers))
@@ -142,7 +144,7 @@ class Composer:
         for t in range(primers.shape[1]):
             probs, states = self.step(primers[:, t], states)
         for t in range(length):
-            out[:, t] = [sampling.sample_next(p, temperature, top_k, rng) for p in probs]
+            out[:, t] = [sampling.sample_next(p, temperature, top_k, rng, top_p) for p in probs]
             if t + 1 < length:
                 probs, states = self.step(out[:, t], states)
         return out
@@ -246,18 +248,24 @@ def output_paths(output: str, samples: int) -> list[str]:
     return [output if samples == 1 else f"{stem}-{i + 1}.mid" for i in range(samples)]
 
 
-def write_sample(path: str, tokens: list[str]) -> sampling.SampleSummary:
-    """The MIDI file, its piano roll (``.png``) and its summary (``.json``) side by side."""
+def write_sample(path: str, tokens: list[str], encoding=None, title: str = "",
+                 wav: bool = False) -> sampling.SampleSummary:
+    """The MIDI file, its piano roll (``.png``), with ``wav`` its audio (``.wav``), and its summary
+    (``.json``) side by side."""
     stem = path[:-4] if path.lower().endswith(".mid") else path
+    encoding = encoding or sampling.REFERENCE
     write_bytes(path, notes.midi_bytes_from_tokens(tokens))
-    write_bytes(stem + ".png", png_bytes(sampling.piano_roll(tokens)))
-    summary = sampling.summarize(tokens)
-    write_bytes(stem + ".json", json.dumps({**summary.__dict__, "tokens_text": tokens}, indent=1).encode())
+    write_bytes(stem + ".png", png_bytes(sampling.piano_roll(tokens, encoding, title or posixpath.basename(path))))
+    if wav:
+        write_bytes(stem + ".wav", sampling.wav_bytes(sampling.synthesize(encoding.note_events(tokens))))
+    summary = sampling.summarize(tokens, encoding)
+    document = {**summary.__dict__, "loop_share": summary.loop_share, "tokens_text": tokens}
+    write_bytes(stem + ".json", json.dumps(document, indent=1).encode())
     return summary
 
 
 def log_sample_summaries(composer: Composer, primer: Sequence[int], vocab: Sequence[str], step: int,
-                         length: int = 64) -> list[str]:
+                         length: int = 64, encoding=None) -> list[str]:
     """Generate a short greedy sample from ``primer`` and write it to the default TensorBoard writer.
 
     The piano roll as an image, the sample as audio (:func:`sampling.synthesize`), and its tokens as
@@ -265,8 +273,10 @@ def log_sample_summaries(composer: Composer, primer: Sequence[int], vocab: Seque
     """
     ids = composer.generate(np.array([primer]), length, context="carry", temperature=0.0)[0]
     tokens = [vocab[i] for i in ids]
-    tf.summary.image("sample/piano_roll", sampling.piano_roll(tokens)[None], step=step)
-    wave = sampling.synthesize(tokens)
+    encoding = encoding or sampling.REFERENCE
+    title = f"step {step}: greedy sample of {length} tokens ({encoding.name} encoding)"
+    tf.summary.image("sample/piano_roll", sampling.piano_roll(tokens, encoding, title)[None], step=step)
+    wave = sampling.synthesize(encoding.note_events(tokens))
     tf.summary.audio("sample/audio", wave[None, :, None], sample_rate=sampling.SAMPLE_RATE, step=step)
     tf.summary.text("sample/tokens", " ".join(tokens), step=step)
     return tokens
@@ -289,12 +299,15 @@ def run(args: argparse.Namespace) -> list[tuple[str, sampling.SampleSummary]]:
     primers = choose_primers(bundle, args.primer, args.num_samples, args.seed)
     composer = Composer(bundle.model, bundle.sequence_length)
     ids = composer.generate(primers, args.length, context=args.context, temperature=args.temperature,
-                            top_k=args.top_k, seed=args.seed)
+                            top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    encoding = sampling.encoding_for(bundle.manifest)
     results = []
     for path, row in zip(output_paths(args.output, args.num_samples), ids):
         tokens = [bundle.vocab[i] for i in row]
+        title = sampling.settings_title(posixpath.basename(path), encoding.name, len(tokens), args.temperature,
+                                        args.top_k, args.top_p, args.seed)
         try:
-            results.append((path, write_sample(path, tokens)))
+            results.append((path, write_sample(path, tokens, encoding, title, wav=args.wav)))
         except (tf.errors.OpError, OSError) as exc:
             raise GenerateError(f"cannot write {path}: {first_line(exc)}") from None
     return results
@@ -310,7 +323,8 @@ def compose(args: argparse.Namespace, prog: str = PROG) -> int:
         return 2
     for path, summary in results:
         stem = path[:-4] if path.lower().endswith(".mid") else path
-        print(f"wrote {path} (piano roll {stem}.png)")
+        audio = f", audio {stem}.wav" if args.wav else ""
+        print(f"wrote {path} (piano roll {stem}.png{audio})")
         for line in summary.lines():
             print(f"  {line}")
     return 0

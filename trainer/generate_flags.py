@@ -20,10 +20,16 @@ CONTEXTS = ("carry", "window")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Compose MIDI with a trained model.", allow_abbrev=False)
     parser.add_argument("--model-dir", required=True, help="a training job's model/ folder, local or gs://")
-    parser.add_argument("--output", required=True, help="the .mid file to write (a .png and .json go beside it)")
+    parser.add_argument("--output", required=True,
+                        help="the .mid file to write (a .png, .json and with --wav a .wav go beside it)")
     parser.add_argument("--length", type=int, default=500, help="tokens to generate (default 500, as the reference)")
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = argmax (the reference); default 1.0")
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens only")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="nucleus sampling: among the likeliest tokens that together hold probability p "
+                        "(0 < p <= 1)")
+    parser.add_argument("--wav", action=argparse.BooleanOptionalAction, default=False,
+                        help="also write the piece as a .wav file (a simple synthesiser; default: no)")
     parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed repeats a run exactly")
     parser.add_argument("--primer", default=None,
                         help="a MIDI file whose last window starts the piece (default: a validation window)")
@@ -45,6 +51,8 @@ def problem(args: argparse.Namespace) -> str | None:
         return "--num-samples must be at least 1"
     if args.top_k is not None and args.top_k < 1:
         return "--top-k must be at least 1"
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        return "--top-p must be in (0, 1]"
     return None
 
 

@@ -22,18 +22,22 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from preprocessing.errors import first_line
 from preprocessing.records import RERUN, TRAIN, VALIDATION, DataError
 from trainer import data as data_lib
+from trainer import measures
 from trainer import model as model_lib
 from trainer import resume
+from trainer.progress import EpochProgress
 from trainer.export import save_model
 from trainer.flags import UsageError
 from trainer.job_dir import WorkerOutputs, set_aside
@@ -174,11 +178,25 @@ class Backup:
 
 class Sampler:
     """The chief's TensorBoard samples: a plain copy of the network (built once, outside any strategy,
-    weights copied in at each sample) run by :class:`trainer.generate.Composer` from a fixed primer."""
+    weights copied in at each sample) run by :class:`trainer.generate.Composer` from fixed primers.
 
-    def __init__(self, args: argparse.Namespace, data: data_lib.Data, primer: Sequence[int]):
-        self.args, self.data, self.primer = args, data, primer
+    Each sample is a greedy piece from the first primer (piano roll, audio, tokens: consecutive
+    samples differ only because the model changed) and the music measures of :mod:`trainer.measures`
+    (``music/<measure>``, the names ``evaluate`` reports) of :data:`MEASURE_PIECES` seeded pieces of
+    :data:`MEASURE_LENGTH` tokens at temperature 1 (generation's default) against validation excerpts
+    of the same length (``music_validation/<measure>``, logged once).
+    """
+
+    MEASURE_PIECES, MEASURE_LENGTH, VALIDATION_WINDOWS = 4, 256, 20_000
+
+    def __init__(self, args: argparse.Namespace, data: data_lib.Data, primers: Sequence[Sequence[int]]):
+        from trainer.sampling import encoding_for
+
+        self.args, self.data, self.primers = args, data, primers
+        self.encoding = encoding_for(data.manifest)
         self.composer = None
+        self.can_measure: bool | None = None  # muspy importable; asked at the first sample
+        self.reference: list[list[str]] | None = None  # validation excerpts, read at the first sample
 
     def log(self, weights, step: int) -> None:
         from trainer import generate
@@ -192,7 +210,47 @@ class Sampler:
             self.composer = generate.Composer(copy, self.data.sequence_length)
         self.composer.model.set_weights(weights)
         self.composer.sync_weights()
-        generate.log_sample_summaries(self.composer, self.primer, self.data.vocab, step=step)
+        try:
+            generate.log_sample_summaries(self.composer, self.primers[0], self.data.vocab, step=step,
+                                          encoding=self.encoding)
+            self.log_measures(step)
+        except Exception as exc:  # noqa: BLE001 - a picture must never end a job: say why, train on
+            log(f"warning: the TensorBoard sample of epoch {step} failed ({type(exc).__name__}: {first_line(exc)}); "
+                "training goes on")
+
+    def log_measures(self, step: int) -> None:
+        """``music/<measure>`` of this sample's pieces (skipped, with one warning, where muspy is missing)."""
+        if self.can_measure is None:
+            try:
+                measures.muspy_module()
+                self.can_measure = True
+            except measures.MeasureError as exc:
+                log(f"warning: {exc}; TensorBoard gets no music/ measures")
+                self.can_measure = False
+        if not self.can_measure:
+            return
+        first = self.reference is None
+        if self.reference is None:
+            self.reference = self.validation_excerpts()
+        rows = min(self.MEASURE_PIECES, len(self.primers))
+        ids = self.composer.generate(np.asarray(self.primers[:rows]), self.MEASURE_LENGTH, temperature=1.0,
+                                     seed=self.args.seed)
+        result = measures.compare([[self.data.vocab[i] for i in row] for row in ids], self.reference, self.encoding)
+        values = {**result["generated"], measures.OVERLAP: result[measures.OVERLAP]}
+        shown = {f"music/{name}": value for name, value in values.items()}
+        if first:
+            shown.update({f"music_validation/{name}": v for name, v in result["validation"].items()})
+        for tag, value in shown.items():
+            if value is not None:
+                tf.summary.scalar(tag, value, step=step)
+
+    def validation_excerpts(self) -> list[list[str]]:
+        """The validation pieces (reassembled from the windows) cut to :data:`MEASURE_LENGTH` tokens."""
+        if not (self.data.windows(VALIDATION) and self.data.manifest.validation_shards):
+            return []
+        inputs, targets = data_lib.numpy_windows(self.data, VALIDATION, self.VALIDATION_WINDOWS)
+        pieces = measures.reassemble(inputs, targets, self.data.manifest.stride) if len(targets) else []
+        return measures.excerpts([[self.data.vocab[i] for i in p] for p in pieces], self.MEASURE_LENGTH)
 
 
 class EpochLoop:
@@ -202,6 +260,7 @@ class EpochLoop:
                  writer, outputs: WorkerOutputs, backup: Backup, sampler: Sampler | None):
         self.args, self.model, self.data, self.steps = args, model, data, steps
         self.chief, self.writer, self.outputs, self.backup, self.sampler = chief, writer, outputs, backup, sampler
+        self.workers = workers
         # The input position is not checkpointed (an iterator checkpoint would tie the backup to one
         # worker count); a resumed job shuffles with a seed moved by its finished epochs instead.
         seed = args.seed + backup.finished_epochs
@@ -225,7 +284,7 @@ class EpochLoop:
         if first > self.args.epochs:
             log(f"backup says {first - 1} epochs finished; nothing left to train for --epochs {self.args.epochs}")
         for epoch in range(first, self.args.epochs + 1):
-            epoch_metrics = self.run_epoch()
+            epoch_metrics = self.run_epoch(epoch)
             self.log_scalars(epoch_metrics, epoch)
             metrics = {**baselines, "epoch": epoch, **epoch_metrics}
             self.save_improvements(epoch, epoch_metrics)
@@ -235,14 +294,31 @@ class EpochLoop:
             if self.chief:
                 shown = " ".join(f"{k}={v:.4g}" for k, v in epoch_metrics.items())
                 log(f"epoch {epoch}/{self.args.epochs} finished: {shown}")
+        last = self.args.epochs
+        if self.sampler and first <= last and last % self.args.sample_every:
+            self.log_sample(last)  # the end of training is always sampled and measured
         return metrics
 
-    def run_epoch(self) -> dict[str, float]:
+    def train_epoch(self, epoch: int) -> float:
+        """The epoch's training steps, in chunks with progress between them (:mod:`trainer.progress`);
+        the sum of their losses."""
+        progress = EpochProgress(epoch, self.args.epochs, self.steps.per_epoch, terminal=sys.stdout.isatty(),
+                                 timed=self.workers == 1, enabled=self.chief)
+        loss_sum, done = 0.0, 0
+        while done < self.steps.per_epoch:
+            chunk = progress.next_chunk()
+            chunk_loss = float(self.train_steps(self.train_iterator, tf.constant(chunk)))
+            done += chunk
+            loss_sum += chunk_loss
+            progress.update(chunk, chunk_loss)
+        return loss_sum
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch of training steps, then one validation pass; the epoch's metrics."""
         steps, data_dir = self.steps, self.args.data_dir
         start = time.perf_counter()
         try:
-            loss_sum = float(self.train_steps(self.train_iterator, tf.constant(steps.per_epoch)))
+            loss_sum = self.train_epoch(epoch)
             elapsed = time.perf_counter() - start
             if steps.has_validation:
                 sums = self.eval_steps(iter(self.validation), tf.constant(steps.validation)).numpy()

@@ -1,41 +1,116 @@
 """Pure functions for generation: choosing the next token, describing a sample, rendering it.
 
-No TensorFlow and no Keras here, only numpy, so each piece is testable on its own and shared by the
-command-line generator and the training loop's TensorBoard samples.
+No TensorFlow and no Keras here, only numpy (matplotlib for the piano roll, in :mod:`trainer.plots`),
+so each piece is testable on its own and shared by the command-line generator, ``evaluate`` and the
+training loop's TensorBoard samples. Everything that depends on what a token means (its notes, their
+onsets and durations) comes from the encoding's ``note_events`` (:func:`encoding_for`), so the piano
+roll, the audio and the measures work for every encoding.
 """
 
 from __future__ import annotations
 
+import io
+import wave
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from preprocessing import notes
+from preprocessing import encoding as encoding_lib
+from preprocessing import records
+from preprocessing.encoding import Encoding, NoteEvent
 
 SAMPLE_RATE = 16_000
 """Audio previews: 16 kHz mono is plenty for a piano sketch and keeps TensorBoard event files small."""
+SECONDS_PER_QUARTER = 0.5
+"""120 bpm, the tempo both encodings' ``decode`` writes into the MIDI file."""
+RELEASE_SECONDS = 0.08
+"""Each synthesised note fades out over this long after its end, so notes do not click off."""
+TAIL_SECONDS = 0.25
+"""Silence-and-release after the last note's end: a WAV is ``end of the last note + TAIL_SECONDS`` long."""
+REFERENCE = encoding_lib.get("reference")
+"""The reference encoding: what a caller that names no encoding means (it imports music21 when used)."""
 
 
-def sample_next(probabilities: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> int:
+def encoding_for(manifest: records.Manifest) -> Encoding:
+    """The encoding a data or model folder's tokens are in, from its manifest.
+
+    The one place generation, ``evaluate`` and the trainer's samples choose an encoding. Today every
+    manifest records the reference encoding (:data:`preprocessing.records.ENCODING`); when the
+    pipeline writes others, this is where a manifest's encoding (and its saved tokenizer) maps to
+    :func:`preprocessing.encoding.load`.
+    """
+    if manifest.encoding == records.ENCODING:
+        return REFERENCE
+    raise records.DataError(f"manifest.json names the token encoding {manifest.encoding!r}, which this "
+                            f"version cannot compose or measure")
+
+
+# --------------------------------------------------------------------------- choosing the next token
+
+
+def _allowed_mask(allowed: np.ndarray | None, size: int) -> np.ndarray | None:
+    if allowed is None:
+        return None
+    mask = np.asarray(allowed, dtype=bool).reshape(-1)
+    if mask.size != size:
+        raise ValueError(f"the mask of allowed ids has {mask.size} entries for {size} probabilities")
+    if not mask.any():
+        raise ValueError("the mask of allowed ids allows nothing")
+    return mask
+
+
+def distribution(probabilities: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, allowed: np.ndarray | None = None) -> np.ndarray:
+    """The distribution :func:`sample_next` draws from: ``probabilities`` reshaped by each setting in turn.
+
+    In the order Hugging Face's samplers apply them: ids outside ``allowed`` (a boolean mask, e.g. a
+    grammar's) get probability 0 exactly (``-inf`` logits, so no floor gives them a chance); then the
+    temperature (``p ** (1 / temperature)``, renormalised); then ``top_k`` keeps the ``k`` likeliest
+    ids (ties at the cut stay); then ``top_p`` (nucleus sampling, Holtzman et al. 2020) keeps the
+    smallest set of likeliest ids whose probability reaches ``top_p``, at least one id.
+    """
+    if not temperature > 0:
+        raise ValueError("temperature must be > 0 for a distribution (0 is the argmax)")
+    if top_k is not None and top_k < 1:
+        raise ValueError("top_k must be at least 1")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError("top_p must be in (0, 1]")
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    logits = np.log(np.maximum(p, 1e-30)) / temperature  # the floor keeps every allowed id drawable
+    mask = _allowed_mask(allowed, p.size)
+    if mask is not None:
+        logits = np.where(mask, logits, -np.inf)
+    if top_k is not None and top_k < np.isfinite(logits).sum():
+        cutoff = np.partition(logits, -top_k)[-top_k]
+        logits = np.where(logits >= cutoff, logits, -np.inf)
+    weights = np.exp(logits - logits.max())
+    weights /= weights.sum()
+    if top_p is not None and top_p < 1:
+        order = np.argsort(-weights, kind="stable")
+        before = np.cumsum(weights[order]) - weights[order]  # the mass of the likelier ids
+        nucleus = np.zeros_like(weights)
+        keep = order[before < top_p]
+        nucleus[keep] = weights[keep]
+        weights = nucleus / nucleus.sum()
+    return weights
+
+
+def sample_next(probabilities: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator,
+                top_p: float | None = None, allowed: np.ndarray | None = None) -> int:
     """The next token id from a probability vector.
 
-    ``temperature`` 0 is the argmax (the reference's decoding). Otherwise the distribution is sharpened
-    or flattened as ``p ** (1 / temperature)`` and, with ``top_k``, restricted to the ``k`` likeliest
-    tokens before one is drawn with ``rng`` (so a seed makes a run repeatable).
+    ``temperature`` 0 is the argmax among the allowed ids (the reference's decoding). Otherwise one id
+    is drawn with ``rng`` (so a seed makes a run repeatable) from :func:`distribution`.
     """
     if temperature < 0:
         raise ValueError("temperature must be >= 0")
-    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     if temperature == 0:
-        return int(np.argmax(p))
-    logits = np.log(np.maximum(p, 1e-30)) / temperature
-    if top_k is not None and 0 < top_k < logits.size:
-        cutoff = np.partition(logits, -top_k)[-top_k]
-        logits = np.where(logits >= cutoff, logits, -np.inf)
-    logits -= logits.max()
-    weights = np.exp(logits)
-    return int(rng.choice(weights.size, p=weights / weights.sum()))
+        p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+        mask = _allowed_mask(allowed, p.size)
+        return int(np.argmax(p if mask is None else np.where(mask, p, -np.inf)))
+    weights = distribution(probabilities, temperature, top_k, top_p, allowed)
+    return int(rng.choice(weights.size, p=weights))
 
 
 def longest_loop(tokens: Sequence[str]) -> tuple[int, int]:
@@ -65,6 +140,11 @@ class SampleSummary:
     lowest_pitch: int | None
     highest_pitch: int | None
 
+    @property
+    def loop_share(self) -> float:
+        """The longest loop as a share of the piece (what ``evaluate`` reports as ``loop_share``)."""
+        return self.loop_covered_tokens / self.tokens if self.tokens else 0.0
+
     def lines(self) -> list[str]:
         from music21 import pitch
 
@@ -72,7 +152,8 @@ class SampleSummary:
             return "-" if midi is None else pitch.Pitch(midi=midi).nameWithOctave
 
         loop = (
-            f"{self.loop_covered_tokens} tokens ({self.loop_pattern_length}-token pattern repeated)"
+            f"{self.loop_covered_tokens} tokens ({self.loop_pattern_length}-token pattern repeated), "
+            f"{100 * self.loop_share:.1f} % of the piece"
             if self.loop_covered_tokens else "none"
         )
         return [
@@ -83,8 +164,10 @@ class SampleSummary:
         ]
 
 
-def summarize(tokens: Sequence[str]) -> SampleSummary:
-    pitches = [m for token in tokens for m in notes.token_midi_pitches(token)]
+def summarize(tokens: Sequence[str], encoding: Encoding | None = None) -> SampleSummary:
+    """Counts, the longest loop and the pitch range of ``tokens`` (in ``encoding``, default the reference)."""
+    events = (encoding or REFERENCE).note_events(tokens)
+    pitches = [event.pitch for event in events]
     period, covered = longest_loop(tokens)
     return SampleSummary(
         tokens=len(tokens),
@@ -96,45 +179,56 @@ def summarize(tokens: Sequence[str]) -> SampleSummary:
     )
 
 
-def piano_roll(tokens: Sequence[str], cell: int = 4) -> np.ndarray:
-    """A time × pitch picture of ``tokens``: ``uint8`` RGB, pitch upwards, one column block per token.
+def settings_title(name: str, encoding: str, tokens: int, temperature: float, top_k: int | None = None,
+                   top_p: float | None = None, seed: int | None = None) -> str:
+    """A piano roll's title: the file and every setting that made the piece."""
+    how = "argmax" if temperature == 0 else f"temperature {temperature:g}, top-k {top_k or '-'}, top-p {top_p or '-'}"
+    return f"{name}: {tokens} tokens, {encoding} encoding, {how}, seed {'-' if seed is None else seed}"
 
-    Rows cover the sample's pitch range plus a margin; every sounding pitch of a token is a bright
-    cell (chords are columns of several cells), octave lines of C are drawn faintly for orientation.
+
+def piano_roll(tokens: Sequence[str], encoding: Encoding | None = None, title: str = "") -> np.ndarray:
+    """The piano roll of ``tokens`` as ``uint8`` RGB (:func:`trainer.plots.piano_roll`), drawn from
+    the encoding's notes (default the reference encoding), so it shows their real durations."""
+    from trainer import plots
+
+    return plots.piano_roll((encoding or REFERENCE).note_events(tokens), title=title)
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def synthesize(events: Sequence[NoteEvent], sample_rate: int = SAMPLE_RATE,
+               seconds_per_quarter: float = SECONDS_PER_QUARTER) -> np.ndarray:
+    """A small additive synthesiser: each note as a decaying harmonic tone, float32 in [-1, 1].
+
+    Each note starts at its onset and lasts its duration (quarter notes at ``seconds_per_quarter``,
+    120 bpm as the decoded MIDI file plays), then fades over :data:`RELEASE_SECONDS`. The result is
+    ``end of the last note + TAIL_SECONDS`` long. Enough to hear a model in TensorBoard or in a
+    ``--wav`` file; no soundfont needed.
     """
-    pitches = [notes.token_midi_pitches(token) for token in tokens]
-    flat = [m for group in pitches for m in group] or [60]
-    low, high = max(0, min(flat) - 2), min(127, max(flat) + 2)
-    rows, cols = (high - low + 1) * cell, max(1, len(tokens)) * cell
-    image = np.full((rows, cols, 3), 24, dtype=np.uint8)
-    for midi in range(low, high + 1):
-        if midi % 12 == 0:
-            row = (high - midi) * cell
-            image[row : row + cell, :, :] = 48
-    for step, group in enumerate(pitches):
-        for midi in group:
-            row = (high - midi) * cell
-            image[row : row + cell, step * cell : (step + 1) * cell - 1] = (250, 190, 60)
-    return image
-
-
-def synthesize(tokens: Sequence[str], step_seconds: float = 0.25, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A small additive synthesiser: each token's pitches as decaying harmonic tones, float32 in [-1, 1].
-
-    One token every ``step_seconds`` (0.5 quarter lengths at 120 bpm), as the decoded MIDI plays them.
-    Enough to hear a model's progress in TensorBoard; no soundfont needed.
-    """
-    step = int(round(step_seconds * sample_rate))
-    note_len = int(step * 1.6)
-    total = step * max(1, len(tokens)) + note_len
-    out = np.zeros(total, dtype=np.float64)
-    t = np.arange(note_len) / sample_rate
-    envelope = np.minimum(1.0, t / 0.01) * np.exp(-t * 5.0)
-    for index, token in enumerate(tokens):
-        start = index * step
-        for midi in notes.token_midi_pitches(token):
-            freq = 440.0 * 2.0 ** ((midi - 69) / 12.0)
-            tone = sum(np.sin(2 * np.pi * freq * h * t) / h for h in (1, 2, 3) if freq * h < sample_rate / 2)
-            out[start : start + note_len] += envelope * tone
-    peak = np.max(np.abs(out))
+    end = max((e.onset + e.duration for e in events), default=0.0)
+    out = np.zeros(int(round((end * seconds_per_quarter + TAIL_SECONDS) * sample_rate)), dtype=np.float64)
+    release = int(RELEASE_SECONDS * sample_rate)
+    for event in events:
+        start = int(round(event.onset * seconds_per_quarter * sample_rate))
+        held = max(1, int(round(event.duration * seconds_per_quarter * sample_rate)))
+        t = np.arange(min(held + release, out.size - start)) / sample_rate
+        envelope = np.minimum(1.0, t / 0.01) * np.exp(-t * 1.5)  # a piano-like decay: long notes stay audible
+        fade = np.clip((held + release - np.arange(t.size)) / release, 0.0, 1.0)
+        freq = 440.0 * 2.0 ** ((event.pitch - 69) / 12.0)
+        tone = sum(np.sin(2 * np.pi * freq * h * t) / h for h in (1, 2, 3) if freq * h < sample_rate / 2)
+        out[start : start + t.size] += envelope * fade * tone
+    peak = np.max(np.abs(out)) if out.size else 0.0
     return (out / peak * 0.8 if peak > 0 else out).astype(np.float32)
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """``samples`` (float in [-1, 1], mono) as a 16-bit PCM WAV file, which every player reads."""
+    pcm = (np.clip(np.asarray(samples, np.float64), -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()

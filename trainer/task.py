@@ -47,7 +47,7 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
         baselines = log_baselines(args, data, steps, writer, first_start=worker.chief and backup.finished_epochs == 0)
         primer_split = VALIDATION if steps.has_validation else TRAIN
         primers = data_lib.numpy_windows(data, primer_split, PRIMER_WINDOWS)[0]  # a fixed primer for samples
-        sampler = loop.Sampler(args, data, primers[0]) if args.sample_every > 0 else None
+        sampler = loop.Sampler(args, data, primers) if args.sample_every > 0 else None
         epochs = loop.EpochLoop(args, strategy, model, data, steps, workers=worker.workers, chief=worker.chief,
                                 writer=writer, outputs=outputs, backup=backup, sampler=sampler)
         metrics = epochs.run(baselines)

@@ -1,0 +1,161 @@
+"""``lstm-composer evaluate`` on a tiny model trained here, the trainer's music measures in TensorBoard,
+and the progress lines a training run prints when its output is not a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+
+import pytest
+
+import lstm_composer
+from helpers import TINY, scalars
+from trainer import evaluate, measures, task
+
+PROGRESS_LINE = re.compile(
+    r"^trainer: epoch (\d)/3: step (\d+)/(\d+) \((\d+) %\), ([0-9.e+]+) steps/s, loss ([0-9.]+)$")
+
+
+@pytest.fixture(scope="module")
+def trained(records_dir, tmp_path_factory):
+    """Three epochs of a tiny model, music measures sampled every 2 epochs (so at 2 and, the end, 3);
+    its stdout kept (a StringIO is not a terminal)."""
+    job = tmp_path_factory.mktemp("evaluated-job")
+    argv = ["--data-dir", str(records_dir), "--job-dir", str(job), "--epochs", "3", "--batch-size", "16",
+            "--learning-rate", "0.02", "--sample-every", "2", *TINY]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert task.main(argv) == 0
+    return {"job": job, "data": records_dir, "stdout": stdout.getvalue(), "scalars": scalars(str(job / "logs"))}
+
+
+@pytest.fixture(scope="module")
+def report(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evaluation") / "sub" / "evaluation.json"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = lstm_composer.main(["evaluate", "--model-dir", str(trained["job"] / "model"),
+                                   "--data-dir", str(trained["data"]), "--samples", "3", "--length", "60",
+                                   "--seed", "2", "--top-p", "0.95", "--output", str(out)])
+    assert code == 0
+    return {"json": json.loads(out.read_text()), "stdout": stdout.getvalue()}
+
+
+@pytest.mark.slow
+def test_progress_lines_inside_each_epoch(trained):
+    lines = [m for m in map(PROGRESS_LINE.match, trained["stdout"].splitlines()) if m]
+    assert {int(m.group(1)) for m in lines} == {1, 2, 3}
+    for m in lines:
+        assert float(m.group(5)) > 0 and float(m.group(6)) > 0  # steps/s and the running loss
+    ends = [m for m in lines if m.group(2) == m.group(3)]
+    assert len(ends) == 3 and all(m.group(4) == "100" for m in ends)  # each epoch's last line is its end
+    per_epoch = int(ends[0].group(3))
+    assert sum(1 for m in lines if m.group(1) == "1") >= min(per_epoch, 10)  # a line at least every tenth
+
+
+@pytest.mark.slow
+def test_trainer_logs_the_music_measures_when_sampling_and_at_the_end(trained):
+    values = trained["scalars"]
+    for name in measures.MEASURES + (measures.OVERLAP,):
+        if name == "empty_beat_rate":  # n/a for the reference encoding: never logged as a number
+            assert f"music/{name}" not in values
+            continue
+        assert [step for step, _ in values[f"music/{name}"]] == [2, 3], name  # --sample-every 2, and the end
+        if name != measures.OVERLAP:  # the overlap compares the two sides: it has no validation value
+            assert [step for step, _ in values[f"music_validation/{name}"]] == [2], name
+    assert 0 < values["music/pitch_class_histogram_overlap"][-1][1] <= 1
+    assert 0 <= values["music/loop_share"][-1][1] <= 1
+
+
+@pytest.mark.slow
+def test_evaluate_writes_every_measure_and_prints_the_table(report):
+    doc, stdout = report["json"], report["stdout"]
+    assert set(doc["next_token"]) == {"validation_windows", *evaluate.NEXT_TOKEN}
+    assert all(doc["next_token"][key] is not None for key in evaluate.NEXT_TOKEN)
+    music = doc["music"]
+    for side in ("generated", "validation"):
+        assert set(music[side]) == set(measures.MEASURES)
+        assert all(music[side][name] is not None for name in measures.MEASURES if name != "empty_beat_rate")
+    assert music["generated"]["empty_beat_rate"] is None and "empty_beat_rate" in music["not_applicable"]
+    assert 0 < music[measures.OVERLAP] <= 1
+    assert music["generated_pieces"] == len(music["per_piece"]) == 3
+    assert music["validation_excerpts"] >= 1 and 30 <= music["validation_excerpt_tokens"][0] <= 60
+    assert doc["settings"] == {"samples": 3, "length": 60, "temperature": 1.0, "top_k": None, "top_p": 0.95,
+                               "seed": 2, "context": "carry"}
+    for text in ("next token", "accuracy", "bigram", "unigram", "perplexity", *measures.MEASURES, measures.OVERLAP,
+                 "n/a: empty_beat_rate", "wrote "):
+        assert text in stdout, text
+
+
+@pytest.mark.slow
+def test_evaluate_scores_as_the_trainer_does(trained, report):
+    """The exported model is the last epoch's: on the same validation windows, the same figures."""
+    values, scores = trained["scalars"], report["json"]["next_token"]
+    assert scores["val_accuracy"] == pytest.approx(values["epoch/val_accuracy"][-1][1], abs=1e-4)
+    assert scores["val_top5_accuracy"] == pytest.approx(values["epoch/val_top5_accuracy"][-1][1], abs=1e-4)
+    assert scores["perplexity"] == pytest.approx(values["epoch/perplexity"][-1][1], rel=1e-3)
+    for key in ("unigram_val_accuracy", "bigram_val_accuracy"):
+        assert scores[key] == pytest.approx(values[f"baseline/{key}"][0][1], abs=1e-6)  # TensorBoard keeps float32
+
+
+@pytest.mark.slow
+def test_evaluate_is_repeatable_with_its_seed(trained, report, tmp_path):
+    out = tmp_path / "again.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert evaluate.main(["--model-dir", str(trained["job"] / "model"), "--data-dir", str(trained["data"]),
+                              "--samples", "3", "--length", "60", "--seed", "2", "--top-p", "0.95",
+                              "--output", str(out)]) == 0
+    again = json.loads(out.read_text())
+    assert again["music"] == report["json"]["music"]
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_other_data_in_one_line(trained, tmp_path, capsys):
+    import synthetic
+
+    other = tmp_path / "other"
+    synthetic.write_dataset(str(other), vocab_size=20, sequence_length=8)
+    code = evaluate.main(["--model-dir", str(trained["job"] / "model"), "--data-dir", str(other),
+                          "--output", str(tmp_path / "e.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("lstm-composer evaluate: error: ") and "is not the data" in err
+    assert "vocab_size" in err and "20 in the data" in err and err.count("\n") == 1
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_evaluate_refuses_bad_flags_and_folders_in_one_line(tmp_path, capsys):
+    assert evaluate.main(["--model-dir", "m", "--data-dir", "d", "--top-p", "1.5"]) == 2
+    assert "lstm-composer evaluate: error: --top-p must be in (0, 1]" in capsys.readouterr().err
+    assert evaluate.main(["--model-dir", str(tmp_path), "--data-dir", str(tmp_path),
+                          "--output", str(tmp_path / "e.json")]) == 2
+    err = capsys.readouterr().err
+    assert "model.keras not found" in err and "Traceback" not in err
+    assert evaluate.main(["--model-dir", "m", "--data-dir", "d", "--output", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_evaluate_composes_with_generates_defaults():
+    from trainer import generate
+
+    ours = evaluate.parse_args(["--model-dir", "m", "--data-dir", "d"])
+    theirs = generate.parse_args(["--model-dir", "m", "--output", "o.mid"])
+    for key in ("length", "temperature", "top_k", "top_p", "context"):
+        assert getattr(ours, key) == getattr(theirs, key), key
+    assert evaluate.CONTEXTS == generate.CONTEXTS
+
+
+@pytest.mark.slow
+def test_the_end_of_training_is_sampled_and_a_failed_sample_does_not_end_the_job(tmp_path, capsys):
+    """Epoch 1 of 1 is sampled although --sample-every is 5; the synthetic tokens (tok0, …) are no
+    notes, so drawing them fails: one warning, and the job finishes."""
+    import synthetic
+
+    data = tmp_path / "data"
+    synthetic.write_dataset(str(data), train_pieces=3, validation_pieces=1, piece_length=24)
+    assert task.main(["--data-dir", str(data), "--job-dir", str(tmp_path / "job"), "--epochs", "1",
+                      "--batch-size", "16", "--sample-every", "5", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the TensorBoard sample of epoch 1 failed (PitchException: " in out
+    assert "training goes on" in out and "model written" in out

@@ -1,0 +1,226 @@
+"""Measure a trained model: ``lstm-composer evaluate`` / ``python -m trainer.evaluate``.
+
+Two questions, one table on stdout and one JSON file (``--output``):
+
+* **Does it predict better than counting?** Next-token accuracy, top-5 accuracy and perplexity of
+  the model on the data folder's validation windows, beside the unigram and bigram baselines
+  (:func:`trainer.data.baselines`) on the same windows. Named as the trainer's TensorBoard scalars
+  (``val_accuracy``, ``val_top5_accuracy``, ``perplexity``, ``bigram_val_accuracy``, …).
+* **Does what it composes look like the music it learned from?** ``--samples`` seeded pieces of
+  ``--length`` tokens, composed as ``generate`` composes (same primers, same sampling flags), against
+  the validation pieces, put back together from the windows and cut to the same length: the
+  measures of :mod:`trainer.measures` (named as the trainer's ``music/…`` scalars).
+
+The data folder must be the one the model was trained on (same encoding, sequence length and
+vocabulary), or the command stops with one line naming the difference. This module imports no
+TensorFlow until a run starts, so ``--help`` and a wrong flag answer at once. Why each measure, and
+how the validation pieces are made: ``docs/EVALUATION.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Mapping, Sequence
+
+from preprocessing import quiet, records
+from preprocessing.records import DataError
+from trainer import measures
+from trainer.generate_flags import CONTEXTS
+
+PROG = "lstm-composer evaluate"
+NEXT_TOKEN = ("val_accuracy", "val_top5_accuracy", "perplexity", "val_loss", "bigram_val_accuracy",
+              "unigram_val_accuracy")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, allow_abbrev=False,
+        description="Measure a trained model: its next-token accuracy beside the unigram and bigram baselines, and "
+        "the music measures of pieces it composes beside the validation pieces'. Prints one table, writes it as JSON.")
+    p.add_argument("--model-dir", required=True, help="a training job's model/ folder, local or gs://")
+    p.add_argument("--data-dir", required=True, help="the preprocessing output the model was trained on")
+    p.add_argument("--samples", type=int, default=8, help="pieces to compose and measure (default 8)")
+    p.add_argument("--length", type=int, default=500, help="tokens per composed piece (default 500, as generate)")
+    p.add_argument("--temperature", type=float, default=1.0, help="as generate's (default 1.0; 0 = argmax)")
+    p.add_argument("--top-k", type=int, default=None, help="as generate's: sample among the k likeliest tokens")
+    p.add_argument("--top-p", type=float, default=None, help="as generate's: nucleus sampling, 0 < p <= 1")
+    p.add_argument("--seed", type=int, default=1, help="picks the primers and the draws (default 1: a run repeats)")
+    p.add_argument("--context", choices=CONTEXTS, default="carry", help="as generate's")
+    p.add_argument("--windows", type=int, default=200_000,
+                   help="at most this many validation windows are scored, and training windows counted for "
+                        "the baselines (default 200,000, as train's --baseline-windows)")
+    p.add_argument("--output", default="evaluation.json", help="the JSON file to write (default evaluation.json)")
+    quiet.add_verbose_flag(p)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    parser.set_defaults(**(defaults or {}))
+    args = parser.parse_args(argv)
+    for flag, value in (("--samples", args.samples), ("--length", args.length), ("--windows", args.windows)):
+        if value < 1:
+            parser.error(f"{flag} must be at least 1")
+    if args.temperature < 0:
+        parser.error("--temperature must be >= 0")
+    if args.top_k is not None and args.top_k < 1:
+        parser.error("--top-k must be at least 1")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        parser.error("--top-p must be in (0, 1]")
+    return args
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def differences(model: records.Manifest, data: records.Manifest) -> list[str]:
+    """What makes a data folder's windows mean something else than the model's (empty: the same)."""
+    return [f"{name} {getattr(model, name)!r} in the model, {getattr(data, name)!r} in the data"
+            for name in ("encoding", "sequence_length", "vocab_size", "vocab_hash")
+            if getattr(model, name) != getattr(data, name)]
+
+
+def next_token_scores(probabilities, targets, top_k: int = 5, epsilon: float = 1e-7) -> dict[str, float]:
+    """Accuracy, top-k accuracy, mean cross-entropy and perplexity of probability rows against targets.
+
+    As the trainer computes them (Keras' cross-entropy: rows renormalised, clipped to
+    ``[epsilon, 1 - epsilon]``; a target is in the top k when fewer than k ids are likelier).
+    """
+    import numpy as np
+
+    p = np.asarray(probabilities, np.float64)
+    p = p / p.sum(axis=1, keepdims=True)
+    t = np.asarray(targets, np.int64)
+    chosen = p[np.arange(len(t)), t]
+    loss = float(np.mean(-np.log(np.clip(chosen, epsilon, 1 - epsilon))))
+    likelier = (p > chosen[:, None]).sum(axis=1)
+    return {"val_accuracy": float(np.mean(p.argmax(axis=1) == t)),
+            "val_top5_accuracy": float(np.mean(likelier < min(top_k, p.shape[1]))),
+            "val_loss": loss, "perplexity": float(math.exp(min(loss, 700.0)))}
+
+
+def table(report: Mapping[str, Any]) -> str:
+    """The report as the one table ``evaluate`` prints."""
+    def pct(value) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f} %"
+
+    def num(value) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    nt, music, s = report["next_token"], report["music"], report["settings"]
+    lines = [
+        f"evaluation of {report['model_dir']} on {report['data_dir']} ({report['encoding']} encoding)",
+        "",
+        f"next token, {nt['validation_windows']:,} validation windows      model     bigram    unigram",
+        f"  accuracy                                   {pct(nt['val_accuracy']):>9}  "
+        f"{pct(nt['bigram_val_accuracy']):>9}  {pct(nt['unigram_val_accuracy']):>9}",
+        f"  top-5 accuracy                             {pct(nt['val_top5_accuracy']):>9}",
+        f"  perplexity                                 {nt['perplexity']:>9.2f}",
+        "",
+        f"music: {music['generated_pieces']} composed pieces of {s['length']} tokens (temperature "
+        f"{s['temperature']}, top-k {s['top_k'] or '-'}, top-p {s['top_p'] or '-'}, seed {s['seed']})",
+        f"       against {music['validation_excerpts']} validation excerpts of "
+        f"{music['validation_excerpt_tokens'][0]}-{music['validation_excerpt_tokens'][1]} tokens",
+        f"  {'measure':<32}{'composed':>10}{'validation':>12}",
+    ]
+    for name in measures.MEASURES:
+        lines.append(f"  {name:<32}{num(music['generated'][name]):>10}{num(music['validation'][name]):>12}")
+    lines.append(f"  {measures.OVERLAP:<32}{num(music[measures.OVERLAP]):>10}")
+    lines += [f"  n/a: {name}: {why}" for name, why in music["not_applicable"].items()]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def model_scores(model, inputs, targets, batch: int = 512) -> dict[str, float]:
+    """:func:`next_token_scores` of ``model`` on the windows, in batches."""
+    import numpy as np
+    import tensorflow as tf
+
+    rows = [np.asarray(model(tf.constant(inputs[i : i + batch]), training=False), np.float64)
+            for i in range(0, len(inputs), batch)]
+    return next_token_scores(np.concatenate(rows), targets)
+
+
+def check_output(path: str) -> None:
+    """Make ``--output``'s folder now, and refuse a folder as the file, before any work is done."""
+    import tensorflow as tf
+
+    if tf.io.gfile.isdir(path):
+        raise DataError(f"--output {path} is a folder; give the JSON file's name")
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    try:
+        if parent and not tf.io.gfile.exists(parent):
+            tf.io.gfile.makedirs(parent)
+    except tf.errors.OpError as exc:
+        raise DataError(f"--output {path}: cannot make its folder: {exc.message}") from None
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Score the model, compose and measure; returns the report (what the JSON file holds)."""
+    from trainer import data as data_lib
+    from trainer import generate, sampling
+    from trainer.export import load_bundle
+
+    measures.muspy_module()  # a missing extra or an unwritable --output is reported before the work
+    check_output(args.output)
+    bundle = load_bundle(args.model_dir)
+    data = data_lib.load(args.data_dir)
+    found = differences(bundle.manifest, data.manifest)
+    if found:
+        raise DataError(f"{args.data_dir} is not the data {args.model_dir} was trained on: {'; '.join(found)}")
+    inputs, targets = data_lib.numpy_windows(data, records.VALIDATION, args.windows)
+    if len(targets) == 0:
+        raise DataError(f"{args.data_dir} has no validation windows to evaluate on: preprocess with a "
+                        "--validation-fraction above 0")
+    next_token = {"validation_windows": int(len(targets)), **model_scores(bundle.model, inputs, targets),
+                  **data_lib.baselines(data_lib.numpy_windows(data, records.TRAIN, args.windows), (inputs, targets),
+                                       data.vocab_size)}
+    encoding = sampling.encoding_for(bundle.manifest)
+    try:
+        primers = generate.choose_primers(bundle, None, args.samples, args.seed)
+    except generate.GenerateError as exc:
+        raise DataError(str(exc)) from None
+    ids = generate.Composer(bundle.model, bundle.sequence_length).generate(
+        primers, args.length, context=args.context, temperature=args.temperature, top_k=args.top_k,
+        top_p=args.top_p, seed=args.seed)
+    composed = [[bundle.vocab[i] for i in row] for row in ids]
+    pieces = measures.reassemble(inputs, targets, data.manifest.stride)
+    reference = measures.excerpts([[data.vocab[i] for i in piece] for piece in pieces], args.length)
+    music = measures.compare(composed, reference, encoding)
+    return {
+        "model_dir": args.model_dir, "data_dir": args.data_dir, "encoding": encoding.name,
+        "settings": {key: getattr(args, key) for key in ("samples", "length", "temperature", "top_k", "top_p",
+                                                         "seed", "context")},
+        "next_token": {key: next_token.get(key) for key in ("validation_windows", *NEXT_TOKEN)},
+        "music": {"generated_pieces": len(composed), "validation_pieces": len(pieces),
+                  "validation_excerpts": len(reference),
+                  "validation_excerpt_tokens": [min(map(len, reference)), max(map(len, reference))], **music},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse printed usage and one "error:" line (or --help)
+        return int(exc.code or 0)
+    quiet.import_tensorflow()
+    try:
+        report = evaluate(args)
+        from trainer.generate import write_bytes
+
+        write_bytes(args.output, (json.dumps(report, indent=1) + "\n").encode())
+    except (DataError, measures.MeasureError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(table(report))
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""What a generated piece sounds like, in numbers: the objective measures of the literature, per piece.
+
+Shared by ``lstm-composer evaluate`` (:mod:`trainer.evaluate`) and the trainer's TensorBoard samples
+(:class:`trainer.loop.Sampler`), under the same names (:data:`MEASURES`). Every measure is taken
+from the encoding's ``note_events`` (real onsets and durations) or from the tokens, so it works for
+every encoding:
+
+* from **muspy** (pinned in ``setup.py``'s ``eval`` extra; a :class:`muspy.Music` is built from the
+  notes at :data:`RESOLUTION` ticks per quarter): ``pitch_class_entropy`` (bits, of the pitch-class
+  histogram), ``n_pitch_classes_used``, ``scale_consistency`` (largest share of notes in one major or
+  minor scale), ``polyphony`` (mean pitches sounding where any sounds), ``pitch_range`` (semitones),
+  ``empty_beat_rate`` (beats with no note sounding or ending in them, muspy's convention);
+* written here, because muspy has none: ``loop_share`` (the longest repeated loop,
+  :func:`trainer.sampling.longest_loop`, as a share of the piece's tokens), ``distinct_token_ratio``,
+  and :func:`histogram_overlap`, the overlap area of two pitch-class histograms (Yang and Lerch, "On
+  the evaluation of generative models in music", 2018, compare sets by the overlap of their
+  distributions; here the distributions are the pooled pitch-class histograms of the two sets).
+
+A measure that says nothing about an encoding is reported as None with the reason
+(:func:`not_applicable`): the reference encoding writes one token every 0.5 quarter and has no
+rests, so no beat is ever empty. The data folder holds only windows, so the validation pieces are
+put back together from them (:func:`reassemble`) and cut into excerpts as long as the generated
+pieces (:func:`excerpts`): ``docs/EVALUATION.md`` says why. Pure numpy; muspy is imported when a
+measure is taken.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict, deque
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from preprocessing.encoding import Encoding, NoteEvent
+from trainer.sampling import longest_loop
+
+RESOLUTION = 12
+"""muspy ticks per quarter note: exact for the reference's 0.5-quarter steps, REMI's 16ths and triplets."""
+
+MUSPY_MEASURES = ("pitch_class_entropy", "n_pitch_classes_used", "scale_consistency", "polyphony",
+                  "pitch_range", "empty_beat_rate")
+TOKEN_MEASURES = ("loop_share", "distinct_token_ratio")
+MEASURES = MUSPY_MEASURES + TOKEN_MEASURES
+"""Per-piece measures, in table order. :data:`OVERLAP` compares the two sets as a whole."""
+OVERLAP = "pitch_class_histogram_overlap"
+
+EXTRA_HINT = "pip install 'lstm-composer[eval]'"
+
+
+class MeasureError(RuntimeError):
+    """The music measures cannot be taken here (muspy is missing); the message says how to fix it."""
+
+
+def muspy_module():
+    """muspy, imported now (it takes seconds), or a :class:`MeasureError` naming the extra."""
+    try:
+        import muspy
+    except ImportError as exc:
+        raise MeasureError(f"the music measures need muspy ({exc}): {EXTRA_HINT}") from None
+    return muspy
+
+
+def not_applicable(encoding_name: str) -> dict[str, str]:
+    """Measure name → why it means nothing for this encoding (reported as None, never as a number)."""
+    if encoding_name == "reference":
+        return {"empty_beat_rate": "the reference encoding writes one token every 0.5 quarter note and has "
+                                   "no rests, so no beat is ever empty (always 0)"}
+    return {}
+
+
+# --------------------------------------------------------------------------- measures muspy lacks
+
+
+def pitch_class_histogram(events: Iterable[NoteEvent]) -> np.ndarray:
+    """Notes per pitch class (C = 0 … B = 11), as counts."""
+    counts = np.zeros(12, dtype=np.int64)
+    for event in events:
+        counts[event.pitch % 12] += 1
+    return counts
+
+
+def histogram_overlap(a: np.ndarray, b: np.ndarray) -> float | None:
+    """The overlap area of two histograms, each normalised to sum 1: ``sum(min(p, q))``.
+
+    1 for the same distribution, 0 for distributions with no bin in common; None when either is empty.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.sum() <= 0 or b.sum() <= 0:
+        return None
+    return float(np.minimum(a / a.sum(), b / b.sum()).sum())
+
+
+def loop_share(tokens: Sequence[str]) -> float:
+    """The tokens the longest repeated loop covers, as a share of the piece (0 when nothing repeats)."""
+    return longest_loop(tokens)[1] / len(tokens) if len(tokens) else 0.0
+
+
+def distinct_token_ratio(tokens: Sequence[str]) -> float:
+    """Distinct tokens over tokens: near 0 for a piece that keeps repeating a few tokens."""
+    return len(set(tokens)) / len(tokens) if len(tokens) else 0.0
+
+
+# --------------------------------------------------------------------------- one piece
+
+
+def music_from_events(events: Sequence[NoteEvent]):
+    """A one-track :class:`muspy.Music` of ``events`` at :data:`RESOLUTION` ticks per quarter."""
+    muspy = muspy_module()
+    notes = [muspy.Note(time=int(round(e.onset * RESOLUTION)), pitch=int(e.pitch),
+                        duration=max(1, int(round(e.duration * RESOLUTION))), velocity=64) for e in events]
+    return muspy.Music(resolution=RESOLUTION, tracks=[muspy.Track(program=0, is_drum=False, notes=notes)])
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def piece_measures(tokens: Sequence[str], encoding: Encoding) -> dict[str, float | None]:
+    """Every measure of :data:`MEASURES` for one piece; None where a measure is undefined (no notes)
+    or means nothing for the encoding (:func:`not_applicable`)."""
+    muspy = muspy_module()
+    events = encoding.note_events(tokens)
+    skip = not_applicable(encoding.name)
+    result: dict[str, float | None] = {}
+    music = music_from_events(events) if events else None
+    for name in MUSPY_MEASURES:
+        result[name] = None if name in skip or music is None else _number(getattr(muspy, name)(music))
+    result["loop_share"] = loop_share(tokens)
+    result["distinct_token_ratio"] = distinct_token_ratio(tokens)
+    return result
+
+
+def mean_measures(per_piece: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
+    """The mean of each measure over the pieces where it is defined (None where it is nowhere)."""
+    means: dict[str, float | None] = {}
+    for name in MEASURES:
+        values = [p[name] for p in per_piece if p.get(name) is not None]
+        means[name] = float(np.mean(values)) if values else None
+    return means
+
+
+def compare(generated: Sequence[Sequence[str]], validation: Sequence[Sequence[str]], encoding: Encoding) -> dict:
+    """The measures of two sets of pieces side by side, and the overlap of their pitch-class histograms.
+
+    ``{"generated": means, "validation": means, OVERLAP: float | None, "per_piece": [generated pieces'],
+    "not_applicable": {name: reason}}``.
+    """
+    per_piece = [piece_measures(tokens, encoding) for tokens in generated]
+    reference = [piece_measures(tokens, encoding) for tokens in validation]
+    histogram = {
+        side: sum((pitch_class_histogram(encoding.note_events(t)) for t in pieces), np.zeros(12, np.int64))
+        for side, pieces in (("generated", generated), ("validation", validation))
+    }
+    return {
+        "generated": mean_measures(per_piece),
+        "validation": mean_measures(reference),
+        OVERLAP: histogram_overlap(histogram["generated"], histogram["validation"]),
+        "per_piece": per_piece,
+        "not_applicable": not_applicable(encoding.name),
+    }
+
+
+# --------------------------------------------------------------------------- validation pieces
+
+
+def reassemble(inputs: np.ndarray, targets: np.ndarray, stride: int = 1) -> list[list[int]]:
+    """The token-id sequences that the windows ``(inputs[i], targets[i])`` were cut from, in any order.
+
+    A window of ``L`` inputs and its target is ``L + 1`` tokens; at ``stride`` s the next window of
+    the same piece starts s tokens later, so it overlaps this one by ``L + 1 - s`` tokens. Windows are
+    chained wherever one's first ``L + 1 - s`` tokens are another's last ones, so the order the
+    shards hold them in does not matter. A chain starts where more windows begin with those tokens
+    than end with them (where an Eulerian path starts), so a piece that loops back on itself still
+    comes back whole. Every window is used exactly once; each stretch's windows are windows of the
+    data. Where a piece repeats more than ``L + 1 - s`` tokens the chaining may take either branch
+    (a stretch may then differ from its piece, or a piece come back in two stretches, always with the
+    same windows). With ``s > L`` windows do not overlap: each stays alone.
+    """
+    inputs, targets = np.asarray(inputs), np.asarray(targets)
+    full = [tuple(row) + (int(t),) for row, t in zip(inputs.tolist(), targets.tolist())]
+    overlap = len(full[0]) - stride if full else 0
+    if overlap <= 0:
+        return [list(window) for window in full]
+    unused: dict[tuple, deque[int]] = defaultdict(deque)
+    for index, window in enumerate(full):
+        unused[window[:overlap]].append(index)
+    # A chain starts where more windows begin with a key than end with it (an Eulerian path's start).
+    ending = Counter(window[-overlap:] for window in full)
+    starts = sorted(i for key, indices in unused.items() for i in list(indices)[: max(0, len(indices) - ending[key])])
+    used = np.zeros(len(full), dtype=bool)
+    pieces: list[list[int]] = []
+    for first in starts + list(range(len(full))):  # then whatever a cycle left over
+        if used[first]:
+            continue
+        used[first] = True
+        unused[full[first][:overlap]].remove(first)
+        piece = list(full[first])
+        while unused.get(tuple(piece[-overlap:])):
+            following = unused[tuple(piece[-overlap:])].popleft()
+            used[following] = True
+            piece.extend(full[following][overlap:])
+        pieces.append(piece)
+    return pieces
+
+
+def excerpts(pieces: Iterable[Sequence], length: int) -> list[list]:
+    """Each piece cut into consecutive excerpts of ``length`` tokens, for a comparison at equal length.
+
+    A last excerpt shorter than ``length`` is kept when it has at least half of it, so a piece between
+    ``length / 2`` and ``length`` tokens counts whole; shorter remnants are dropped. When no piece
+    reaches ``length / 2`` at all, the pieces are returned whole (better a shorter reference than none).
+    """
+    if length < 1:
+        raise ValueError("length must be at least 1")
+    pieces = [list(p) for p in pieces]
+    cut = [p[start : start + length] for p in pieces for start in range(0, len(p), length)]
+    kept = [c for c in cut if 2 * len(c) >= length]
+    return kept if kept else [p for p in pieces if p]
