@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from pathlib import Path
 
 TINY = ["--units", "16", "--layers", "2", "--dense-units", "16", "--embedding-dim", "8", "--dropout", "0.1", "--seed", "3"]
 """Trainer flags for a tiny network: tests train in seconds."""
@@ -30,3 +32,20 @@ def scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
         for tag in acc.Tags()[event_accumulator.TENSORS]
         if not tag.startswith("sample/")
     }
+
+
+def is_gone(pid: int) -> bool:
+    """True once process ``pid`` has exited (a zombie that someone else must reap counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_until_gone(pid: int, seconds: float = 60.0) -> bool:
+    """Poll until ``pid`` has exited or ``seconds`` have passed; True if it has exited."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not is_gone(pid):
+        time.sleep(0.05)
+    return is_gone(pid)
