@@ -34,6 +34,30 @@ def scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
     }
 
 
+def with_silent_gap(data: bytes, ticks: int, before_note: int = 0) -> bytes:
+    """``data`` (a MIDI file whose notes start together with the previous event, as music21 writes
+    them) with the delta time before its ``before_note``-th note-on set to ``ticks``.
+
+    0x0FFFFFFF ticks is issue 10's reproduction: 3 bytes inserted into an otherwise good file (the
+    delta 00 becomes FF FF FF 7F, and the track chunk's length grows by 3). Written with music21's own
+    MIDI reader and writer, so that the test does not build its input with the code it tests.
+    """
+    from music21 import midi
+
+    original = midi.MidiFile()
+    original.readstr(data)
+    assert original.writestr() == data, "music21 does not write this file back byte for byte"
+    for track in original.tracks:
+        note_ons = [i for i, event in enumerate(track.events)
+                    if event.type == midi.ChannelVoiceMessages.NOTE_ON and event.velocity]
+        if len(note_ons) > before_note:
+            delta = track.events[note_ons[before_note] - 1]
+            assert isinstance(delta, midi.DeltaTime) and delta.time == 0
+            delta.time = ticks
+            return original.writestr()
+    raise ValueError(f"no note-on number {before_note} in this file")
+
+
 def is_gone(pid: int) -> bool:
     """True once process ``pid`` has exited (a zombie that someone else must reap counts as gone)."""
     try:
