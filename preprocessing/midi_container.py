@@ -42,3 +42,77 @@ def check_midi_container(data: bytes) -> None:
         position += 8 + length
     if tracks < declared_tracks:
         raise MidiParseError(f"truncated: the header declares {declared_tracks} tracks, the file holds {tracks}")
+
+
+MAX_QUARTER_NOTES = 20_000
+"""The longest a file may last, in quarter notes: 5,000 bars of 4/4, nearly three hours at 120 beats
+a minute. music21's parse time grows faster than a file's length (it builds every bar of a silence
+too): one corrupt delta time of 0x0FFFFFFF ticks makes 26,630 quarter notes of rest, about a minute
+of parsing for a file whose notes take 0.04 s (``docs/PERFORMANCE.md``)."""
+
+
+def _variable_length(data: bytes, position: int) -> tuple[int, int]:
+    """A MIDI variable-length quantity at ``position``: (value, position after it)."""
+    value = 0
+    for position in range(position, position + 4):
+        value = (value << 7) | (data[position] & 0x7F)
+        if data[position] < 0x80:
+            return value, position + 1
+    raise ValueError("a variable-length quantity longer than 4 bytes")
+
+
+def track_ticks(track: bytes) -> int:
+    """The sum of one track chunk's delta times: its length in ticks, up to a malformed event if any."""
+    ticks, position, status = 0, 0, 0
+    try:
+        while position < len(track):
+            byte = track[position]
+            if byte < 0x80:  # most delta times fit in one byte
+                ticks, position = ticks + byte, position + 1
+            else:
+                delta, position = _variable_length(track, position)
+                ticks += delta
+            byte = track[position]
+            if byte == 0xFF:  # meta event: type, length, data
+                length, position = _variable_length(track, position + 2)
+                position += length
+            elif byte in (0xF0, 0xF7):  # system exclusive: length, data
+                length, position = _variable_length(track, position + 1)
+                position += length
+            elif byte >= 0xF0 or (byte < 0x80 and not status):
+                break  # not an event a track may hold: music21 will say what is wrong
+            else:
+                if byte >= 0x80:
+                    status, position = byte, position + 1  # else running status: data bytes follow
+                position += 1 if status & 0xF0 in (0xC0, 0xD0) else 2
+    except (IndexError, ValueError):
+        pass  # cut off inside an event: the length so far
+    return ticks
+
+
+def midi_length_quarters(data: bytes) -> float | None:
+    """The longest track's length in quarter notes, from the header's ticks per quarter note and the
+    tracks' delta times alone (no music21); None when the header counts time in SMPTE frames."""
+    division = int.from_bytes(data[12:14], "big")
+    if division & 0x8000 or division == 0:
+        return None
+    view, longest = memoryview(data), 0
+    position = 8 + int.from_bytes(data[4:8], "big")
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position + 4 : position + 8], "big")
+        if data[position : position + 4] == b"MTrk":
+            longest = max(longest, track_ticks(view[position + 8 : position + 8 + length]))
+        position += 8 + length
+    return longest / division
+
+
+def check_midi_length(data: bytes) -> None:
+    """Raise :class:`MidiParseError` for a file longer than :data:`MAX_QUARTER_NOTES`, before music21
+    spends a minute or more on it. Cheap and structural; the pipeline's time budget
+    (``--max-seconds-per-file``) remains the guarantee."""
+    quarters = midi_length_quarters(data)
+    if quarters is not None and quarters > MAX_QUARTER_NOTES:
+        raise MidiParseError(
+            f"lasts {quarters:,.0f} quarter notes, more than the {MAX_QUARTER_NOTES:,} a file may "
+            "(a corrupt delta time?); music21 would take a minute or more to read its silence"
+        )

@@ -25,7 +25,9 @@ from typing import Iterable, Literal, Sequence
 from music21 import chord, converter, instrument, midi, note, pitch, stream
 
 from preprocessing.encoding import PARTS_MODES  # noqa: F401 - the choice is the interface's; named here too
-from preprocessing.midi_container import MidiParseError, check_midi_container  # noqa: F401 - part of this API
+from preprocessing.midi_container import (  # noqa: F401 - part of this API
+    MAX_QUARTER_NOTES, MidiParseError, check_midi_container, check_midi_length, midi_length_quarters,
+)
 
 PartsMode = Literal["all", "first"]
 
@@ -114,6 +116,7 @@ def parse_midi_bytes(data: bytes) -> stream.Score:
     depend on earlier runs; ``forceSource=True`` says so explicitly.
     """
     check_midi_container(data)
+    check_midi_length(data)
     try:
         return converter.parseData(data, format="midi", forceSource=True)
     except Exception as exc:  # noqa: BLE001 - music21 raises many types for broken files

@@ -9,6 +9,7 @@ without it, which turns a typo such as ``--sequence-lenght`` into a silently wro
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -33,6 +34,7 @@ class PreprocessOptions:
     parts: str = "all"
     num_shards: int | None = None  # None: chosen from the input size
     compression: str = "none"
+    max_seconds_per_file: float = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-shards", type=int, default=None, help="train shards (default: chosen from the input size)"
     )
     parser.add_argument("--compression", choices=records.COMPRESSIONS, default="none")
+    parser.add_argument(
+        "--max-seconds-per-file",
+        type=float,
+        default=60.0,
+        help="time budget for parsing one file (default 60): a file over it is stopped and becomes a dead "
+        "letter, and the job goes on. Parsing runs in a child process per worker so that it can be stopped",
+    )
     quiet.add_verbose_flag(parser)
     return parser
 
@@ -113,4 +122,6 @@ def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = 
         parser.error("--validation-fraction must be at least 0 and below 1")
     if args.num_shards is not None and not 1 <= args.num_shards <= MAX_SHARDS:
         parser.error(f"--num-shards must be between 1 and {MAX_SHARDS}")
+    if not 0 < args.max_seconds_per_file < math.inf:
+        parser.error("--max-seconds-per-file must be a positive number of seconds")
     return PreprocessOptions(**vars(args)), with_local_defaults(beam_args)

@@ -59,7 +59,8 @@ class PreprocessMidi(beam.PTransform):
             | "KeepMidi" >> beam.Filter(count_matched)
             | "SpreadFiles" >> SpreadFiles(self.local_workers)
             | "ReadMatches" >> fileio.ReadMatches()
-            | "ParseMidi" >> beam.ParDo(ParseMidi(o.parts, self.root)).with_outputs(ParseMidi.DEAD_LETTER, main="pieces")
+            | "ParseMidi" >> beam.ParDo(ParseMidi(o.parts, self.root, o.max_seconds_per_file)).with_outputs(
+                ParseMidi.DEAD_LETTER, main="pieces")
         )
         pieces, dead = parsed.pieces, parsed[ParseMidi.DEAD_LETTER]
         vocab = pieces | "Vocabulary" >> beam.CombineGlobally(VocabularyFn())

@@ -4,7 +4,9 @@ Each is a thin adapter around the pure functions of :mod:`preprocessing.notes` (
 :mod:`preprocessing.windowing` (tokens → windows, the split, the vocabulary) and
 :mod:`preprocessing.records` (windows → ``tf.train.Example`` bytes, the manifest), plus the Beam
 Metrics counters that show progress in the Dataflow UI. A file that cannot be parsed becomes a dead
-letter (its path and the reason), never an exception that stops the job.
+letter (its path and the reason), never an exception that stops the job; so does a file that takes
+longer than ``--max-seconds-per-file`` to parse, which :class:`ParseMidi` runs in a child process it
+can kill (:mod:`preprocessing.budget`). This module does not import music21: only those children do.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Iterable, Iterator, NamedTuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from preprocessing import files, notes, records, shards, windowing
+from preprocessing import budget, files, records, shards, windowing
 from preprocessing.direct_runner import freeze_long_lived_objects, in_beam_worker_process
 
 LOGGER = logging.getLogger("preprocessing.pipeline")
@@ -40,31 +42,62 @@ def count_matched(metadata) -> bool:
     return True
 
 
+PARSE_FUNCTION = "preprocessing.notes:tokens_from_midi_bytes"
+"""What a parse child runs, by name: importing it here would load music21 into every Beam worker too."""
+
+
+def failure_reason(exc: Exception, max_seconds: float) -> str:
+    """The dead letter's one-line reason for a file that did not parse."""
+    if isinstance(exc, budget.OverBudget):
+        return f"took longer than --max-seconds-per-file {max_seconds:g} s to parse; stopped"
+    if isinstance(exc, budget.ChildDied):
+        return f"the process parsing it died: {exc}"
+    if isinstance(exc, budget.CallFailed):  # notes.MidiParseError's message already says what is wrong
+        return exc.message if exc.type_name == "MidiParseError" else str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 class ParseMidi(beam.DoFn):
-    """One MIDI file → a :class:`Piece`; a file that cannot be read or parsed → the dead letters."""
+    """One MIDI file → a :class:`Piece`; a file that cannot be read or parsed in time → the dead letters.
+
+    Each instance parses in its own child process (started in ``setup``, killed in ``teardown``), so
+    that a file over ``max_seconds`` can be stopped on any runner, threads included. A child that
+    cannot start at all fails the job: that is the environment, not a file.
+    """
 
     DEAD_LETTER = "dead_letter"
 
-    def __init__(self, parts: str, root: str):
+    def __init__(self, parts: str, root: str, max_seconds: float):
         self.parts = parts
         self.root = root
+        self.max_seconds = max_seconds
         self.parsed = Metrics.counter(METRICS_NAMESPACE, "files_parsed")
         self.failed = Metrics.counter(METRICS_NAMESPACE, "files_failed")
         self.tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
+        self._parse: budget.BudgetedFunction | None = None
 
     def setup(self) -> None:
         # Only where the process is Beam's own; never in a caller's process (in-memory mode).
         if in_beam_worker_process():
             freeze_long_lived_objects()
+        self._parse = budget.BudgetedFunction(PARSE_FUNCTION, self.max_seconds)
+        self._parse.start()  # imports music21 in the child while this worker goes on
+
+    def teardown(self) -> None:
+        if self._parse is not None:
+            self._parse.stop()
 
     def process(self, readable_file) -> Iterator:
         path = readable_file.metadata.path
+        if self._parse is None:  # a runner that skipped setup
+            self.setup()
         try:
-            data = readable_file.read()
-            tokens = notes.tokens_from_midi_bytes(data, self.parts)
+            tokens = self._parse(readable_file.read(), self.parts)
+        except budget.StartFailed:
+            raise
         except Exception as exc:  # noqa: BLE001 - a bad file is reported, never fatal
             self.failed.inc()
-            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, notes.MidiParseError) else str(exc)
+            reason = failure_reason(exc, self.max_seconds)
             LOGGER.warning("skipping %s: %s", path, reason)
             yield beam.pvalue.TaggedOutput(self.DEAD_LETTER, {"path": path, "error": reason})
             return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from pathlib import Path
 
 TINY = ["--units", "16", "--layers", "2", "--dense-units", "16", "--embedding-dim", "8", "--dropout", "0.1", "--seed", "3"]
 """Trainer flags for a tiny network: tests train in seconds."""
@@ -49,3 +51,44 @@ def unwritable_folder(tmp_path) -> "Path | None":
         return folder
     (folder / "probe").unlink()
     return None
+
+
+def with_silent_gap(data: bytes, ticks: int, before_note: int = 0) -> bytes:
+    """``data`` (a MIDI file whose notes start together with the previous event, as music21 writes
+    them) with the delta time before its ``before_note``-th note-on set to ``ticks``.
+
+    0x0FFFFFFF ticks is issue 10's reproduction: 3 bytes inserted into an otherwise good file (the
+    delta 00 becomes FF FF FF 7F, and the track chunk's length grows by 3). Written with music21's own
+    MIDI reader and writer, so that the test does not build its input with the code it tests.
+    """
+    from music21 import midi
+
+    original = midi.MidiFile()
+    original.readstr(data)
+    assert original.writestr() == data, "music21 does not write this file back byte for byte"
+    for track in original.tracks:
+        note_ons = [i for i, event in enumerate(track.events)
+                    if event.type == midi.ChannelVoiceMessages.NOTE_ON and event.velocity]
+        if len(note_ons) > before_note:
+            delta = track.events[note_ons[before_note] - 1]
+            assert isinstance(delta, midi.DeltaTime) and delta.time == 0
+            delta.time = ticks
+            return original.writestr()
+    raise ValueError(f"no note-on number {before_note} in this file")
+
+
+def is_gone(pid: int) -> bool:
+    """True once process ``pid`` has exited (a zombie that someone else must reap counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_until_gone(pid: int, seconds: float = 60.0) -> bool:
+    """Poll until ``pid`` has exited or ``seconds`` have passed; True if it has exited."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not is_gone(pid):
+        time.sleep(0.05)
+    return is_gone(pid)

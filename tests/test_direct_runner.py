@@ -21,14 +21,17 @@ def test_only_a_beam_worker_process_freezes_its_objects(monkeypatch):
 
     monkeypatch.setattr(direct_runner, "_frozen", False)
     before = gc.get_freeze_count()
+    first, second = transforms.ParseMidi("all", "/", 60), transforms.ParseMidi("all", "/", 60)
     try:
-        transforms.ParseMidi("all", "/").setup()
+        first.setup()
         frozen = gc.get_freeze_count()
         made_later = [[index] for index in range(5_000)]  # noqa: F841 - alive, tracked, not frozen
-        transforms.ParseMidi("all", "/").setup()  # a second DoFn instance in the same worker: no-op
+        second.setup()  # a second DoFn instance in the same worker: no-op
         assert gc.get_freeze_count() < frozen + 5_000
     finally:
         gc.unfreeze()
+        first.teardown()
+        second.teardown()
     assert frozen > before + 10_000  # the imported modules' objects, at least
 
 

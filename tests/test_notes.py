@@ -8,6 +8,7 @@ import pytest
 from music21 import chord, converter, instrument, note, stream
 
 from conftest import patterned_tokens, write_multipart_midi
+from helpers import with_silent_gap
 from preprocessing import notes
 
 
@@ -158,3 +159,49 @@ def test_truncated_file_is_an_error_not_a_partial_piece():
 def test_unknown_parts_mode_is_refused():
     with pytest.raises(ValueError, match="parts must be one of"):
         notes.tokens_from_score(stream.Score(), parts="second")  # type: ignore[arg-type]
+
+
+def _music21_length_quarters(data: bytes) -> float:
+    """The longest track's summed delta times over ticks per quarter, as music21's own MIDI reader sees them."""
+    from music21 import midi
+
+    midi_file = midi.MidiFile()
+    midi_file.readstr(data)
+    ticks = max(sum(e.time for e in track.events if isinstance(e, midi.DeltaTime)) for track in midi_file.tracks)
+    return ticks / midi_file.ticksPerQuarterNote
+
+
+def test_the_length_in_quarter_notes_comes_from_the_header_and_the_delta_times(tmp_path):
+    data = notes.midi_bytes_from_tokens(patterned_tokens(seed=2, length=40))
+    assert notes.midi_length_quarters(data) == _music21_length_quarters(data) > 20
+    multipart = tmp_path / "multipart.mid"
+    write_multipart_midi(multipart)
+    assert notes.midi_length_quarters(multipart.read_bytes()) == _music21_length_quarters(multipart.read_bytes())
+    gap = with_silent_gap(data, 0x0FFFFFFF, before_note=5)
+    assert len(gap) == len(data) + 3  # issue 10's reproduction: three bytes inserted
+    assert notes.midi_length_quarters(gap) == notes.midi_length_quarters(data) + 0x0FFFFFFF / 10080
+
+
+def test_the_length_scan_reads_running_status_meta_and_sysex_events():
+    track = bytes.fromhex(
+        "00 ff 51 03 07 a1 20"  # tempo (meta)
+        "60 90 3c 40"  # 96 ticks, note on
+        "60 3c 00"  # 96 ticks, running status: note on at velocity 0
+        "81 00 f0 03 7e 7f 09"  # 128 ticks (two-byte delta), system exclusive
+        "30 c0 05"  # 48 ticks, program change: one data byte
+        "00 ff 2f 00"  # end of track
+    )
+    data = b"MThd" + (6).to_bytes(4, "big") + bytes.fromhex("0000 0001 0060") + b"MTrk"
+    data += len(track).to_bytes(4, "big") + track
+    assert notes.midi_length_quarters(data) == _music21_length_quarters(data) == (96 + 96 + 128 + 48) / 96
+    assert notes.track_ticks(track[:-8]) == 96 + 96 + 128  # cut inside the sysex: the length so far
+    smpte = data[:12] + bytes.fromhex("e728") + data[14:]  # 25 frames a second: no quarter notes
+    assert notes.midi_length_quarters(smpte) is None
+
+
+def test_an_absurdly_long_file_is_refused_before_music21_reads_it():
+    data = notes.midi_bytes_from_tokens(patterned_tokens(seed=2, length=40))
+    with pytest.raises(notes.MidiParseError, match=r"lasts 26,6\d\d quarter notes, more than the 20,000"):
+        notes.tokens_from_midi_bytes(with_silent_gap(data, 0x0FFFFFFF))  # parsed, this takes about a minute
+    ticks_per_quarter = 10080
+    notes.check_midi_length(with_silent_gap(data, (notes.MAX_QUARTER_NOTES - 100) * ticks_per_quarter))

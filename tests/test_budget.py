@@ -1,0 +1,216 @@
+"""preprocessing.budget: a pure function in a child process, each call under a time budget.
+
+The functions the children run are defined here, at module level, so that a child can import them by
+name (pytest puts this folder on ``sys.path``, and the child inherits the parent's path). This module
+imports nothing heavy, so each child starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import is_gone, wait_until_gone
+from preprocessing import budget
+
+GENEROUS = 60.0  # seconds: a bound that only a stuck call or a lost kill can reach
+
+
+def echo(*args):
+    return args
+
+
+def sleep_for(seconds: float) -> str:
+    time.sleep(seconds)
+    return "woke up"
+
+
+def spin(seconds: float) -> int:
+    """Pure Python, never sleeping: what a parser looping on a huge silence does."""
+    end, count = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        count += 1
+    return count
+
+
+def backtrack(length: int) -> bool:
+    """Catastrophic backtracking in ``re``: C code that holds the GIL for minutes, like a stuck C++
+    parser. Nothing running in the caller's process (a signal handler, an exception injected into a
+    thread) could interrupt it; a child process can still be killed."""
+    return re.match(r"(a+)+$", "a" * length + "b") is not None
+
+
+def fail(message: str):
+    raise ValueError(message)
+
+
+class Unpicklable(Exception):
+    def __init__(self, first, second):  # pickle cannot rebuild it from args
+        super().__init__(f"{first} and {second}")
+
+
+def fail_unpicklably():
+    raise Unpicklable("this", "that")
+
+
+def return_unpicklable():
+    return lambda: None
+
+
+def chatter(value):
+    print("a function that prints must not corrupt the reply")
+    sys.stdout.flush()
+    return value
+
+
+def crash(how: str):
+    if how == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)  # a C crash, as a native parser can have
+    if how == "killed":
+        os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's out-of-memory killer does
+    os._exit(3)
+
+
+@pytest.fixture
+def budgeted(request):
+    made = []
+
+    def make(function, seconds=5.0):
+        made.append(budget.BudgetedFunction(function, seconds))
+        return made[-1]
+
+    yield make
+    for instance in made:
+        instance.stop()
+
+
+def test_results_come_back_unchanged_from_one_long_lived_child(budgeted):
+    call = budgeted(echo)
+    value = (b"MThd\x00\x00\x00\x06" * 1000, ["E-4", "4.7.11"] * 500, {"parts": "all"}, 1.5, None)
+    assert call(*value) == value
+    pid = call.pid
+    assert [call(index) for index in range(20)] == [(index,) for index in range(20)]
+    assert call.pid == pid  # no child per call
+    assert budgeted(chatter)("quiet") == "quiet"
+
+
+def test_a_sleeping_call_over_budget_is_stopped_and_the_next_runs_in_a_fresh_child(budgeted):
+    call = budgeted(sleep_for, seconds=0.5)
+    assert call(0) == "woke up"
+    first = call.pid
+    started = time.monotonic()
+    with pytest.raises(budget.OverBudget, match="took longer than 0.5 s"):
+        call(GENEROUS * 10)
+    assert time.monotonic() - started < GENEROUS
+    assert wait_until_gone(first)
+    assert call(0) == "woke up" and call.pid != first
+
+
+@pytest.mark.parametrize("function, quick, stuck, quick_result", [
+    (spin, 0.0, GENEROUS * 10, 0),
+    (backtrack, 5, 40, False),  # 2**40 steps
+], ids=["python", "c_code"])
+def test_a_busy_call_is_stopped_in_python_and_in_c_code(budgeted, function, quick, stuck, quick_result):
+    call = budgeted(function, seconds=0.5)
+    assert call(quick) == quick_result
+    started = time.monotonic()
+    with pytest.raises(budget.OverBudget):
+        call(stuck)
+    assert time.monotonic() - started < GENEROUS
+    assert call(quick) == quick_result
+
+
+@pytest.mark.parametrize("how, reason", [
+    ("segfault", "killed by SIGSEGV"),
+    ("killed", "killed by SIGKILL (out of memory?)"),
+    ("exit", "exited with status 3"),
+])
+def test_a_child_that_dies_is_reported_and_replaced(budgeted, how, reason):
+    call = budgeted(crash)
+    with pytest.raises(budget.ChildDied, match=re.escape(reason)):
+        call(how)
+    with pytest.raises(budget.ChildDied):
+        call(how)  # a fresh child, which dies the same way
+    assert budget.death_reason(None) == "stopped answering"
+
+
+def test_what_the_function_raises_comes_back_as_type_and_message(budgeted):
+    with pytest.raises(budget.CallFailed) as caught:
+        budgeted(fail)("music21 could not parse it")
+    assert (caught.value.type_name, caught.value.message) == ("ValueError", "music21 could not parse it")
+    with pytest.raises(budget.CallFailed, match="Unpicklable: this and that"):
+        budgeted(fail_unpicklably)()
+    call = budgeted(return_unpicklable)
+    with pytest.raises(budget.CallFailed, match="cannot be sent back"):
+        call()
+    with pytest.raises(budget.CallFailed):
+        call()  # the child survives its function's errors
+
+
+def test_a_child_that_cannot_start_fails_loudly_not_per_input(budgeted):
+    with pytest.raises(budget.StartFailed, match="exited with status 1"):
+        budgeted("no_such_module_anywhere:function")(1)
+    with pytest.raises(budget.StartFailed, match="exited with status 1"):
+        budgeted("test_budget:no_such_function")(1)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="positive"):
+        budget.BudgetedFunction(echo, 0)
+    with pytest.raises(ValueError, match="cannot be imported by name"):
+        budget.BudgetedFunction(lambda: None, 1)
+    assert budget.function_reference(echo) == "test_budget:echo"
+    assert budget.resolve("test_budget:Unpicklable.__init__") is Unpicklable.__init__
+
+
+def test_stop_kills_the_child_and_start_brings_a_new_one(budgeted):
+    call = budgeted(echo)
+    call.start()
+    first = call.pid
+    call.stop()
+    call.stop()  # idempotent
+    assert call.pid is None and wait_until_gone(first)
+    assert call(1) == (1,) and call.pid != first
+
+
+PARENT = textwrap.dedent("""
+    import sys
+    sys.path[:0] = sys.argv[1:]
+    from preprocessing import budget
+    call = budget.BudgetedFunction("test_budget:sleep_for", 600)
+    call(0)
+    print(call.pid, flush=True)
+    call(600)
+""")
+
+
+@pytest.mark.parametrize("death", ["SIGKILL", "SIGTERM", "Ctrl-C"])
+def test_the_child_never_outlives_its_parent_even_mid_call(death):
+    """The parent dies while its child sleeps through a call. Killed, nobody runs the parent's
+    clean-up, and the child must still go (its request pipe closes; a thread in the child notices).
+    Ctrl-C signals the whole foreground process group: parent and child both."""
+    here = str(Path(__file__).parent)
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, here, *sys.path], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert not is_gone(child)
+        if death == "Ctrl-C":
+            os.killpg(parent.pid, signal.SIGINT)
+        else:
+            parent.send_signal(getattr(signal, death))
+        parent.wait(timeout=GENEROUS)
+        assert wait_until_gone(child)
+    finally:
+        parent.kill()
+        parent.wait()
