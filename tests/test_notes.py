@@ -9,7 +9,7 @@ from music21 import chord, converter, instrument, note, stream
 
 from conftest import patterned_tokens, write_multipart_midi
 from helpers import with_silent_gap
-from preprocessing import notes
+from preprocessing import midi_container, notes
 
 
 def _reference_get_notes(midi):
@@ -194,7 +194,7 @@ def test_the_length_scan_reads_running_status_meta_and_sysex_events():
     data = b"MThd" + (6).to_bytes(4, "big") + bytes.fromhex("0000 0001 0060") + b"MTrk"
     data += len(track).to_bytes(4, "big") + track
     assert notes.midi_length_quarters(data) == _music21_length_quarters(data) == (96 + 96 + 128 + 48) / 96
-    assert notes.track_ticks(track[:-8]) == 96 + 96 + 128  # cut inside the sysex: the length so far
+    assert midi_container.track_ticks(track[:-8]) == 96 + 96 + 128  # cut inside the sysex: the length so far
     smpte = data[:12] + bytes.fromhex("e728") + data[14:]  # 25 frames a second: no quarter notes
     assert notes.midi_length_quarters(smpte) is None
 
