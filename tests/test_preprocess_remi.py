@@ -180,3 +180,27 @@ def test_a_manifest_written_before_the_encoding_fields_still_reads():
     document["encoding"] = "something-else-v9"
     with pytest.raises(records.DataError, match="does not read"):
         records.manifest_from_json(json.dumps(document))
+
+
+@pytest.mark.slow
+def test_the_time_budget_holds_under_remi(midi_corpus, tmp_path):
+    """A valid file MidiTok needs seconds for (100,000 notes) is stopped at the budget; the good file is kept."""
+    from symusic import Note, Score, Track
+
+    score, track = Score(480), Track(program=0)
+    for index in range(100_000):
+        track.notes.append(Note(index * 60, 60, 40 + (index * 7) % 48, 80))
+    score.tracks.append(track)
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    (folder / "huge.mid").write_bytes(score.dumps_midi())
+    shutil.copy(midi_corpus["dir"] / "piece_3.mid", folder / "piece_3.mid")
+    out = tmp_path / "out"
+    manifest = pipeline.run_pipeline([
+        "--input", str(folder), "--output", str(out), "--encoding", "remi", "--sequence-length", str(SEQ),
+        "--max-seconds-per-file", "0.5", "--direct_running_mode", "in_memory",
+    ]).manifest
+    letters = [json.loads(line) for line in (out / "dead_letter.jsonl").read_text().splitlines()]
+    assert [(Path(entry["path"]).name, entry["error"]) for entry in letters] == [
+        ("huge.mid", "took longer than --max-seconds-per-file 0.5 s to parse; stopped")]
+    assert manifest.counts["files_parsed"] == 1 and manifest.counts["tokens"] > SEQ
