@@ -218,6 +218,16 @@ class ReferenceEncoding(Encoding):
 
 _IMPLEMENTATIONS = {"reference": (__name__, "ReferenceEncoding"), "remi": ("preprocessing.remi", "RemiEncoding")}
 
+TOKEN_FORMATS: dict[str, str] = {"music21-pitch-normalorder-v1": "reference", "miditok-remi-v1": "remi"}
+"""Each encoding's ``token_format`` (what a manifest records) → its name, without importing either."""
+
+PARSE_FUNCTIONS: dict[str, str] = {
+    "reference": "preprocessing.notes:tokens_from_midi_bytes",
+    "remi": "preprocessing.remi:tokens_from_midi_bytes",
+}
+"""What a parse child runs, by name, per encoding: its module imports the parser (music21 or MidiTok)
+when the child starts, never in the Beam worker that calls it."""
+
 
 def encoding_class(name: str) -> type[Encoding]:
     """The class behind ``name``, its module imported only now."""
@@ -230,6 +240,14 @@ def encoding_class(name: str) -> type[Encoding]:
 def get(name: str) -> Encoding:
     """A fresh encoding with its built-in configuration (what preprocessing uses)."""
     return encoding_class(name)()
+
+
+def describe(name: str) -> dict:
+    """What a preprocessing output records of the encoding ``name``: its token format, configuration
+    hash, library versions and saved files (plain values, so the last Beam step needs no encoder)."""
+    chosen = get(name)
+    return {"token_format": chosen.token_format, "config_hash": chosen.config_hash,
+            "versions": dict(chosen.versions), "saved_files": chosen.saved_files()}
 
 
 def load(name: str, read: Reader, expected_hash: str | None = None) -> Encoding:

@@ -135,8 +135,8 @@ def write_bytes(path: str, data: bytes) -> str:
     return path
 
 
-def publish(output: str, texts: Sequence[tuple[str, str]], run_id: str) -> None:
-    """Write each ``(file name, text)`` under a temporary name, then rename them in order.
+def publish(output: str, texts: Sequence[tuple[str, str | bytes]], run_id: str) -> None:
+    """Write each ``(file name, text or bytes)`` under a temporary name, then rename them in order.
 
     Give the manifest last: a reader then never sees half a manifest (a rename replaces a file
     whole), and the files before it are in place when it lands. Between their renames the old
@@ -146,21 +146,26 @@ def publish(output: str, texts: Sequence[tuple[str, str]], run_id: str) -> None:
     moves = []
     for name, text in texts:
         temporary = records.join(output, f"{name}.{run_id}{TEMP_SUFFIX}")
-        write_text(temporary, text)
+        if isinstance(text, bytes):
+            write_bytes(temporary, text)
+        else:
+            write_text(temporary, text)
         moves.append((temporary, records.join(output, name)))
     for temporary, final in moves:
         FileSystems.rename([temporary], [final])
 
 
-def remove_stale(output: str, keep: Iterable[str]) -> list[str]:
+def remove_stale(output: str, keep: Iterable[str], published: Sequence[str] = ()) -> list[str]:
     """After a manifest landed: delete every shard (and temporary file) in ``output`` it does not list.
 
-    Those are the replaced output's shards and what interrupted runs left. Returns what it deleted;
+    Those are the replaced output's shards and what interrupted runs left (``published`` names the files
+    :func:`publish` wrote besides the three JSON ones, whose temporary names go too). Returns what it deleted;
     a failure is logged, not raised (the new output is finished; the next run tries again).
     """
     keep = set(keep)
     patterns = [records.shard_pattern(split) for split in records.SPLITS]
-    patterns += [f"{name}.*{TEMP_SUFFIX}" for name in (records.DEAD_LETTER_FILE, records.VOCAB_FILE, records.MANIFEST_FILE)]
+    published = (records.DEAD_LETTER_FILE, records.VOCAB_FILE, *published, records.MANIFEST_FILE)
+    patterns += [f"{name}.*{TEMP_SUFFIX}" for name in published]
     try:
         matches = FileSystems.match([records.join(output, pattern) for pattern in patterns])
         stale = sorted({m.path for match in matches for m in match.metadata_list

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from preprocessing import notes, quiet, records
+from preprocessing import encoding, notes, quiet, records
 from preprocessing.direct_runner import with_local_defaults
 from preprocessing.files import MAX_SHARDS
 
@@ -35,6 +35,7 @@ class PreprocessOptions:
     num_shards: int | None = None  # None: chosen from the input size
     compression: str = "none"
     max_seconds_per_file: float = 60.0
+    encoding: str = encoding.DEFAULT_ENCODING
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="time budget for parsing one file (default 60): a file over it is stopped and becomes a dead "
         "letter, and the job goes on. Parsing runs in a child process per worker so that it can be stopped",
+    )
+    parser.add_argument(
+        "--encoding",
+        choices=encoding.ENCODINGS,
+        default=encoding.DEFAULT_ENCODING,
+        help="reference: the reference notebook's pitches and chords, via music21, no rhythm (default); "
+        "remi: MidiTok's REMI via symusic, with bars, positions and durations (docs/ENCODING.md)",
     )
     quiet.add_verbose_flag(parser)
     return parser

@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsList, AsSingleton
 from apache_beam.runners.runner import PipelineState
 
-from preprocessing import files, records, shards
+from preprocessing import encoding, files, records, shards
 from preprocessing.direct_runner import SpreadFiles, direct_runner_workers
 from preprocessing.files import PipelineError
 from preprocessing.options import PROG, PreprocessOptions, parse_args
@@ -40,7 +40,8 @@ class PreprocessMidi(beam.PTransform):
     ``local_workers`` is the DirectRunner's worker count, None on other runners; ``run_id`` goes into
     every shard name (a new one by default). The last step takes the vocabulary and both splits'
     shard entries as side inputs, so it runs only after all of them are final and writes the manifest
-    last: a folder with a manifest is a finished output, on any runner.
+    last: a folder with a manifest is a finished output, on any runner. The encoding is described
+    (token format, hash, versions, saved files) here, in the launching process, as plain values.
     """
 
     def __init__(self, options: PreprocessOptions, *, pattern: str, root: str, train_shards: int,
@@ -49,6 +50,7 @@ class PreprocessMidi(beam.PTransform):
         self.options, self.pattern, self.root = options, pattern, root
         self.train_shards, self.local_workers = train_shards, local_workers
         self.run_id = run_id or shards.new_run_id()
+        self.described = encoding.describe(options.encoding)
 
     def expand(self, begin):
         o = self.options
@@ -59,7 +61,7 @@ class PreprocessMidi(beam.PTransform):
             | "KeepMidi" >> beam.Filter(count_matched)
             | "SpreadFiles" >> SpreadFiles(self.local_workers)
             | "ReadMatches" >> fileio.ReadMatches()
-            | "ParseMidi" >> beam.ParDo(ParseMidi(o.parts, self.root, o.max_seconds_per_file)).with_outputs(
+            | "ParseMidi" >> beam.ParDo(ParseMidi(o.parts, self.root, o.max_seconds_per_file, o.encoding)).with_outputs(
                 ParseMidi.DEAD_LETTER, main="pieces")
         )
         pieces, dead = parsed.pieces, parsed[ParseMidi.DEAD_LETTER]
@@ -78,6 +80,7 @@ class PreprocessMidi(beam.PTransform):
             write_outputs, AsSingleton(vocab), AsList(entries[records.TRAIN]), AsList(entries[records.VALIDATION]),
             output=o.output, run_id=self.run_id, sequence_length=o.sequence_length, stride=o.stride,
             validation_fraction=o.validation_fraction, parts=o.parts, compression=o.compression,
+            described=self.described,
         )
 
     def write_shards(self, split: str) -> WriteShards:
@@ -166,7 +169,8 @@ def summary(manifest: records.Manifest, output: str) -> str:
         f"{len(manifest.train_shards)} shard(s)",
         f"  validation windows {c['validation_windows']:>10,}   from {c['validation_pieces']:,} pieces in "
         f"{len(manifest.validation_shards)} shard(s)",
-        f"  sequence length {manifest.sequence_length}, stride {manifest.stride}, parts={manifest.parts}; "
+        f"  sequence length {manifest.sequence_length}, stride {manifest.stride}, parts={manifest.parts}, "
+        f"encoding {encoding.TOKEN_FORMATS.get(manifest.encoding, manifest.encoding)}; "
         "windows never cross from one piece into the next",
     ]
     warning = validation_warning(manifest)

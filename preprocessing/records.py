@@ -19,16 +19,21 @@ import hashlib
 import json
 from typing import Any, Mapping, Sequence
 
+from preprocessing.encoding import TOKEN_FORMATS, EncodingError, encoding_class, load
+
 FORMAT_VERSION = 2
 """Bumped whenever the meaning of a record or of a manifest field changes.
 
 2: shard names carry the run's id, and the manifest lists every shard with its byte size, record
-count and content hashes (:class:`Shard`), which the trainer checks before its first step."""
+count and content hashes (:class:`Shard`), which the trainer checks before its first step. Still 2
+with ``encoding_config_hash`` and ``encoding_versions``: optional fields (:data:`OPTIONAL_FIELDS`),
+so a manifest written before them reads as before, and a reader before them ignores them."""
 
 ENCODING = "music21-pitch-normalorder-v1"
-"""Name of the token encoding (see :mod:`preprocessing.notes`), recorded in every manifest."""
-ENCODINGS = (ENCODING,)
-"""The encodings this version reads; a manifest naming any other is refused, never read as this one."""
+"""The reference encoding's token format (see :mod:`preprocessing.notes`), a manifest's default."""
+ENCODINGS = tuple(TOKEN_FORMATS)
+"""The token formats this version reads (reference and REMI, :data:`preprocessing.encoding.TOKEN_FORMATS`);
+a manifest naming any other is refused, never read as one of these."""
 
 INPUTS_FEATURE = "inputs"
 TARGET_FEATURE = "target"
@@ -238,8 +243,10 @@ class Manifest:
     train_shards: tuple[Shard, ...]
     validation_shards: tuple[Shard, ...]
     run_id: str = ""
-    encoding: str = ENCODING
+    encoding: str = ENCODING  # the token format (preprocessing.encoding.TOKEN_FORMATS)
     format_version: int = FORMAT_VERSION
+    encoding_config_hash: str = ""  # the encoding's config_hash; "" in a manifest written before it
+    encoding_versions: Mapping[str, str] = dataclasses.field(default_factory=dict)  # libraries that made the tokens
 
     def shard_entries(self, split: str) -> tuple[Shard, ...]:
         """The shards of ``split`` with their sizes, record counts and hashes."""
@@ -255,6 +262,10 @@ class Manifest:
 
     def windows(self, split: str) -> int:
         return int(self.counts.get(f"{split}_windows", 0))
+
+
+OPTIONAL_FIELDS = frozenset({"encoding_config_hash", "encoding_versions"})
+"""Manifest fields added within format version 2: a manifest without them still reads (defaults)."""
 
 
 def manifest_to_json(manifest: Manifest) -> str:
@@ -282,7 +293,7 @@ def manifest_from_json(text: str | bytes, remedy: str = "run the preprocessing p
             f"{FORMAT_VERSION}: {remedy}"
         )
     fields = {f.name for f in dataclasses.fields(Manifest)}
-    missing = fields - doc.keys()
+    missing = fields - OPTIONAL_FIELDS - doc.keys()
     if missing:
         raise DataError(f"manifest.json lacks {sorted(missing)}")
     if doc["encoding"] not in ENCODINGS:
@@ -344,11 +355,35 @@ def read_output(directory: str, *, shards: bool = True, full: bool = False) -> t
             f"{manifest.vocab_size} tokens (hash {manifest.vocab_hash}), vocab.json has {len(vocab)} "
             f"tokens (hash {vocab_hash(vocab)}); {RERUN}"
         )
+    check_saved_encoding(directory, manifest)
     if shards:
         from preprocessing import shards as shard_files  # it builds on this module
 
         shard_files.verify(directory, manifest, full=full)
     return manifest, vocab
+
+
+def check_saved_encoding(directory: str, manifest: Manifest) -> None:
+    """Refuse, in one line, a folder whose encoding's saved files (REMI: ``tokenizer.json``) are missing,
+    unreadable, or of another configuration than the manifest's hash. The reference saves none."""
+    name = TOKEN_FORMATS[manifest.encoding]
+    cls = encoding_class(name)  # the reference needs no import here; REMI imports MidiTok
+    tf = _tf()
+    for file_name in cls.saved_file_names:
+        if not tf.io.gfile.exists(join(directory, file_name)):
+            raise DataError(f"{join(directory, file_name)} not found beside the manifest: the {name} encoding's "
+                            f"saved tokenizer is needed to read its tokens; {RERUN}")
+    if not cls.saved_file_names:
+        return
+
+    def read(file_name: str) -> bytes:
+        with tf.io.gfile.GFile(join(directory, file_name), "rb") as f:
+            return f.read()
+
+    try:
+        load(name, read, manifest.encoding_config_hash or None)
+    except EncodingError as exc:
+        raise DataError(f"{directory}: {' '.join(str(exc).split())}; {RERUN}") from exc
 
 
 def read_manifest(data_dir: str) -> Manifest:

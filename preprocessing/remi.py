@@ -20,6 +20,7 @@ music21.
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from importlib import metadata
@@ -216,3 +217,13 @@ class RemiEncoding(Encoding):
     @property
     def versions(self) -> dict[str, str]:
         return {"miditok": metadata.version("miditok"), "symusic": metadata.version("symusic")}
+
+
+@functools.lru_cache(maxsize=1)
+def _default_encoding() -> RemiEncoding:
+    return RemiEncoding()
+
+
+def tokens_from_midi_bytes(data: bytes, parts: str = "all") -> list[str]:
+    """What a parse child runs for ``--encoding remi`` (``encoding.PARSE_FUNCTIONS``): one tokenizer per child."""
+    return _default_encoding().encode(data, parts)

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, NamedTuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from preprocessing import budget, files, records, shards, windowing
+from preprocessing import budget, encoding, files, records, shards, windowing
 from preprocessing.direct_runner import freeze_long_lived_objects, in_beam_worker_process
 
 LOGGER = logging.getLogger("preprocessing.pipeline")
@@ -42,8 +42,9 @@ def count_matched(metadata) -> bool:
     return True
 
 
-PARSE_FUNCTION = "preprocessing.notes:tokens_from_midi_bytes"
-"""What a parse child runs, by name: importing it here would load music21 into every Beam worker too."""
+PARSE_FUNCTION = encoding.PARSE_FUNCTIONS[encoding.DEFAULT_ENCODING]
+"""What a parse child runs by default, by name: importing it here would load music21 into every Beam
+worker too (``encoding.PARSE_FUNCTIONS`` names one per encoding)."""
 
 
 def failure_reason(exc: Exception, max_seconds: float) -> str:
@@ -52,7 +53,7 @@ def failure_reason(exc: Exception, max_seconds: float) -> str:
         return f"took longer than --max-seconds-per-file {max_seconds:g} s to parse; stopped"
     if isinstance(exc, budget.ChildDied):
         return f"the process parsing it died: {exc}"
-    if isinstance(exc, budget.CallFailed):  # notes.MidiParseError's message already says what is wrong
+    if isinstance(exc, budget.CallFailed):  # MidiParseError's message (music21's or symusic's) says what is wrong
         return exc.message if exc.type_name == "MidiParseError" else str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -67,10 +68,11 @@ class ParseMidi(beam.DoFn):
 
     DEAD_LETTER = "dead_letter"
 
-    def __init__(self, parts: str, root: str, max_seconds: float):
+    def __init__(self, parts: str, root: str, max_seconds: float, encoding_name: str = encoding.DEFAULT_ENCODING):
         self.parts = parts
         self.root = root
         self.max_seconds = max_seconds
+        self.function = encoding.PARSE_FUNCTIONS[encoding_name]
         self.parsed = Metrics.counter(METRICS_NAMESPACE, "files_parsed")
         self.failed = Metrics.counter(METRICS_NAMESPACE, "files_failed")
         self.tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
@@ -80,8 +82,8 @@ class ParseMidi(beam.DoFn):
         # Only where the process is Beam's own; never in a caller's process (in-memory mode).
         if in_beam_worker_process():
             freeze_long_lived_objects()
-        self._parse = budget.BudgetedFunction(PARSE_FUNCTION, self.max_seconds)
-        self._parse.start()  # imports music21 in the child while this worker goes on
+        self._parse = budget.BudgetedFunction(self.function, self.max_seconds)
+        self._parse.start()  # imports music21 or MidiTok in the child while this worker goes on
 
     def teardown(self) -> None:
         if self._parse is not None:
@@ -259,8 +261,9 @@ class WriteShards(beam.PTransform):
 
 def write_outputs(tally: Tally, vocab: list[str], train_shards: list[records.Shard],
                   validation_shards: list[records.Shard], *, output: str, run_id: str, sequence_length: int,
-                  stride: int, validation_fraction: float, parts: str, compression: str) -> str:
-    """Publish dead_letter.jsonl, vocab.json and manifest.json (last), then remove what it replaced.
+                  stride: int, validation_fraction: float, parts: str, compression: str, described: dict) -> str:
+    """Publish dead_letter.jsonl, vocab.json, the encoding's saved files and manifest.json (last), then
+    remove what it replaced. ``described`` is :func:`preprocessing.encoding.describe` of the encoding.
 
     Runs once, after the combines and both shard writes are final (they are its inputs), so a folder
     with a manifest is a finished output on any runner. Until this step, a finished output already in
@@ -280,11 +283,17 @@ def write_outputs(tally: Tally, vocab: list[str], train_shards: list[records.Sha
         train_shards=tuple(sorted(train_shards, key=lambda shard: shard.name)),
         validation_shards=tuple(sorted(validation_shards, key=lambda shard: shard.name)),
         run_id=run_id,
+        encoding=described["token_format"],
+        encoding_config_hash=described["config_hash"],
+        encoding_versions=dict(described["versions"]),
     )
+    saved = sorted(described["saved_files"].items())
     files.publish(output, [
         (records.DEAD_LETTER_FILE, "".join(lines)),
         (records.VOCAB_FILE, records.vocab_to_json(vocab)),
+        *saved,
         (records.MANIFEST_FILE, records.manifest_to_json(manifest)),
     ], run_id)
-    files.remove_stale(output, [*manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)])
+    files.remove_stale(output, [*manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)],
+                       [name for name, _ in saved])
     return records.join(output, records.MANIFEST_FILE)
