@@ -1,15 +1,17 @@
 """Benchmark: what Python's garbage collector costs music21's parse, with and without Beam loaded.
 
-The pipeline's workers parse in processes that hold Beam, protobuf and gRPC besides music21, a few
-hundred thousand long-lived objects that every full collection walks again. ``ParseMidi.setup``
+The pipeline's workers used to parse in processes that hold Beam, protobuf and gRPC besides music21,
+a few hundred thousand long-lived objects that every full collection walks again; ``ParseMidi.setup``
 therefore calls ``preprocessing.direct_runner.freeze_long_lived_objects()`` (``gc.freeze()``) in a
-worker. This benchmark times the reference loop (``bench/preprocess.py``'s, same music21 calls) over
-every ``--every``-th file of the embedded dataset in three fresh processes, one after another in
-each round:
+worker. Since every file parses under a time budget, the parse runs in a child process of the worker
+(``preprocessing.budget``) that imports music21 alone and then freezes it. This benchmark times the
+reference loop (``bench/preprocess.py``'s, same music21 calls) over every ``--every``-th file of the
+embedded dataset in four fresh processes, one after another in each round:
 
 * ``lean``: music21 only, as the reference notebook runs (the baseline of ``bench/preprocess.py``);
-* ``beam``: Beam and the pipeline module imported, as in a worker before this change;
-* ``beam_frozen``: the same, then ``freeze_long_lived_objects()``, as in a worker now.
+* ``beam``: Beam and the pipeline module imported, as in a worker before the freeze;
+* ``beam_frozen``: the same, then ``freeze_long_lived_objects()``, as in a worker before the budget;
+* ``child``: music21 only, then ``gc.collect()`` and ``gc.freeze()``, as in a parse child now.
 
 Prints each one's time and share spent in the collector (measured with ``gc.callbacks``) and the
 ratios of their times to ``lean`` (median over rounds); the last line is a JSON object of the figures.
@@ -28,18 +30,25 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/preprocess.py's loop
 
-CONFIGS = ("lean", "beam", "beam_frozen")
+CONFIGS = ("lean", "beam", "beam_frozen", "child")
 
 
 def child(config: str, input_dir: str, every: int) -> dict:
     """Run in the fresh process: set up ``config``, then time the reference loop."""
     from preprocess import midi_paths, reference_loop
 
-    if config != "lean":
+    if config in ("beam", "beam_frozen"):
         from preprocessing import direct_runner, pipeline  # noqa: F401 - what a worker process imports
 
         if config == "beam_frozen":
             direct_runner.freeze_long_lived_objects()
+    if config == "child":  # what preprocessing.budget.serve does before its first call
+        import gc
+
+        from preprocessing import notes  # noqa: F401 - the parse function's module: music21
+
+        gc.collect()
+        gc.freeze()
     seconds, tokens, gc_seconds, _ = reference_loop(midi_paths(input_dir)[::every])
     return {"seconds": seconds, "tokens": tokens, "gc_seconds": gc_seconds}
 
@@ -73,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     input_dir = args.input or sample_data.ensure_dataset()
     rounds: list[dict[str, dict]] = []
     for round_index in range(args.repeats):
-        order = CONFIGS[round_index % 3:] + CONFIGS[: round_index % 3]  # rotate who goes first
+        turn = round_index % len(CONFIGS)
+        order = CONFIGS[turn:] + CONFIGS[:turn]  # rotate who goes first
         timed = {config: run_child(config, input_dir, args.every) for config in order}
         if len({timed[c]["tokens"] for c in CONFIGS}) != 1:
             print("error: the configurations read different music", file=sys.stderr)
@@ -88,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         figures[f"{config}_s"] = round(min(r[config]["seconds"] for r in rounds), 2)
         figures[f"{config}_gc_share"] = round(
             statistics.median(r[config]["gc_seconds"] / r[config]["seconds"] for r in rounds), 3)
-    for config in ("beam", "beam_frozen"):
+    for config in CONFIGS[1:]:
         figures[f"{config}_vs_lean"] = round(
             statistics.median(r[config]["seconds"] / r["lean"]["seconds"] for r in rounds), 3)
     for config in CONFIGS:

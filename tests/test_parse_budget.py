@@ -147,7 +147,7 @@ def test_a_slow_file_that_passes_the_precheck_is_stopped_by_the_budget(tmp_path,
     assert dead == {"path": str(folder / "slow.mid"),
                     "error": "took longer than --max-seconds-per-file 2 s to parse; stopped"}
     assert seconds < GENEROUS_SECONDS
-    assert len(children.seen) >= 2  # at least one child per thread's DoFn, and the one started after the kill
+    assert children.seen, "no parse child was seen: the watch is blind"
     assert children.left_after() == []
 
 
