@@ -35,10 +35,11 @@ REFERENCE = encoding_lib.get("reference")
 def encoding_for(manifest: records.Manifest) -> Encoding:
     """The encoding a data or model folder's tokens are in, from its manifest.
 
-    The one place generation, ``evaluate`` and the trainer's samples choose an encoding. Today every
-    manifest records the reference encoding (:data:`preprocessing.records.ENCODING`); when the
-    pipeline writes others, this is where a manifest's encoding (and its saved tokenizer) maps to
-    :func:`preprocessing.encoding.load`.
+    The one place generation, ``evaluate`` and the trainer's samples choose an encoding. The pipeline
+    already writes REMI outputs (``--encoding remi``), but the trainer does not yet copy their saved
+    tokenizer into ``model/``, so only the reference encoding can be composed or measured; a REMI
+    manifest is refused here in one line. This is where a manifest's encoding and its saved tokenizer
+    will map to :func:`preprocessing.encoding.load`.
     """
     if manifest.encoding == records.ENCODING:
         return REFERENCE
