@@ -20,10 +20,10 @@ and every REMI piece decodes whole (:mod:`preprocessing.remi_grammar`); the refe
 free and masks nothing, so its seeded runs draw what they always drew.
 
 Output: the MIDI file (the encoding's ``decode``, the code that encodes; REMI from MidiTok's saved
-tokenizer in ``model/``), a piano-roll PNG (:mod:`trainer.plots`), with ``--wav`` an audio preview, and a JSON summary beside it, and the
-summary on stdout (tokens, distinct tokens, the longest repeated loop, the pitch range: greedy
-decoding falls into loops, and this shows it). The output and the primer are checked before the
-model is loaded, so a wrong path never costs a composition.
+tokenizer in ``model/``), a piano-roll PNG (:mod:`trainer.plots`), with ``--wav`` an audio preview,
+and a JSON summary beside it, and the summary on stdout (tokens, distinct tokens, the longest
+repeated loop, the pitch range: greedy decoding falls into loops, and this shows it). The output
+and the primer are checked before the model is loaded, so a wrong path never costs a composition.
 """
 
 from __future__ import annotations
