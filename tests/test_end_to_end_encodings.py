@@ -170,3 +170,24 @@ def test_parts_first_under_remi_reads_the_first_track_only(tmp_path):
 
     pitches = {n.pitch for t in Read.from_midi(piece.read_bytes()).tracks for n in t.notes}
     assert pitches and pitches <= set(upper_range)
+
+
+def test_the_quickstart_gives_remi_longer_windows_and_pieces(tmp_path):
+    """``quickstart --encoding remi``: the REMI preset over the common one; a flag given still wins."""
+    from preprocessing import options
+    from trainer import flags, generate_flags
+
+    parsers = {"quickstart": lstm_composer.quickstart_parser(), "preprocess": options.build_parser(),
+               "train": flags.build_parser(), "generate": generate_flags.build_parser()}
+    base, remi = lstm_composer.QUICKSTART_PRESET, lstm_composer.QUICKSTART_ENCODING_PRESET["remi"]
+    jobs = lstm_composer.plan_jobs(["--encoding", "remi", "--workdir", str(tmp_path)], parsers)
+    assert jobs.preprocess.encoding == "remi" and jobs.preprocess.sequence_length == remi["preprocess"]["sequence_length"]
+    assert jobs.generate.length == remi["generate"]["length"] and jobs.generate.temperature == base["generate"]["temperature"]
+    assert jobs.train.units == base["train"]["units"]
+    reference = lstm_composer.plan_jobs(["--workdir", str(tmp_path)], parsers)
+    assert reference.preprocess.sequence_length == base["preprocess"]["sequence_length"]
+    assert reference.generate.length == base["generate"]["length"]
+    mine = lstm_composer.plan_jobs(["--encoding", "remi", "--sequence-length", "24", "--workdir", str(tmp_path)], parsers)
+    assert mine.preprocess.sequence_length == 24
+    assert "with --encoding remi: preprocess: --sequence-length 64" in " ".join(
+        lstm_composer.quickstart_parser().format_help().split())
