@@ -76,15 +76,32 @@ QUICKSTART_PRESET: dict[str, dict[str, Any]] = {
 }
 """The quickstart's defaults for each job's own flags, sized to finish in minutes on a laptop CPU."""
 
+QUICKSTART_ENCODING_PRESET: dict[str, dict[str, dict[str, Any]]] = {
+    "remi": {"preprocess": {"sequence_length": 64}, "generate": {"length": 600}},
+}
+"""Merged over :data:`QUICKSTART_PRESET` for ``--encoding``: a REMI piece is ~5x as many tokens as the
+reference's (a note is a ``Pitch`` and a ``Duration``, time is ``Bar``/``Position`` tokens), so a
+window of 64 tokens is a bar or two, and 600 tokens compose about as much music as the reference's 200."""
+
+
+def preset_for(encoding: str) -> dict[str, dict[str, Any]]:
+    """:data:`QUICKSTART_PRESET` with the encoding's own values merged over it."""
+    extra = QUICKSTART_ENCODING_PRESET.get(encoding, {})
+    return {job: {**values, **extra.get(job, {})} for job, values in QUICKSTART_PRESET.items()}
+
+
 FROM_WORKDIR = ("--output", "--data-dir", "--job-dir", "--model-dir")
 """Flags the quickstart sets itself from ``--workdir``, to chain the jobs."""
 
 
+def describe_preset(preset: dict[str, dict[str, Any]]) -> str:
+    return "; ".join(f"{job}: " + ", ".join(f"--{dest.replace('_', '-')} {value}" for dest, value in values.items())
+                     for job, values in preset.items())
+
+
 def quickstart_parser() -> argparse.ArgumentParser:
-    preset = "; ".join(
-        f"{job}: " + ", ".join(f"--{dest.replace('_', '-')} {value}" for dest, value in values.items())
-        for job, values in QUICKSTART_PRESET.items()
-    )
+    preset = describe_preset(QUICKSTART_PRESET) + "".join(
+        f"; with --encoding {name}: {describe_preset(extra)}" for name, extra in QUICKSTART_ENCODING_PRESET.items())
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Render the embedded dataset (if absent), preprocess it, train a small model and compose "
@@ -176,8 +193,10 @@ def plan_jobs(argv: Sequence[str], parsers: dict[str, argparse.ArgumentParser]) 
         raise ValueError(f"{taken[0]} is set from --workdir by the quickstart; give --workdir instead")
     work = parsers["quickstart"].parse_args(routed["quickstart"]).workdir.rstrip("/")
     data_dir, job_dir = f"{work}/data", f"{work}/job"
-    preset = QUICKSTART_PRESET
-    prep, beam_args = job_flags(options.parse_args, routed["preprocess"] + ["--output", data_dir], preset["preprocess"])
+    prep_argv = routed["preprocess"] + ["--output", data_dir]
+    encoding = job_flags(options.parse_args, prep_argv, QUICKSTART_PRESET["preprocess"])[0].encoding
+    preset = preset_for(encoding)
+    prep, beam_args = job_flags(options.parse_args, prep_argv, preset["preprocess"])
     train_args = job_flags(flags.parse_args, routed["train"] + ["--data-dir", data_dir, "--job-dir", job_dir],
                            preset["train"])
     compose_args = job_flags(generate_flags.parse_args, routed["generate"] + [

@@ -78,6 +78,12 @@ class GrammarState(ABC):
     def allowed(self) -> np.ndarray:
         """A boolean mask over the vocabulary ids: True where the id may come next. Never all False."""
 
+    def allowed_within(self, remaining: int) -> np.ndarray:
+        """:meth:`allowed`, less the ids after which the sequence could not be finished (see
+        :attr:`finished`) within ``remaining`` tokens, this one included; :meth:`allowed` where that
+        leaves nothing. Sampling asks this, so a piece of a given length ends whole."""
+        return self.allowed()
+
     @property
     def finished(self) -> bool:
         """True when the sequence so far decodes without dropping its last tokens."""
@@ -98,6 +104,16 @@ class Grammar(ABC):
         """The ids allowed after ``tokens``: a pure function of the tokens so far."""
         return self.start(tokens).allowed()
 
+    def lead_in(self, primer: Sequence[str]) -> list[str]:
+        """The primer's last tokens that a piece continuing ``primer`` needs in front of it to decode on
+        its own (REMI: a trailing ``Pitch``, whose ``Duration`` is the first generated token)."""
+        return []
+
+    @property
+    def free(self) -> bool:
+        """True when every token may follow every token: sampling then needs no mask at all."""
+        return False
+
 
 class _FreeState(GrammarState):
     def __init__(self, size: int):
@@ -115,6 +131,10 @@ class FreeGrammar(Grammar):
 
     def start(self, tokens: Iterable[str] = ()) -> GrammarState:
         return _FreeState(len(self.vocab))
+
+    @property
+    def free(self) -> bool:
+        return True
 
 
 # --------------------------------------------------------------------------- the interface

@@ -355,7 +355,8 @@ def read_output(directory: str, *, shards: bool = True, full: bool = False) -> t
             f"{manifest.vocab_size} tokens (hash {manifest.vocab_hash}), vocab.json has {len(vocab)} "
             f"tokens (hash {vocab_hash(vocab)}); {RERUN}"
         )
-    check_saved_encoding(directory, manifest)
+    check_saved_encoding(directory, manifest, RERUN if shards else
+                         "copy it from the data folder the model was trained on, or train the model again")
     if shards:
         from preprocessing import shards as shard_files  # it builds on this module
 
@@ -363,7 +364,7 @@ def read_output(directory: str, *, shards: bool = True, full: bool = False) -> t
     return manifest, vocab
 
 
-def check_saved_encoding(directory: str, manifest: Manifest) -> None:
+def check_saved_encoding(directory: str, manifest: Manifest, remedy: str = RERUN) -> None:
     """Refuse, in one line, a folder whose encoding's saved files (REMI: ``tokenizer.json``) are missing,
     unreadable, or of another configuration than the manifest's hash. The reference saves none."""
     name = TOKEN_FORMATS[manifest.encoding]
@@ -372,7 +373,7 @@ def check_saved_encoding(directory: str, manifest: Manifest) -> None:
     for file_name in cls.saved_file_names:
         if not tf.io.gfile.exists(join(directory, file_name)):
             raise DataError(f"{join(directory, file_name)} not found beside the manifest: the {name} encoding's "
-                            f"saved tokenizer is needed to read its tokens; {RERUN}")
+                            f"saved tokenizer is needed to read its tokens; {remedy}")
     if not cls.saved_file_names:
         return
 
@@ -383,7 +384,7 @@ def check_saved_encoding(directory: str, manifest: Manifest) -> None:
     try:
         load(name, read, manifest.encoding_config_hash or None)
     except EncodingError as exc:
-        raise DataError(f"{directory}: {' '.join(str(exc).split())}; {RERUN}") from exc
+        raise DataError(f"{directory}: {' '.join(str(exc).split())}; {remedy}") from exc
 
 
 def read_manifest(data_dir: str) -> Manifest:

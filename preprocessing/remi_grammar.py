@@ -75,12 +75,22 @@ class RemiGrammar(Grammar):
         self.too_early = np.stack([self.is_type["Position"] & (self.number < first)
                                    for first in range(self.positions_per_bar + 1)])
         self.pitch_id = {int(self.number[i]): i for i in np.flatnonzero(self.is_type["Pitch"])}
+        # Tokens a type still needs after it before the piece decodes whole: a Pitch its Duration, a
+        # Position (which only a Pitch may follow) a Pitch and a Duration. Index: the tokens left.
+        needs = {"Pitch": 1, "Position": 2}
+        self.unfinishable = [np.logical_or.reduce([self.is_type[kind] for kind, n in needs.items() if n >= left]
+                                                  + [np.zeros(size, bool)]) for left in range(max(needs.values()) + 1)]
 
     def start(self, tokens: Iterable[str] = ()) -> "RemiState":
         state = RemiState(self)
         for token in tokens:
             state.push(token)
         return state
+
+    def lead_in(self, primer: Sequence[str]) -> list[str]:
+        """A primer that ends on a ``Pitch`` makes the first generated token its ``Duration``: the piece
+        keeps that ``Pitch`` in front, or the ``Duration`` would decode as nothing."""
+        return list(primer[-1:]) if primer and primer[-1].startswith("Pitch_") else []
 
 
 class RemiState(GrammarState):
@@ -134,6 +144,17 @@ class RemiState(GrammarState):
                     mask[g.pitch_id[pitch]] = False
         if not mask.any():  # cannot happen with Bar in the vocabulary; never leave the sampler nothing
             mask |= g.is_type["Bar"]
+        return mask
+
+    def allowed_within(self, remaining: int) -> np.ndarray:
+        """No ``Position`` among the last two tokens and no ``Pitch`` as the last: a piece of a fixed
+        length then ends after a whole note (or a ``Bar``/``Rest``), never on a ``Pitch`` without its
+        ``Duration``."""
+        mask = self.allowed()
+        if remaining < len(self.grammar.unfinishable):
+            narrowed = mask & ~self.grammar.unfinishable[max(remaining, 0)]
+            if narrowed.any():
+                return narrowed
         return mask
 
     @property

@@ -180,15 +180,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     next_token = {"validation_windows": int(len(targets)), **model_scores(bundle.model, inputs, targets),
                   **data_lib.baselines(data_lib.numpy_windows(data, records.TRAIN, args.windows), (inputs, targets),
                                        data.vocab_size)}
-    encoding = sampling.encoding_for(bundle.manifest)
+    encoding = sampling.encoding_for(bundle.manifest, args.model_dir)
     try:
         primers = generate.choose_primers(bundle, None, args.samples, args.seed)
     except generate.GenerateError as exc:
         raise DataError(str(exc)) from None
-    ids = generate.Composer(bundle.model, bundle.sequence_length).generate(
-        primers, args.length, context=args.context, temperature=args.temperature, top_k=args.top_k,
-        top_p=args.top_p, seed=args.seed)
-    composed = [[bundle.vocab[i] for i in row] for row in ids]
+    composer = generate.Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
+    ids = composer.generate(primers, args.length, context=args.context, temperature=args.temperature,
+                            top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    composed = composer.pieces(primers, ids, bundle.vocab)
     pieces = measures.reassemble(inputs, targets, data.manifest.stride)
     reference = measures.excerpts([[data.vocab[i] for i in piece] for piece in pieces], args.length)
     music = measures.compare(composed, reference, encoding)

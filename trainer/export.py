@@ -5,6 +5,7 @@
     model/  model.keras     the trained network (Keras 3 format)
             vocab.json      the token strings in id order     } copied from the data directory, so the
             manifest.json   sequence length, encoding, ...    } folder is read with the records' own checks
+            tokenizer.json  (REMI) the encoding's saved files }
             primers.json    a few data windows: generation's default primers, as the reference
                             primes with a random window of the data
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from preprocessing import records
+from preprocessing.encoding import TOKEN_FORMATS, encoding_class
 from preprocessing.records import DataError, join
 
 MODEL_FILE = "model.keras"
@@ -37,15 +39,26 @@ def save_model(model, path: str) -> None:
     model.save(path)
 
 
+def model_dir_files(manifest: records.Manifest) -> tuple[str, ...]:
+    """The files copied from the data directory, the manifest last: the vocabulary, then the encoding's
+    saved files (``Encoding.saved_file_names``; REMI's ``tokenizer.json``, which generation decodes
+    with and :func:`records.read_output` checks against the manifest's hash), then the manifest."""
+    saved = encoding_class(TOKEN_FORMATS[manifest.encoding]).saved_file_names
+    return (records.VOCAB_FILE, *saved, records.MANIFEST_FILE)
+
+
 def write_model_dir(model_dir: str, data_dir: str, primers: np.ndarray, primer_split: str) -> None:
-    """The chief's part of the export: vocabulary, manifest and primers beside ``model.keras``.
+    """The chief's part of the export: vocabulary, the encoding's saved files, manifest and primers
+    beside ``model.keras``.
 
     (``model.keras`` itself is saved by every worker with :func:`save_model`, because saving reads
     distributed variables; only the chief's copy lands here.)
     """
     import tensorflow as tf
 
-    for name in (records.VOCAB_FILE, records.MANIFEST_FILE):
+    with tf.io.gfile.GFile(join(data_dir, records.MANIFEST_FILE), "r") as f:
+        manifest = records.manifest_from_json(f.read())
+    for name in model_dir_files(manifest):
         tf.io.gfile.copy(join(data_dir, name), join(model_dir, name), overwrite=True)
     with tf.io.gfile.GFile(join(model_dir, PRIMERS_FILE), "w") as f:
         json.dump({"split": primer_split, "windows": np.asarray(primers).tolist()}, f)

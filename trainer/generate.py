@@ -14,11 +14,16 @@ Decoding: ``--temperature 0`` is the argmax (the reference's choice); otherwise 
 ``--top-k`` and ``--top-p`` (nucleus) sampling with a seeded generator, so ``--seed`` repeats a run
 exactly (:func:`trainer.sampling.distribution`).
 
-Output: the MIDI file (decoded by :mod:`preprocessing.notes`, the code that encodes), a piano-roll
-PNG (:mod:`trainer.plots`), with ``--wav`` an audio preview, and a JSON summary beside it, and the
-summary on stdout (tokens, distinct tokens, the longest repeated loop, the pitch range: greedy
-decoding falls into loops, and this shows it). The output and the primer are checked before the
-model is loaded, so a wrong path never costs a composition.
+Grammar: every draw is masked by the encoding's sampling grammar (``Encoding.grammar``), one state
+per sample that first reads the primer's tokens, so the first token continues the primer legally
+and every REMI piece decodes whole (:mod:`preprocessing.remi_grammar`); the reference's grammar is
+free and masks nothing, so its seeded runs draw what they always drew.
+
+Output: the MIDI file (the encoding's ``decode``, the code that encodes; REMI from MidiTok's saved
+tokenizer in ``model/``), a piano-roll PNG (:mod:`trainer.plots`), with ``--wav`` an audio preview,
+and a JSON summary beside it, and the summary on stdout (tokens, distinct tokens, the longest
+repeated loop, the pitch range: greedy decoding falls into loops, and this shows it). The output
+and the primer are checked before the model is loaded, so a wrong path never costs a composition.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
-from preprocessing import notes, records  # noqa: E402
+from preprocessing import records  # noqa: E402
+from preprocessing.encoding import Encoding, Grammar  # noqa: E402
+from preprocessing.midi_container import MidiParseError  # noqa: E402
 from preprocessing.errors import first_line  # noqa: E402
 from trainer import sampling  # noqa: E402
 from trainer.export import Bundle, load_bundle  # noqa: E402
@@ -92,11 +99,13 @@ def lstm_units(model: keras.Model) -> list[int]:
 
 
 class Composer:
-    """Runs a trained network token by token, in either context mode."""
+    """Runs a trained network token by token, in either context mode, each draw under ``grammar``
+    (an encoding's sampling grammar over the model's vocabulary; None or a free one masks nothing)."""
 
-    def __init__(self, model: keras.Model, sequence_length: int):
+    def __init__(self, model: keras.Model, sequence_length: int, grammar: Grammar | None = None):
         self.model = model
         self.sequence_length = sequence_length
+        self.grammar = grammar
         self.units = lstm_units(model)
         self._pairs: list = []
         self._full = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
@@ -126,38 +135,54 @@ class Composer:
 
     def generate(self, primers: np.ndarray, length: int, *, context: str = "carry", temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> np.ndarray:
-        """``length`` new token ids for each primer row (``primers``: ``(samples, sequence_length)``)."""
+        """``length`` new token ids for each primer row (``primers``: ``(samples, sequence_length)``).
+
+        Under a grammar, each row's state reads its primer first, then every drawn token; the last
+        tokens are drawn so that the piece ends whole (:meth:`GrammarState.allowed_within`).
+        """
         if context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}")
         primers = np.asarray(primers, np.int64).reshape(len(primers), -1)
         rng = np.random.default_rng(seed)
         out = np.zeros((len(primers), length), np.int64)
+        states = sampling.grammar_states(self.grammar, primers)
+        vocab = self.grammar.vocab if self.grammar is not None else ()
+
+        def draw(probs: np.ndarray, t: int) -> list[int]:
+            return sampling.draw(probs, states, vocab, length - t, temperature, top_k, top_p, rng)
+
         if context == "window":
             window = primers[:, -self.sequence_length:].copy()
             for t in range(length):
                 probs = self.window_probabilities(window)
-                out[:, t] = [sampling.sample_next(p, temperature, top_k, rng, top_p) for p in probs]
+                out[:, t] = draw(probs, t)
                 window = np.concatenate([window[:, 1:], out[:, t : t + 1]], axis=1)
             return out
-        states = self.zero_states(len(primers))
+        lstm = self.zero_states(len(primers))
         probs = None
         for t in range(primers.shape[1]):
-            probs, states = self.step(primers[:, t], states)
+            probs, lstm = self.step(primers[:, t], lstm)
         for t in range(length):
-            out[:, t] = [sampling.sample_next(p, temperature, top_k, rng, top_p) for p in probs]
+            out[:, t] = draw(probs, t)
             if t + 1 < length:
-                probs, states = self.step(out[:, t], states)
+                probs, lstm = self.step(out[:, t], lstm)
         return out
+
+    def pieces(self, primers: np.ndarray, ids: np.ndarray, vocab: Sequence[str]) -> list[list[str]]:
+        """The tokens each row of :meth:`generate` writes (:func:`trainer.sampling.piece_tokens`)."""
+        return [sampling.piece_tokens(self.grammar, vocab, primer, row) for primer, row in zip(primers, ids)]
 
 
 # --------------------------------------------------------------------------- primers
 
 
-def primer_from_midi(data: bytes, vocab: Sequence[str], sequence_length: int, parts: str, source: str) -> list[int]:
-    """The last window of a MIDI file's tokens; tokens outside the vocabulary are skipped with a warning."""
+def primer_from_midi(data: bytes, vocab: Sequence[str], sequence_length: int, parts: str, source: str,
+                     encoding: Encoding | None = None) -> list[int]:
+    """The last window of a MIDI file's tokens in the model's ``encoding`` (default the reference);
+    tokens outside the vocabulary are skipped with a warning."""
     try:
-        tokens = notes.tokens_from_midi_bytes(data, parts)  # type: ignore[arg-type]
-    except notes.MidiParseError as exc:
+        tokens = (encoding or sampling.REFERENCE).encode(data, parts)
+    except MidiParseError as exc:
         raise GenerateError(f"--primer {source}: {exc}") from exc
     index = {token: i for i, token in enumerate(vocab)}
     known = [index[t] for t in tokens if t in index]
@@ -172,7 +197,8 @@ def primer_from_midi(data: bytes, vocab: Sequence[str], sequence_length: int, pa
     return known[-sequence_length:]
 
 
-def choose_primers(bundle: Bundle, primer_path: str | None, samples: int, seed: int | None) -> np.ndarray:
+def choose_primers(bundle: Bundle, primer_path: str | None, samples: int, seed: int | None,
+                   encoding: Encoding | None = None) -> np.ndarray:
     if primer_path:
         check_primer(primer_path)
         try:
@@ -180,7 +206,8 @@ def choose_primers(bundle: Bundle, primer_path: str | None, samples: int, seed: 
                 data = f.read()
         except (tf.errors.OpError, OSError) as exc:
             raise GenerateError(f"cannot read --primer {primer_path}: {first_line(exc)}") from None
-        window = primer_from_midi(data, bundle.vocab, bundle.sequence_length, bundle.manifest.parts, primer_path)
+        window = primer_from_midi(data, bundle.vocab, bundle.sequence_length, bundle.manifest.parts, primer_path,
+                                  encoding)
         return np.array([window] * samples, np.int64)
     if not bundle.primers:
         raise GenerateError("the model folder has no primers.json; give a MIDI file with --primer")
@@ -254,7 +281,7 @@ def write_sample(path: str, tokens: list[str], encoding=None, title: str = "",
     (``.json``) side by side."""
     stem = path[:-4] if path.lower().endswith(".mid") else path
     encoding = encoding or sampling.REFERENCE
-    write_bytes(path, notes.midi_bytes_from_tokens(tokens))
+    write_bytes(path, encoding.decode(tokens))
     write_bytes(stem + ".png", png_bytes(sampling.piano_roll(tokens, encoding, title or posixpath.basename(path))))
     if wav:
         write_bytes(stem + ".wav", sampling.wav_bytes(sampling.synthesize(encoding.note_events(tokens))))
@@ -271,8 +298,8 @@ def log_sample_summaries(composer: Composer, primer: Sequence[int], vocab: Seque
     The piano roll as an image, the sample as audio (:func:`sampling.synthesize`), and its tokens as
     text. Greedy (temperature 0) so consecutive samples differ only because the model changed.
     """
-    ids = composer.generate(np.array([primer]), length, context="carry", temperature=0.0)[0]
-    tokens = [vocab[i] for i in ids]
+    primers = np.array([primer])
+    tokens = composer.pieces(primers, composer.generate(primers, length, context="carry", temperature=0.0), vocab)[0]
     encoding = encoding or sampling.REFERENCE
     title = f"step {step}: greedy sample of {length} tokens ({encoding.name} encoding)"
     tf.summary.image("sample/piano_roll", sampling.piano_roll(tokens, encoding, title)[None], step=step)
@@ -296,14 +323,13 @@ def check_paths(args: argparse.Namespace, output_flag: str | None = None) -> Non
 def run(args: argparse.Namespace) -> list[tuple[str, sampling.SampleSummary]]:
     check_paths(args)
     bundle = load_bundle(args.model_dir)
-    primers = choose_primers(bundle, args.primer, args.num_samples, args.seed)
-    composer = Composer(bundle.model, bundle.sequence_length)
+    encoding = sampling.encoding_for(bundle.manifest, args.model_dir)
+    primers = choose_primers(bundle, args.primer, args.num_samples, args.seed, encoding)
+    composer = Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
     ids = composer.generate(primers, args.length, context=args.context, temperature=args.temperature,
                             top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    encoding = sampling.encoding_for(bundle.manifest)
     results = []
-    for path, row in zip(output_paths(args.output, args.num_samples), ids):
-        tokens = [bundle.vocab[i] for i in row]
+    for path, tokens in zip(output_paths(args.output, args.num_samples), composer.pieces(primers, ids, bundle.vocab)):
         title = sampling.settings_title(posixpath.basename(path), encoding.name, len(tokens), args.temperature,
                                         args.top_k, args.top_p, args.seed)
         try:

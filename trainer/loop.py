@@ -193,7 +193,7 @@ class Sampler:
         from trainer.sampling import encoding_for
 
         self.args, self.data, self.primers = args, data, primers
-        self.encoding = encoding_for(data.manifest)
+        self.encoding = encoding_for(data.manifest, data.data_dir)
         self.composer = None
         self.can_measure: bool | None = None  # muspy importable; asked at the first sample
         self.reference: list[list[str]] | None = None  # validation excerpts, read at the first sample
@@ -207,7 +207,7 @@ class Sampler:
                 a.model, self.data.sequence_length, self.data.vocab_size, units=a.units, num_layers=a.layers,
                 dense_units=a.dense_units, embedding_dim=a.embedding_dim, dropout=a.dropout,
             )
-            self.composer = generate.Composer(copy, self.data.sequence_length)
+            self.composer = generate.Composer(copy, self.data.sequence_length, self.encoding.grammar(self.data.vocab))
         self.composer.model.set_weights(weights)
         self.composer.sync_weights()
         try:
@@ -233,9 +233,9 @@ class Sampler:
         if self.reference is None:
             self.reference = self.validation_excerpts()
         rows = min(self.MEASURE_PIECES, len(self.primers))
-        ids = self.composer.generate(np.asarray(self.primers[:rows]), self.MEASURE_LENGTH, temperature=1.0,
-                                     seed=self.args.seed)
-        result = measures.compare([[self.data.vocab[i] for i in row] for row in ids], self.reference, self.encoding)
+        primers = np.asarray(self.primers[:rows])
+        ids = self.composer.generate(primers, self.MEASURE_LENGTH, temperature=1.0, seed=self.args.seed)
+        result = measures.compare(self.composer.pieces(primers, ids, self.data.vocab), self.reference, self.encoding)
         values = {**result["generated"], measures.OVERLAP: result[measures.OVERLAP]}
         shown = {f"music/{name}": value for name, value in values.items()}
         if first:

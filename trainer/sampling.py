@@ -18,7 +18,7 @@ import numpy as np
 
 from preprocessing import encoding as encoding_lib
 from preprocessing import records
-from preprocessing.encoding import Encoding, NoteEvent
+from preprocessing.encoding import Encoding, Grammar, GrammarState, NoteEvent
 
 SAMPLE_RATE = 16_000
 """Audio previews: 16 kHz mono is plenty for a piano sketch and keeps TensorBoard event files small."""
@@ -32,19 +32,71 @@ REFERENCE = encoding_lib.get("reference")
 """The reference encoding: what a caller that names no encoding means (it imports music21 when used)."""
 
 
-def encoding_for(manifest: records.Manifest) -> Encoding:
-    """The encoding a data or model folder's tokens are in, from its manifest.
+def encoding_for(manifest: records.Manifest, directory: str) -> Encoding:
+    """The encoding of a data or model folder's tokens: its manifest's name, rebuilt from the files it
+    saved beside ``vocab.json`` (REMI: ``tokenizer.json``), checked against the manifest's hash.
 
-    The one place generation, ``evaluate`` and the trainer's samples choose an encoding. The pipeline
-    already writes REMI outputs (``--encoding remi``), but the trainer does not yet copy their saved
-    tokenizer into ``model/``, so only the reference encoding can be composed or measured; a REMI
-    manifest is refused here in one line. This is where a manifest's encoding and its saved tokenizer
-    will map to :func:`preprocessing.encoding.load`.
+    The one place generation, ``evaluate`` and the trainer's samples choose an encoding. The
+    reference encoding saves nothing and is the shared :data:`REFERENCE` (no file is read). A missing,
+    unreadable or mismatched saved tokenizer is a :class:`records.DataError` of one line.
     """
-    if manifest.encoding == records.ENCODING:
+    name = encoding_lib.TOKEN_FORMATS.get(manifest.encoding)
+    if name is None:
+        raise records.DataError(f"manifest.json names the token encoding {manifest.encoding!r}, which this "
+                                f"version cannot compose or measure")
+    if name == REFERENCE.name:
         return REFERENCE
-    raise records.DataError(f"manifest.json names the token encoding {manifest.encoding!r}, which this "
-                            f"version cannot compose or measure")
+
+    def read(file_name: str) -> bytes:
+        import tensorflow as tf  # the file layer of gs:// (the callers have imported it already)
+
+        with tf.io.gfile.GFile(records.join(directory, file_name), "rb") as f:
+            return f.read()
+
+    try:
+        return encoding_lib.load(name, read, manifest.encoding_config_hash or None)
+    except encoding_lib.EncodingError as exc:
+        raise records.DataError(f"{directory}: {' '.join(str(exc).split())}") from None
+
+
+# --------------------------------------------------------------------------- the grammar while sampling
+
+
+def grammar_states(grammar: Grammar | None, primers: np.ndarray) -> list[GrammarState] | None:
+    """One grammar state per primer row, each having read its row's tokens; None for no grammar or a
+    free one (the reference's): then nothing is masked and a seeded run draws exactly what it drew
+    before grammars existed."""
+    if grammar is None or grammar.free:
+        return None
+    return [grammar.start([grammar.vocab[i] for i in row]) for row in np.asarray(primers)]
+
+
+def draw(probabilities: np.ndarray, states: list[GrammarState] | None, vocab: Sequence[str], remaining: int,
+         temperature: float, top_k: int | None, top_p: float | None, rng: np.random.Generator) -> list[int]:
+    """One :func:`sample_next` per row of ``probabilities``, each under its row's grammar state (which
+    then reads the drawn token, ``vocab[id]``). ``remaining`` (this token included) lets the grammar
+    end the piece whole (:meth:`GrammarState.allowed_within`)."""
+    if states is None:
+        return [sample_next(p, temperature, top_k, rng, top_p) for p in probabilities]
+    drawn = []
+    for p, state in zip(probabilities, states):
+        token_id = sample_next(p, temperature, top_k, rng, top_p, state.allowed_within(remaining))
+        state.push(vocab[token_id])
+        drawn.append(token_id)
+    return drawn
+
+
+def piece_tokens(grammar: Grammar | None, vocab: Sequence[str], primer: Sequence[int], ids: Sequence[int]
+                 ) -> list[str]:
+    """The tokens of a composed piece as written and measured: the generated ids' tokens, behind the
+    primer's :meth:`Grammar.lead_in` (REMI: a trailing ``Pitch`` whose ``Duration`` was generated), and
+    without a last ``Pitch`` left unfinished (only when ``--length`` is too short to finish a note;
+    :meth:`GrammarState.allowed_within` ends every longer piece whole). The reference: the tokens."""
+    tokens = [vocab[i] for i in ids]
+    if grammar is None or grammar.free:
+        return tokens
+    tokens = grammar.lead_in([vocab[i] for i in primer]) + tokens
+    return tokens if grammar.start(tokens).finished else tokens[:-1]
 
 
 # --------------------------------------------------------------------------- choosing the next token
