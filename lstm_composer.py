@@ -67,12 +67,16 @@ PROG = "lstm-composer quickstart"
 QUICKSTART_PRESET: dict[str, dict[str, Any]] = {
     "preprocess": {"sequence_length": 32},
     "train": {
-        "epochs": 6, "steps_per_epoch": 200,
-        "learning_rate": 0.003,  # higher than the reference's 0.001: the quickstart trains for minutes, not hours
-        "dropout": 0.2, "units": 128, "layers": 2, "embedding_dim": 32, "dense_units": 128,
-        "sample_every": 2, "seed": 1,
+        # 3,000 steps (about 6 passes over the embedded dataset's windows): fixed steps, not a clock,
+        # so a run repeats on any machine. A high rate decayed along a cosine reaches in minutes what a
+        # constant rate does not (docs/PERFORMANCE.md has the figures of each lever).
+        "epochs": 12, "steps_per_epoch": 250, "learning_rate": 0.005, "lr_schedule": "cosine",
+        "dropout": 0.1, "units": 128, "layers": 2, "embedding_dim": 32, "dense_units": 128,
+        "sample_every": 4, "seed": 1,
     },
-    "generate": {"length": 200, "temperature": 0.8, "seed": 1, "wav": True},
+    # Nucleus sampling at full temperature: at 0.8, 1 of 5 seeded 500-token pieces locked into one chord
+    # for 63 % of the piece; top-p 0.95 drops the long tail that makes temperature 1 alone noisy.
+    "generate": {"length": 200, "temperature": 1.0, "top_p": 0.95, "seed": 1, "wav": True},
 }
 """The quickstart's defaults for each job's own flags, sized to finish in minutes on a laptop CPU."""
 
@@ -264,13 +268,35 @@ def fail(exc: Exception) -> int:
     return 2
 
 
-def report(stages: Stages, data_dir: str, train_windows: int, job_dir: str, music: str, metrics: dict) -> str:
-    """Where everything went, and the model's accuracy beside the baselines'."""
+BAR_POINTS = 2.0
+"""How far (percentage points of validation next-token accuracy) the quickstart's model should beat
+the bigram baseline: a network that does not know more than a bigram table has not learned music yet."""
+
+
+def comparison(metrics: dict) -> list[str]:
+    """The exported model's accuracy against the baselines, as the report prints it; pure."""
 
     def pct(key: str) -> str:
         value = metrics.get(key)
         return "n/a" if value is None else f"{100 * value:.1f} %"
 
+    lstm, bigram = metrics.get("val_accuracy"), metrics.get("bigram_val_accuracy")
+    epoch, last = metrics.get("epoch"), metrics.get("last_epoch")
+    which = f"epoch {epoch} of {last}, the lowest validation loss" if epoch is not None and last else "the last epoch"
+    lines = [f"validation next-token accuracy of the exported model ({which}):"]
+    if lstm is not None and bigram is not None:
+        points = 100 * (lstm - bigram)
+        verdict = "clears" if points >= BAR_POINTS else "is below"
+        lines.append(f"  LSTM {pct('val_accuracy')} vs bigram {pct('bigram_val_accuracy')}: {points:+.1f} points "
+                     f"({verdict} the +{BAR_POINTS:g} points bar)")
+    else:
+        lines += [f"  LSTM             {pct('val_accuracy')}", f"  bigram baseline  {pct('bigram_val_accuracy')}"]
+    lines.append(f"  unigram baseline {pct('unigram_val_accuracy')}")
+    return lines
+
+
+def report(stages: Stages, data_dir: str, train_windows: int, job_dir: str, music: str, metrics: dict) -> str:
+    """Where everything went, and the exported model's accuracy beside the baselines'."""
     return "\n".join([
         "",
         f"quickstart finished in {time.perf_counter() - stages.started:.0f} s",
@@ -282,10 +308,7 @@ def report(stages: Stages, data_dir: str, train_windows: int, job_dir: str, musi
         f"  piano roll       {music[:-4]}.png",
         f"  audio            {music[:-4]}.wav",
         "",
-        "validation next-token accuracy (does the network know more than note frequencies?)",
-        f"  LSTM             {pct('val_accuracy')}",
-        f"  bigram baseline  {pct('bigram_val_accuracy')}",
-        f"  unigram baseline {pct('unigram_val_accuracy')}",
+        *comparison(metrics),
         "",
         f"watch it: tensorboard --logdir {job_dir}/logs",
     ])

@@ -75,7 +75,9 @@ def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_
     assert (work / "composition.png").read_bytes().startswith(b"\x89PNG")
     assert (work / "composition.wav").read_bytes().startswith(b"RIFF")  # the preset's --wav
     assert f"tensorboard --logdir {work}/job/logs" in out
-    assert "bigram baseline" in out and "unigram baseline" in out and "LSTM" in out
+    assert re.search(r"^  LSTM \d+\.\d % vs bigram \d+\.\d %: [+-]\d+\.\d points \((clears|is below) the \+2 points bar\)$",
+                     out, re.MULTILINE), out
+    assert re.search(r"exported model \(epoch [12] of 2, the lowest validation loss\)", out) and "unigram baseline" in out
 
 
 def test_quickstart_routes_each_flag_to_the_jobs_that_know_it():

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from preprocessing import quiet
 from trainer.model import MODELS
+from trainer.schedule import SCHEDULES
 
 PROG = "lstm-composer train"
 DISTRIBUTE = ("auto", "none", "mirrored", "multiworker")
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=100)
     p.add_argument("--batch-size", type=positive_int, default=64, help="GLOBAL batch size (split over all replicas)")
     p.add_argument("--learning-rate", type=positive_float, default=0.001)
+    p.add_argument("--lr-schedule", choices=SCHEDULES, default="constant",
+                   help="constant: --learning-rate throughout; cosine: a linear warm-up over the first 5 %% of "
+                   "the steps, then half a cosine down to 5 %% of --learning-rate at the last step")
     p.add_argument("--model", choices=MODELS, default="fast")
     p.add_argument("--units", type=positive_int, default=512, help="LSTM units per layer")
     p.add_argument("--layers", type=positive_int, default=3, help="number of LSTM layers")

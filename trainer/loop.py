@@ -14,8 +14,10 @@ the one code path for the default strategy, MirroredStrategy and MultiWorkerMirr
 * After every finished epoch the :class:`Backup` saves model, optimizer, epoch and best losses; a
   restarted job restores it and goes on with the next epoch, so a job loses at most the epoch it was
   in. Beside it, ``run.json`` says which run it belongs to; a different run is refused before
-  anything is restored (:mod:`trainer.resume`). Every worker takes part in every save (reading distributed variables can be a collective), only
-  the chief's lands in the job directory (:class:`trainer.job_dir.WorkerOutputs`).
+  anything is restored (:mod:`trainer.resume`). Every worker takes part in every save (reading
+  distributed variables can be a collective), only the chief's lands in the job directory.
+* The learning rate follows ``--lr-schedule`` (:mod:`trainer.schedule`), set before every chunk of
+  steps; after the last epoch the best epoch's weights go back for the export (:mod:`trainer.best`).
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ from trainer import data as data_lib
 from trainer import measures
 from trainer import model as model_lib
 from trainer import resume
+from trainer.best import BestEpoch, val_checkpoint_name
 from trainer.progress import EpochProgress
 from trainer.export import save_model
 from trainer.flags import UsageError
 from trainer.job_dir import WorkerOutputs, set_aside
+from trainer.schedule import learning_rate_at
 
 
 def log(message: str) -> None:
@@ -276,6 +280,7 @@ class EpochLoop:
         # Every validation window once per epoch (weighted; see trainer.data.dataset).
         self.validation = distributed(VALIDATION, shuffle=False, weighted=True) if steps.has_validation else None
         self.train_steps, self.eval_steps = make_step_functions(strategy, model, steps.global_batch)
+        self.best = BestEpoch()  # the epoch model/ gets (trainer.best)
 
     def run(self, baselines: dict[str, float]) -> dict[str, Any]:
         """Every epoch not finished yet; returns the last epoch's metrics (and the baselines)."""
@@ -297,7 +302,20 @@ class EpochLoop:
         last = self.args.epochs
         if self.sampler and first <= last and last % self.args.sample_every:
             self.log_sample(last)  # the end of training is always sampled and measured
-        return metrics
+        return self.restore_best(metrics, last_epoch=max(first - 1, last))
+
+    def restore_best(self, last: dict[str, Any], last_epoch: int) -> dict[str, Any]:
+        """Put the best epoch's weights (by validation loss) back for the export; its metrics, with
+        ``epoch`` the exported epoch and ``last_epoch`` the last one trained."""
+        epoch, known = self.best.restore(self.model, last_epoch=last_epoch, checkpoints_dir=self.outputs.layout.checkpoints,
+                                         best_val_loss=float(self.backup.best_val_loss.numpy()), log=log)
+        chosen = {**last, **self.best.metrics} if known else last
+        if not known and self.steps.has_validation and (epoch != last_epoch or "val_loss" not in last):
+            chosen = {**last, **self.validation_metrics()}  # a best epoch from before a restart
+        why = "the lowest val_loss" if self.steps.has_validation else "the last: no validation windows"
+        if self.chief:
+            log(f"exported epoch {epoch} of {last_epoch} ({why})")
+        return {**chosen, "epoch": epoch, "last_epoch": last_epoch}
 
     def train_epoch(self, epoch: int) -> float:
         """The epoch's training steps, in chunks with progress between them (:mod:`trainer.progress`);
@@ -307,6 +325,9 @@ class EpochLoop:
         loss_sum, done = 0.0, 0
         while done < self.steps.per_epoch:
             chunk = progress.next_chunk()
+            self.model.optimizer.learning_rate = learning_rate_at(
+                self.args.lr_schedule, self.args.learning_rate, (epoch - 1) * self.steps.per_epoch + done,
+                self.args.epochs * self.steps.per_epoch)
             chunk_loss = float(self.train_steps(self.train_iterator, tf.constant(chunk)))
             done += chunk
             loss_sum += chunk_loss
@@ -340,14 +361,17 @@ class EpochLoop:
             "examples_per_second": steps.per_epoch * steps.global_batch / max(elapsed, 1e-9),
         }
         if steps.has_validation:
-            val_loss = float(sums[0] / sums[3])
-            metrics.update(
-                val_loss=val_loss,
-                val_accuracy=float(sums[1] / sums[3]),
-                val_top5_accuracy=float(sums[2] / sums[3]),
-                perplexity=float(math.exp(min(val_loss, 700.0))),
-            )
+            metrics.update(self.validation_metrics(sums))
         return metrics
+
+    def validation_metrics(self, sums=None) -> dict[str, float]:
+        """Validation loss, accuracy, top-5 accuracy and perplexity from ``eval_steps``' sums (one
+        validation pass of the model as it is now when none are given)."""
+        if sums is None:
+            sums = self.eval_steps(iter(self.validation), tf.constant(self.steps.validation)).numpy()
+        val_loss = float(sums[0] / sums[3])
+        return {"val_loss": val_loss, "val_accuracy": float(sums[1] / sums[3]),
+                "val_top5_accuracy": float(sums[2] / sums[3]), "perplexity": float(math.exp(min(val_loss, 700.0)))}
 
     def log_scalars(self, metrics: dict[str, float], epoch: int) -> None:
         with self.writer.as_default():
@@ -364,7 +388,8 @@ class EpochLoop:
         val_loss = metrics.get("val_loss")
         if val_loss is not None and val_loss < backup.best_val_loss.numpy():
             backup.best_val_loss.assign(val_loss)
-            save_model(self.model, self.outputs.path("checkpoints", f"val-improvement-{epoch:02d}-{val_loss:.4f}.keras"))
+            save_model(self.model, self.outputs.path("checkpoints", val_checkpoint_name(epoch, val_loss)))
+            self.best.keep(self.model, epoch, metrics)
 
     def log_sample(self, epoch: int) -> None:
         weights = self.model.get_weights()  # on every worker: reading distributed variables may be a collective

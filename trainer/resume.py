@@ -40,7 +40,7 @@ VERSION = 1
 
 DATA_MUST_MATCH = ("encoding", "sequence_length", "vocab_size", "vocab_hash")
 FLAGS_MUST_MATCH = ("model", "units", "layers", "dense_units", "embedding_dim", "dropout")
-FLAGS_MAY_CHANGE = ("learning_rate", "epochs", "batch_size", "seed", "shuffle_buffer", "steps_per_epoch",
+FLAGS_MAY_CHANGE = ("learning_rate", "lr_schedule", "epochs", "batch_size", "seed", "shuffle_buffer", "steps_per_epoch",
                     "validation_steps", "baseline_windows", "sample_every", "data_dir")
 DATA_MAY_CHANGE = ("stride", "parts", "train_windows", "validation_windows")
 MUST_MATCH = DATA_MUST_MATCH + FLAGS_MUST_MATCH

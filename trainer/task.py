@@ -23,7 +23,8 @@ from trainer.flags import PROG, UsageError, parse_args
 
 
 def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Run the job described by ``args``; returns the last epoch's metrics (and the baselines)."""
+    """Run the job described by ``args``; returns the exported (best by validation loss) epoch's metrics,
+    with ``epoch`` that epoch and ``last_epoch`` the last one trained (and the baselines)."""
     import tensorflow as tf
 
     from trainer import data as data_lib, loop, resume
