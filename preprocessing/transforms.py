@@ -264,8 +264,8 @@ class TallyFn(beam.CombineFn):
         return total
 
     def extract_output(self, accumulator: Tally) -> Tally:
-        keys = records.COUNT_KEYS + records.AUGMENTATION_COUNT_KEYS
-        counts = Counter({key: int(accumulator.counts.get(key, 0)) for key in keys})
+        augmented = [key for key in records.AUGMENTATION_COUNT_KEYS if key in accumulator.counts]
+        counts = Counter({key: int(accumulator.counts.get(key, 0)) for key in (*records.COUNT_KEYS, *augmented)})
         counts["files_matched"] = counts["files_parsed"] + counts["files_failed"]
         dead_letters = sorted(accumulator.dead_letters, key=lambda entry: entry["path"])
         return Tally(counts, dead_letters)
