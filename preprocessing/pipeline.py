@@ -10,6 +10,7 @@ in the cloud unchanged with ``--runner DataflowRunner``. The flags are in
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from dataclasses import replace
 from typing import Any, NamedTuple, Sequence
@@ -92,7 +93,8 @@ class PreprocessMidi(beam.PTransform):
         o = self.options
         count = self.train_shards
         if split == records.VALIDATION:
-            count = files.validation_shards(self.train_shards, o.validation_fraction)
+            # validation is never transposed: in proportion to the train shards the files alone need
+            count = files.validation_shards(math.ceil(self.train_shards / (1 + 2 * o.transpose)), o.validation_fraction)
         return WriteShards(o.output, split, self.run_id, count, o.compression)
 
 
@@ -128,7 +130,7 @@ def run(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
     pattern, root = files.input_pattern(options.input)
     matched = files.match_inputs(pattern)
     train_shards = options.num_shards or files.choose_num_shards(
-        sum(m.size_in_bytes for m in matched), options.sequence_length, options.stride
+        sum(m.size_in_bytes for m in matched), options.sequence_length, options.stride, options.transpose
     )
     files.prepare_output(options.output)
     beam_options = PipelineOptions(list(beam_args))
