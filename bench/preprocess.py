@@ -18,7 +18,14 @@ collector (``bench/parse_gc.py`` measures what Beam's presence and the workers' 
 to it), and, from the per-file parse times, how far from a perfect split over the workers the
 pipeline's size-balanced groups and a ``Reshuffle``'s random keys would land.
 
-    python bench/preprocess.py [--input DIR] [--workers N] [--repeats 1]
+The encodings (issue 11), in the same run: the parse-and-tokenize step of each encoding
+(``Encoding.encode``, ``--parts all``) over every file, in one fresh process that holds both, file
+by file alternately, timed in CPU seconds of that process (files per CPU-second = files per second
+per core), with each encoding's vocabulary size and tokens per piece; and the whole pipeline with
+``--encoding reference`` and ``--encoding remi`` (wall time, and the CPU time of the process tree in
+a fresh process). ``--compare loop`` runs only the first part, ``--compare encodings`` only this.
+
+    python bench/preprocess.py [--input DIR] [--workers N] [--repeats 1] [--compare all|loop|encodings]
 """
 
 from __future__ import annotations
@@ -124,18 +131,104 @@ def midi_paths(input_dir: str) -> list[Path]:
     return sorted(p for p in Path(input_dir).rglob("*") if p.suffix.lower() in (".mid", ".midi"))
 
 
-def pipeline_run(input_dir: str, workers: int) -> tuple[float, int]:
-    """The Beam pipeline over ``input_dir``: returns (seconds, tokens)."""
+def pipeline_run(input_dir: str, workers: int, *flags: str) -> tuple[float, int]:
+    """The Beam pipeline over ``input_dir`` (``--parts first`` unless ``flags`` say otherwise): returns
+    (seconds, tokens)."""
     from preprocessing import pipeline
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         outcome = pipeline.run_pipeline(
-            ["--input", input_dir, "--output", out, "--parts", "first",
+            ["--input", input_dir, "--output", out, *(flags or ("--parts", "first")),
              "--direct_running_mode", "multi_processing", f"--direct_num_workers={workers}"]
         )
         seconds = time.perf_counter() - start
     return seconds, outcome.manifest.counts["tokens"]
+
+
+ENCODINGS = ("reference", "remi")
+
+
+def tokenize_both(paths: list[Path]) -> dict:
+    """Each file's bytes through each encoding's ``encode`` (``parts="all"``), alternating which goes
+    first file by file, after one warm-up file each (imports, MidiTok's tables): CPU seconds of this
+    process per encoding, tokens per piece and the vocabulary of the files that parse."""
+    from preprocessing import encoding
+
+    codecs = {name: encoding.get(name) for name in ENCODINGS}
+    for codec in codecs.values():
+        codec.encode(paths[0].read_bytes())
+    cpu = dict.fromkeys(ENCODINGS, 0.0)
+    tokens: dict[str, list[int]] = {name: [] for name in ENCODINGS}
+    vocab: dict[str, set] = {name: set() for name in ENCODINGS}
+    failed = dict.fromkeys(ENCODINGS, 0)
+    for index, path in enumerate(paths):
+        data = path.read_bytes()
+        for name in ENCODINGS if index % 2 == 0 else ENCODINGS[::-1]:
+            start = time.process_time()
+            try:
+                piece = codecs[name].encode(data)
+            except ValueError:  # MidiParseError: a bad file costs its parse all the same
+                piece = None
+            cpu[name] += time.process_time() - start
+            if piece is None:
+                failed[name] += 1
+            else:
+                tokens[name].append(len(piece))
+                vocab[name].update(piece)
+    return {name: {"cpu_s": cpu[name], "failed": failed[name], "tokens": sum(tokens[name]),
+                   "tokens_per_piece": statistics.mean(tokens[name]) if tokens[name] else 0.0,
+                   "vocab_size": len(vocab[name])} for name in ENCODINGS}
+
+
+def pipeline_in_fresh_process(input_dir: str, workers: int, name: str) -> dict:
+    """``bench/compare_pipeline.py``'s child (wall and reaped CPU time) with ``--encoding name --parts all``."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from compare_pipeline import CHILD
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = CHILD.replace("pipeline_run(sys.argv[1], int(sys.argv[2]))",
+                         f"pipeline_run(sys.argv[1], int(sys.argv[2]), '--encoding', {name!r}, '--parts', 'all')")
+    env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", code, input_dir, str(workers), os.path.dirname(os.path.abspath(__file__))],
+                            cwd=root, env=env, capture_output=True, text=True)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode or not lines:
+        raise SystemExit(f"the {name} pipeline failed:\n{result.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def compare_encodings(input_dir: str, paths: list[Path], workers: int) -> dict:
+    """The encodings' figures (see the module's docstring), printed as they come."""
+    result = subprocess.run([sys.executable, os.path.abspath(__file__), "--input", input_dir, "--tokenize-only"],
+                            check=True, capture_output=True, text=True)
+    tokenized = json.loads(result.stdout.strip().splitlines()[-1])
+    figures: dict = {}
+    for name in ENCODINGS:
+        t = tokenized[name]
+        rate = (len(paths) - t["failed"]) / t["cpu_s"] if t["cpu_s"] else float("inf")
+        figures[f"{name}_tokenize_cpu_s"] = round(t["cpu_s"], 3)
+        figures[f"{name}_files_per_cpu_s"] = round(rate, 2)
+        figures[f"{name}_vocab_size"] = t["vocab_size"]
+        figures[f"{name}_tokens_per_piece"] = round(t["tokens_per_piece"], 1)
+        print(f"{name}: parse and tokenize {rate:.2f} files per CPU-second ({t['cpu_s']:.1f} CPU-s for "
+              f"{len(paths)} files), vocabulary {t['vocab_size']}, {t['tokens_per_piece']:.0f} tokens per piece",
+              flush=True)
+    figures["remi_over_reference_tokenize"] = round(figures["remi_files_per_cpu_s"]
+                                                    / figures["reference_files_per_cpu_s"], 1)
+    print(f"REMI / reference, parse and tokenize per core: {figures['remi_over_reference_tokenize']}x", flush=True)
+    for name in ENCODINGS:  # the whole pipeline, --parts all, each in a fresh process
+        run = pipeline_in_fresh_process(input_dir, workers, name)
+        figures[f"{name}_pipeline_s"] = round(run["seconds"], 2)
+        figures[f"{name}_pipeline_cpu_s"] = round(run["cpu_seconds"], 2)
+        print(f"{name}: whole pipeline {run['seconds']:.1f} s, {run['cpu_seconds']:.1f} CPU-s "
+              f"({run['tokens']} tokens)", flush=True)
+    figures["reference_over_remi_pipeline"] = round(figures["reference_pipeline_s"] / figures["remi_pipeline_s"], 2)
+    figures["reference_over_remi_pipeline_cpu"] = round(
+        figures["reference_pipeline_cpu_s"] / figures["remi_pipeline_cpu_s"], 2)
+    print(f"whole pipeline, reference / REMI: {figures['reference_over_remi_pipeline']}x wall, "
+          f"{figures['reference_over_remi_pipeline_cpu']}x CPU", flush=True)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", default=None, help="MIDI folder (default: the embedded dataset)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=1, help="rounds; the ratio is their median")
+    parser.add_argument("--compare", choices=("all", "loop", "encodings"), default="all",
+                        help="loop: the reference loop against the pipeline; encodings: REMI against reference")
     parser.add_argument("--reference-loop-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tokenize-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -151,12 +247,21 @@ def main(argv: list[str] | None = None) -> int:
         seconds, tokens, gc_seconds, per_file = reference_loop(midi_paths(args.input))
         print(json.dumps({"seconds": seconds, "tokens": tokens, "gc_seconds": gc_seconds, "per_file": per_file}))
         return 0
+    if args.tokenize_only:  # the child process of compare_encodings
+        print(json.dumps(tokenize_both(midi_paths(args.input))))
+        return 0
 
     from preprocessing import sample_data
 
     input_dir = args.input or sample_data.ensure_dataset()
     paths = midi_paths(input_dir)
     print(f"{len(paths)} MIDI files in {input_dir}; {args.workers} worker processes for the pipeline")
+    figures = {"files": len(paths), "cores": os.cpu_count(), "workers": args.workers}
+    if args.compare in ("all", "encodings"):
+        figures.update(compare_encodings(input_dir, paths, args.workers))
+    if args.compare == "encodings":
+        print(json.dumps(figures))
+        return 0
 
     rounds = []
     for round_index in range(args.repeats):
@@ -176,11 +281,8 @@ def main(argv: list[str] | None = None) -> int:
               f"collector), pipeline {pipe_s:.1f} s, ratio {seq_s / pipe_s:.2f}")
     seq_s = min(r[0] for r in rounds)
     pipe_s = min(r[1] for r in rounds)
-    figures = {
-        "files": len(paths),
+    figures.update({
         "tokens": seq_tokens,
-        "cores": os.cpu_count(),
-        "workers": args.workers,
         "rounds": args.repeats,
         "sequential_s": round(seq_s, 2),
         "pipeline_s": round(pipe_s, 2),
@@ -188,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_files_per_s": round(len(paths) / pipe_s, 2),
         "sequential_gc_share": round(statistics.median(r[2] / r[0] for r in rounds), 3),
         "speedup": round(statistics.median(r[0] / r[1] for r in rounds), 2),
-    }
+    })
     # per-file times of the fastest sequential round
     figures.update(schedule_figures(paths, min(rounds, key=lambda r: r[0])[3], args.workers))
     best = " (best round)" if args.repeats > 1 else ""

@@ -241,6 +241,10 @@ _IMPLEMENTATIONS = {"reference": (__name__, "ReferenceEncoding"), "remi": ("prep
 TOKEN_FORMATS: dict[str, str] = {"music21-pitch-normalorder-v1": "reference", "miditok-remi-v1": "remi"}
 """Each encoding's ``token_format`` (what a manifest records) → its name, without importing either."""
 
+SAVED_FILE_NAMES: dict[str, tuple[str, ...]] = {"reference": (), "remi": ("tokenizer.json",)}
+"""Each encoding's ``saved_file_names``, without importing it: a run removes the others' files from its
+output folder (a reference run into a folder that held a REMI output leaves no ``tokenizer.json``)."""
+
 PARSE_FUNCTIONS: dict[str, str] = {
     "reference": "preprocessing.notes:tokens_from_midi_bytes",
     "remi": "preprocessing.remi:tokens_from_midi_bytes",

@@ -76,9 +76,12 @@ def match_inputs(pattern: str) -> list:
     return files
 
 
-def choose_num_shards(total_midi_bytes: int, sequence_length: int, stride: int) -> int:
-    """Train shards for an input of this size: about TARGET_SHARD_BYTES each, between 1 and MAX_SHARDS."""
-    tokens = total_midi_bytes / ESTIMATED_MIDI_BYTES_PER_TOKEN
+def choose_num_shards(total_midi_bytes: int, sequence_length: int, stride: int, transpose: int = 0) -> int:
+    """Train shards for an input of this size: about TARGET_SHARD_BYTES each, between 1 and MAX_SHARDS.
+
+    ``--transpose K`` multiplies the training windows by up to 1 + 2K, and a shard is built in memory:
+    the estimate counts the copies, so shards stay near the target size."""
+    tokens = total_midi_bytes / ESTIMATED_MIDI_BYTES_PER_TOKEN * (1 + 2 * transpose)
     record_bytes = 2 * sequence_length + 32  # varint ids below 16384 take 2 bytes, plus framing
     estimated = tokens / stride * record_bytes
     return max(1, min(MAX_SHARDS, math.ceil(estimated / TARGET_SHARD_BYTES)))
@@ -155,17 +158,21 @@ def publish(output: str, texts: Sequence[tuple[str, str | bytes]], run_id: str) 
         FileSystems.rename([temporary], [final])
 
 
-def remove_stale(output: str, keep: Iterable[str], published: Sequence[str] = ()) -> list[str]:
+def remove_stale(output: str, keep: Iterable[str], published: Sequence[str] = (),
+                 replaced: Sequence[str] = ()) -> list[str]:
     """After a manifest landed: delete every shard (and temporary file) in ``output`` it does not list.
 
     Those are the replaced output's shards and what interrupted runs left (``published`` names the files
-    :func:`publish` wrote besides the three JSON ones, whose temporary names go too). Returns what it deleted;
-    a failure is logged, not raised (the new output is finished; the next run tries again).
+    :func:`publish` wrote besides the three JSON ones, whose temporary names go too). ``replaced`` names
+    files an output of another kind writes and this one does not (another encoding's saved tokenizer):
+    they go too, so nothing in the folder contradicts the new manifest. Returns what it deleted; a
+    failure is logged, not raised (the new output is finished; the next run tries again).
     """
     keep = set(keep)
     patterns = [records.shard_pattern(split) for split in records.SPLITS]
     published = (records.DEAD_LETTER_FILE, records.VOCAB_FILE, *published, records.MANIFEST_FILE)
     patterns += [f"{name}.*{TEMP_SUFFIX}" for name in published]
+    patterns += [name for name in replaced if name not in published]
     try:
         matches = FileSystems.match([records.join(output, pattern) for pattern in patterns])
         stale = sorted({m.path for match in matches for m in match.metadata_list

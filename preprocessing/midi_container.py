@@ -13,12 +13,14 @@ class MidiParseError(ValueError):
 
 
 def check_midi_container(data: bytes) -> None:
-    """Raise :class:`MidiParseError` unless every chunk the header promises is there in full.
+    """Raise :class:`MidiParseError` unless the file holds exactly the tracks its header declares, in full.
 
-    music21 reads a truncated file without complaint and returns the notes before the cut, and
-    symusic reads a file whose header declares more tracks than it holds; either would put half a
-    piece into the dataset unnoticed. The container makes the check cheap: the header declares the
-    number of tracks, and every chunk declares its length.
+    music21 reads a truncated file without complaint and returns the notes before the cut, symusic
+    reads a file whose header declares more tracks than it holds, and both read only the declared
+    tracks of a file that holds more (the rest of the music is silently lost); each would put part of
+    a piece into the dataset unnoticed. The container makes the check cheap: the header declares the
+    number of tracks, and every chunk declares its length. Bytes after the last track that do not
+    form a whole track chunk (padding, junk some writers leave) are allowed, as both parsers skip them.
     """
     if not data:
         raise MidiParseError("empty file (0 bytes)")
@@ -42,6 +44,22 @@ def check_midi_container(data: bytes) -> None:
         position += 8 + length
     if tracks < declared_tracks:
         raise MidiParseError(f"truncated: the header declares {declared_tracks} tracks, the file holds {tracks}")
+    extra = _whole_track_chunks(data, position)
+    if extra:
+        raise MidiParseError(f"the header declares {declared_tracks} tracks, the file holds {tracks + extra}: "
+                             "a parser would read only the declared ones")
+
+
+def _whole_track_chunks(data: bytes, position: int) -> int:
+    """How many whole ``MTrk`` chunks follow ``position`` (up to the first that is not whole)."""
+    count = 0
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position + 4 : position + 8], "big")
+        if position + 8 + length > len(data):
+            break
+        count += data[position : position + 4] == b"MTrk"
+        position += 8 + length
+    return count
 
 
 MAX_QUARTER_NOTES = 20_000

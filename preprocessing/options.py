@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from preprocessing import encoding, notes, quiet, records
+from preprocessing import encoding, notes, quiet, records, windowing
 from preprocessing.direct_runner import with_local_defaults
 from preprocessing.files import MAX_SHARDS
 
@@ -36,6 +36,7 @@ class PreprocessOptions:
     compression: str = "none"
     max_seconds_per_file: float = 60.0
     encoding: str = encoding.DEFAULT_ENCODING
+    transpose: int = 0  # semitones: training pieces are also copied shifted by -K..-1, +1..+K
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference: the reference notebook's pitches and chords, via music21, no rhythm (default); "
         "remi: MidiTok's REMI via symusic, with bars, positions and durations (docs/ENCODING.md)",
     )
+    parser.add_argument(
+        "--transpose",
+        type=int,
+        default=0,
+        metavar="K",
+        help="augmentation: add copies of every training piece shifted by -K..-1 and +1..+K semitones "
+        f"(0 to {windowing.MAX_TRANSPOSE}; default 0, off). Validation pieces are never transposed; a copy "
+        "with a note outside the encoding's pitch range is dropped and counted",
+    )
     quiet.add_verbose_flag(parser)
     return parser
 
@@ -130,6 +140,8 @@ def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = 
         parser.error("--validation-fraction must be at least 0 and below 1")
     if args.num_shards is not None and not 1 <= args.num_shards <= MAX_SHARDS:
         parser.error(f"--num-shards must be between 1 and {MAX_SHARDS}")
+    if not 0 <= args.transpose <= windowing.MAX_TRANSPOSE:
+        parser.error(f"--transpose must be between 0 and {windowing.MAX_TRANSPOSE} semitones")
     if not 0 < args.max_seconds_per_file < math.inf:
         parser.error("--max-seconds-per-file must be a positive number of seconds")
     return PreprocessOptions(**vars(args)), with_local_defaults(beam_args)

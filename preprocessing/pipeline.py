@@ -10,6 +10,7 @@ in the cloud unchanged with ``--runner DataflowRunner``. The flags are in
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from dataclasses import replace
 from typing import Any, NamedTuple, Sequence
@@ -26,7 +27,7 @@ from preprocessing.direct_runner import SpreadFiles, direct_runner_workers
 from preprocessing.files import PipelineError
 from preprocessing.options import PROG, PreprocessOptions, parse_args
 from preprocessing.transforms import (
-    METRICS_NAMESPACE, MakeWindows, ParseMidi, TallyFn, VocabularyFn, WriteShards, count_matched,
+    METRICS_NAMESPACE, MakeWindows, ParseMidi, TallyFn, TransposePieces, VocabularyFn, WriteShards, count_matched,
     dead_letter_tally, piece_tally, write_outputs,
 )
 
@@ -42,6 +43,8 @@ class PreprocessMidi(beam.PTransform):
     shard entries as side inputs, so it runs only after all of them are final and writes the manifest
     last: a folder with a manifest is a finished output, on any runner. The encoding is described
     (token format, hash, versions, saved files) here, in the launching process, as plain values.
+    Transposed copies (``--transpose``) join the pieces after the parse, before the vocabulary and the
+    windows, and only for training pieces (:class:`TransposePieces`).
     """
 
     def __init__(self, options: PreprocessOptions, *, pattern: str, root: str, train_shards: int,
@@ -64,7 +67,9 @@ class PreprocessMidi(beam.PTransform):
             | "ParseMidi" >> beam.ParDo(ParseMidi(o.parts, self.root, o.max_seconds_per_file, o.encoding)).with_outputs(
                 ParseMidi.DEAD_LETTER, main="pieces")
         )
-        pieces, dead = parsed.pieces, parsed[ParseMidi.DEAD_LETTER]
+        augmented = parsed.pieces | "Transpose" >> beam.ParDo(TransposePieces(o.encoding, o.transpose, *window_spec)
+                                                              ).with_outputs(TransposePieces.DROPPED, main="pieces")
+        pieces, dead = augmented.pieces, parsed[ParseMidi.DEAD_LETTER]
         vocab = pieces | "Vocabulary" >> beam.CombineGlobally(VocabularyFn())
         windows = pieces | "Windows" >> beam.ParDo(MakeWindows(*window_spec), AsSingleton(vocab)).with_outputs(
             *records.SPLITS
@@ -72,7 +77,8 @@ class PreprocessMidi(beam.PTransform):
         entries = {split: windows[split] | f"Write{split.title()}" >> self.write_shards(split) for split in records.SPLITS}
         tally = (
             (pieces | "TallyPiece" >> beam.Map(piece_tally, *window_spec),
-             dead | "TallyDeadLetter" >> beam.Map(dead_letter_tally))
+             dead | "TallyDeadLetter" >> beam.Map(dead_letter_tally),
+             augmented[TransposePieces.DROPPED])
             | "AllTallies" >> beam.Flatten()
             | "Tally" >> beam.CombineGlobally(TallyFn())
         )
@@ -80,14 +86,15 @@ class PreprocessMidi(beam.PTransform):
             write_outputs, AsSingleton(vocab), AsList(entries[records.TRAIN]), AsList(entries[records.VALIDATION]),
             output=o.output, run_id=self.run_id, sequence_length=o.sequence_length, stride=o.stride,
             validation_fraction=o.validation_fraction, parts=o.parts, compression=o.compression,
-            described=self.described,
+            described=self.described, transpose=o.transpose,
         )
 
     def write_shards(self, split: str) -> WriteShards:
         o = self.options
         count = self.train_shards
         if split == records.VALIDATION:
-            count = files.validation_shards(self.train_shards, o.validation_fraction)
+            # validation is never transposed: in proportion to the train shards the files alone need
+            count = files.validation_shards(math.ceil(self.train_shards / (1 + 2 * o.transpose)), o.validation_fraction)
         return WriteShards(o.output, split, self.run_id, count, o.compression)
 
 
@@ -123,7 +130,7 @@ def run(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
     pattern, root = files.input_pattern(options.input)
     matched = files.match_inputs(pattern)
     train_shards = options.num_shards or files.choose_num_shards(
-        sum(m.size_in_bytes for m in matched), options.sequence_length, options.stride
+        sum(m.size_in_bytes for m in matched), options.sequence_length, options.stride, options.transpose
     )
     files.prepare_output(options.output)
     beam_options = PipelineOptions(list(beam_args))
@@ -169,6 +176,9 @@ def summary(manifest: records.Manifest, output: str) -> str:
         f"{len(manifest.train_shards)} shard(s)",
         f"  validation windows {c['validation_windows']:>10,}   from {c['validation_pieces']:,} pieces in "
         f"{len(manifest.validation_shards)} shard(s)",
+        *([f"  transposed copies  {c.get('transposed_pieces', 0):>10,}   (--transpose {manifest.transpose}, training "
+           f"pieces only: {c.get('windows_augmented', 0):,} of the train windows; "
+           f"{c.get('transpositions_dropped', 0):,} copies dropped, a note out of range)"] if manifest.transpose else []),
         f"  sequence length {manifest.sequence_length}, stride {manifest.stride}, parts={manifest.parts}, "
         f"encoding {encoding.TOKEN_FORMATS.get(manifest.encoding, manifest.encoding)}; "
         "windows never cross from one piece into the next",

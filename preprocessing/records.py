@@ -26,8 +26,9 @@ FORMAT_VERSION = 2
 
 2: shard names carry the run's id, and the manifest lists every shard with its byte size, record
 count and content hashes (:class:`Shard`), which the trainer checks before its first step. Still 2
-with ``encoding_config_hash`` and ``encoding_versions``: optional fields (:data:`OPTIONAL_FIELDS`),
-so a manifest written before them reads as before, and a reader before them ignores them."""
+with ``encoding_config_hash``, ``encoding_versions`` and ``transpose`` (with its counts,
+:data:`AUGMENTATION_COUNT_KEYS`): optional fields (:data:`OPTIONAL_FIELDS`), so a manifest written
+before them reads as before, and a reader before them ignores them."""
 
 ENCODING = "music21-pitch-normalorder-v1"
 """The reference encoding's token format (see :mod:`preprocessing.notes`), a manifest's default."""
@@ -61,6 +62,9 @@ COUNT_KEYS = (
     "train_windows",
     "validation_windows",
 )
+AUGMENTATION_COUNT_KEYS = ("transposed_pieces", "transpositions_dropped", "windows_augmented")
+"""Counts listed only with ``--transpose K`` (K > 0): copies kept (of training pieces), copies dropped (a
+note left the pitch range), their windows; ``train_windows`` includes them, ``train_pieces`` does not."""
 
 
 class DataError(ValueError):
@@ -247,6 +251,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     encoding_config_hash: str = ""  # the encoding's config_hash; "" in a manifest written before it
     encoding_versions: Mapping[str, str] = dataclasses.field(default_factory=dict)  # libraries that made the tokens
+    transpose: int = 0  # --transpose K: training pieces were also copied shifted by -K..-1, +1..+K semitones
 
     def shard_entries(self, split: str) -> tuple[Shard, ...]:
         """The shards of ``split`` with their sizes, record counts and hashes."""
@@ -264,13 +269,17 @@ class Manifest:
         return int(self.counts.get(f"{split}_windows", 0))
 
 
-OPTIONAL_FIELDS = frozenset({"encoding_config_hash", "encoding_versions"})
+OPTIONAL_FIELDS = frozenset({"encoding_config_hash", "encoding_versions", "transpose"})
 """Manifest fields added within format version 2: a manifest without them still reads (defaults)."""
 
 
 def manifest_to_json(manifest: Manifest) -> str:
+    """The manifest's JSON; without augmentation (``transpose`` 0) the same document as before it existed."""
     doc = dataclasses.asdict(manifest)  # shards become dicts of SHARD_KEYS
-    doc["counts"] = {k: int(manifest.counts.get(k, 0)) for k in COUNT_KEYS}
+    keys = COUNT_KEYS + AUGMENTATION_COUNT_KEYS if manifest.transpose else COUNT_KEYS
+    doc["counts"] = {k: int(manifest.counts.get(k, 0)) for k in keys}
+    if not manifest.transpose:
+        del doc["transpose"]
     return json.dumps(doc, indent=2, sort_keys=True)
 
 

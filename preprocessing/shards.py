@@ -48,13 +48,16 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def window_key(piece_key: str, index: int) -> int:
+def window_key(piece_key: str, index: int, shift: int = 0) -> int:
     """A stable 64-bit key of a piece's ``index``-th window: it picks the shard and the order within it.
 
     A hash, not the window's bytes, so that a shard is not sorted by its first token (the trainer's
     shuffle buffer would then mix only neighbours), and equal windows of different pieces spread out.
+    A transposed copy (``shift`` semitones, ``--transpose``) hashes its shift too, so every copy's
+    windows have keys of their own; the piece itself (0) keeps the key it always had.
     """
-    digest = hashlib.blake2b(f"{piece_key}\0{index}".encode("utf-8"), digest_size=8).digest()
+    text = f"{piece_key}\0{index}" if shift == 0 else f"{piece_key}\0{index}\0{shift:+d}"
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 

@@ -32,6 +32,7 @@ class Piece(NamedTuple):
     path: str
     key: str  # path relative to the input folder: what the train/validation split hashes
     tokens: list[str]
+    shift: int = 0  # semitones: a transposed copy of a training piece (--transpose) when not 0
 
 
 def count_matched(metadata) -> bool:
@@ -108,6 +109,45 @@ class ParseMidi(beam.DoFn):
         yield Piece(path=path, key=files.file_key(path, self.root), tokens=tokens)
 
 
+class TransposePieces(beam.DoFn):
+    """Each piece, then (``--transpose K``) its copies moved by −K … +K semitones if it is a training piece.
+
+    The split comes first: the fate (:func:`windowing.piece_fate`) of the file's own tokens decides,
+    and a copy keeps its piece's key, so a validation piece is never transposed and none of its
+    transpositions can land in train. A copy a note would push out of the encoding's pitch range is
+    dropped and counted (a :class:`Tally` on :data:`DROPPED`). The encoding is imported lazily, in
+    ``setup``, and only when K > 0: the transposition is its own pure ``transpose``, the same on any runner.
+    """
+
+    DROPPED = "transpositions_dropped"
+
+    def __init__(self, encoding_name: str, transpose: int, sequence_length: int, stride: int,
+                 validation_fraction: float):
+        self.encoding_name, self.shifts = encoding_name, windowing.semitone_shifts(transpose)
+        self.window_spec = (sequence_length, stride, validation_fraction)
+        self.copies = Metrics.counter(METRICS_NAMESPACE, "transposed_pieces")
+        self._transpose = None
+
+    def setup(self) -> None:
+        if self.shifts:  # music21 or MidiTok enters this worker only for augmentation
+            self._transpose = encoding.get(self.encoding_name).transpose
+            if in_beam_worker_process():
+                freeze_long_lived_objects()
+
+    def process(self, piece: Piece) -> Iterator:
+        yield piece
+        if not self.shifts or windowing.piece_fate(len(piece.tokens), piece.key, *self.window_spec) != records.TRAIN:
+            return
+        if self._transpose is None:  # a runner that skipped setup
+            self.setup()
+        copies, dropped = windowing.transposed_copies(piece.tokens, self.shifts, self._transpose)
+        for shift, tokens in copies:
+            self.copies.inc()
+            yield piece._replace(tokens=tokens, shift=shift)
+        if dropped:
+            yield beam.pvalue.TaggedOutput(self.DROPPED, Tally(Counter(transpositions_dropped=dropped), []))
+
+
 class MakeWindows(beam.DoFn):
     """One piece → ``(window key, serialized tf.train.Example)`` per window, tagged with the piece's split.
 
@@ -143,7 +183,7 @@ class MakeWindows(beam.DoFn):
         ids = windowing.token_ids(piece.tokens, self._index)
         for index, (inputs, target) in enumerate(windowing.windows(ids, self.sequence_length, self.stride)):
             self.counters[fate].inc()
-            keyed = (shards.window_key(piece.key, index), records.encode_example(inputs, target))
+            keyed = (shards.window_key(piece.key, index, piece.shift), records.encode_example(inputs, target))
             yield beam.pvalue.TaggedOutput(fate, keyed)
 
 
@@ -175,9 +215,15 @@ class Tally(NamedTuple):
 
 
 def piece_counts(piece: Piece, sequence_length: int, stride: int, validation_fraction: float) -> Counter:
-    """The manifest counts one parsed piece contributes (the same classification as its windows)."""
-    counts: Counter = Counter(files_parsed=1, tokens=len(piece.tokens))
+    """The manifest counts one parsed piece contributes (the same classification as its windows).
+
+    A transposed copy (always of a training piece) counts as a copy and by its windows, which the
+    train shards hold: never as a file, its tokens or a piece of its own."""
     fate = windowing.piece_fate(len(piece.tokens), piece.key, sequence_length, stride, validation_fraction)
+    if piece.shift:
+        windows = windowing.window_count(len(piece.tokens), sequence_length, stride)
+        return Counter({"transposed_pieces": 1, "windows_augmented": windows, f"{fate}_windows": windows})
+    counts: Counter = Counter(files_parsed=1, tokens=len(piece.tokens))
     if fate in records.SPLITS:
         counts[f"{fate}_pieces"] = 1
         counts[f"{fate}_windows"] = windowing.window_count(len(piece.tokens), sequence_length, stride)
@@ -218,7 +264,8 @@ class TallyFn(beam.CombineFn):
         return total
 
     def extract_output(self, accumulator: Tally) -> Tally:
-        counts = Counter({key: int(accumulator.counts.get(key, 0)) for key in records.COUNT_KEYS})
+        augmented = [key for key in records.AUGMENTATION_COUNT_KEYS if key in accumulator.counts]
+        counts = Counter({key: int(accumulator.counts.get(key, 0)) for key in (*records.COUNT_KEYS, *augmented)})
         counts["files_matched"] = counts["files_parsed"] + counts["files_failed"]
         dead_letters = sorted(accumulator.dead_letters, key=lambda entry: entry["path"])
         return Tally(counts, dead_letters)
@@ -261,7 +308,8 @@ class WriteShards(beam.PTransform):
 
 def write_outputs(tally: Tally, vocab: list[str], train_shards: list[records.Shard],
                   validation_shards: list[records.Shard], *, output: str, run_id: str, sequence_length: int,
-                  stride: int, validation_fraction: float, parts: str, compression: str, described: dict) -> str:
+                  stride: int, validation_fraction: float, parts: str, compression: str, described: dict,
+                  transpose: int = 0) -> str:
     """Publish dead_letter.jsonl, vocab.json, the encoding's saved files and manifest.json (last), then
     remove what it replaced. ``described`` is :func:`preprocessing.encoding.describe` of the encoding.
 
@@ -286,6 +334,7 @@ def write_outputs(tally: Tally, vocab: list[str], train_shards: list[records.Sha
         encoding=described["token_format"],
         encoding_config_hash=described["config_hash"],
         encoding_versions=dict(described["versions"]),
+        transpose=transpose,
     )
     saved = sorted(described["saved_files"].items())
     files.publish(output, [
@@ -294,6 +343,7 @@ def write_outputs(tally: Tally, vocab: list[str], train_shards: list[records.Sha
         *saved,
         (records.MANIFEST_FILE, records.manifest_to_json(manifest)),
     ], run_id)
+    others = sorted({name for names in encoding.SAVED_FILE_NAMES.values() for name in names})
     files.remove_stale(output, [*manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)],
-                       [name for name, _ in saved])
+                       [name for name, _ in saved], replaced=others)
     return records.join(output, records.MANIFEST_FILE)

@@ -2,13 +2,14 @@
 
 Each piece is windowed on its own (a window and its target always come from the same piece), and
 pieces, not windows, are split between training and validation by a stable hash of their path. Why
-that differs from the reference notebook: ``docs/ENCODING.md``.
+that differs from the reference notebook: ``docs/ENCODING.md``. Transposed copies (``--transpose``)
+are made of training pieces only, after the split, with the encoding's own ``transpose``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from preprocessing.records import TRAIN, VALIDATION
 
@@ -77,3 +78,35 @@ def split_for(key: str, validation_fraction: float) -> str:
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     position = int.from_bytes(digest[:8], "big") / 2.0**64
     return VALIDATION if position < validation_fraction else TRAIN
+
+
+# --------------------------------------------------------------------------- transposition (augmentation)
+
+MAX_TRANSPOSE = 12
+"""``--transpose`` at most an octave: beyond it, a chord token (pitch classes) repeats a copy already made."""
+
+
+def semitone_shifts(transpose: int) -> tuple[int, ...]:
+    """The shifts of ``--transpose K``: −K … −1, +1 … +K (the piece itself, 0, is not a copy)."""
+    if not 0 <= transpose <= MAX_TRANSPOSE:
+        raise ValueError(f"transpose must be between 0 and {MAX_TRANSPOSE} semitones, not {transpose}")
+    return tuple(range(-transpose, 0)) + tuple(range(1, transpose + 1))
+
+
+def transposed_copies(tokens: Sequence[str], shifts: Sequence[int],
+                      transpose: Callable[[Sequence[str], int], list[str] | None]
+                      ) -> tuple[list[tuple[int, list[str]]], int]:
+    """``([(shift, tokens moved by shift), ...], dropped)`` for one piece.
+
+    ``transpose`` is the encoding's own (:meth:`preprocessing.encoding.Encoding.transpose`): it gives
+    None when a note would leave the encoding's pitch range, and that copy is dropped (counted, never
+    an error). Only training pieces are given to this function: the split comes first.
+    """
+    copies, dropped = [], 0
+    for shift in shifts:
+        moved = transpose(tokens, shift)
+        if moved is None:
+            dropped += 1
+        else:
+            copies.append((shift, moved))
+    return copies, dropped

@@ -31,14 +31,17 @@ GOOD = notes.midi_bytes_from_tokens(patterned_tokens(seed=1, length=40))
 
 def bad_files() -> dict[str, bytes]:
     """The held-out-style cases: each is a file a collection can hold, and none is music."""
-    wrong_count = bytearray(GOOD)
-    wrong_count[10:12] = (int.from_bytes(GOOD[10:12], "big") + 2).to_bytes(2, "big")
+    declared = int.from_bytes(GOOD[10:12], "big")
+    wrong_count, fewer_declared = bytearray(GOOD), bytearray(GOOD)
+    wrong_count[10:12] = (declared + 2).to_bytes(2, "big")
+    fewer_declared[10:12] = (declared - 1).to_bytes(2, "big")
     return {
         "empty": b"",
         "random bytes": bytes(random.Random(7).randrange(256) for _ in range(300)),
         "truncated": GOOD[: len(GOOD) // 2],
         "text renamed": b"these are not the notes you are looking for\n",
         "wrong track count": bytes(wrong_count),
+        "fewer tracks declared than held": bytes(fewer_declared),
         "header of zeros": b"MThd" + b"\x00" * 10,
     }
 
@@ -91,6 +94,21 @@ def test_the_wrong_track_count_is_caught_before_symusic_reads_the_tracks_it_has(
     assert Score.from_midi(bad_files()["wrong track count"]).note_num() > 0
     with pytest.raises(MidiParseError, match="the header declares 4 tracks, the file holds 2"):
         encoding.get("remi").encode(bad_files()["wrong track count"])
+
+
+def test_a_header_declaring_fewer_tracks_than_the_file_holds_is_refused_by_both():
+    """Both parsers read only the declared tracks (here the conductor track: no notes at all), so the
+    file would count as empty, or as part of a piece; the container check refuses it instead."""
+    from music21 import converter
+
+    fewer = bad_files()["fewer tracks declared than held"]
+    assert Score.from_midi(fewer).note_num() == 0 < Score.from_midi(GOOD).note_num()
+    assert notes.tokens_from_score(converter.parseData(fewer, format="midi", forceSource=True)) == []
+    for name in encoding.ENCODINGS:
+        with pytest.raises(MidiParseError, match="the header declares 1 tracks, the file holds 2"):
+            encoding.get(name).encode(fewer)
+    padded = GOOD + b"\x00" * 7  # bytes after the last track that are no whole chunk: allowed, as before
+    assert encoding.get("reference").encode(padded) == encoding.get("reference").encode(GOOD)
 
 
 def test_symusics_own_message_reaches_the_error():

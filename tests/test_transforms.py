@@ -42,6 +42,9 @@ def test_shard_count_grows_with_input_size():
     big = files.choose_num_shards(2 * 2**30, 100, 1)
     assert 1 < big <= files.MAX_SHARDS
     assert files.choose_num_shards(2 * 2**30, 100, 10) < big
+    # --transpose 3: up to 7 times the training windows, so about 7 times the shards
+    plain = files.choose_num_shards(200 * 2**20, 100, 1)
+    assert 6 * plain < files.choose_num_shards(200 * 2**20, 100, 1, transpose=3) <= 7 * plain
 
 
 def test_tally_adds_counts_and_sorts_dead_letters_and_matched_is_parsed_plus_failed():
