@@ -50,18 +50,8 @@ SPLITS = (TRAIN, VALIDATION)
 COMPRESSIONS = ("none", "gzip")
 
 # Keys of Manifest.counts, in the order the summary prints them.
-COUNT_KEYS = (
-    "files_matched",
-    "files_parsed",
-    "files_failed",
-    "pieces_empty",
-    "pieces_too_short",
-    "tokens",
-    "train_pieces",
-    "validation_pieces",
-    "train_windows",
-    "validation_windows",
-)
+COUNT_KEYS = ("files_matched", "files_parsed", "files_failed", "pieces_empty", "pieces_too_short", "tokens",
+              "train_pieces", "validation_pieces", "train_windows", "validation_windows")
 AUGMENTATION_COUNT_KEYS = ("transposed_pieces", "transpositions_dropped", "windows_augmented")
 """Counts listed only with ``--transpose K`` (K > 0): copies kept (of training pieces), copies dropped (a
 note left the pitch range), their windows; ``train_windows`` includes them, ``train_pieces`` does not."""
