@@ -66,13 +66,14 @@ PROG = "lstm-composer quickstart"
 
 QUICKSTART_PRESET: dict[str, dict[str, Any]] = {
     # Copies of every training piece moved by -3..+3 semitones (never of validation pieces): 7x the
-    # windows, so 3,000 steps see each once and the model learns intervals rather than one key's
-    # chords (+4.0 points over the bigram against +1.7 without; docs/PERFORMANCE.md).
+    # windows, so validation loss still falls at the last step instead of from epoch 6 on
+    # (+3.6 points over the bigram against +1.7 without; docs/PERFORMANCE.md).
     "preprocess": {"sequence_length": 32, "transpose": 3},
     "train": {
-        # 3,000 steps (about 6 passes over the embedded dataset's windows): fixed steps, not a clock,
-        # so a run repeats on any machine. A high rate decayed along a cosine reaches in minutes what a
-        # constant rate does not (docs/PERFORMANCE.md has the figures of each lever).
+        # 3,000 steps of 128 windows (about 1.8 passes over the ~216,000 transposed windows): fixed
+        # steps, not a clock, so a run repeats on any machine; about 6.5 minutes on 2 cores. A high
+        # rate decayed along a cosine reaches in minutes what a constant rate does not, and batch 128
+        # reads twice the windows for ~1.35x the time of a step (docs/PERFORMANCE.md: each lever).
         "epochs": 12, "steps_per_epoch": 250, "batch_size": 128, "learning_rate": 0.005, "lr_schedule": "cosine",
         "dropout": 0.1, "units": 128, "layers": 2, "embedding_dim": 32, "dense_units": 128,
         "sample_every": 4, "seed": 1,
@@ -84,12 +85,16 @@ QUICKSTART_PRESET: dict[str, dict[str, Any]] = {
 """The quickstart's defaults for each job's own flags, sized to finish in minutes on a laptop CPU."""
 
 QUICKSTART_ENCODING_PRESET: dict[str, dict[str, dict[str, Any]]] = {
-    "remi": {"preprocess": {"sequence_length": 64, "transpose": 0}, "generate": {"length": 600}},
+    "remi": {"preprocess": {"sequence_length": 64, "transpose": 0},
+             "train": {"epochs": 6, "batch_size": 64, "validation_steps": 60},
+             "generate": {"length": 600}},
 }
 """Merged over :data:`QUICKSTART_PRESET` for ``--encoding``: a REMI piece is ~5x as many tokens as the
 reference's (a note is a ``Pitch`` and a ``Duration``, time is ``Bar``/``Position`` tokens), so a
 window of 64 tokens is a bar or two, and 600 tokens compose about as much music as the reference's 200.
-No transposition: REMI's ~160,000 windows are already more than the 3,000 steps of the preset read."""
+No transposition: REMI's ~160,000 windows are already more than the preset's steps read. Windows of 64
+tokens cost twice those of 32 a step, so REMI trains 1,500 steps of 64 windows (the cosine schedule
+follows the shorter job) and validates on 60 batches of its ~14,600 validation windows each epoch."""
 
 
 def preset_for(encoding: str) -> dict[str, dict[str, Any]]:
