@@ -163,17 +163,18 @@ def test_bad_files_are_dead_letters_and_every_good_file_is_kept(augmented, augme
 
 
 @pytest.mark.slow
-def test_a_rerun_with_the_other_encoding_leaves_no_saved_tokenizer_behind(augmented, augment_input, tmp_path):
+def test_a_rerun_with_the_other_encoding_leaves_only_its_own_files(augmented, augment_input, tmp_path):
+    """REMI → reference: the old ``tokenizer.json`` goes; reference → REMI: the new one is there and
+    matches the new manifest. Either way the folder holds exactly the new output's files."""
     name, _, out, _, _ = augmented
-    if name != "remi":
-        pytest.skip("the REMI output is the one with a tokenizer.json")
+    other = next(n for n in encoding.ENCODINGS if n != name)
     folder = tmp_path / "out"
     shutil.copytree(out, folder)
-    assert (folder / "tokenizer.json").exists()
-    manifest = run(augment_input, folder, "--direct_running_mode", "in_memory").manifest
-    assert manifest.encoding == records.ENCODING
+    assert {p.name for p in folder.iterdir()} >= set(encoding.SAVED_FILE_NAMES[name])
+    manifest = run(augment_input, folder, "--encoding", other, "--direct_running_mode", "in_memory").manifest
+    assert encoding.TOKEN_FORMATS[manifest.encoding] == other
     assert sorted(p.name for p in folder.iterdir()) == sorted([
-        records.DEAD_LETTER_FILE, records.VOCAB_FILE, records.MANIFEST_FILE,
+        records.DEAD_LETTER_FILE, records.VOCAB_FILE, records.MANIFEST_FILE, *encoding.SAVED_FILE_NAMES[other],
         *manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)])
     assert records.read_output(str(folder))[0] == manifest
 
