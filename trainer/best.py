@@ -18,9 +18,7 @@ latest epoch not after the backup's, preferring the file whose loss is the backu
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from typing import Any, Iterable
 
 VAL_PATTERN = re.compile(r"^val-improvement-(\d+)-(\d+\.\d+)\.keras$")
@@ -48,14 +46,10 @@ def pick_checkpoint(names: Iterable[str], finished_epochs: int, best_val_loss: f
 
 
 def load_weights(path: str) -> list:
-    """The weights of a saved ``.keras`` file (local, gs://: read through a local copy)."""
-    import keras
-    import tensorflow as tf
+    """The weights of a saved ``.keras`` file (local, gs://), read as generation reads ``model/``."""
+    from trainer.export import load_keras
 
-    with tempfile.TemporaryDirectory() as tmp:
-        local = os.path.join(tmp, "model.keras")
-        tf.io.gfile.copy(path, local, overwrite=True)
-        return keras.saving.load_model(local, compile=False).get_weights()
+    return load_keras(path).get_weights()
 
 
 class BestEpoch:

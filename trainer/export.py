@@ -90,7 +90,7 @@ def load_bundle(model_dir: str) -> Bundle:
         if not tf.io.gfile.exists(join(model_dir, name)):
             raise DataError(f"{join(model_dir, name)} not found: --model-dir must be a training job's model/ folder")
     manifest, vocab = records.read_output(model_dir, shards=False)
-    return Bundle(_load_keras(join(model_dir, MODEL_FILE)), vocab, manifest, read_primers(model_dir))
+    return Bundle(load_keras(join(model_dir, MODEL_FILE)), vocab, manifest, read_primers(model_dir))
 
 
 def read_primers(model_dir: str) -> list[list[int]]:
@@ -104,7 +104,7 @@ def read_primers(model_dir: str) -> list[list[int]]:
         return [list(map(int, window)) for window in json.load(f)["windows"]]
 
 
-def _load_keras(path: str):
+def load_keras(path: str):
     """``keras.saving.load_model`` on a local copy (it reads local files; the model may be on gs://)."""
     import keras
     import tensorflow as tf
