@@ -19,7 +19,7 @@ import hashlib
 import json
 from typing import Any, Mapping, Sequence
 
-from preprocessing.encoding import TOKEN_FORMATS, EncodingError, encoding_class, load
+from preprocessing.encoding import TOKEN_FORMATS, Encoding, EncodingError, encoding_class, load
 
 FORMAT_VERSION = 2
 """Bumped whenever the meaning of a record or of a manifest field changes.
@@ -366,24 +366,32 @@ def read_output(directory: str, *, shards: bool = True, full: bool = False) -> t
 def check_saved_encoding(directory: str, manifest: Manifest, remedy: str = RERUN) -> None:
     """Refuse, in one line, a folder whose encoding's saved files (REMI: ``tokenizer.json``) are missing,
     unreadable, or of another configuration than the manifest's hash. The reference saves none."""
+    saved_encoding(directory, manifest, remedy)
+
+
+def saved_encoding(directory: str, manifest: Manifest, remedy: str | None = RERUN) -> Encoding | None:
+    """The encoding a folder's saved files describe, checked as :func:`check_saved_encoding` says
+    (``remedy`` ends each refusal, when given); None for an encoding that saves none (the reference),
+    and then nothing is read or imported."""
     name = TOKEN_FORMATS[manifest.encoding]
     cls = encoding_class(name)  # the reference needs no import here; REMI imports MidiTok
+    if not cls.saved_file_names:
+        return None
     tf = _tf()
+    then = f"; {remedy}" if remedy else ""
     for file_name in cls.saved_file_names:
         if not tf.io.gfile.exists(join(directory, file_name)):
             raise DataError(f"{join(directory, file_name)} not found beside the manifest: the {name} encoding's "
-                            f"saved tokenizer is needed to read its tokens; {remedy}")
-    if not cls.saved_file_names:
-        return
+                            f"saved tokenizer is needed to read its tokens{then}")
 
     def read(file_name: str) -> bytes:
         with tf.io.gfile.GFile(join(directory, file_name), "rb") as f:
             return f.read()
 
     try:
-        load(name, read, manifest.encoding_config_hash or None)
+        return load(name, read, manifest.encoding_config_hash or None)
     except EncodingError as exc:
-        raise DataError(f"{directory}: {' '.join(str(exc).split())}; {remedy}") from exc
+        raise DataError(f"{directory}: {' '.join(str(exc).split())}{then}") from exc
 
 
 def read_manifest(data_dir: str) -> Manifest:

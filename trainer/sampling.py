@@ -44,19 +44,7 @@ def encoding_for(manifest: records.Manifest, directory: str) -> Encoding:
     if name is None:
         raise records.DataError(f"manifest.json names the token encoding {manifest.encoding!r}, which this "
                                 f"version cannot compose or measure")
-    if name == REFERENCE.name:
-        return REFERENCE
-
-    def read(file_name: str) -> bytes:
-        import tensorflow as tf  # the file layer of gs:// (the callers have imported it already)
-
-        with tf.io.gfile.GFile(records.join(directory, file_name), "rb") as f:
-            return f.read()
-
-    try:
-        return encoding_lib.load(name, read, manifest.encoding_config_hash or None)
-    except encoding_lib.EncodingError as exc:
-        raise records.DataError(f"{directory}: {' '.join(str(exc).split())}") from None
+    return records.saved_encoding(directory, manifest, remedy=None) or REFERENCE
 
 
 # --------------------------------------------------------------------------- the grammar while sampling
