@@ -26,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sample-data": ("preprocessing.sample_data:main", "render the embedded default dataset to MIDI files"),
     "preprocess": ("preprocessing.pipeline:main", "MIDI folder -> vocabulary + windowed TFRecords (Apache Beam)"),
     "train": ("trainer.task:main", "train the LSTM on the records (tf.distribute, checkpoints, TensorBoard)"),
-    "generate": ("trainer.generate_flags:main", "compose MIDI with a trained model (plus piano roll and summary)"),
+    "generate": ("trainer.generate:main", "compose MIDI with a trained model (plus piano roll and summary)"),
     "evaluate": ("trainer.evaluate:main",
                  "measure a trained model: next-token accuracy against baselines, music measures of its pieces"),
     "submit": ("cloud.cli:main",
@@ -65,36 +65,45 @@ def main(argv: Sequence[str] | None = None) -> int:
 PROG = "lstm-composer quickstart"
 
 QUICKSTART_PRESET: dict[str, dict[str, Any]] = {
-    # Copies of every training piece moved by -3..+3 semitones (never of validation pieces): 7x the
-    # windows, so validation loss still falls at the last step instead of from epoch 6 on
-    # (+3.6 points over the bigram against +1.7 without; docs/PERFORMANCE.md).
+    # Copies of every training piece moved by -3..+3 semitones (never of validation pieces), so that
+    # validation loss still falls at the last step.
     "preprocess": {"sequence_length": 32, "transpose": 3},
+    # Fixed steps, not a clock, so a run repeats on any machine; a high rate decayed along a cosine,
+    # and batches of 128 windows.
     "train": {
-        # 3,000 steps of 128 windows (about 1.8 passes over the ~216,000 transposed windows): fixed
-        # steps, not a clock, so a run repeats on any machine; about 6.5 minutes on 2 cores. A high
-        # rate decayed along a cosine reaches in minutes what a constant rate does not, and batch 128
-        # reads twice the windows for ~1.35x the time of a step (docs/PERFORMANCE.md: each lever).
-        "epochs": 12, "steps_per_epoch": 250, "batch_size": 128, "learning_rate": 0.005, "lr_schedule": "cosine",
-        "dropout": 0.1, "units": 128, "layers": 2, "embedding_dim": 32, "dense_units": 128,
-        "sample_every": 4, "seed": 1,
+        "epochs": 12,
+        "steps_per_epoch": 250,
+        "batch_size": 128,
+        "learning_rate": 0.005,
+        "lr_schedule": "cosine",
+        "dropout": 0.1,
+        "units": 128,
+        "layers": 2,
+        "embedding_dim": 32,
+        "dense_units": 128,
+        "sample_every": 4,
+        "seed": 1,
     },
-    # Nucleus sampling at full temperature: at 0.8, 1 of 5 seeded 500-token pieces locked into one chord
-    # for 63 % of the piece; top-p 0.95 drops the long tail that makes temperature 1 alone noisy.
+    # Nucleus sampling at full temperature: top-p 0.95 drops the long tail that makes temperature 1
+    # alone noisy, without the loops of a lower temperature.
     "generate": {"length": 200, "temperature": 1.0, "top_p": 0.95, "seed": 1, "wav": True},
 }
-"""The quickstart's defaults for each job's own flags, sized to finish in minutes on a laptop CPU."""
+"""The quickstart's defaults for each job's own flags, sized to finish in minutes on a laptop CPU.
+What each setting bought, measured: docs/PERFORMANCE.md ("What the quickstart's model learns")."""
 
 QUICKSTART_ENCODING_PRESET: dict[str, dict[str, dict[str, Any]]] = {
-    "remi": {"preprocess": {"sequence_length": 64, "transpose": 0},
-             "train": {"epochs": 6, "batch_size": 64, "validation_steps": 60},
-             "generate": {"length": 600}},
+    "remi": {
+        "preprocess": {"sequence_length": 64, "transpose": 0},
+        "train": {"epochs": 6, "batch_size": 64, "validation_steps": 60},
+        "generate": {"length": 600},
+    },
 }
-"""Merged over :data:`QUICKSTART_PRESET` for ``--encoding``: a REMI piece is ~5x as many tokens as the
-reference's (a note is a ``Pitch`` and a ``Duration``, time is ``Bar``/``Position`` tokens), so a
-window of 64 tokens is a bar or two, and 600 tokens compose about as much music as the reference's 200.
-No transposition: REMI's ~160,000 windows are already more than the preset's steps read. Windows of 64
-tokens cost twice those of 32 a step, so REMI trains 1,500 steps of 64 windows (the cosine schedule
-follows the shorter job) and validates on 60 batches of its ~14,600 validation windows each epoch."""
+"""Merged over :data:`QUICKSTART_PRESET` for ``--encoding``: a REMI piece is several times as many
+tokens as the reference's (a note is a ``Pitch`` and a ``Duration``, time is ``Bar``/``Position``
+tokens), so a window of 64 tokens is a bar or two, and 600 tokens compose about as much music as the
+reference's 200. No transposition: REMI's windows are already more than the preset's steps read.
+Windows of 64 tokens cost about twice those of 32 a step, so REMI trains half the steps, on batches
+of 64 (the cosine schedule follows the shorter job), and validates on 60 batches each epoch."""
 
 
 def preset_for(encoding: str) -> dict[str, dict[str, Any]]:
@@ -161,7 +170,9 @@ class Stages:
     """A one-line-per-stage progress display: what runs, then how long it took."""
 
     def __init__(self, total: int):
-        self.total, self.index, self.started = total, 0, time.perf_counter()
+        self.total = total
+        self.index = 0
+        self.started = time.perf_counter()
 
     def start(self, what: str) -> None:
         self.index += 1
@@ -236,11 +247,11 @@ def quickstart(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         return fail(exc)
     quiet.import_tensorflow()
-    from trainer import generate, task
+    from trainer import compositions, generate, task
 
     try:
-        generate.check_paths(jobs.generate, output_flag=f"--workdir {jobs.workdir}")
-    except generate.GenerateError as exc:
+        compositions.check_paths(jobs.generate, output_flag=f"--workdir {jobs.workdir}")
+    except compositions.GenerateError as exc:
         return fail(exc)
     stages = Stages(4)
 
@@ -250,7 +261,7 @@ def quickstart(argv: Sequence[str] | None = None) -> int:
 
     stages.start("preprocessing with Apache Beam (DirectRunner, all cores)")
     try:
-        outcome = pipeline.run(prep, jobs.beam_args)
+        outcome = pipeline.run_job(prep, jobs.beam_args)
     except PipelineError as exc:
         return fail(exc)
     stages.done()
@@ -277,7 +288,7 @@ def fail(exc: Exception) -> int:
     return 2
 
 
-BAR_POINTS = 2.0
+BIGRAM_MARGIN_POINTS = 2.0
 """How far (percentage points of validation next-token accuracy) the quickstart's model should beat
 the bigram baseline: a network that does not know more than a bigram table has not learned music yet."""
 
@@ -295,9 +306,9 @@ def comparison(metrics: dict) -> list[str]:
     lines = [f"validation next-token accuracy of the exported model ({which}):"]
     if lstm is not None and bigram is not None:
         points = 100 * (lstm - bigram)
-        verdict = "clears" if points >= BAR_POINTS else "is below"
+        verdict = "clears" if points >= BIGRAM_MARGIN_POINTS else "is below"
         lines.append(f"  LSTM {pct('val_accuracy')} vs bigram {pct('bigram_val_accuracy')}: {points:+.1f} points "
-                     f"({verdict} the +{BAR_POINTS:g} points bar)")
+                     f"({verdict} the +{BIGRAM_MARGIN_POINTS:g} points bar)")
     else:
         lines += [f"  LSTM             {pct('val_accuracy')}", f"  bigram baseline  {pct('bigram_val_accuracy')}"]
     lines.append(f"  unigram baseline {pct('unigram_val_accuracy')}")

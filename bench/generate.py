@@ -40,13 +40,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from trainer import generate
+    from trainer import sampling
     from trainer import model as model_lib
+    from trainer.composer import Composer
 
     model = model_lib.build(args.model, args.sequence_length, args.vocab, units=args.units, num_layers=args.layers)
-    composer = generate.Composer(model, args.sequence_length)
+    composer = Composer(model, args.sequence_length)
     primer = np.random.default_rng(0).integers(0, args.vocab, size=(1, args.sequence_length))
-    for context in generate.CONTEXTS:  # trace and warm up both paths before timing
+    for context in sampling.CONTEXTS:  # trace and warm up both paths before timing
         composer.generate(primer, 3, context=context, temperature=0.0)
 
     start = time.perf_counter()

@@ -2,13 +2,13 @@
 
 Since every file parses under a time budget (``--max-seconds-per-file``), ``ParseMidi`` sends each
 file's bytes to a long-lived child (``preprocessing.budget.BudgetedFunction``) instead of calling
-``notes.tokens_from_midi_bytes`` itself. This benchmark isolates that change from Beam's own
+``reference.tokens_from_midi_bytes`` itself. This benchmark isolates that change from Beam's own
 scheduling: in one process set up as a worker was before (Beam imported, then
 ``freeze_long_lived_objects()``) it parses every file of the embedded dataset both ways, alternating
 which goes first from file to file, and adds up wall time and CPU time (for the child way: this
 process's CPU during the calls plus the child's, from ``/proc``). CPU time moves little with other
 jobs' load on a shared machine; wall time moves a lot. It also times the structural pre-check
-(``notes.check_midi_length``, part of both ways) and the child's start-up.
+(``midi_container.check_midi_length``, part of both ways) and the child's start-up.
 
     python bench/parse_budget.py [--input DIR] [--parts first|all] [--repeats 1]
 
@@ -35,14 +35,14 @@ def process_cpu(pid: int) -> float:
 
 
 def one_round(datas: list[bytes], parts: str, child) -> dict[str, float]:
-    from preprocessing import notes
+    from preprocessing.encodings import reference
 
     totals = {"in_process_s": 0.0, "in_process_cpu_s": 0.0, "child_s": 0.0, "child_cpu_s": 0.0}
     child_cpu_before = process_cpu(child.pid)
     for index, data in enumerate(datas):
         tokens = {}
         for way in ("in_process", "child") if index % 2 == 0 else ("child", "in_process"):
-            parse = notes.tokens_from_midi_bytes if way == "in_process" else child
+            parse = reference.tokens_from_midi_bytes if way == "in_process" else child
             wall, cpu = time.perf_counter(), time.process_time()
             tokens[way] = parse(data, parts)
             totals[f"{way}_s"] += time.perf_counter() - wall
@@ -62,18 +62,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from preprocess import midi_paths
 
-    from preprocessing import budget, direct_runner, notes, pipeline, sample_data  # noqa: F401 - a worker's imports
+    from preprocessing import budgeted_child, direct_runner, pipeline, sample_data  # noqa: F401 - a worker's imports
+    from preprocessing.encodings import midi_container, reference
 
     direct_runner.freeze_long_lived_objects()  # a worker as it was before the budget
     datas = [path.read_bytes() for path in midi_paths(args.input or sample_data.ensure_dataset())]
     started = time.perf_counter()
-    child = budget.BudgetedFunction(notes.tokens_from_midi_bytes, 600)
+    child = budgeted_child.BudgetedFunction(reference.tokens_from_midi_bytes, 600)
     child.start()
     child._wait_until_ready()  # noqa: SLF001 - timing the start-up on its own
     start_s = time.perf_counter() - started
     check_started = time.process_time()
     for data in datas:
-        notes.check_midi_length(data)
+        midi_container.check_midi_length(data)
     check_cpu_s = time.process_time() - check_started
     rounds = []
     try:

@@ -8,7 +8,7 @@ are not (shared, noisy machines):
   ``partitionByInstrument(...).parts[0].recurse()``);
 * pipeline: ``preprocessing.pipeline`` on the DirectRunner in multi-processing mode over all cores,
   end to end (match, parse, vocabulary, windows, TFRecords, manifest), with ``--parts first`` so that
-  both extract the same notes.
+  both extract the same reference.
 
 Prints files/s of each and the speed-up; the last line is a JSON object of the figures. With
 ``--repeats N`` it times N rounds, alternating which of the two goes first, and reports the median
@@ -70,7 +70,7 @@ def reference_loop(paths: list[Path]) -> tuple[float, int, float, list[float]]:
     seconds per file)."""
     from music21 import converter
 
-    from preprocessing import notes
+    from preprocessing.encodings import reference
 
     tokens, per_file = 0, []
     with GcClock() as gc_clock:
@@ -78,7 +78,7 @@ def reference_loop(paths: list[Path]) -> tuple[float, int, float, list[float]]:
         for path in paths:
             file_start = time.perf_counter()
             midi = converter.parse(str(path), forceSource=True)  # forceSource: no parse cache
-            tokens += len(notes.tokens_first_part(midi))
+            tokens += len(reference.tokens_first_part(midi))
             per_file.append(time.perf_counter() - file_start)
         seconds = time.perf_counter() - start
     return seconds, tokens, gc_clock.seconds, per_file
@@ -138,7 +138,7 @@ def pipeline_run(input_dir: str, workers: int, *flags: str) -> tuple[float, int]
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        outcome = pipeline.run_pipeline(
+        outcome = pipeline.run(
             ["--input", input_dir, "--output", out, *(flags or ("--parts", "first")),
              "--direct_running_mode", "multi_processing", f"--direct_num_workers={workers}"]
         )
@@ -153,9 +153,9 @@ def tokenize_both(paths: list[Path]) -> dict:
     """Each file's bytes through each encoding's ``encode`` (``parts="all"``), alternating which goes
     first file by file, after one warm-up file each (imports, MidiTok's tables): CPU seconds of this
     process per encoding, tokens per piece and the vocabulary of the files that parse."""
-    from preprocessing import encoding
+    from preprocessing.encodings import loader
 
-    codecs = {name: encoding.get(name) for name in ENCODINGS}
+    codecs = {name: loader.get(name) for name in ENCODINGS}
     for codec in codecs.values():
         codec.encode(paths[0].read_bytes())
     cpu = dict.fromkeys(ENCODINGS, 0.0)

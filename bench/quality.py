@@ -46,7 +46,8 @@ def run(data_dir: str, flags: list[str], label: str) -> dict:
         raise SystemExit(f"train failed with status {proc.returncode}")
     epochs = [(int(e), float(loss), float(acc)) for e, loss, acc in EPOCH.findall(proc.stdout)]
     unigram, bigram = map(float, BASELINES.search(proc.stdout).groups())
-    exported = EXPORTED.search(proc.stdout)  # the trainer's choice (the log rounds val_loss to 4 digits)
+    # the trainer's choice (the log rounds val_loss to 4 digits)
+    exported = EXPORTED.search(proc.stdout)
     best = epochs[int(exported.group(1)) - 1] if exported else min(epochs, key=lambda row: row[1])
     return {
         "label": label, "flags": " ".join(flags),

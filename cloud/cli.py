@@ -26,7 +26,7 @@ from cloud import kubernetes, vertex
 from cloud.machines import DEFAULT_MACHINE_TYPE, GPU_TYPES, SubmitError
 from cloud.plan import JobPlan, plan_job
 from preprocessing import quiet
-from preprocessing.errors import first_line
+from preprocessing.messages import first_line
 
 PROG = "lstm-composer submit"
 

@@ -49,7 +49,8 @@ def kubernetes_manifest(plan: JobPlan, namespace: str | None = None, service_acc
         "image": plan.image,
         "args": plan.args,
         "securityContext": {"allowPrivilegeEscalation": False},
-        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],  # NCCL needs more than the default 64 MiB
+        # NCCL needs more than the default 64 MiB
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
     }
     if plan.command:
         container["command"] = plan.command
@@ -112,7 +113,8 @@ def manifest_yaml(documents: list[dict]) -> str:
     import yaml
 
     class Dumper(yaml.SafeDumper):
-        def ignore_aliases(self, data):  # plain YAML, no &anchors / *aliases for repeated label maps
+        # plain YAML, no &anchors / *aliases for repeated label maps
+        def ignore_aliases(self, data):
             return True
 
     return yaml.dump_all(documents, Dumper=Dumper, sort_keys=False, default_flow_style=False)

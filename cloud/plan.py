@@ -118,80 +118,19 @@ def _remote(path: str) -> bool:
 
 def plan_job(args: argparse.Namespace, trainer_args: list[str]) -> JobPlan:
     """Check every flag (ours and the trainer's) and return the job to build; raises SubmitError."""
-    vertex = not args.kubernetes
-    if vertex:
-        missing = [flag for flag, value in (("--project", args.project), ("--region", args.region),
-                                            ("--image", args.image)) if not value]
-        if missing:
-            raise SubmitError(f"missing {', '.join(missing)}: a Vertex AI job needs a project, a region and the trainer image")
-        if not _PROJECT.fullmatch(args.project):
-            raise SubmitError(f"--project {args.project!r} is not a project ID (6-30 lowercase letters, digits and hyphens)")
-        if not _REGION.fullmatch(args.region):
-            raise SubmitError(f"--region {args.region!r} is not a region such as us-central1 or europe-west4")
-    elif not args.image:
-        raise SubmitError("missing --image: the Kubernetes Job needs the trainer image")
-    if any(c.isspace() for c in args.image):
-        raise SubmitError(f"--image {args.image!r} contains spaces")
-    if args.replica_count < 1:
-        raise SubmitError(f"--replica-count must be at least 1, not {args.replica_count}")
+    check_target(args)
     accelerator_type, accelerator_count = resolve_accelerators(
         args.machine_type, args.accelerator_type, args.accelerator_count
     )
     base = _gcs_dir(args.base_output_dir, "--base-output-dir") if args.base_output_dir else None
-
-    tensorboard = None
-    if args.tensorboard:
-        if not vertex:
-            raise SubmitError("--tensorboard is a Vertex AI TensorBoard instance; a Kubernetes job cannot use it")
-        if not args.service_account:
-            raise SubmitError("--tensorboard needs --service-account: Vertex AI uploads the logs as that service account")
-        if not base:
-            raise SubmitError("--tensorboard needs --base-output-dir: Vertex AI uploads the logs written to its logs/ folder")
-        tensorboard = args.tensorboard
-        if "/" not in tensorboard:
-            tensorboard = f"projects/{args.project}/locations/{args.region}/tensorboards/{tensorboard}"
-        match = re.fullmatch(r"projects/[^/]+/locations/([^/]+)/tensorboards/[^/]+", tensorboard)
-        if not match:
-            raise SubmitError(f"--tensorboard {args.tensorboard!r} is neither an ID nor projects/P/locations/R/tensorboards/ID")
-        if match.group(1) != args.region:
-            raise SubmitError(f"--tensorboard is in {match.group(1)} but the job runs in {args.region}: they must match")
+    tensorboard = resolve_tensorboard(args, base)
     if args.service_account and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]+", args.service_account):
         raise SubmitError(f"--service-account {args.service_account!r} is not a service account e-mail")
     labels = parse_labels(args.label)
-
     if args.gpu_check:
-        if trainer_args:
-            raise SubmitError("--gpu-check runs python -m trainer.gpu_check, not training: leave out the trainer's flags after '--'")
-        if not accelerator_count:
-            raise SubmitError(f"--gpu-check needs a GPU, and {args.machine_type} is given none")
+        check_gpu_check(args, trainer_args, accelerator_count)
     else:
-        if not trainer_args:
-            raise SubmitError("the trainer's flags are missing: add them after '--', at least --data-dir gs://BUCKET/records")
-        trainer = parse_trainer_args(trainer_args)
-        if not _remote(trainer.data_dir):
-            raise SubmitError(
-                f"the trainer's --data-dir {trainer.data_dir!r} is not in Cloud Storage: the job's container can "
-                "read only gs://... (or /gcs/...) paths; upload the records or run the pipeline on Dataflow"
-            )
-        if trainer.job_dir and not _remote(trainer.job_dir):
-            raise SubmitError(f"the trainer's --job-dir {trainer.job_dir!r} must be a gs:// (or /gcs/) path: the container's disk is thrown away")
-        if not trainer.job_dir and not base:
-            raise SubmitError(
-                "the job would write nowhere: give --base-output-dir gs://BUCKET/PATH (Vertex AI then sets "
-                "AIP_MODEL_DIR, AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR) or the trainer's --job-dir gs://... after '--'"
-            )
-        if args.replica_count > 1 and trainer.distribute in ("none", "mirrored"):
-            raise SubmitError(
-                f"--replica-count {args.replica_count} is a multi-worker job, but the trainer's --distribute "
-                f"{trainer.distribute} trains on one machine; leave it at auto (or multiworker)"
-            )
-        replicas = args.replica_count * max(1, accelerator_count)
-        if trainer.batch_size < replicas:
-            raise SubmitError(
-                f"the trainer's --batch-size {trainer.batch_size} is smaller than the {replicas} GPUs of the job: "
-                "it is the global batch, split over every GPU; use at least one example per GPU"
-            )
-
+        check_training(args, trainer_args, accelerator_count, base)
     display_name = args.display_name or time.strftime("lstm-composer-%Y%m%d-%H%M%S", time.gmtime())
     return JobPlan(
         display_name=display_name,
@@ -210,3 +149,83 @@ def plan_job(args: argparse.Namespace, trainer_args: list[str]) -> JobPlan:
         spot=args.spot,
         gpu_check=args.gpu_check,
     )
+
+
+def check_target(args: argparse.Namespace) -> None:
+    """Where the job runs: a Vertex AI project and region, or a cluster; the image; the replicas."""
+    if not args.kubernetes:
+        missing = [flag for flag, value in (("--project", args.project), ("--region", args.region),
+                                            ("--image", args.image)) if not value]
+        if missing:
+            raise SubmitError(f"missing {', '.join(missing)}: a Vertex AI job needs a project, a region and the trainer image")
+        if not _PROJECT.fullmatch(args.project):
+            raise SubmitError(f"--project {args.project!r} is not a project ID (6-30 lowercase letters, digits and hyphens)")
+        if not _REGION.fullmatch(args.region):
+            raise SubmitError(f"--region {args.region!r} is not a region such as us-central1 or europe-west4")
+    elif not args.image:
+        raise SubmitError("missing --image: the Kubernetes Job needs the trainer image")
+    if any(c.isspace() for c in args.image):
+        raise SubmitError(f"--image {args.image!r} contains spaces")
+    if args.replica_count < 1:
+        raise SubmitError(f"--replica-count must be at least 1, not {args.replica_count}")
+
+
+def resolve_tensorboard(args: argparse.Namespace, base: str | None) -> str | None:
+    """The Vertex AI TensorBoard instance's full name (an ID is completed), or None."""
+    if not args.tensorboard:
+        return None
+    if args.kubernetes:
+        raise SubmitError("--tensorboard is a Vertex AI TensorBoard instance; a Kubernetes job cannot use it")
+    if not args.service_account:
+        raise SubmitError("--tensorboard needs --service-account: Vertex AI uploads the logs as that service account")
+    if not base:
+        raise SubmitError("--tensorboard needs --base-output-dir: Vertex AI uploads the logs written to its logs/ folder")
+    tensorboard = args.tensorboard
+    if "/" not in tensorboard:
+        tensorboard = f"projects/{args.project}/locations/{args.region}/tensorboards/{tensorboard}"
+    match = re.fullmatch(r"projects/[^/]+/locations/([^/]+)/tensorboards/[^/]+", tensorboard)
+    if not match:
+        raise SubmitError(f"--tensorboard {args.tensorboard!r} is neither an ID nor projects/P/locations/R/tensorboards/ID")
+    if match.group(1) != args.region:
+        raise SubmitError(f"--tensorboard is in {match.group(1)} but the job runs in {args.region}: they must match")
+    return tensorboard
+
+
+def check_gpu_check(args: argparse.Namespace, trainer_args: list[str], accelerator_count: int) -> None:
+    """``--gpu-check`` runs the image's GPU smoke check: no trainer flags, and a GPU to check."""
+    if trainer_args:
+        raise SubmitError("--gpu-check runs python -m trainer.gpu_check, not training: leave out the trainer's flags after '--'")
+    if not accelerator_count:
+        raise SubmitError(f"--gpu-check needs a GPU, and {args.machine_type} is given none")
+
+
+def check_training(args: argparse.Namespace, trainer_args: list[str], accelerator_count: int,
+                   base: str | None) -> None:
+    """The trainer's flags, with the trainer's own parser, and what the cloud adds: paths in Cloud
+    Storage, a distribution that matches the replicas, a global batch of at least one per GPU."""
+    if not trainer_args:
+        raise SubmitError("the trainer's flags are missing: add them after '--', at least --data-dir gs://BUCKET/records")
+    trainer = parse_trainer_args(trainer_args)
+    if not _remote(trainer.data_dir):
+        raise SubmitError(
+            f"the trainer's --data-dir {trainer.data_dir!r} is not in Cloud Storage: the job's container can "
+            "read only gs://... (or /gcs/...) paths; upload the records or run the pipeline on Dataflow"
+        )
+    if trainer.job_dir and not _remote(trainer.job_dir):
+        raise SubmitError(f"the trainer's --job-dir {trainer.job_dir!r} must be a gs:// (or /gcs/) path: the container's disk is thrown away")
+    if not trainer.job_dir and not base:
+        raise SubmitError(
+            "the job would write nowhere: give --base-output-dir gs://BUCKET/PATH (Vertex AI then sets "
+            "AIP_MODEL_DIR, AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR) or the trainer's --job-dir gs://... after '--'"
+        )
+    if args.replica_count > 1 and trainer.distribute in ("none", "mirrored"):
+        raise SubmitError(
+            f"--replica-count {args.replica_count} is a multi-worker job, but the trainer's --distribute "
+            f"{trainer.distribute} trains on one machine; leave it at auto (or multiworker)"
+        )
+    replicas = args.replica_count * max(1, accelerator_count)
+    if trainer.batch_size < replicas:
+        raise SubmitError(
+            f"the trainer's --batch-size {trainer.batch_size} is smaller than the {replicas} GPUs of the job: "
+            "it is the global batch, split over every GPU; use at least one example per GPU"
+        )

@@ -21,7 +21,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from preprocessing import records
-from preprocessing.errors import first_line
+from preprocessing.messages import first_line
 
 MIDI_EXTENSIONS = (".mid", ".midi")
 TARGET_SHARD_BYTES = 64 * 2**20
@@ -125,7 +125,8 @@ def beam_temp_folders(output: str) -> list[str]:
     (match,) = FileSystems.match([prefix + "**"])
     folders = {prefix + m.path[len(prefix):].split("/", 1)[0] for m in match.metadata_list
                if "/" in m.path[len(prefix):]}
-    if _is_local(output) and os.path.isdir(output):  # a local match lists files only: add empty folders
+    # a local match lists files only: add empty folders
+    if _is_local(output) and os.path.isdir(output):
         folders |= {records.join(output, n) for n in os.listdir(output)
                     if n.startswith(BEAM_TEMP) and os.path.isdir(os.path.join(output, n))}
     return sorted(folders)

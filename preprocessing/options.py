@@ -15,7 +15,9 @@ from typing import Any, Mapping, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from preprocessing import encoding, notes, quiet, records, windowing
+from preprocessing import quiet, records, windowing
+from preprocessing.encodings import registry
+from preprocessing.encodings.base import PARTS_MODES
 from preprocessing.direct_runner import with_local_defaults
 from preprocessing.files import MAX_SHARDS
 
@@ -35,7 +37,7 @@ class PreprocessOptions:
     num_shards: int | None = None  # None: chosen from the input size
     compression: str = "none"
     max_seconds_per_file: float = 60.0
-    encoding: str = encoding.DEFAULT_ENCODING
+    encoding: str = registry.DEFAULT
     transpose: int = 0  # semitones: training pieces are also copied shifted by -K..-1, +1..+K
 
 
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--parts",
-        choices=notes.PARTS_MODES,
+        choices=PARTS_MODES,
         default="all",
         help="all: every non-percussion part, simultaneous notes merged into chords (default); "
         "first: only the first instrument part, exactly as the reference notebook",
@@ -85,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--encoding",
-        choices=encoding.ENCODINGS,
-        default=encoding.DEFAULT_ENCODING,
+        choices=registry.NAMES,
+        default=registry.DEFAULT,
         help="reference: the reference notebook's pitches and chords, via music21, no rhythm (default); "
         "remi: MidiTok's REMI via symusic, with bars, positions and durations (docs/ENCODING.md)",
     )

@@ -3,7 +3,8 @@
 ``lstm-composer preprocess --input DIR_OR_GLOB --output DIR`` (or ``python -m preprocessing.pipeline``)
 runs :class:`PreprocessMidi` with Apache Beam: on this machine with the DirectRunner over all cores,
 in the cloud unchanged with ``--runner DataflowRunner``. The flags are in
-:mod:`preprocessing.options`, the steps in :mod:`preprocessing.transforms`, the file-system side in
+:mod:`preprocessing.options`, the steps in :mod:`preprocessing.transforms` and
+:mod:`preprocessing.writing`, the file-system side in
 :mod:`preprocessing.files`, and what only the DirectRunner needs in :mod:`preprocessing.direct_runner`.
 """
 
@@ -22,14 +23,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsList, AsSingleton
 from apache_beam.runners.runner import PipelineState
 
-from preprocessing import encoding, files, records, shards
+from preprocessing import files, records, shards
+from preprocessing.encodings import loader, registry
 from preprocessing.direct_runner import SpreadFiles, direct_runner_workers
 from preprocessing.files import PipelineError
 from preprocessing.options import PROG, PreprocessOptions, parse_args
 from preprocessing.transforms import (
-    METRICS_NAMESPACE, MakeWindows, ParseMidi, TallyFn, TransposePieces, VocabularyFn, WriteShards, count_matched,
-    dead_letter_tally, piece_tally, write_outputs,
+    METRICS_NAMESPACE, MakeWindows, ParseMidi, TallyFn, TransposePieces, VocabularyFn, count_matched,
+    dead_letter_tally, piece_tally,
 )
+from preprocessing.writing import WriteShards, write_outputs
 
 LOGGER = logging.getLogger("preprocessing.pipeline")
 
@@ -50,10 +53,12 @@ class PreprocessMidi(beam.PTransform):
     def __init__(self, options: PreprocessOptions, *, pattern: str, root: str, train_shards: int,
                  local_workers: int | None = None, run_id: str | None = None):
         super().__init__()
-        self.options, self.pattern, self.root = options, pattern, root
+        self.options = options
+        self.pattern = pattern
+        self.root = root
         self.train_shards, self.local_workers = train_shards, local_workers
         self.run_id = run_id or shards.new_run_id()
-        self.described = encoding.describe(options.encoding)
+        self.described = loader.describe(options.encoding)
 
     def expand(self, begin):
         o = self.options
@@ -99,9 +104,11 @@ class PreprocessMidi(beam.PTransform):
 
 
 class Outcome(NamedTuple):
-    manifest: records.Manifest | None  # None when the runner did not run the job here (Dataflow dry run)
+    # None when the runner did not run the job here (Dataflow dry run)
+    manifest: records.Manifest | None
     metrics: dict[str, int]  # Beam Metrics counters of the run (namespace lstm_composer)
-    result: Any = None  # Beam's PipelineResult (for a Dataflow dry run, ``result.job`` is the request)
+    # Beam's PipelineResult (for a Dataflow dry run, ``result.job`` is the request)
+    result: Any = None
 
 
 def resolve_input(input_arg: str | None) -> str:
@@ -116,13 +123,14 @@ def resolve_input(input_arg: str | None) -> str:
     return directory
 
 
-def run_pipeline(argv: Sequence[str] | None = None) -> Outcome:
-    """Parse ``argv`` and :func:`run` the job (argparse exits for bad flags)."""
-    return run(*parse_args(argv))
+def run(argv: Sequence[str] | None = None) -> Outcome:
+    """Parse ``argv`` and run the job (:func:`run_job`), as Beam's examples' ``run(argv)`` does;
+    argparse exits for bad flags."""
+    return run_job(*parse_args(argv))
 
 
-def run(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
-    """Run the whole job, print its summary and return what it wrote.
+def run_job(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
+    """Run the whole job with checked flags, print its summary and return what it wrote.
 
     Raises :class:`PipelineError` for a missing input or an unwritable output, before any Beam work starts.
     """
@@ -180,7 +188,7 @@ def summary(manifest: records.Manifest, output: str) -> str:
            f"pieces only: {c.get('windows_augmented', 0):,} of the train windows; "
            f"{c.get('transpositions_dropped', 0):,} copies dropped, a note out of range)"] if manifest.transpose else []),
         f"  sequence length {manifest.sequence_length}, stride {manifest.stride}, parts={manifest.parts}, "
-        f"encoding {encoding.TOKEN_FORMATS.get(manifest.encoding, manifest.encoding)}; "
+        f"encoding {registry.by_token_format(manifest.encoding).name}; "
         "windows never cross from one piece into the next",
     ]
     warning = validation_warning(manifest)
@@ -195,7 +203,8 @@ def validation_warning(manifest: records.Manifest) -> str | None:
     """
     c = manifest.counts
     if c.get("validation_windows", 0) or not c.get("train_windows", 0):
-        return None  # a validation split exists, or there is nothing to train on at all (an error of its own)
+        # a validation split exists, or there is nothing to train on at all (an error of its own)
+        return None
     fraction = manifest.validation_fraction
     if fraction == 0:
         return ("warning: no validation windows (--validation-fraction 0): training will report no validation "
@@ -213,7 +222,7 @@ def validation_warning(manifest: records.Manifest) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        manifest = run_pipeline(argv).manifest
+        manifest = run(argv).manifest
     except PipelineError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

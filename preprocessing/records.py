@@ -1,14 +1,15 @@
-"""The on-disk contract between the preprocessing pipeline and the trainer.
+"""The on-disk contract between the preprocessing pipeline and the trainer: the format alone.
 
 One module owns the format so that the writer (the Beam pipeline) and the reader (the trainer's
 tf.data input) cannot drift apart: feature names, the example encoder and its parse spec, the shard
 file names, and the JSON documents ``vocab.json`` and ``manifest.json``.
 
-It never imports Apache Beam (the trainer image does not install it), and the writing side never
-imports TensorFlow: examples are encoded with plain protobuf (see :func:`_example_class`). Serialisation is kept apart
-from I/O: the ``*_to_json`` / ``*_from_json`` functions are pure, so the pipeline writes them through
-Beam's ``FileSystems`` and the trainer reads them through ``tf.io.gfile``
-(:func:`read_vocab`, :func:`read_manifest`), and both see the same bytes.
+It never imports Apache Beam (the trainer image does not install it) and never imports TensorFlow
+but in :func:`parse_spec`: examples are encoded with plain protobuf (see :func:`_example_class`).
+Serialisation is kept apart from I/O: the ``*_to_json`` / ``*_from_json`` functions are pure, so
+the pipeline writes them through Beam's ``FileSystems`` and the trainer reads them through
+``tf.io.gfile`` (:mod:`preprocessing.reader`, which checks a finished output), and both see the
+same bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import hashlib
 import json
 from typing import Any, Mapping, Sequence
 
-from preprocessing.encoding import TOKEN_FORMATS, Encoding, EncodingError, encoding_class, load
+from preprocessing.encodings import registry
 
 FORMAT_VERSION = 2
 """Bumped whenever the meaning of a record or of a manifest field changes.
@@ -30,11 +31,8 @@ with ``encoding_config_hash``, ``encoding_versions`` and ``transpose`` (with its
 :data:`AUGMENTATION_COUNT_KEYS`): optional fields (:data:`OPTIONAL_FIELDS`), so a manifest written
 before them reads as before, and a reader before them ignores them."""
 
-ENCODING = "music21-pitch-normalorder-v1"
-"""The reference encoding's token format (see :mod:`preprocessing.notes`), a manifest's default."""
-ENCODINGS = tuple(TOKEN_FORMATS)
-"""The token formats this version reads (reference and REMI, :data:`preprocessing.encoding.TOKEN_FORMATS`);
-a manifest naming any other is refused, never read as one of these."""
+ENCODING = registry.REFERENCE.token_format
+"""A manifest's default token format: one written before the encoding was recorded is the reference's."""
 
 INPUTS_FEATURE = "inputs"
 TARGET_FEATURE = "target"
@@ -76,7 +74,7 @@ def shard_name(split: str, run_id: str, index: int, total: int, compression: str
     """The exact file name of one shard, e.g. ``train-1f2e3d4c-00000-of-00004.tfrecord.gz``.
 
     The run's id keeps a rerun from overwriting the shards of the finished output it will replace:
-    those stay readable until the new manifest lands (see :mod:`preprocessing.shards`).
+    those stay readable until the new manifest lands (see :mod:`preprocessing.files`).
     """
     return f"{split}-{run_id}-{index:05d}-of-{total:05d}{shard_suffix(compression)}"
 
@@ -93,15 +91,6 @@ def tf_compression_type(compression: str) -> str:
 
 
 # --------------------------------------------------------------------------- examples
-
-
-def _tf():
-    # TensorFlow is imported on first use, and only by the trainer-side helpers below: the Beam
-    # pipeline and its workers never import it (a 3-7 s import per worker process, and 600 MB that
-    # Dataflow workers would otherwise have to install).
-    import tensorflow as tf
-
-    return tf
 
 
 @functools.lru_cache(maxsize=1)
@@ -166,8 +155,12 @@ def decode_example(serialized: bytes) -> tuple[list[int], int]:
 
 
 def parse_spec(sequence_length: int) -> dict[str, Any]:
-    """The feature spec for ``tf.io.parse_example``: fixed-length int64 inputs and a scalar target."""
-    tf = _tf()
+    """The feature spec for ``tf.io.parse_example``: fixed-length int64 inputs and a scalar target.
+
+    TensorFlow is imported here, on the reader's side only: the Beam pipeline and its workers never
+    import it (a 3-7 s import per worker process, and 600 MB that Dataflow workers would install)."""
+    import tensorflow as tf
+
     return {
         INPUTS_FEATURE: tf.io.FixedLenFeature([sequence_length], tf.int64),
         TARGET_FEATURE: tf.io.FixedLenFeature([], tf.int64),
@@ -237,11 +230,13 @@ class Manifest:
     train_shards: tuple[Shard, ...]
     validation_shards: tuple[Shard, ...]
     run_id: str = ""
-    encoding: str = ENCODING  # the token format (preprocessing.encoding.TOKEN_FORMATS)
+    encoding: str = ENCODING  # the token format (preprocessing.encodings.registry.TOKEN_FORMATS)
     format_version: int = FORMAT_VERSION
     encoding_config_hash: str = ""  # the encoding's config_hash; "" in a manifest written before it
-    encoding_versions: Mapping[str, str] = dataclasses.field(default_factory=dict)  # libraries that made the tokens
-    transpose: int = 0  # --transpose K: training pieces were also copied shifted by -K..-1, +1..+K semitones
+    # libraries that made the tokens
+    encoding_versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # --transpose K: training pieces were also copied shifted by -K..-1, +1..+K semitones
+    transpose: int = 0
 
     def shard_entries(self, split: str) -> tuple[Shard, ...]:
         """The shards of ``split`` with their sizes, record counts and hashes."""
@@ -295,10 +290,11 @@ def manifest_from_json(text: str | bytes, remedy: str = "run the preprocessing p
     missing = fields - OPTIONAL_FIELDS - doc.keys()
     if missing:
         raise DataError(f"manifest.json lacks {sorted(missing)}")
-    if doc["encoding"] not in ENCODINGS:
+    if doc["encoding"] not in registry.TOKEN_FORMATS:
         raise DataError(
             f"manifest.json names the token encoding {doc['encoding']!r}, which this version does not "
-            f"read (it reads {', '.join(ENCODINGS)}): use the version that wrote it, or preprocess again"
+            f"read (it reads {', '.join(registry.TOKEN_FORMATS)}): use the version that wrote it, or "
+            "preprocess again"
         )
     doc = {k: v for k, v in doc.items() if k in fields}
     doc["train_shards"] = _shards_from_json(doc["train_shards"], "train_shards")
@@ -306,94 +302,9 @@ def manifest_from_json(text: str | bytes, remedy: str = "run the preprocessing p
     return Manifest(**doc)
 
 
-# --------------------------------------------------------------------------- reading (trainer side)
+# --------------------------------------------------------------------------- paths
 
 
 def join(directory: str, name: str) -> str:
     """Join a file name onto a local or URL-style (``gs://``, ``ram://``) directory."""
     return directory.rstrip("/") + "/" + name
-
-
-def _read_text(path: str) -> str:
-    tf = _tf()
-    with tf.io.gfile.GFile(path, "r") as f:
-        return f.read()
-
-
-def read_vocab(data_dir: str) -> list[str]:
-    return vocab_from_json(_read_text(join(data_dir, VOCAB_FILE)))
-
-
-def read_output(directory: str, *, shards: bool = True, full: bool = False) -> tuple[Manifest, list[str]]:
-    """Read and check a finished pipeline output through ``tf.io.gfile`` (local, gs://, ram://):
-    its manifest and its vocabulary, each read once.
-
-    Raises :class:`DataError` with one readable sentence when the directory is not a finished output,
-    when ``vocab.json`` does not match the manifest's vocabulary hash, or (``shards=True``) when a
-    listed shard is missing, of another size or of other content than the manifest lists
-    (:func:`preprocessing.shards.verify`; ``full``: hash every byte). A trained model's folder
-    carries the same two files without shards.
-    """
-    tf = _tf()
-    path = join(directory, MANIFEST_FILE)
-    if not tf.io.gfile.exists(path):
-        raise DataError(
-            f"{path} not found: {directory} is not a finished preprocessing output "
-            "(run `lstm-composer preprocess --output DIR` and wait for it to finish)"
-        )
-    remedy = (f"{RERUN} with this version" if shards else
-              "train the model again on a new preprocessing output, or generate with the version that trained it")
-    manifest = manifest_from_json(_read_text(path), remedy)
-    vocab_path = join(directory, VOCAB_FILE)
-    if not tf.io.gfile.exists(vocab_path):
-        raise DataError(f"{vocab_path} not found beside the manifest")
-    vocab = read_vocab(directory)
-    if vocab_hash(vocab) != manifest.vocab_hash or len(vocab) != manifest.vocab_size:
-        raise DataError(
-            f"{vocab_path} does not match the records: the manifest was written with a vocabulary of "
-            f"{manifest.vocab_size} tokens (hash {manifest.vocab_hash}), vocab.json has {len(vocab)} "
-            f"tokens (hash {vocab_hash(vocab)}); {RERUN}"
-        )
-    check_saved_encoding(directory, manifest, RERUN if shards else
-                         "copy it from the data folder the model was trained on, or train the model again")
-    if shards:
-        from preprocessing import shards as shard_files  # it builds on this module
-
-        shard_files.verify(directory, manifest, full=full)
-    return manifest, vocab
-
-
-def check_saved_encoding(directory: str, manifest: Manifest, remedy: str = RERUN) -> None:
-    """Refuse, in one line, a folder whose encoding's saved files (REMI: ``tokenizer.json``) are missing,
-    unreadable, or of another configuration than the manifest's hash. The reference saves none."""
-    saved_encoding(directory, manifest, remedy)
-
-
-def saved_encoding(directory: str, manifest: Manifest, remedy: str | None = RERUN) -> Encoding | None:
-    """The encoding a folder's saved files describe, checked as :func:`check_saved_encoding` says
-    (``remedy`` ends each refusal, when given); None for an encoding that saves none (the reference),
-    and then nothing is read or imported."""
-    name = TOKEN_FORMATS[manifest.encoding]
-    cls = encoding_class(name)  # the reference needs no import here; REMI imports MidiTok
-    if not cls.saved_file_names:
-        return None
-    tf = _tf()
-    then = f"; {remedy}" if remedy else ""
-    for file_name in cls.saved_file_names:
-        if not tf.io.gfile.exists(join(directory, file_name)):
-            raise DataError(f"{join(directory, file_name)} not found beside the manifest: the {name} encoding's "
-                            f"saved tokenizer is needed to read its tokens{then}")
-
-    def read(file_name: str) -> bytes:
-        with tf.io.gfile.GFile(join(directory, file_name), "rb") as f:
-            return f.read()
-
-    try:
-        return load(name, read, manifest.encoding_config_hash or None)
-    except EncodingError as exc:
-        raise DataError(f"{directory}: {' '.join(str(exc).split())}{then}") from exc
-
-
-def read_manifest(data_dir: str) -> Manifest:
-    """The checked manifest of a finished pipeline output (see :func:`read_output`)."""
-    return read_output(data_dir)[0]

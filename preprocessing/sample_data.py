@@ -46,6 +46,7 @@ import music21
 from music21 import corpus
 
 from preprocessing import quiet
+from preprocessing.encodings import reference
 from preprocessing.sample_pieces import PIECES
 
 RENDER_VERSION = 1
@@ -288,11 +289,9 @@ def ensure_dataset(
 def dataset_statistics(directory: str | os.PathLike, sequence_length: int = 100) -> dict:
     """Tokens and windows (stride 1) of a rendered directory, parsed back from the MIDI bytes as the
     pipeline will read them (``parts="all"``). Slow-ish (a full parse of every file): for reporting."""
-    from preprocessing import notes
-
     directory = Path(directory)
     index = _read_index(directory) or {"files": []}
-    lengths = {e["name"]: len(notes.tokens_from_midi_bytes((directory / e["name"]).read_bytes(), parts="all"))
+    lengths = {e["name"]: len(reference.tokens_from_midi_bytes((directory / e["name"]).read_bytes(), parts="all"))
                for e in index["files"]}
     return {
         "files": len(lengths),

@@ -1,4 +1,4 @@
-"""The shard files' bytes: how the pipeline builds them, and how a reader checks them before trusting them.
+"""The shard files' bytes: how the pipeline builds them, and what a reader checks them against.
 
 The pipeline writes every shard itself instead of through Beam's ``WriteToTFRecord``, because that
 sink returns only paths and deals records to shards at random: it can say neither how many records
@@ -7,16 +7,13 @@ the key picks its shard and orders the records within it, so a shard's bytes dep
 alone, and the step that builds a shard in memory knows its size, record count and hashes for free
 (no second pass over the data, on any runner). The manifest lists them (:class:`records.Shard`).
 
-The reader (:func:`verify`) checks every listed shard before the trainer's first step: present,
-of the listed size, and of the listed content. By default the content check hashes the first and
-last :data:`EDGE_BYTES` of each shard (whole shards up to twice that), a few reads per shard however
-large the data; ``full=True`` streams every byte through sha256. Why that default: see
-docs/ARCHITECTURE.md ("Every shard is checked before the first step").
+The reader (:func:`preprocessing.reader.verify`) checks every listed shard before the trainer's
+first step: present, of the listed size, and of the listed content, by default a hash of the first
+and last :data:`EDGE_BYTES` of each shard (:func:`edge_ranges`: one definition for both sides).
 
 TFRecord framing (length, masked CRC-32C of the length, data, masked CRC-32C of the data) is written
 here with ``google_crc32c`` (a dependency of Beam's GCP I/O); tests check the bytes against
-TensorFlow's own ``TFRecordWriter``. The writer side never imports TensorFlow; :func:`verify` does,
-lazily.
+TensorFlow's own ``TFRecordWriter``. This module never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -25,19 +22,15 @@ import gzip
 import hashlib
 import struct
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from preprocessing import records
-from preprocessing.errors import first_line
-from preprocessing.records import RERUN, DataError, Shard
+from preprocessing.records import Shard
 
 EDGE_BYTES = 64 * 1024
 """The default check hashes this many bytes at each end of a shard."""
 GZIP_LEVEL = 6
 """zlib's default level, as Beam's gzip sink used: level 9 costs far more time for a few per cent."""
-READ_CHUNK = 4 * 2**20
-MAX_READERS = 16
 
 
 # --------------------------------------------------------------------------- writing (Beam workers)
@@ -112,72 +105,3 @@ def build(name: str, keyed: Iterable[tuple[int, bytes]], compression: str) -> tu
     ordered = [record for _, record in sorted(keyed)]
     data = shard_bytes(ordered, compression)
     return data, describe(name, data, len(ordered))
-
-
-# --------------------------------------------------------------------------- checking (the trainer)
-
-
-def count_problem(manifest: records.Manifest) -> str | None:
-    """Whether the shards' record counts add up to the windows the manifest counts, split by split."""
-    for split in records.SPLITS:
-        listed = sum(shard.records for shard in manifest.shard_entries(split))
-        if listed != manifest.windows(split):
-            return (f"{records.MANIFEST_FILE} lists {listed:,} {split} records in its shards but counts "
-                    f"{manifest.windows(split):,} {split} windows: it was edited or damaged; {RERUN}")
-    return None
-
-
-def shard_problem(shard: Shard, path: str, size: int, digest: str | None, full: bool) -> str | None:
-    """What differs between a shard on disk (its ``size`` and hash) and its manifest entry, if anything."""
-    if size != shard.size:
-        how = "truncated or cut" if size < shard.size else "longer than written"
-        return (f"shard {path} holds {size:,} bytes, {records.MANIFEST_FILE} lists {shard.size:,} ({how} since "
-                f"the pipeline wrote it); {RERUN}")
-    expected = shard.sha256 if full else shard.edges_sha256
-    if digest is not None and digest != expected:
-        what = "sha256" if full else f"sha256 of its first and last {EDGE_BYTES // 1024} KiB"
-        return (f"shard {path} has the size {records.MANIFEST_FILE} lists ({size:,} bytes) but other content "
-                f"({what} differs: replaced, e.g. by another run's shard); {RERUN}")
-    return None
-
-
-def _digest(tf, path: str, size: int, full: bool) -> str:
-    h = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        if full:
-            while chunk := f.read(READ_CHUNK):
-                h.update(chunk)
-            return h.hexdigest()
-        for offset, length in edge_ranges(size):
-            f.seek(offset)
-            h.update(f.read(length))
-    return h.hexdigest()
-
-
-def check_shard(directory: str, shard: Shard, full: bool = False) -> str | None:
-    """One shard against its entry, through ``tf.io.gfile`` (local, gs://, ram://); a problem or None."""
-    tf = records._tf()
-    path = records.join(directory, shard.name)
-    try:
-        size = tf.io.gfile.stat(path).length
-        digest = _digest(tf, path, size, full) if size == shard.size else None
-    except tf.errors.NotFoundError:
-        return f"shard {path} listed in {records.MANIFEST_FILE} is missing; {RERUN}"
-    except tf.errors.OpError as exc:
-        return f"cannot read shard {path}: {first_line(exc)}"
-    return shard_problem(shard, path, size, digest, full)
-
-
-def verify(directory: str, manifest: records.Manifest, *, full: bool = False) -> None:
-    """Check every shard the manifest lists (in parallel); :class:`DataError` naming the first bad one."""
-    problem = count_problem(manifest)
-    if problem:
-        raise DataError(problem)
-    listed: Sequence[Shard] = [shard for split in records.SPLITS for shard in manifest.shard_entries(split)]
-    if not listed:
-        return
-    with ThreadPoolExecutor(max_workers=min(MAX_READERS, len(listed))) as pool:
-        problems = list(pool.map(lambda shard: check_shard(directory, shard, full), listed))
-    problem = next((p for p in problems if p), None)
-    if problem:
-        raise DataError(problem)

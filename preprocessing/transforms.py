@@ -1,17 +1,18 @@
 """The preprocessing job's steps: the DoFns and CombineFns that :mod:`preprocessing.pipeline` wires up.
 
-Each is a thin adapter around the pure functions of :mod:`preprocessing.notes` (MIDI → tokens),
-:mod:`preprocessing.windowing` (tokens → windows, the split, the vocabulary) and
-:mod:`preprocessing.records` (windows → ``tf.train.Example`` bytes, the manifest), plus the Beam
-Metrics counters that show progress in the Dataflow UI. A file that cannot be parsed becomes a dead
-letter (its path and the reason), never an exception that stops the job; so does a file that takes
-longer than ``--max-seconds-per-file`` to parse, which :class:`ParseMidi` runs in a child process it
-can kill (:mod:`preprocessing.budget`). This module does not import music21: only those children do.
+Each is a thin adapter around pure functions: the chosen encoding's parse function (MIDI → tokens,
+run by name in a child process), :mod:`preprocessing.windowing` (tokens → windows, the split, the
+vocabulary), :mod:`preprocessing.records` and :mod:`preprocessing.shards` (windows →
+``tf.train.Example`` bytes → shards, the manifest), plus the Beam Metrics counters that show
+progress in the Dataflow UI. A file that cannot be parsed becomes a dead letter (its path and the
+reason), never an exception that stops the job; so does a file that takes longer than
+``--max-seconds-per-file`` to parse, which :class:`ParseMidi` runs in a child process it can kill
+(:mod:`preprocessing.budgeted_child`). This module imports neither music21 nor MidiTok: only those
+children do (and :class:`TransposePieces`, when ``--transpose`` asks for the encoding's own).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from typing import Iterable, Iterator, NamedTuple
@@ -19,7 +20,8 @@ from typing import Iterable, Iterator, NamedTuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from preprocessing import budget, encoding, files, records, shards, windowing
+from preprocessing import budgeted_child, files, records, shards, windowing
+from preprocessing.encodings import loader, registry
 from preprocessing.direct_runner import freeze_long_lived_objects, in_beam_worker_process
 
 LOGGER = logging.getLogger("preprocessing.pipeline")
@@ -43,18 +45,14 @@ def count_matched(metadata) -> bool:
     return True
 
 
-PARSE_FUNCTION = encoding.PARSE_FUNCTIONS[encoding.DEFAULT_ENCODING]
-"""What a parse child runs by default, by name: importing it here would load music21 into every Beam
-worker too (``encoding.PARSE_FUNCTIONS`` names one per encoding)."""
-
-
 def failure_reason(exc: Exception, max_seconds: float) -> str:
     """The dead letter's one-line reason for a file that did not parse."""
-    if isinstance(exc, budget.OverBudget):
+    if isinstance(exc, budgeted_child.OverBudget):
         return f"took longer than --max-seconds-per-file {max_seconds:g} s to parse; stopped"
-    if isinstance(exc, budget.ChildDied):
+    if isinstance(exc, budgeted_child.ChildDied):
         return f"the process parsing it died: {exc}"
-    if isinstance(exc, budget.CallFailed):  # MidiParseError's message (music21's or symusic's) says what is wrong
+    # MidiParseError's message (music21's or symusic's) says what is wrong
+    if isinstance(exc, budgeted_child.CallFailed):
         return exc.message if exc.type_name == "MidiParseError" else str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -69,21 +67,22 @@ class ParseMidi(beam.DoFn):
 
     DEAD_LETTER = "dead_letter"
 
-    def __init__(self, parts: str, root: str, max_seconds: float, encoding_name: str = encoding.DEFAULT_ENCODING):
+    def __init__(self, parts: str, root: str, max_seconds: float, encoding_name: str = registry.DEFAULT):
         self.parts = parts
         self.root = root
         self.max_seconds = max_seconds
-        self.function = encoding.PARSE_FUNCTIONS[encoding_name]
+        # by name: importing it here would load music21 or MidiTok into every Beam worker too
+        self.function = registry.by_name(encoding_name).parse_function
         self.parsed = Metrics.counter(METRICS_NAMESPACE, "files_parsed")
         self.failed = Metrics.counter(METRICS_NAMESPACE, "files_failed")
         self.tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
-        self._parse: budget.BudgetedFunction | None = None
+        self._parse: budgeted_child.BudgetedFunction | None = None
 
     def setup(self) -> None:
         # Only where the process is Beam's own; never in a caller's process (in-memory mode).
         if in_beam_worker_process():
             freeze_long_lived_objects()
-        self._parse = budget.BudgetedFunction(self.function, self.max_seconds)
+        self._parse = budgeted_child.BudgetedFunction(self.function, self.max_seconds)
         self._parse.start()  # imports music21 or MidiTok in the child while this worker goes on
 
     def teardown(self) -> None:
@@ -96,7 +95,7 @@ class ParseMidi(beam.DoFn):
             self.setup()
         try:
             tokens = self._parse(readable_file.read(), self.parts)
-        except budget.StartFailed:
+        except budgeted_child.StartFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - a bad file is reported, never fatal
             self.failed.inc()
@@ -130,7 +129,7 @@ class TransposePieces(beam.DoFn):
 
     def setup(self) -> None:
         if self.shifts:  # music21 or MidiTok enters this worker only for augmentation
-            self._transpose = encoding.get(self.encoding_name).transpose
+            self._transpose = loader.get(self.encoding_name).transpose
             if in_beam_worker_process():
                 freeze_long_lived_objects()
 
@@ -269,81 +268,3 @@ class TallyFn(beam.CombineFn):
         counts["files_matched"] = counts["files_parsed"] + counts["files_failed"]
         dead_letters = sorted(accumulator.dead_letters, key=lambda entry: entry["path"])
         return Tally(counts, dead_letters)
-
-
-class WriteShard(beam.DoFn):
-    """One shard's ``(window key, record)`` pairs → its file, written in one go → its manifest entry."""
-
-    def __init__(self, output: str, split: str, run_id: str, total: int, compression: str):
-        self.output, self.split, self.run_id, self.total, self.compression = output, split, run_id, total, compression
-
-    def process(self, element) -> Iterator[records.Shard]:
-        index, keyed = element
-        name = records.shard_name(self.split, self.run_id, index, self.total, self.compression)
-        data, shard = shards.build(name, keyed, self.compression)
-        files.write_bytes(records.join(self.output, name), data)
-        yield shard
-
-
-class WriteShards(beam.PTransform):
-    """Keyed windows of one split → ``total`` shard files named with the run id → their manifest entries.
-
-    One GroupByKey by shard index (what ``WriteToTFRecord(num_shards=...)`` does too), then one
-    :class:`WriteShard` per shard. A shard that no window falls into is neither written nor listed.
-    A retried or duplicated shard writer writes the same bytes to the same name.
-    """
-
-    def __init__(self, output: str, split: str, run_id: str, total: int, compression: str):
-        super().__init__()
-        self.output, self.split, self.run_id, self.total, self.compression = output, split, run_id, total, compression
-
-    def expand(self, keyed_windows):
-        return (
-            keyed_windows
-            | "ByShard" >> beam.Map(shards.shard_of, self.total)
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(WriteShard(self.output, self.split, self.run_id, self.total, self.compression))
-        )
-
-
-def write_outputs(tally: Tally, vocab: list[str], train_shards: list[records.Shard],
-                  validation_shards: list[records.Shard], *, output: str, run_id: str, sequence_length: int,
-                  stride: int, validation_fraction: float, parts: str, compression: str, described: dict,
-                  transpose: int = 0) -> str:
-    """Publish dead_letter.jsonl, vocab.json, the encoding's saved files and manifest.json (last), then
-    remove what it replaced. ``described`` is :func:`preprocessing.encoding.describe` of the encoding.
-
-    Runs once, after the combines and both shard writes are final (they are its inputs), so a folder
-    with a manifest is a finished output on any runner. Until this step, a finished output already in
-    the folder is untouched; afterwards only the shards the new manifest lists remain. Returns the
-    manifest's path.
-    """
-    lines = [json.dumps(entry, sort_keys=True) + "\n" for entry in tally.dead_letters]
-    manifest = records.Manifest(
-        sequence_length=sequence_length,
-        stride=stride,
-        vocab_size=len(vocab),
-        vocab_hash=records.vocab_hash(vocab),
-        parts=parts,
-        compression=compression,
-        validation_fraction=validation_fraction,
-        counts=dict(tally.counts),
-        train_shards=tuple(sorted(train_shards, key=lambda shard: shard.name)),
-        validation_shards=tuple(sorted(validation_shards, key=lambda shard: shard.name)),
-        run_id=run_id,
-        encoding=described["token_format"],
-        encoding_config_hash=described["config_hash"],
-        encoding_versions=dict(described["versions"]),
-        transpose=transpose,
-    )
-    saved = sorted(described["saved_files"].items())
-    files.publish(output, [
-        (records.DEAD_LETTER_FILE, "".join(lines)),
-        (records.VOCAB_FILE, records.vocab_to_json(vocab)),
-        *saved,
-        (records.MANIFEST_FILE, records.manifest_to_json(manifest)),
-    ], run_id)
-    others = sorted({name for names in encoding.SAVED_FILE_NAMES.values() for name in names})
-    files.remove_stale(output, [*manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)],
-                       [name for name, _ in saved], replaced=others)
-    return records.join(output, records.MANIFEST_FILE)

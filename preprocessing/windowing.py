@@ -98,7 +98,7 @@ def transposed_copies(tokens: Sequence[str], shifts: Sequence[int],
                       ) -> tuple[list[tuple[int, list[str]]], int]:
     """``([(shift, tokens moved by shift), ...], dropped)`` for one piece.
 
-    ``transpose`` is the encoding's own (:meth:`preprocessing.encoding.Encoding.transpose`): it gives
+    ``transpose`` is the encoding's own (:meth:`preprocessing.encodings.base.Encoding.transpose`): it gives
     None when a note would leave the encoding's pitch range, and that copy is dropped (counted, never
     an error). Only training pieces are given to this function: the split comes first.
     """

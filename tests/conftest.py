@@ -1,7 +1,7 @@
 """Shared fixtures: small real MIDI files written by music21, and a real pipeline output made from them.
 
 Every MIDI file here is rendered by music21 from a token list we choose, so each test knows the exact
-tokens a correct parser must read back (the encoding round-trips exactly; see tests/test_notes.py).
+tokens a correct parser must read back (the encoding round-trips exactly; see tests/test_reference_encoding.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocessing import notes
+from preprocessing.encodings import reference
 
 # Beam's DirectRunner and TensorFlow both look for Google credentials and GPUs; keep the logs quiet.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,7 +40,7 @@ def patterned_tokens(seed: int, length: int) -> list[str]:
 
 
 def write_tokens_midi(path: Path, tokens: list[str]) -> Path:
-    path.write_bytes(notes.midi_bytes_from_tokens(tokens))
+    path.write_bytes(reference.midi_bytes_from_tokens(tokens))
     return path
 
 
@@ -70,7 +70,7 @@ def write_multipart_midi(path: Path) -> list[str]:
     expected = []
     for beat, name in enumerate(melody):
         if beat % 2 == 0:
-            expected.append(notes.chord_token([_pitch(name), _pitch(bass[beat // 2])]))
+            expected.append(reference.chord_token([_pitch(name), _pitch(bass[beat // 2])]))
         else:
             expected.append(name)
     return expected
@@ -113,7 +113,7 @@ def midi_corpus(tmp_path_factory) -> dict:
     (root / "empty.mid").write_bytes(b"")
     (root / "renamed.mid").write_text("these are not the notes you are looking for\n")
     (root / "garbage.MID").write_bytes(bytes(random.Random(7).randrange(256) for _ in range(300)))
-    (root / "notes.txt").write_text("not matched: wrong extension\n")
+    (root / "reference.txt").write_text("not matched: wrong extension\n")
     return {
         "dir": root,
         "tokens": tokens,
@@ -138,7 +138,7 @@ def records_dir(training_midi_dir, tmp_path_factory) -> Path:
     from preprocessing import pipeline
 
     out = tmp_path_factory.mktemp("records")
-    pipeline.run_pipeline(
+    pipeline.run(
         [
             "--input", str(training_midi_dir),
             "--output", str(out),

@@ -54,7 +54,7 @@ def test_python_dash_m_pipeline_end_to_end(midi_corpus, tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_path, capsys):
-    from preprocessing import notes
+    from preprocessing.encodings import reference
 
     work = tmp_path / "qs"
     code = lstm_composer.quickstart([
@@ -71,7 +71,7 @@ def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_
     assert list((work / "job" / "logs").glob("events.out.tfevents.*"))
     tokens = json.loads((work / "composition.json").read_text())["tokens_text"]
     assert len(tokens) == 20
-    assert notes.tokens_from_midi_bytes((work / "composition.mid").read_bytes()) == tokens
+    assert reference.tokens_from_midi_bytes((work / "composition.mid").read_bytes()) == tokens
     assert (work / "composition.png").read_bytes().startswith(b"\x89PNG")
     assert (work / "composition.wav").read_bytes().startswith(b"RIFF")  # the preset's --wav
     assert f"tensorboard --logdir {work}/job/logs" in out
@@ -84,10 +84,10 @@ def test_quickstart_routes_each_flag_to_the_jobs_that_know_it():
     import argparse
 
     from preprocessing import options
-    from trainer import flags, generate
+    from trainer import flags, generate_flags
 
     parsers = {"quickstart": lstm_composer.quickstart_parser(), "preprocess": options.build_parser(),
-               "train": flags.build_parser(), "generate": generate.build_parser()}
+               "train": flags.build_parser(), "generate": generate_flags.build_parser()}
     routed = lstm_composer.route_flags(
         ["--seed", "7", "--sequence-length=12", "--epochs", "2", "--length", "30", "--workdir", "w", "--parts", "first"],
         parsers,
@@ -244,7 +244,8 @@ def test_beam_worker_lines_are_hidden_unless_verbose(midi_corpus, tmp_path):
                                        *extra)
         assert runs[name].returncode == 0, runs[name].stderr[-3000:]
         dead = (tmp_path / name / "dead_letter.jsonl").read_text().splitlines()
-        assert len(dead) == len(midi_corpus["bad"])  # what the hidden lines said about bad files is kept
+        # what the hidden lines said about bad files is kept
+        assert len(dead) == len(midi_corpus["bad"])
     worker_lines = ("No semi_persistent_directory found", "Discarding unparseable args")
     assert not any(line in runs["quiet"].stderr for line in worker_lines), runs["quiet"].stderr
     assert "Worker: " not in runs["quiet"].stderr

@@ -11,7 +11,8 @@ import tarfile
 import pytest
 
 from gcs_emulator import gcs_emulator
-from preprocessing import notes, pipeline
+from preprocessing import pipeline
+from preprocessing.encodings import reference
 
 from test_cloud_docs import VARIABLES, commands_starting
 
@@ -36,12 +37,12 @@ def dataflow_job(tmp_path_factory):
         client = storage.Client(project="local-test-project")
         bucket = client.create_bucket(BUCKET)
         for index in range(2):
-            data = notes.midi_bytes_from_tokens(["C4", "E4", "G4", "4.7.11", "A3"][index:] * 8)
+            data = reference.midi_bytes_from_tokens(["C4", "E4", "G4", "4.7.11", "A3"][index:] * 8)
             bucket.blob(f"midi/piece_{index}.mid").upload_from_string(data)
         cwd = os.getcwd()
         os.chdir(root)  # --setup_file ./setup.py is relative, as in docs/CLOUD.md's command
         try:
-            outcome = pipeline.run_pipeline(dataflow_argv())
+            outcome = pipeline.run(dataflow_argv())
             job = outcome.result.job
 
             # What DataflowRunner does next, minus the API call: stage every file, fill the environment.
@@ -110,7 +111,7 @@ def test_setup_file_is_staged_as_an_sdist_with_the_pipeline_code(dataflow_job):
     # no TensorFlow.
     with tarfile.open(fileobj=io.BytesIO(dataflow_job["workflow"]), mode="r:gz") as sdist:
         files = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-        assert {"preprocessing/notes.py", "preprocessing/records.py", "preprocessing/windowing.py",
+        assert {"preprocessing/encodings/reference.py", "preprocessing/records.py", "preprocessing/windowing.py",
                 "preprocessing/pipeline.py", "setup.py"} <= files
         requires = next(sdist.extractfile(m).read().decode() for m in sdist.getmembers()
                         if m.name.endswith(".egg-info/requires.txt"))

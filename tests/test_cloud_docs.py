@@ -165,14 +165,16 @@ def test_tensorboard_command_reads_a_jobs_log_dir():
 
     (command,) = commands_starting("tensorboard")
     logdir = command[command.index("--logdir") + 1]
-    assert logdir.removesuffix("/logs") in base_output_dirs()  # AIP_TENSORBOARD_LOG_DIR = <base>/logs/
+    # AIP_TENSORBOARD_LOG_DIR = <base>/logs/
+    assert logdir.removesuffix("/logs") in base_output_dirs()
     program.TensorBoard().configure(argv=command)  # tensorboard's own flag parser accepts it
 
 
 def test_generate_command_reads_a_jobs_model_dir():
-    from trainer import generate
+    from trainer import generate_flags
 
     (command,) = commands_starting("lstm-composer", "generate")
-    args = generate.build_parser().parse_args(command[2:])
-    assert args.model_dir.removesuffix("/model") in base_output_dirs()  # AIP_MODEL_DIR = <base>/model/
+    args = generate_flags.build_parser().parse_args(command[2:])
+    # AIP_MODEL_DIR = <base>/model/
+    assert args.model_dir.removesuffix("/model") in base_output_dirs()
     assert args.output == "composition.mid"

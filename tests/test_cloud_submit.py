@@ -58,9 +58,11 @@ def test_one_gpu(capsys):
     assert pool.machine_spec.accelerator_type == types.AcceleratorType.NVIDIA_L4
     assert pool.machine_spec.accelerator_count == 1
     assert pool.container_spec.image_uri == IMAGE
-    assert list(pool.container_spec.command) == []  # the image's ENTRYPOINT runs python -m trainer.task
+    # the image's ENTRYPOINT runs python -m trainer.task
+    assert list(pool.container_spec.command) == []
     assert list(pool.container_spec.args) == TRAINER
-    assert job.job_spec.base_output_directory.output_uri_prefix == BASE  # -> AIP_MODEL_DIR and friends
+    # -> AIP_MODEL_DIR and friends
+    assert job.job_spec.base_output_directory.output_uri_prefix == BASE
     assert "1 machine of g2-standard-8 with 1 x NVIDIA_L4" in err
 
 
@@ -72,7 +74,8 @@ def test_four_gpus_on_one_machine_n1_with_t4(capsys):
     assert pool.machine_spec.accelerator_type == types.AcceleratorType.NVIDIA_TESLA_T4
     assert pool.machine_spec.accelerator_count == 4
     assert pool.replica_count == 1
-    assert "scheduling" not in json.loads(vertex_ai.request_json(request))["customJob"]["jobSpec"]  # on demand, one machine
+    # on demand, one machine
+    assert "scheduling" not in json.loads(vertex_ai.request_json(request))["customJob"]["jobSpec"]
 
 
 def test_two_machines_with_four_gpus_each(capsys):

@@ -44,7 +44,8 @@ def test_balance_by_size_is_longest_first_to_the_lightest_bucket():
     assert sorted(loads) == [17, 18]
     assert direct_runner.balance_by_size(sizes, 1) == [0] * len(sizes)
     assert direct_runner.balance_by_size([], 3) == []
-    assert sorted(direct_runner.balance_by_size([4, 4, 4], 5)) == [0, 1, 2]  # more buckets than files
+    # more buckets than files
+    assert sorted(direct_runner.balance_by_size([4, 4, 4], 5)) == [0, 1, 2]
     with pytest.raises(ValueError):
         direct_runner.balance_by_size(sizes, 0)
 

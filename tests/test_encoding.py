@@ -14,8 +14,9 @@ import pytest
 from symusic import Score
 
 from conftest import patterned_tokens
-from preprocessing import encoding, notes, records, sample_data
-from preprocessing.midi_container import MidiParseError
+from preprocessing import records, sample_data
+from preprocessing.encodings import base, loader, midi_container, reference, registry
+from preprocessing.encodings.midi_container import MidiParseError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def smf(track: bytes, declared_tracks: int = 1) -> bytes:
     return header + (96).to_bytes(2, "big") + b"MTrk" + len(track).to_bytes(4, "big") + track
 
 
-GOOD = notes.midi_bytes_from_tokens(patterned_tokens(seed=1, length=40))
+GOOD = reference.midi_bytes_from_tokens(patterned_tokens(seed=1, length=40))
 
 
 def bad_files() -> dict[str, bytes]:
@@ -50,50 +51,60 @@ def bad_files() -> dict[str, bytes]:
 
 
 def test_registry_names_both_encodings_and_refuses_others():
-    assert encoding.ENCODINGS == ("reference", "remi") and encoding.DEFAULT_ENCODING == "reference"
-    for name in encoding.ENCODINGS:
-        assert encoding.get(name).name == name
-    with pytest.raises(encoding.EncodingError, match="unknown encoding 'abc': choose one of reference, remi"):
-        encoding.get("abc")
+    assert registry.NAMES == ("reference", "remi") and registry.DEFAULT == "reference"
+    for name in registry.NAMES:
+        assert loader.get(name).name == name
+    with pytest.raises(registry.EncodingError, match="unknown encoding 'abc': choose one of reference, remi"):
+        loader.get("abc")
 
 
 def test_the_reference_token_format_is_what_manifests_record():
-    assert encoding.ReferenceEncoding.token_format == records.ENCODING
-    assert notes.PARTS_MODES == encoding.PARTS_MODES
+    assert reference.ReferenceEncoding.registration.token_format == records.ENCODING
+    assert loader.get("reference").token_format == records.ENCODING == registry.REFERENCE.token_format
+
+
+def test_each_encoding_class_carries_its_own_registration():
+    for registration in registry.REGISTRATIONS:
+        cls = loader.encoding_class(registration.name)
+        assert cls.registration is registration and cls.__name__ == registration.class_name
+        assert registration.parse_function == f"{cls.__module__}:tokens_from_midi_bytes"
+    with pytest.raises(registry.EncodingError, match="is not one this version reads"):
+        registry.by_token_format("music21-pitch-normalorder-v0")
 
 
 @pytest.mark.parametrize("name, absent", [("remi", "music21"), ("reference", "miditok")])
 def test_an_encoding_imports_only_its_own_library(name, absent):
-    code = (f"import sys; from preprocessing import encoding; e = encoding.get({name!r}); e.encode({GOOD!r}); "
+    code = (f"import sys; from preprocessing.encodings import loader; e = loader.get({name!r}); e.encode({GOOD!r}); "
             f"bad = {{{absent!r}, 'tensorflow', 'apache_beam'}} & set(sys.modules); assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("name", encoding.ENCODINGS)
+@pytest.mark.parametrize("name", registry.NAMES)
 def test_unknown_parts_mode_is_refused(name):
     with pytest.raises(ValueError, match="parts must be one of"):
-        encoding.get(name).encode(GOOD, parts="second")
+        loader.get(name).encode(GOOD, parts="second")
 
 
 # --------------------------------------------------------------------------- bad files, both encodings
 
 
 @pytest.mark.parametrize("case", list(bad_files()))
-@pytest.mark.parametrize("name", encoding.ENCODINGS)
+@pytest.mark.parametrize("name", registry.NAMES)
 def test_bad_files_are_one_readable_parse_error(name, case):
     with pytest.raises(MidiParseError) as caught:
-        encoding.get(name).encode(bad_files()[case])
+        loader.get(name).encode(bad_files()[case])
     message = str(caught.value)
     assert message and "\n" not in message.strip()
-    assert caught.type is notes.MidiParseError  # the class the pipeline's dead letters already catch
+    # the class the pipeline's dead letters already catch
+    assert caught.type is midi_container.MidiParseError
 
 
 def test_the_wrong_track_count_is_caught_before_symusic_reads_the_tracks_it_has():
     # symusic alone would read the tracks that are there; the container check says what is wrong.
     assert Score.from_midi(bad_files()["wrong track count"]).note_num() > 0
     with pytest.raises(MidiParseError, match="the header declares 4 tracks, the file holds 2"):
-        encoding.get("remi").encode(bad_files()["wrong track count"])
+        loader.get("remi").encode(bad_files()["wrong track count"])
 
 
 def test_a_header_declaring_fewer_tracks_than_the_file_holds_is_refused_by_both():
@@ -103,54 +114,55 @@ def test_a_header_declaring_fewer_tracks_than_the_file_holds_is_refused_by_both(
 
     fewer = bad_files()["fewer tracks declared than held"]
     assert Score.from_midi(fewer).note_num() == 0 < Score.from_midi(GOOD).note_num()
-    assert notes.tokens_from_score(converter.parseData(fewer, format="midi", forceSource=True)) == []
-    for name in encoding.ENCODINGS:
+    assert reference.tokens_from_score(converter.parseData(fewer, format="midi", forceSource=True)) == []
+    for name in registry.NAMES:
         with pytest.raises(MidiParseError, match="the header declares 1 tracks, the file holds 2"):
-            encoding.get(name).encode(fewer)
-    padded = GOOD + b"\x00" * 7  # bytes after the last track that are no whole chunk: allowed, as before
-    assert encoding.get("reference").encode(padded) == encoding.get("reference").encode(GOOD)
+            loader.get(name).encode(fewer)
+    # bytes after the last track that are no whole chunk: allowed, as before
+    padded = GOOD + b"\x00" * 7
+    assert loader.get("reference").encode(padded) == loader.get("reference").encode(GOOD)
 
 
 def test_symusics_own_message_reaches_the_error():
     velocity_129 = smf(bytes([0x00, 0x90, 0x3C, 0x81, 0x60, 0x80, 0x3C, 0x40, 0x00, 0xFF, 0x2F, 0x00]))
     with pytest.raises(MidiParseError, match=r"symusic could not parse it: RuntimeError: Get velocity=129"):
-        encoding.get("remi").encode(velocity_129)
+        loader.get("remi").encode(velocity_129)
     with pytest.raises(MidiParseError, match="symusic could not parse it: .*first chunk length is not 6"):
-        encoding.get("remi").encode(bad_files()["header of zeros"])
+        loader.get("remi").encode(bad_files()["header of zeros"])
 
 
 # --------------------------------------------------------------------------- loading a saved configuration
 
 
 def test_the_reference_encoding_saves_nothing_and_loads_without_reading():
-    reference = encoding.get("reference")
-    assert reference.saved_files() == {} and reference.saved_file_names == ()
+    chosen = loader.get("reference")
+    assert chosen.saved_files() == {} and chosen.registration.saved_files == ()
 
     def read(name):
         raise AssertionError(f"read {name}")
 
-    loaded = encoding.load("reference", read, expected_hash=reference.config_hash)
-    assert isinstance(loaded, encoding.ReferenceEncoding)
-    assert len(reference.config_hash) == 16 and reference.config_hash == encoding.get("reference").config_hash
-    with pytest.raises(encoding.EncodingError, match="manifest records 0123"):
-        encoding.load("reference", read, expected_hash="0123")
-    assert set(reference.versions) == {"music21"}
+    loaded = loader.load("reference", read, expected_hash=chosen.config_hash)
+    assert isinstance(loaded, reference.ReferenceEncoding)
+    assert len(chosen.config_hash) == 16 and chosen.config_hash == loader.get("reference").config_hash
+    with pytest.raises(registry.EncodingError, match="manifest records 0123"):
+        loader.load("reference", read, expected_hash="0123")
+    assert set(chosen.versions) == {"music21"}
 
 
 def test_a_missing_saved_file_is_one_line():
     def read(name):
         raise FileNotFoundError(f"/data/{name} not found")
 
-    with pytest.raises(encoding.EncodingError, match=r"cannot read the remi encoding's tokenizer.json: "
+    with pytest.raises(registry.EncodingError, match=r"cannot read the remi encoding's tokenizer.json: "
                                                      r"FileNotFoundError: /data/tokenizer.json not found"):
-        encoding.load("remi", read)
+        loader.load("remi", read)
 
 
 # --------------------------------------------------------------------------- the reference encoding
 
 
 def test_reference_round_trip_through_the_interface_on_embedded_pieces():
-    reference = encoding.get("reference")
+    reference = loader.get("reference")
     directory = Path(sample_data.ensure_dataset())
     for path in sorted(directory.glob("*.mid"), key=lambda p: p.stat().st_size)[:2]:
         tokens = reference.encode(path.read_bytes())
@@ -158,35 +170,36 @@ def test_reference_round_trip_through_the_interface_on_embedded_pieces():
 
 
 def test_reference_grammar_allows_everything_and_note_events_follow_the_step():
-    reference = encoding.get("reference")
+    reference = loader.get("reference")
     grammar = reference.grammar(["0.4.7", "C4", "E-4"])
     assert grammar.mask(["C4"]).tolist() == [True, True, True]
     assert reference.note_events(["E-4", "0.4.7"]) == [
-        encoding.NoteEvent(0.0, 0.5, 63), encoding.NoteEvent(0.5, 0.5, 60),
-        encoding.NoteEvent(0.5, 0.5, 64), encoding.NoteEvent(0.5, 0.5, 67),
+        base.NoteEvent(0.0, 0.5, 63), base.NoteEvent(0.5, 0.5, 60),
+        base.NoteEvent(0.5, 0.5, 64), base.NoteEvent(0.5, 0.5, 67),
     ]
 
 
 def test_reference_transposition_of_single_tokens():
-    assert notes.transpose_token("C4", 1) == "C#4"
-    assert notes.transpose_token("C#4", 2) == "E-4"  # music21's spelling of MIDI 63, not D#4
-    assert notes.transpose_token("B-3", 2) == "C4"
-    assert notes.transpose_token("4.7.11", 1) == "5.8.0"  # E G B up a semitone: F A- C
-    assert notes.transpose_token("0.4.8", 5) == "1.5.9"  # a symmetric chord: normal order starts elsewhere
-    assert notes.transpose_token("0", 3) == "3"
-    assert notes.transpose_token("G9", 1) is None and notes.transpose_token("C0", -1) is None
-    assert notes.transpose_tokens(["C4", "G9"], 1) is None
-    assert notes.transpose_tokens(["C4", "0.4.7"], 0) == ["C4", "0.4.7"]
+    assert reference.transpose_token("C4", 1) == "C#4"
+    assert reference.transpose_token("C#4", 2) == "E-4"  # music21's spelling of MIDI 63, not D#4
+    assert reference.transpose_token("B-3", 2) == "C4"
+    assert reference.transpose_token("4.7.11", 1) == "5.8.0"  # E G B up a semitone: F A- C
+    # a symmetric chord: normal order starts elsewhere
+    assert reference.transpose_token("0.4.8", 5) == "1.5.9"
+    assert reference.transpose_token("0", 3) == "3"
+    assert reference.transpose_token("G9", 1) is None and reference.transpose_token("C0", -1) is None
+    assert reference.transpose_tokens(["C4", "G9"], 1) is None
+    assert reference.transpose_tokens(["C4", "0.4.7"], 0) == ["C4", "0.4.7"]
 
 
 def transposed_midi(data: bytes, semitones: int) -> bytes:
     return Score.from_midi(data).shift_pitch(semitones).dumps_midi()
 
 
-@pytest.mark.parametrize("parts", encoding.PARTS_MODES)
+@pytest.mark.parametrize("parts", base.PARTS_MODES)
 def test_reference_transposition_is_what_music21_reads_from_the_transposed_file(parts):
     """Every note of the MIDI file moved by symusic, then read by music21: the same tokens."""
-    reference = encoding.get("reference")
+    reference = loader.get("reference")
     directory = Path(sample_data.ensure_dataset())
     smallest = sorted(directory.glob("*.mid"), key=lambda p: p.stat().st_size)[0].read_bytes()
     for data in (smallest, GOOD):
@@ -211,4 +224,4 @@ def test_reference_chord_transposition_agrees_with_music21s_normal_order():
     for classes in sets:
         token = normal_order(classes)
         for semitones in (1, 5, 9):
-            assert notes.transpose_token(token, semitones) == normal_order((pc + semitones) % 12 for pc in classes)
+            assert reference.transpose_token(token, semitones) == normal_order((pc + semitones) % 12 for pc in classes)

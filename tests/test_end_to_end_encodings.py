@@ -16,8 +16,8 @@ from symusic import Note, Score, Track
 
 import lstm_composer
 from helpers import scalars
-from preprocessing import encoding as encoding_lib
-from preprocessing import records, windowing
+from preprocessing import reader, records, windowing
+from preprocessing.encodings import loader, registry
 
 SEQ = 16
 FRACTION = 0.3
@@ -72,7 +72,7 @@ def midi_folder(tmp_path_factory) -> tuple[Path, list[str]]:
     return folder, good
 
 
-@pytest.fixture(scope="module", params=encoding_lib.ENCODINGS)
+@pytest.fixture(scope="module", params=registry.NAMES)
 def chain(request, midi_folder, tmp_path_factory) -> dict:
     name, (folder, good) = request.param, midi_folder
     work = tmp_path_factory.mktemp(f"chain-{name}")
@@ -88,7 +88,7 @@ def chain(request, midi_folder, tmp_path_factory) -> dict:
         "evaluate": run("evaluate", "--model-dir", str(job / "model"), "--data-dir", str(data), "--samples", "2",
                         "--length", "60", "--output", str(work / "evaluation.json")),
     }
-    return {"name": name, "encoding": encoding_lib.get(name), "data": data, "job": job, "piece": piece,
+    return {"name": name, "encoding": loader.get(name), "data": data, "job": job, "piece": piece,
             "runs": runs, "work": work, "good": good, "folder": folder}
 
 
@@ -103,7 +103,7 @@ def test_bad_files_are_dead_letters_with_reasons_and_every_good_file_is_in(chain
     letters = [json.loads(line) for line in (chain["data"] / "dead_letter.jsonl").read_text().splitlines()]
     reasons = {Path(entry["path"]).name: entry["error"] for entry in letters}
     assert sorted(reasons) == sorted(BAD) and all(reason and "\n" not in reason for reason in reasons.values())
-    manifest, vocab = records.read_output(str(chain["data"]))
+    manifest, vocab = reader.read_output(str(chain["data"]))
     tokens = {name: chain["encoding"].encode((chain["folder"] / name).read_bytes()) for name in chain["good"]}
     assert manifest.counts["files_parsed"] == len(chain["good"]) and manifest.counts["files_failed"] == len(BAD)
     assert manifest.counts["tokens"] == sum(map(len, tokens.values()))
@@ -116,9 +116,9 @@ def test_bad_files_are_dead_letters_with_reasons_and_every_good_file_is_in(chain
 @pytest.mark.slow
 def test_the_model_folder_carries_the_encoding_and_the_piece_reads_back(chain):
     encoding, model = chain["encoding"], chain["job"] / "model"
-    assert sorted(p.name for p in model.iterdir() if p.name in encoding.saved_file_names) == sorted(
-        encoding.saved_file_names)
-    for file_name in encoding.saved_file_names:
+    assert sorted(p.name for p in model.iterdir() if p.name in encoding.registration.saved_files) == sorted(
+        encoding.registration.saved_files)
+    for file_name in encoding.registration.saved_files:
         assert (model / file_name).read_bytes() == (chain["data"] / file_name).read_bytes()
     tokens = json.loads(chain["piece"].with_suffix(".json").read_text())["tokens_text"]
     assert chain["piece"].with_suffix(".png").stat().st_size > 1000
@@ -158,14 +158,15 @@ def test_parts_first_under_remi_reads_the_first_track_only(tmp_path):
     data, job, piece = tmp_path / "data", tmp_path / "job", tmp_path / "piece.mid"
     assert run("preprocess", "--input", str(folder), "--output", str(data), "--encoding", "remi", "--parts", "first",
                "--sequence-length", "8", "--validation-fraction", "0", "--direct_running_mode", "in_memory")[0] == 0
-    vocab = records.read_vocab(str(data))
+    vocab = reader.read_vocab(str(data))
     played = {int(t[6:]) for t in vocab if t.startswith("Pitch_")}
     assert played and played <= set(upper_range)
     assert run("train", "--data-dir", str(data), "--job-dir", str(job), "--epochs", "1", "--steps-per-epoch", "4",
                "--batch-size", "16", "--sample-every", "0", *TINY)[0] == 0
     code, out, err = run("generate", "--model-dir", str(job / "model"), "--output", str(piece), "--length", "40",
                          "--primer", str(folder / "duet_0.mid"), "--seed", "2")
-    assert code == 0 and "skipped" not in err, err  # the primer's lower track never reaches the vocabulary
+    # the primer's lower track never reaches the vocabulary
+    assert code == 0 and "skipped" not in err, err
     from symusic import Score as Read
 
     pitches = {n.pitch for t in Read.from_midi(piece.read_bytes()).tracks for n in t.notes}

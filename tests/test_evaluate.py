@@ -12,7 +12,7 @@ import pytest
 
 import lstm_composer
 from helpers import TINY, scalars
-from trainer import evaluate, measures, task
+from trainer import evaluate, measures, sampling, task
 
 PROGRESS_LINE = re.compile(
     r"^trainer: epoch (\d)/3: step (\d+)/(\d+) \((\d+) %\), ([0-9.e+]+) steps/s, loss ([0-9.]+)$")
@@ -50,9 +50,11 @@ def test_progress_lines_inside_each_epoch(trained):
     for m in lines:
         assert float(m.group(5)) > 0 and float(m.group(6)) > 0  # steps/s and the running loss
     ends = [m for m in lines if m.group(2) == m.group(3)]
-    assert len(ends) == 3 and all(m.group(4) == "100" for m in ends)  # each epoch's last line is its end
+    # each epoch's last line is its end
+    assert len(ends) == 3 and all(m.group(4) == "100" for m in ends)
     per_epoch = int(ends[0].group(3))
-    assert sum(1 for m in lines if m.group(1) == "1") >= min(per_epoch, 10)  # a line at least every tenth
+    # a line at least every tenth
+    assert sum(1 for m in lines if m.group(1) == "1") >= min(per_epoch, 10)
 
 
 @pytest.mark.slow
@@ -62,8 +64,10 @@ def test_trainer_logs_the_music_measures_when_sampling_and_at_the_end(trained):
         if name == "empty_beat_rate":  # n/a for the reference encoding: never logged as a number
             assert f"music/{name}" not in values
             continue
-        assert [step for step, _ in values[f"music/{name}"]] == [2, 3], name  # --sample-every 2, and the end
-        if name != measures.OVERLAP:  # the overlap compares the two sides: it has no validation value
+        # --sample-every 2, and the end
+        assert [step for step, _ in values[f"music/{name}"]] == [2, 3], name
+        # the overlap compares the two sides: it has no validation value
+        if name != measures.OVERLAP:
             assert [step for step, _ in values[f"music_validation/{name}"]] == [2], name
     assert 0 < values["music/pitch_class_histogram_overlap"][-1][1] <= 1
     assert 0 <= values["music/loop_share"][-1][1] <= 1
@@ -97,7 +101,8 @@ def test_evaluate_scores_as_the_trainer_does(trained, report):
     assert scores["val_top5_accuracy"] == pytest.approx(values["epoch/val_top5_accuracy"][-1][1], abs=1e-4)
     assert scores["perplexity"] == pytest.approx(values["epoch/perplexity"][-1][1], rel=1e-3)
     for key in ("unigram_val_accuracy", "bigram_val_accuracy"):
-        assert scores[key] == pytest.approx(values[f"baseline/{key}"][0][1], abs=1e-6)  # TensorBoard keeps float32
+        # TensorBoard keeps float32
+        assert scores[key] == pytest.approx(values[f"baseline/{key}"][0][1], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -137,13 +142,13 @@ def test_evaluate_refuses_bad_flags_and_folders_in_one_line(tmp_path, capsys):
 
 
 def test_evaluate_composes_with_generates_defaults():
-    from trainer import generate
+    from trainer import generate_flags
 
     ours = evaluate.parse_args(["--model-dir", "m", "--data-dir", "d"])
-    theirs = generate.parse_args(["--model-dir", "m", "--output", "o.mid"])
+    theirs = generate_flags.parse_args(["--model-dir", "m", "--output", "o.mid"])
     for key in ("length", "temperature", "top_k", "top_p", "context"):
         assert getattr(ours, key) == getattr(theirs, key), key
-    assert evaluate.CONTEXTS == generate.CONTEXTS
+    assert evaluate.CONTEXTS == sampling.CONTEXTS
 
 
 @pytest.mark.slow

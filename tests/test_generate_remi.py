@@ -13,10 +13,13 @@ import tensorflow as tf
 from miditok import TokSequence
 from symusic import Note, Score, Track
 
-from preprocessing import records, windowing
-from preprocessing.remi import TOKENIZER_FILE, RemiEncoding
+from preprocessing import reader, records, windowing
+from preprocessing.encodings import loader
+from preprocessing.encodings.reference import ReferenceEncoding
+from preprocessing.encodings.remi import TOKENIZER_FILE, RemiEncoding
 from trainer import export, generate, sampling
 from trainer import model as model_lib
+from trainer.composer import Composer
 
 SEQ = 16
 REMI = RemiEncoding()
@@ -65,7 +68,7 @@ def pitches(tokens: list[str]) -> int:
 @pytest.mark.parametrize("context, length", [("carry", 120), ("window", 50)])
 def test_an_untrained_network_under_the_grammar_writes_pieces_that_decode_whole(context, length):
     primers = primers_ending_in(REMI.encode(melody_midi()))
-    composer = generate.Composer(untrained(), SEQ, REMI.grammar(VOCAB))
+    composer = Composer(untrained(), SEQ, REMI.grammar(VOCAB))
     for temperature in (1.0, 0.0):
         ids = composer.generate(primers, length, context=context, temperature=temperature, seed=3)
         pieces = composer.pieces(primers, ids, VOCAB)
@@ -80,7 +83,7 @@ def test_an_untrained_network_under_the_grammar_writes_pieces_that_decode_whole(
         if temperature:
             assert len({e.duration for piece in pieces for e in REMI.note_events(piece)}) > 1
     # Without the grammar the same network writes what MidiTok cannot read in full.
-    free = generate.Composer(untrained(), SEQ).generate(primers, length, context=context, seed=3)
+    free = Composer(untrained(), SEQ).generate(primers, length, context=context, seed=3)
     assert any(errors([VOCAB[i] for i in row]) > 0 for row in free)
 
 
@@ -94,7 +97,7 @@ def test_the_mask_holds_against_a_network_that_prefers_illegal_tokens():
     bias[INDEX["Position_0"]] += 20.0  # and a Position that goes back in time
     dense.set_weights([kernel, bias])
     primers = primers_ending_in(REMI.encode(melody_midi(1)))
-    composer = generate.Composer(model, SEQ, REMI.grammar(VOCAB))
+    composer = Composer(model, SEQ, REMI.grammar(VOCAB))
     probabilities = composer.window_probabilities(primers)
     assert probabilities[:, INDEX["Pitch_60"]].min() > 0.99
     for temperature in (0.0, 1.0):
@@ -119,8 +122,8 @@ def test_the_reference_grammar_masks_nothing_so_seeded_draws_stay_as_they_were()
 
     model = tiny("fast")
     primer = np.random.default_rng(3).integers(0, len(REF_VOCAB), size=(2, REF_SEQ))
-    free = generate.Composer(model, REF_SEQ, sampling.REFERENCE.grammar(REF_VOCAB))
-    plain = generate.Composer(model, REF_SEQ)
+    free = Composer(model, REF_SEQ, loader.get("reference").grammar(REF_VOCAB))
+    plain = Composer(model, REF_SEQ)
     assert sampling.grammar_states(free.grammar, primer) is None
     for context in ("carry", "window"):
         a = free.generate(primer, 30, context=context, temperature=1.2, top_k=6, seed=5)
@@ -183,7 +186,8 @@ def test_generate_decodes_with_the_saved_tokenizer_and_reads_a_primer_through_it
     tokens = json.loads((tmp_path / "piece.json").read_text())["tokens_text"]
     primer_tokens = REMI.encode(primer.read_bytes())
     assert len(tokens) == 80 + (primer_tokens[-1].startswith("Pitch_")) and errors(tokens) == 0
-    assert REMI.encode(out.read_bytes()) == REMI.encode(REMI.decode(tokens))  # the file is the tokens' decoding
+    # the file is the tokens' decoding
+    assert REMI.encode(out.read_bytes()) == REMI.encode(REMI.decode(tokens))
     notes = Score.from_midi(out.read_bytes()).tracks[0].notes
     assert len(notes) == pitches(tokens) and len({n.duration for n in notes}) > 1
     assert f"wrote {out}" in capsys.readouterr().out and (tmp_path / "piece.png").exists()
@@ -207,9 +211,10 @@ def test_a_model_folder_with_another_tokenizer_is_refused_in_one_line(remi_model
     assert "\n" not in line and f"{TOKENIZER_FILE} not found" in line
 
 
-def test_encoding_for_maps_a_manifest_to_its_saved_encoding(remi_model_dir):
-    manifest, _ = records.read_output(str(remi_model_dir), shards=False)
-    loaded = sampling.encoding_for(manifest, str(remi_model_dir))
+def test_encoding_of_maps_a_manifest_to_its_saved_encoding(remi_model_dir):
+    manifest, _ = reader.read_output(str(remi_model_dir), shards=False)
+    loaded = reader.encoding_of(str(remi_model_dir), manifest)
     assert isinstance(loaded, RemiEncoding) and loaded.config_hash == REMI.config_hash
     reference = records.Manifest(**{**manifest.__dict__, "encoding": records.ENCODING})
-    assert sampling.encoding_for(reference, "/nowhere") is sampling.REFERENCE  # nothing read
+    built = reader.encoding_of("/nowhere", reference)  # nothing read: the reference saves no file
+    assert isinstance(built, ReferenceEncoding) and built.name == "reference"

@@ -14,11 +14,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from preprocessing.encoding import NoteEvent
-from trainer import measures, plots, sampling
+from preprocessing.encodings import loader
+from preprocessing.encodings.base import NoteEvent
+from trainer import audio, measures, plots, sampling, summary
 from trainer.progress import EpochProgress
 
-REF = sampling.REFERENCE
+REF = loader.get("reference")
 
 
 # --------------------------------------------------------------------------- the longest loop
@@ -36,7 +37,7 @@ REF = sampling.REFERENCE
     ("C" + "ABE" * 3 + "D", (3, 9)),
 ])
 def test_longest_loop_hand_cases(tokens, expected):
-    assert sampling.longest_loop(list(tokens)) == expected
+    assert summary.longest_loop(list(tokens)) == expected
 
 
 def test_loop_share_and_distinct_token_ratio():
@@ -45,9 +46,9 @@ def test_loop_share_and_distinct_token_ratio():
     assert measures.loop_share(["A4", "B4"]) == 0.0 and measures.loop_share([]) == 0.0
     assert measures.distinct_token_ratio(["C4", "C4", "E4", "G4"]) == 0.75
     assert measures.distinct_token_ratio([]) == 0.0
-    summary = sampling.summarize(list("C" + "ABE" * 3 + "D"), _LetterEncoding())
-    assert summary.loop_share == pytest.approx(9 / 11)
-    assert "81.8 % of the piece" in summary.lines()[2]
+    described = summary.summarize(list("C" + "ABE" * 3 + "D"), _LetterEncoding())
+    assert described.loop_share == pytest.approx(9 / 11)
+    assert "81.8 % of the piece" in described.lines()[2]
 
 
 class _LetterEncoding:
@@ -97,12 +98,12 @@ def test_piece_measures_of_a_reference_piece():
 def test_scale_consistency_and_entropy_of_a_chromatic_run():
     result = measures.piece_measures(["C4", "C#4", "D4", "E4"], REF)
     assert result["pitch_class_entropy"] == pytest.approx(2.0)  # four classes, once each
-    # No major or minor scale holds three chromatic neighbours: the best hold 3 of the 4 notes.
+    # No major or minor scale holds three chromatic neighbours: the best hold 3 of the 4 reference.
     assert result["scale_consistency"] == pytest.approx(0.75)
 
 
 def test_empty_beat_rate_of_a_remi_piece():
-    from preprocessing import remi
+    from preprocessing.encodings import remi
 
     # C4 on beat 0 and D4 on beat 2 (position 8 of 16), each half a beat: beat 1 is silent.
     tokens = ["Bar_None", "Position_0", "Pitch_60", "Duration_0.2.4", "Position_8", "Pitch_62", "Duration_0.2.4"]
@@ -192,7 +193,8 @@ def test_reassemble_the_pipelines_validation_windows(records_dir):
 def test_excerpts_cut_pieces_to_the_generated_length():
     pieces = [list(range(10)), list(range(4)), list(range(2))]
     assert [len(e) for e in measures.excerpts(pieces, 4)] == [4, 4, 2, 4, 2]
-    assert [len(e) for e in measures.excerpts(pieces, 5)] == [5, 5, 4]  # a 2-token remnant of 5 is dropped
+    # a 2-token remnant of 5 is dropped
+    assert [len(e) for e in measures.excerpts(pieces, 5)] == [5, 5, 4]
     assert measures.excerpts([[1], [2, 3]], 10) == [[1], [2, 3]]  # nothing reaches 5: whole pieces
     with pytest.raises(ValueError):
         measures.excerpts(pieces, 0)
@@ -210,11 +212,15 @@ P = np.array([0.5, 0.3, 0.15, 0.05])
     ({"top_p": 0.7}, [0.625, 0.375, 0, 0]),  # 0.5 < 0.7, then 0.8: the first two, renormalised
     ({"top_p": 0.5}, [1, 0, 0, 0]),  # the first already holds 0.5
     ({"top_p": 0.9}, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0]),
-    ({"top_k": 3, "top_p": 0.9}, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0]),  # after top-k: 0.526, 0.842 < 0.9
-    ({"temperature": 0.5, "top_p": 0.9}, [0.25 / 0.34, 0.09 / 0.34, 0, 0]),  # p² = .25 .09 .0225 .0025
+    # after top-k: 0.526, 0.842 < 0.9
+    ({"top_k": 3, "top_p": 0.9}, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0]),
+    # p² = .25 .09 .0225 .0025
+    ({"temperature": 0.5, "top_p": 0.9}, [0.25 / 0.34, 0.09 / 0.34, 0, 0]),
     ({"allowed": [False, True, True, True]}, [0, 0.6, 0.3, 0.1]),
-    ({"allowed": [False, False, True, True], "top_k": 3}, [0, 0, 0.75, 0.25]),  # k beyond the allowed
-    ({"allowed": [True, False, True, False], "top_p": 0.8}, [0.5 / 0.65, 0, 0.15 / 0.65, 0]),  # .77 < .8
+    # k beyond the allowed
+    ({"allowed": [False, False, True, True], "top_k": 3}, [0, 0, 0.75, 0.25]),
+    # .77 < .8
+    ({"allowed": [True, False, True, False], "top_p": 0.8}, [0.5 / 0.65, 0, 0.15 / 0.65, 0]),
 ])
 def test_distribution_hand_cases(kwargs, expected):
     np.testing.assert_allclose(sampling.distribution(P, **kwargs), expected, atol=1e-12)
@@ -228,7 +234,8 @@ def test_sample_next_with_top_p_and_a_mask():
     certain = np.array([1.0, 0.0, 0.0])
     masked = [sampling.sample_next(certain, 1.0, None, rng, allowed=[False, True, True]) for _ in range(200)]
     assert set(masked) == {1, 2}
-    assert sampling.sample_next(P, 0.0, None, rng, allowed=[False, True, True, True]) == 1  # argmax among allowed
+    # argmax among allowed
+    assert sampling.sample_next(P, 0.0, None, rng, allowed=[False, True, True, True]) == 1
     for bad in ({"top_p": 0.0}, {"top_p": 1.5}, {"allowed": [False] * 4}, {"allowed": [True] * 3}):
         with pytest.raises(ValueError):
             sampling.sample_next(P, 1.0, None, rng, **bad)
@@ -255,19 +262,19 @@ def test_the_same_seed_draws_the_same_tokens_as_before_top_p():
 
 def test_wav_reads_back_with_the_expected_duration():
     events = [NoteEvent(0, 1, 60), NoteEvent(1, 2, 64)]  # ends at 3 quarters = 1.5 s at 120 bpm
-    data = sampling.wav_bytes(sampling.synthesize(events))
+    data = audio.wav_bytes(audio.synthesize(events))
     with wave.open(io.BytesIO(data)) as w:
-        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, sampling.SAMPLE_RATE)
-        assert w.getnframes() == round((1.5 + sampling.TAIL_SECONDS) * sampling.SAMPLE_RATE)
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, audio.SAMPLE_RATE)
+        assert w.getnframes() == round((1.5 + audio.TAIL_SECONDS) * audio.SAMPLE_RATE)
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
     assert np.abs(pcm).max() > 10_000  # normalised to 0.8 of full scale, not silent
 
 
 def test_synthesis_follows_the_notes_durations():
-    rate = sampling.SAMPLE_RATE
+    rate = audio.SAMPLE_RATE
 
     def rms_between(events, start_s, end_s):
-        wave_ = sampling.synthesize(events + [NoteEvent(4, 0.5, 72)])  # same length and peak scale
+        wave_ = audio.synthesize(events + [NoteEvent(4, 0.5, 72)])  # same length and peak scale
         return float(np.sqrt(np.mean(wave_[int(start_s * rate) : int(end_s * rate)] ** 2)))
 
     # a whole note (4 quarters = 2 s) still sounds at 1.0-1.5 s; an eighth note (0.25 s + release) does not
@@ -289,7 +296,7 @@ def test_piano_roll_is_a_readable_figure():
     assert plots.layout(250, 4) == (4, 16)  # a 500-token reference piece: 62.5 bars in 4 rows of 16
     assert plots.layout(16 * 4 * 8 * 3, 4) == (8, 48)  # never more than 8 rows
     assert plots.pitch_window([60, 62]) == (55, 67)  # at least an octave, centred
-    image = sampling.piano_roll(patterned_tokens(1, 500), title="piece.mid")
+    image = plots.piano_roll(REF.note_events(patterned_tokens(1, 500)), title="piece.mid")
     assert image.dtype == np.uint8 and image.shape[1] == plots.WIDTH_INCHES * plots.DPI and image.shape[2] == 3
     assert 600 < image.shape[0] < 1200 and orange(image) > 5_000
 

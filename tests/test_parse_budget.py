@@ -23,7 +23,8 @@ import pytest
 
 from conftest import patterned_tokens, write_tokens_midi
 from helpers import wait_until_gone, with_silent_gap
-from preprocessing import budget, notes, pipeline, records, windowing
+from preprocessing import budgeted_child, pipeline, reader, records, windowing
+from preprocessing.encodings import midi_container, reference
 
 SEQ = 8
 TICKS_PER_QUARTER = 10080  # what music21 writes
@@ -70,7 +71,7 @@ class ParseChildren:
         while not self._done.wait(0.2):
             for entry in Path("/proc").iterdir():
                 try:
-                    if (entry.name.isdigit() and budget.CHILD_MODULE.encode() in (entry / "cmdline").read_bytes()
+                    if (entry.name.isdigit() and budgeted_child.CHILD_MODULE.encode() in (entry / "cmdline").read_bytes()
                             and self.marker in (entry / "environ").read_bytes()):
                         self.seen.add(int(entry.name))
                 except OSError:
@@ -96,7 +97,7 @@ def folder_with(tmp_path: Path, bad_name: str, gap_ticks: int) -> tuple[Path, di
     for index in range(3):
         good[f"good_{index}.mid"] = patterned_tokens(seed=20 + index, length=40 + 5 * index)
         write_tokens_midi(folder / f"good_{index}.mid", good[f"good_{index}.mid"])
-    sound = notes.midi_bytes_from_tokens(patterned_tokens(seed=30, length=40))
+    sound = reference.midi_bytes_from_tokens(patterned_tokens(seed=30, length=40))
     (folder / bad_name).write_bytes(with_silent_gap(sound, gap_ticks, before_note=5))
     return folder, good
 
@@ -104,14 +105,14 @@ def folder_with(tmp_path: Path, bad_name: str, gap_ticks: int) -> tuple[Path, di
 def run_and_check(folder: Path, good: dict[str, list[str]], out: Path, *flags: str) -> tuple[dict, float]:
     """Run the job; check that no good file is lost; return the one dead letter and the wall time."""
     started = time.monotonic()
-    outcome = pipeline.run_pipeline(["--input", str(folder), "--output", str(out), "--sequence-length", str(SEQ),
+    outcome = pipeline.run(["--input", str(folder), "--output", str(out), "--sequence-length", str(SEQ),
                                      "--validation-fraction", "0", *flags])
     seconds = time.monotonic() - started
     counts = outcome.manifest.counts
     assert (counts["files_matched"], counts["files_parsed"], counts["files_failed"]) == (4, 3, 1)
     assert counts["tokens"] == sum(map(len, good.values()))
     assert outcome.metrics["files_failed"] == 1 and outcome.metrics["files_parsed"] == 3
-    vocab = records.read_vocab(str(out))
+    vocab = reader.read_vocab(str(out))
     assert vocab == sorted({token for tokens in good.values() for token in tokens})
     assert windows_written(out, outcome.manifest) == windows_expected(good, vocab)
     lines = (out / records.DEAD_LETTER_FILE).read_text().splitlines()
@@ -122,13 +123,14 @@ def run_and_check(folder: Path, good: dict[str, list[str]], out: Path, *flags: s
 @pytest.mark.slow
 def test_the_reproduction_is_one_dead_letter_and_no_good_file_is_lost(tmp_path, monkeypatch):
     """Issue 10's file, exactly (0x0FFFFFFF ticks, 3 bytes inserted), on the default runner (the
-    DirectRunner's worker processes), with a small budget."""
+    DirectRunner's worker processes), with a small budgeted_child."""
     folder, good = folder_with(tmp_path, "stalls.mid", 0x0FFFFFFF)
     with ParseChildren(monkeypatch) as children:
         dead, seconds = run_and_check(folder, good, tmp_path / "out", "--max-seconds-per-file", "2",
                                       "--direct_running_mode=multi_processing", "--direct_num_workers=2")
     assert dead["path"].endswith("stalls.mid")
-    assert "lasts 26,6" in dead["error"] and "quarter notes" in dead["error"]  # refused before music21
+    # refused before music21
+    assert "lasts 26,6" in dead["error"] and "quarter notes" in dead["error"]
     assert seconds < GENEROUS_SECONDS
     assert children.seen, "no parse child was seen: the watch is blind"
     assert children.left_after() == []
@@ -138,9 +140,9 @@ def test_the_reproduction_is_one_dead_letter_and_no_good_file_is_lost(tmp_path, 
 def test_a_slow_file_that_passes_the_precheck_is_stopped_by_the_budget(tmp_path, monkeypatch):
     """A gap just short of the pre-check's limit: music21 would still take tens of seconds. On the
     DirectRunner's threads in this process (as Dataflow runs DoFns), the budget stops it."""
-    gap = (notes.MAX_QUARTER_NOTES - 1_000) * TICKS_PER_QUARTER
+    gap = (midi_container.MAX_QUARTER_NOTES - 1_000) * TICKS_PER_QUARTER
     folder, good = folder_with(tmp_path, "slow.mid", gap)
-    notes.check_midi_length((folder / "slow.mid").read_bytes())  # passes the pre-check
+    midi_container.check_midi_length((folder / "slow.mid").read_bytes())  # passes the pre-check
     with ParseChildren(monkeypatch) as children:
         dead, seconds = run_and_check(folder, good, tmp_path / "out", "--max-seconds-per-file", "2",
                                       "--direct_running_mode=multi_threading", "--direct_num_workers=2")
@@ -167,7 +169,7 @@ def test_the_budget_flag_is_checked_and_documented(capsys):
 def test_the_beam_workers_modules_do_not_import_music21():
     """A worker unpickles the DoFns of transforms and direct_runner: it imports Beam alone, and its parse
     child music21 alone (the child's import replaces the one the worker made before)."""
-    code = ("import sys, preprocessing.transforms, preprocessing.direct_runner, preprocessing.budget; "
+    code = ("import sys, preprocessing.transforms, preprocessing.direct_runner, preprocessing.budgeted_child; "
             "assert 'music21' not in sys.modules, 'music21 imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=Path(__file__).parents[1])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from preprocessing import options, pipeline, records, windowing
+from preprocessing import options, pipeline, reader, records, windowing
 
 SEQ = 8
 VALIDATION_FRACTION = 0.3  # puts piece_1 and piece_2 of the fixture into validation
@@ -42,7 +42,7 @@ def expected_windows(token_lists: dict[str, list[str]], vocab: list[str], seq: i
 def default_run(midi_corpus, tmp_path_factory):
     """One run with the default runner settings (DirectRunner, multi-processing over all cores)."""
     out = tmp_path_factory.mktemp("out_default")
-    outcome = pipeline.run_pipeline(
+    outcome = pipeline.run(
         [
             "--input", str(midi_corpus["dir"]),
             "--output", str(out),
@@ -60,13 +60,13 @@ def test_counts_vocabulary_and_windows_are_exact(midi_corpus, default_run):
     manifest = outcome.manifest
     tokens = midi_corpus["tokens"]
     all_tokens = [t for toks in tokens.values() for t in toks]
-    vocab = records.read_vocab(str(out))
+    vocab = reader.read_vocab(str(out))
     assert vocab == sorted(set(all_tokens))
     assert manifest.vocab_size == len(vocab) and manifest.vocab_hash == records.vocab_hash(vocab)
 
     c = manifest.counts
     n_files = len(tokens) + len(midi_corpus["bad"])
-    assert c["files_matched"] == n_files  # notes.txt is not matched: wrong extension
+    assert c["files_matched"] == n_files  # reference.txt is not matched: wrong extension
     assert c["files_parsed"] == len(tokens)
     assert c["files_failed"] == len(midi_corpus["bad"])
     assert c["pieces_empty"] == 1 and c["pieces_too_short"] == 1
@@ -83,7 +83,7 @@ def test_counts_vocabulary_and_windows_are_exact(midi_corpus, default_run):
 @pytest.mark.slow
 def test_split_is_disjoint_by_piece(midi_corpus, default_run):
     out, outcome = default_run
-    vocab = records.read_vocab(str(out))
+    vocab = reader.read_vocab(str(out))
     index = {token: i for i, token in enumerate(vocab)}
     origin = {}
     for name, tokens in midi_corpus["tokens"].items():
@@ -113,12 +113,12 @@ def test_output_files_and_manifest(midi_corpus, default_run):
         assert sum(shard.records for shard in manifest.shard_entries(split)) == manifest.windows(split)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["vocab.json", "manifest.json", "dead_letter.jsonl", *manifest.shards("train"), *manifest.shards("validation")])
-    assert json.loads((out / "vocab.json").read_text()) == records.read_vocab(str(out))
+    assert json.loads((out / "vocab.json").read_text()) == reader.read_vocab(str(out))
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["sequence_length"] == SEQ and on_disk["parts"] == "all" and on_disk["stride"] == 1
     assert on_disk["encoding"] == records.ENCODING
     assert not (out / ".lstm-composer-write-test").exists()
-    assert records.read_manifest(str(out)) == manifest  # the trainer's reader accepts it
+    assert reader.read_manifest(str(out)) == manifest  # the trainer's reader accepts it
 
 
 @pytest.mark.slow
@@ -146,22 +146,23 @@ def test_beam_counters_agree_with_the_manifest(default_run):
 @pytest.mark.slow
 def test_two_runs_give_the_same_vocabulary_and_windows(midi_corpus, default_run, tmp_path):
     out, first = default_run
-    second = pipeline.run_pipeline(
+    second = pipeline.run(
         [
             "--input", str(midi_corpus["dir"]), "--output", str(tmp_path),
             "--sequence-length", str(SEQ), "--validation-fraction", str(VALIDATION_FRACTION),
             "--num-shards", "3", "--direct_running_mode", "in_memory",
         ]
     )
-    assert records.read_vocab(str(tmp_path)) == records.read_vocab(str(out))
+    assert reader.read_vocab(str(tmp_path)) == reader.read_vocab(str(out))
     for split in records.SPLITS:
         assert Counter(read_split(tmp_path, second.manifest, split)) == Counter(read_split(out, first.manifest, split))
     assert len(second.manifest.train_shards) == 3
-    again = pipeline.run_pipeline(
+    again = pipeline.run(
         ["--input", str(midi_corpus["dir"]), "--output", str(tmp_path / "again"), "--sequence-length", str(SEQ),
          "--validation-fraction", str(VALIDATION_FRACTION), "--num-shards", "2", "--direct_running_mode", "in_memory"]
     )
-    for split in records.SPLITS:  # the same flags: byte for byte the same shards (under other names)
+    # the same flags: byte for byte the same shards (under other names)
+    for split in records.SPLITS:
         assert [s.sha256 for s in again.manifest.shard_entries(split)] == [s.sha256 for s in first.manifest.shard_entries(split)]
     assert again.manifest.run_id != first.manifest.run_id
 
@@ -169,7 +170,7 @@ def test_two_runs_give_the_same_vocabulary_and_windows(midi_corpus, default_run,
 @pytest.mark.slow
 def test_stride_gzip_and_first_part_mode(midi_corpus, tmp_path):
     stride = 3
-    outcome = pipeline.run_pipeline(
+    outcome = pipeline.run(
         [
             "--input", str(midi_corpus["dir"]) + "/*", "--output", str(tmp_path),
             "--sequence-length", str(SEQ), "--stride", str(stride), "--validation-fraction", "0",
@@ -179,9 +180,10 @@ def test_stride_gzip_and_first_part_mode(midi_corpus, tmp_path):
     manifest = outcome.manifest
     assert manifest.parts == "first" and manifest.compression == "gzip"
     assert all(name.endswith(".tfrecord.gz") for name in manifest.shards("train"))
-    assert manifest.validation_shards == ()  # a split without windows lists no shard (and has no file)
+    # a split without windows lists no shard (and has no file)
+    assert manifest.validation_shards == ()
     assert not list(tmp_path.glob("validation-*"))
-    assert records.read_output(str(tmp_path), full=True)[0] == manifest
+    assert reader.read_output(str(tmp_path), full=True)[0] == manifest
     # parts=first keeps the first instrument only: the chorale's melody, without the bass
     tokens = dict(midi_corpus["tokens"])
     tokens["Chorale.MIDI"] = ["E4", "F#4", "G4", "A4", "B4", "C5", "D5", "E5", "D5", "C5", "B4", "A4"]
@@ -245,7 +247,7 @@ def test_only_bad_files_finish_with_dead_letters_and_a_clear_error(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 1 and "no training windows were produced" in err
     assert len((out / "dead_letter.jsonl").read_text().splitlines()) == 2
-    manifest = records.read_manifest(str(out))
+    manifest = reader.read_manifest(str(out))
     assert manifest.counts["files_failed"] == 2 and manifest.vocab_size == 0
 
 
@@ -276,6 +278,7 @@ def test_validation_warning_only_when_nothing_is_held_out():
                                 train_shards=("t",), validation_shards=())
 
     assert pipeline.validation_warning(manifest(0.1, train_windows=50, validation_windows=5)) is None
-    assert pipeline.validation_warning(manifest(0.1, train_windows=0, validation_windows=0)) is None  # an error
+    # an error
+    assert pipeline.validation_warning(manifest(0.1, train_windows=0, validation_windows=0)) is None
     assert "--validation-fraction 0" in pipeline.validation_warning(manifest(0.0, train_windows=50, train_pieces=3))
     assert "none of the 3 usable" in pipeline.validation_warning(manifest(0.2, train_windows=50, train_pieces=3))

@@ -34,7 +34,7 @@ def test_pipeline_reads_and_writes_gcs(gcs, midi_corpus, tmp_path):
     for path in sorted(src.iterdir()):
         bucket.blob(f"midi/{path.name}").upload_from_filename(str(path))
 
-    outcome = pipeline.run_pipeline(
+    outcome = pipeline.run(
         [
             "--input", f"gs://{BUCKET}/midi",
             "--output", f"gs://{BUCKET}/records",
@@ -70,8 +70,10 @@ def test_pipeline_reads_and_writes_gcs(gcs, midi_corpus, tmp_path):
             blob = bucket.get_blob(f"records/{shard.name}")
             blob.download_to_filename(str(local))
             data = local.read_bytes()
-            assert (shard.size, shard.sha256) == (blob.size, hashlib.sha256(data).hexdigest())  # the manifest's entry
-            assert base64.b64decode(blob.md5_hash) == hashlib.md5(data).digest()  # GCS holds what was written
+            # the manifest's entry
+            assert (shard.size, shard.sha256) == (blob.size, hashlib.sha256(data).hexdigest())
+            # GCS holds what was written
+            assert base64.b64decode(blob.md5_hash) == hashlib.md5(data).digest()
             read = sum(1 for _ in tf.data.TFRecordDataset(str(local), compression_type="GZIP"))
             assert read == shard.records
             total[split] += read
@@ -81,7 +83,7 @@ def test_pipeline_reads_and_writes_gcs(gcs, midi_corpus, tmp_path):
     # A rerun into the same folder: a stale beam-temp-* folder goes, the old shards go once the new
     # manifest has landed, and nothing temporary stays.
     bucket.blob("records/beam-temp-train-0123/part-0").upload_from_string(b"left by an interrupted run")
-    again = pipeline.run_pipeline(
+    again = pipeline.run(
         ["--input", f"gs://{BUCKET}/midi", "--output", f"gs://{BUCKET}/records", "--sequence-length", "8",
          "--validation-fraction", "0.3", "--num-shards", "3"]
     ).manifest

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from preprocessing import encoding, pipeline, records, windowing
-from preprocessing.remi import TOKENIZER_FILE, RemiEncoding
+from preprocessing import pipeline, reader, records, windowing
+from preprocessing.encodings import loader
+from preprocessing.encodings.remi import TOKENIZER_FILE, RemiEncoding
 
 SEQ = 8
 VALIDATION_FRACTION = 0.3
@@ -43,7 +44,7 @@ def remi_input(midi_corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def remi_run(remi_input, tmp_path_factory):
     out = tmp_path_factory.mktemp("out_remi")
-    outcome = pipeline.run_pipeline([
+    outcome = pipeline.run([
         "--input", str(remi_input), "--output", str(out), "--encoding", "remi",
         "--sequence-length", str(SEQ), "--validation-fraction", str(VALIDATION_FRACTION), "--num-shards", "2",
     ])
@@ -62,13 +63,13 @@ def remi_tokens(midi_corpus) -> dict[str, list[str]]:
 def test_the_manifest_records_remi_and_the_tokenizer_lies_beside_the_vocabulary(remi_run):
     out, manifest = remi_run
     remi = RemiEncoding()
-    assert manifest.encoding == RemiEncoding.token_format == "miditok-remi-v1"
+    assert manifest.encoding == RemiEncoding.registration.token_format == "miditok-remi-v1"
     assert manifest.encoding_config_hash == remi.config_hash and manifest.encoding_versions == remi.versions
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "vocab.json", "manifest.json", "dead_letter.jsonl", TOKENIZER_FILE,
         *manifest.shards("train"), *manifest.shards("validation")])
     assert (out / TOKENIZER_FILE).read_bytes() == remi.saved_files()[TOKENIZER_FILE]
-    read_manifest, vocab = records.read_output(str(out))  # the trainer's reader accepts it
+    read_manifest, vocab = reader.read_output(str(out))  # the trainer's reader accepts it
     assert read_manifest == manifest
     assert {"Bar_None", "Pitch_60"} <= set(vocab) and all(
         token.split("_")[0] in {"Bar", "Position", "Pitch", "Duration", "Rest"} for token in vocab)
@@ -78,7 +79,7 @@ def test_the_manifest_records_remi_and_the_tokenizer_lies_beside_the_vocabulary(
 @pytest.mark.slow
 def test_remi_windows_are_the_files_tokens_and_decode_back(midi_corpus, remi_run, remi_tokens):
     out, manifest = remi_run
-    vocab = records.read_vocab(str(out))
+    vocab = reader.read_vocab(str(out))
     index = {token: i for i, token in enumerate(vocab)}
     assert vocab == windowing.vocabulary(t for tokens in remi_tokens.values() for t in tokens)
     for split in records.SPLITS:
@@ -88,7 +89,7 @@ def test_remi_windows_are_the_files_tokens_and_decode_back(midi_corpus, remi_run
                 ids = [index[t] for t in tokens]
                 expected.update((tuple(i), t) for i, t in windowing.windows(ids, SEQ, 1))
         assert read_windows(out, manifest, split) == expected and expected
-    saved = encoding.load("remi", lambda name: (out / name).read_bytes(), manifest.encoding_config_hash)
+    saved = loader.load("remi", lambda name: (out / name).read_bytes(), manifest.encoding_config_hash)
     tokens = remi_tokens["piece_1.mid"]
     assert saved.encode(saved.decode(tokens)) == tokens
 
@@ -119,7 +120,7 @@ def test_a_missing_tokenizer_is_refused_in_one_line(remi_run, tmp_path):
     copy = copy_output(remi_run[0], tmp_path)
     (copy / TOKENIZER_FILE).unlink()
     with pytest.raises(records.DataError) as caught:
-        records.read_output(str(copy))
+        reader.read_output(str(copy))
     message = str(caught.value)
     assert "\n" not in message and TOKENIZER_FILE in message and "not found" in message
 
@@ -131,12 +132,12 @@ def test_a_tokenizer_of_another_configuration_is_refused_in_one_line(remi_run, t
     document["config"]["beat_res"] = {"0_4": 8, "4_12": 4}
     (copy / TOKENIZER_FILE).write_text(json.dumps(document))
     with pytest.raises(records.DataError) as caught:
-        records.read_output(str(copy))
+        reader.read_output(str(copy))
     message = str(caught.value)
     assert "\n" not in message and "configuration hash" in message and remi_run[1].encoding_config_hash in message
     (copy / TOKENIZER_FILE).write_text("{not json")
     with pytest.raises(records.DataError) as caught:
-        records.read_output(str(copy))
+        reader.read_output(str(copy))
     assert "\n" not in str(caught.value) and TOKENIZER_FILE in str(caught.value)
 
 
@@ -145,8 +146,10 @@ def test_the_encoding_flag_and_its_parse_functions():
 
     assert options.parse_args(["--output", "x"])[0].encoding == "reference"
     assert options.parse_args(["--output", "x", "--encoding", "remi"])[0].encoding == "remi"
-    assert transforms.ParseMidi("all", "", 5.0, "remi").function == "preprocessing.remi:tokens_from_midi_bytes"
-    assert transforms.ParseMidi("all", "", 5.0).function == transforms.PARSE_FUNCTION
+    remi_parse = "preprocessing.encodings.remi:tokens_from_midi_bytes"
+    assert transforms.ParseMidi("all", "", 5.0, "remi").function == remi_parse
+    reference_parse = "preprocessing.encodings.reference:tokens_from_midi_bytes"
+    assert transforms.ParseMidi("all", "", 5.0).function == reference_parse
     with pytest.raises(SystemExit):
         options.parse_args(["--output", "x", "--encoding", "abc"])
 
@@ -156,7 +159,7 @@ def test_the_beam_workers_modules_do_not_import_miditok():
     import subprocess
     import sys
 
-    code = ("import sys, preprocessing.transforms, preprocessing.direct_runner, preprocessing.budget; "
+    code = ("import sys, preprocessing.transforms, preprocessing.direct_runner, preprocessing.budgeted_child; "
             "bad = {'miditok', 'symusic', 'music21'} & set(sys.modules); assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=Path(__file__).parents[1])
@@ -196,7 +199,7 @@ def test_the_time_budget_holds_under_remi(midi_corpus, tmp_path):
     (folder / "huge.mid").write_bytes(score.dumps_midi())
     shutil.copy(midi_corpus["dir"] / "piece_3.mid", folder / "piece_3.mid")
     out = tmp_path / "out"
-    manifest = pipeline.run_pipeline([
+    manifest = pipeline.run([
         "--input", str(folder), "--output", str(out), "--encoding", "remi", "--sequence-length", str(SEQ),
         "--max-seconds-per-file", "0.5", "--direct_running_mode", "in_memory",
     ]).manifest

@@ -9,7 +9,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from preprocessing import records, shards, windowing
+from preprocessing import reader, records, shards, windowing
 
 
 def test_example_bytes_are_a_tf_train_example():
@@ -32,7 +32,8 @@ def test_shard_names_carry_the_run():
     assert records.shard_name("train", "1f2e3d4c", 0, 4, "none") == "train-1f2e3d4c-00000-of-00004.tfrecord"
     assert records.shard_name("validation", "ab", 2, 3, "gzip") == "validation-ab-00002-of-00003.tfrecord.gz"
     assert fnmatch.fnmatch(records.shard_name("train", "ab", 2, 3, "gzip"), records.shard_pattern("train"))
-    assert fnmatch.fnmatch("train-00000-of-00004.tfrecord", records.shard_pattern("train"))  # format 1's names
+    # format 1's names
+    assert fnmatch.fnmatch("train-00000-of-00004.tfrecord", records.shard_pattern("train"))
     with pytest.raises(ValueError):
         records.shard_suffix("zstd")
 
@@ -73,19 +74,19 @@ def test_manifest_round_trip():
 
 def test_read_manifest_refuses_unfinished_and_mismatched_directories(tmp_path):
     with pytest.raises(records.DataError, match="not a finished preprocessing output"):
-        records.read_manifest(str(tmp_path))
+        reader.read_manifest(str(tmp_path))
     (tmp_path / "manifest.json").write_text(records.manifest_to_json(_manifest()))
     (tmp_path / "vocab.json").write_text(records.vocab_to_json(["A4", "C5"]))
     with pytest.raises(records.DataError, match="does not match the records"):
-        records.read_manifest(str(tmp_path))
+        reader.read_manifest(str(tmp_path))
     (tmp_path / "vocab.json").write_text(records.vocab_to_json(["A4", "B4"]))
     with pytest.raises(records.DataError, match=f"shard .*{SHARD_NAME} listed in manifest.json is missing"):
-        records.read_manifest(str(tmp_path))
+        reader.read_manifest(str(tmp_path))
     (tmp_path / SHARD_NAME).write_bytes(SHARD_BYTES)
-    assert records.read_manifest(str(tmp_path)).vocab_size == 2
+    assert reader.read_manifest(str(tmp_path)).vocab_size == 2
     (tmp_path / "manifest.json").write_text('{"format_version": 1, "sequence_len')
     with pytest.raises(records.DataError, match="not valid JSON"):
-        records.read_manifest(str(tmp_path))
+        reader.read_manifest(str(tmp_path))
 
 
 @pytest.mark.parametrize("length, seq, stride", [(0, 4, 1), (4, 4, 1), (5, 4, 1), (30, 8, 1), (30, 8, 3), (31, 8, 3)])
@@ -130,12 +131,13 @@ def test_read_output_reads_the_vocabulary_once_and_a_model_folder_needs_no_shard
     (tmp_path / "manifest.json").write_text(records.manifest_to_json(_manifest()))
     (tmp_path / "vocab.json").write_text(records.vocab_to_json(["A4", "B4"]))
     reads = []
-    original = records.read_vocab
-    monkeypatch.setattr(records, "read_vocab", lambda directory: reads.append(directory) or original(directory))
-    manifest, vocab = records.read_output(str(tmp_path), shards=False)  # no shard on disk: a model/ folder
+    original = reader.read_vocab
+    monkeypatch.setattr(reader, "read_vocab", lambda directory: reads.append(directory) or original(directory))
+    # no shard on disk: a model/ folder
+    manifest, vocab = reader.read_output(str(tmp_path), shards=False)
     assert vocab == ["A4", "B4"] and manifest.vocab_size == 2 and len(reads) == 1
     with pytest.raises(records.DataError, match="is missing"):
-        records.read_output(str(tmp_path))
+        reader.read_output(str(tmp_path))
 
 
 @pytest.mark.parametrize("tokens, key, fate", [

@@ -12,13 +12,14 @@ from miditok import REMI, TokenizerConfig, TokSequence
 from symusic import Score
 
 from conftest import write_multipart_midi
-from preprocessing import encoding, remi, sample_data
-from preprocessing.remi_grammar import time_value
+from preprocessing import sample_data
+from preprocessing.encodings import loader, registry, remi
+from preprocessing.encodings.remi_grammar import time_value
 
 
 @pytest.fixture(scope="module")
 def codec() -> remi.RemiEncoding:
-    return encoding.get("remi")  # type: ignore[return-value]
+    return loader.get("remi")  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +106,8 @@ def test_unison_voices_overlapping_are_cut_so_the_file_reads_back(codec):
 def test_the_saved_tokenizer_loads_back_with_the_same_hash_and_tokens(codec, pieces, tokens):
     saved = codec.saved_files()
     assert list(saved) == ["tokenizer.json"] and json.loads(saved["tokenizer.json"])["tokenization"] == "REMI"
-    loaded = encoding.load("remi", saved.__getitem__, expected_hash=codec.config_hash)
-    assert loaded.config_hash == codec.config_hash == encoding.get("remi").config_hash
+    loaded = loader.load("remi", saved.__getitem__, expected_hash=codec.config_hash)
+    assert loaded.config_hash == codec.config_hash == loader.get("remi").config_hash
     name = next(iter(pieces))
     assert loaded.encode(pieces[name]) == tokens[name]
     assert codec.versions == {"miditok": "3.1.0", "symusic": "0.6.0"}
@@ -117,8 +118,8 @@ def test_another_configuration_is_refused_with_one_line(codec):
     config.beat_res = {(0, 4): 8, (4, 12): 4}
     other = remi.RemiEncoding(REMI(config))
     assert other.config_hash != codec.config_hash
-    with pytest.raises(encoding.EncodingError, match=f"records {codec.config_hash}: the tokens were made"):
-        encoding.load("remi", other.saved_files().__getitem__, expected_hash=codec.config_hash)
+    with pytest.raises(registry.EncodingError, match=f"records {codec.config_hash}: the tokens were made"):
+        loader.load("remi", other.saved_files().__getitem__, expected_hash=codec.config_hash)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -126,12 +127,12 @@ def test_another_configuration_is_refused_with_one_line(codec):
     (json.dumps({"tokenization": "TSD", "config": {}}).encode(), "holds a MidiTok TSD tokenizer, not REMI"),
 ])
 def test_a_saved_file_that_is_not_a_remi_tokenizer_is_refused(content, message):
-    with pytest.raises(encoding.EncodingError, match=message):
-        encoding.load("remi", {"tokenizer.json": content}.__getitem__)
+    with pytest.raises(registry.EncodingError, match=message):
+        loader.load("remi", {"tokenizer.json": content}.__getitem__)
 
 
 def test_features_the_grammar_does_not_know_are_refused():
-    with pytest.raises(encoding.EncodingError, match="use_velocities, use_time_signatures"):
+    with pytest.raises(registry.EncodingError, match="use_velocities, use_time_signatures"):
         remi.RemiEncoding(REMI(TokenizerConfig(use_velocities=True, use_time_signatures=True)))
 
 
@@ -186,8 +187,10 @@ def test_grammar_rules_one_by_one(codec, vocab):
     assert {t.split("_")[0] for t in allowed([])} == {"Bar", "Position", "Rest"}
     assert {t.split("_")[0] for t in allowed(["Bar_None", "Position_4", "Pitch_60"])} == {"Duration"}
     after_note = allowed(["Bar_None", "Position_4", "Pitch_60", "Duration_1.0.4"])
-    assert "Pitch_60" not in after_note and "Pitch_62" in after_note  # no repeated pitch at one position
-    assert "Position_4" not in after_note and "Position_5" in after_note  # time moves forward in a bar
+    # no repeated pitch at one position
+    assert "Pitch_60" not in after_note and "Pitch_62" in after_note
+    # time moves forward in a bar
+    assert "Position_4" not in after_note and "Position_5" in after_note
     assert "Bar_None" in after_note and "Rest_0.1.4" in after_note
     # a rest from the end of a 1-beat note at position 4 (so from 8) of 1 beat ends at position 12
     after_rest = allowed(["Bar_None", "Position_4", "Pitch_60", "Duration_1.0.4", "Rest_1.0.2"])

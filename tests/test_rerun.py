@@ -22,7 +22,7 @@ from trainer import data as data_lib
 
 
 def run(input_dir: Path, out: Path, *flags: str) -> records.Manifest:
-    return pipeline.run_pipeline(["--input", str(input_dir), "--output", str(out), "--sequence-length", "8",
+    return pipeline.run(["--input", str(input_dir), "--output", str(out), "--sequence-length", "8",
                                   "--direct_running_mode", "in_memory", *flags]).manifest
 
 
@@ -83,7 +83,8 @@ def test_a_rerun_that_fails_after_writing_its_shards_leaves_the_old_output_reada
     assert new.vocab_hash != old.vocab_hash and new.counts["files_failed"] == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["manifest.json", "vocab.json", "dead_letter.jsonl", *new.shards("train"), *new.shards("validation")])
-    assert (out / records.DEAD_LETTER_FILE).read_text() == ""  # the old run's dead letter went with it
+    # the old run's dead letter went with it
+    assert (out / records.DEAD_LETTER_FILE).read_text() == ""
     assert_finished_output(out, new)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from music21 import midi
 
-from preprocessing import notes, sample_data
+from preprocessing import sample_data
+from preprocessing.encodings import reference
 
 # Two short four-voice chorales from the default selection: quick to render, four parts each.
 TINY = ("bach/bwv66.6.mxl", "bach/bwv269.mxl")
@@ -66,16 +67,17 @@ def test_render_is_deterministic(tmp_path):
     second = sample_data.render_piece(TINY[0], tmp_path / "b")
     assert Path(first).name == Path(second).name == "bach_bwv66.6.mid"
     assert _sha(first) == _sha(second)
-    assert not [p for p in (tmp_path / "a").iterdir() if p.name != "bach_bwv66.6.mid"]  # no temp files left
+    # no temp files left
+    assert not [p for p in (tmp_path / "a").iterdir() if p.name != "bach_bwv66.6.mid"]
 
 
 def test_rendered_midi_has_a_track_per_part_and_reads_back_as_tokens(tmp_path):
     path = sample_data.render_piece(TINY[0], tmp_path)
     assert _tracks_with_notes(path) == 4  # soprano, alto, tenor, bass
     data = Path(path).read_bytes()
-    assert len(notes.parse_midi_bytes(data).parts) >= 4
-    tokens = notes.tokens_from_midi_bytes(data, parts="all")
-    first_part_only = notes.tokens_from_midi_bytes(data, parts="first")
+    assert len(reference.parse_midi_bytes(data).parts) >= 4
+    tokens = reference.tokens_from_midi_bytes(data, parts="all")
+    first_part_only = reference.tokens_from_midi_bytes(data, parts="first")
     assert tokens
     # Four voices sounding together merge into chord tokens; one voice alone has none.
     assert sum("." in t for t in tokens) > len(tokens) / 2

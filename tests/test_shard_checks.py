@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from helpers import TINY
 import synthetic
-from preprocessing import records
+from preprocessing import reader, records
 from trainer import data as data_lib
 from trainer import task
 
@@ -31,7 +31,7 @@ def data_dir(records_dir, tmp_path):
 
 
 def shard(data_dir, split: str, index: int = 0):
-    return data_dir / records.read_manifest(str(data_dir)).shards(split)[index]
+    return data_dir / reader.read_manifest(str(data_dir)).shards(split)[index]
 
 
 def keep_first_records(path, count: int) -> None:
@@ -51,7 +51,8 @@ def train(data_dir, job, capsys, *flags) -> str:
     assert "Traceback" not in err
     ours = [line for line in err.splitlines() if "error:" in line]
     assert len(ours) == 1 and ours[0].startswith(PREFIX), err
-    assert not [p for p in job.rglob("*") if p.is_file()]  # no checkpoint, no backup, no log: nothing ran
+    # no checkpoint, no backup, no log: nothing ran
+    assert not [p for p in job.rglob("*") if p.is_file()]
     return ours[0][len(PREFIX):]
 
 
@@ -61,7 +62,8 @@ def test_a_shard_cut_to_its_first_10_records_stops_the_training_job(data_dir, tm
     path = shard(data_dir, "train")
     before = path.stat().st_size
     keep_first_records(path, 10)
-    assert sum(1 for _ in tf.data.TFRecordDataset(str(path))) == 10  # TFRecord itself sees nothing wrong
+    # TFRecord itself sees nothing wrong
+    assert sum(1 for _ in tf.data.TFRecordDataset(str(path))) == 10
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     job = tmp_path / "job"
     result = subprocess.run(
@@ -81,7 +83,8 @@ def test_a_shard_cut_to_its_first_10_records_stops_the_training_job(data_dir, tm
 def test_a_shard_truncated_mid_record_is_refused_before_training(data_dir, tmp_path, capsys, split):
     path = shard(data_dir, split)
     data = path.read_bytes()
-    path.write_bytes(data[:-5])  # tf.data: DataLossError, a traceback at the end of epoch 1 for validation
+    # tf.data: DataLossError, a traceback at the end of epoch 1 for validation
+    path.write_bytes(data[:-5])
     message = train(data_dir, tmp_path / "job", capsys)
     assert message.startswith(f"shard {path} holds") and "truncated or cut" in message
 
@@ -125,7 +128,8 @@ def test_a_shard_damaged_after_the_check_is_one_line_too(data_dir):
     data = data_lib.load(str(data_dir))
     path = shard(data_dir, "validation")
     content = path.read_bytes()
-    path.write_bytes(content[:-5])  # inside the last record, after load(): only tf.data's own checks remain
+    # inside the last record, after load(): only tf.data's own checks remain
+    path.write_bytes(content[:-5])
     with pytest.raises(data_lib.DataError, match=f"a validation shard in {data_dir} is damaged: .*; {records.RERUN}$"):
         data_lib.numpy_windows(data, "validation")
 

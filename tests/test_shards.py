@@ -10,7 +10,7 @@ import random
 import pytest
 import tensorflow as tf
 
-from preprocessing import records, shards
+from preprocessing import reader, records, shards
 
 
 def _records(count: int, seed: int = 0, length: int = 8, below: int = 128) -> list[bytes]:
@@ -45,7 +45,8 @@ def test_a_shard_is_the_same_bytes_whatever_order_its_records_arrive_in():
     random.Random(1).shuffle(shuffled)
     assert shards.build("train-r-00000-of-00001.tfrecord", shuffled, "none") == (data, entry)
     assert entry.size == len(data) and entry.records == 30
-    assert entry.sha256 == entry.edges_sha256 == hashlib.sha256(data).hexdigest()  # small: edges = whole file
+    # small: edges = whole file
+    assert entry.sha256 == entry.edges_sha256 == hashlib.sha256(data).hexdigest()
     # The order is the keys', not the bytes': not sorted by the first token.
     assert [r for _, r in sorted(keyed)] != sorted(r for _, r in keyed)
 
@@ -87,7 +88,7 @@ def _output(tmp_path, items_per_shard=(5, 3), seed=0, windows=None):
 
 def _refusal(tmp_path, full=False) -> str:
     with pytest.raises(records.DataError) as exc:
-        records.read_output(str(tmp_path), full=full)
+        reader.read_output(str(tmp_path), full=full)
     message = str(exc.value)
     assert "\n" not in message and message.endswith(records.RERUN)
     return message
@@ -96,14 +97,15 @@ def _refusal(tmp_path, full=False) -> str:
 def test_an_intact_output_passes_both_checks(tmp_path):
     _output(tmp_path)
     for full in (False, True):
-        assert records.read_output(str(tmp_path), full=full)[0].windows("train") == 8
+        assert reader.read_output(str(tmp_path), full=full)[0].windows("train") == 8
 
 
 def test_a_shard_cut_at_a_record_boundary_or_mid_record_is_refused_by_its_size(tmp_path):
     manifest = _output(tmp_path)
     path = tmp_path / manifest.shards("train")[1]
     data = path.read_bytes()
-    path.write_bytes(shards.shard_bytes(_records(2, seed=1), "none"))  # the first 2 of its 3 records
+    # the first 2 of its 3 records
+    path.write_bytes(shards.shard_bytes(_records(2, seed=1), "none"))
     assert f"shard {path} holds {len(path.read_bytes()):,} bytes, manifest.json lists {len(data):,} (truncated" in _refusal(tmp_path)
     path.write_bytes(data[:-5])
     assert "truncated or cut" in _refusal(tmp_path)
@@ -129,7 +131,7 @@ def test_the_quick_check_reads_the_ends_and_the_full_check_every_byte(tmp_path):
     middle = len(data) // 2
     data[middle] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert records.read_output(str(tmp_path))  # the quick check does not read the middle ...
+    assert reader.read_output(str(tmp_path))  # the quick check does not read the middle ...
     assert "sha256 differs" in _refusal(tmp_path, full=True)  # ... the full one does
     data[middle] ^= 0xFF
     data[-1] ^= 0xFF
@@ -152,11 +154,11 @@ def test_a_format_1_manifest_is_refused_in_one_line_that_says_what_to_do(tmp_pat
     doc.pop("run_id")
     (tmp_path / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(records.DataError) as exc:
-        records.read_output(str(tmp_path))
+        reader.read_output(str(tmp_path))
     assert str(exc.value) == ("manifest.json has format_version 1, this code reads 2: "
                               "run the preprocessing job again into this folder with this version")
     with pytest.raises(records.DataError, match="train the model again on a new preprocessing output"):
-        records.read_output(str(tmp_path), shards=False)  # a model/ folder
+        reader.read_output(str(tmp_path), shards=False)  # a model/ folder
 
 
 def test_a_manifest_whose_shards_are_not_entries_is_refused(tmp_path):

@@ -24,7 +24,7 @@ from trainer import best, schedule, task
 
 def test_pick_checkpoint_prefers_the_file_with_the_backups_best_loss():
     names = ["val-improvement-01-3.0000.keras", "val-improvement-02-2.5000.keras",
-             "weights-improvement-02-2.1000.keras", "val-improvement-03-2.4000.keras", "notes.txt"]
+             "weights-improvement-02-2.1000.keras", "val-improvement-03-2.4000.keras", "reference.txt"]
     assert best.pick_checkpoint(names, 3, 2.4) == (3, "val-improvement-03-2.4000.keras")
     # epoch 3's file was written, then the job was killed before its backup: epoch 3 trains again
     assert best.pick_checkpoint(names, 2, 2.5) == (2, "val-improvement-02-2.5000.keras")

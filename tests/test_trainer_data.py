@@ -157,7 +157,8 @@ def test_baselines_count_unigram_and_bigram():
     val_x = np.array([[0, 1], [0, 2], [0, 3], [0, 4]])
     val_y = np.array([2, 0, 1, 0])
     result = data_lib.baselines((train_x, train_y), (val_x, val_y), vocab_size=10)
-    assert result["unigram_val_accuracy"] == pytest.approx(2 / 4)  # predicts 0: right for 2nd and 4th
+    # predicts 0: right for 2nd and 4th
+    assert result["unigram_val_accuracy"] == pytest.approx(2 / 4)
     # bigram: 1->2 right, 2->0 right, 3->0 wrong (1), 4 unseen -> unigram 0 right
     assert result["bigram_val_accuracy"] == pytest.approx(3 / 4)
 

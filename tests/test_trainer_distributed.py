@@ -61,7 +61,8 @@ def test_mirrored_strategy_on_two_logical_cpus(records_dir, tmp_path):
     result = run([sys.executable, "-c", TWO_CPUS, *argv])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "strategy MirroredStrategy with 2 replica(s) on 1 worker(s)" in result.stdout
-    assert "model reference:" in result.stdout  # recurrent dropout, BatchNorm statistics, under 2 replicas
+    # recurrent dropout, BatchNorm statistics, under 2 replicas
+    assert "model reference:" in result.stdout
     losses = epoch_losses(result.stdout)
     assert sorted(losses) == [1, 2, 3] and losses[3] < losses[2] < losses[1], result.stdout
     # The exported model has the same shapes as one trained without distribution.

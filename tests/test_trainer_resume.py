@@ -17,7 +17,7 @@ import pytest
 
 import synthetic
 from helpers import TINY, scalars
-from preprocessing import records
+from preprocessing import reader, records
 from trainer import flags, resume, task
 
 ERROR = "lstm-composer train: error:"
@@ -86,7 +86,7 @@ def test_data_of_another_sequence_length_is_refused_by_name(first_run, job, tmp_
 def test_a_vocabulary_in_another_order_is_refused_by_name(first_run, job, tmp_path, capsys):
     """Same size, same records: every id would silently mean another token."""
     data = Path(shutil.copytree(first_run["data"], tmp_path / "reordered"))
-    vocab = records.read_vocab(str(data))[::-1]
+    vocab = reader.read_vocab(str(data))[::-1]
     (data / "vocab.json").write_text(records.vocab_to_json(vocab))
     manifest = json.loads((data / "manifest.json").read_text())
     old_hash, manifest["vocab_hash"] = manifest["vocab_hash"], records.vocab_hash(vocab)
@@ -115,7 +115,8 @@ def test_a_new_learning_rate_takes_effect_and_is_logged(first_run, job, capsys):
     assert "--units" not in out and "--batch-size" not in out  # unchanged flags are not reported
     assert "learning_rate=0.05 " in next(l for l in out.splitlines() if "epoch 2/2 finished" in l)
     assert scalars(str(job / "logs"))["epoch/learning_rate"] == [(1, pytest.approx(0.02)), (2, pytest.approx(0.05))]
-    reader = tf.train.load_checkpoint(str(job / "backup" / "ckpt-2"))  # the optimizer's own variable
+    # the optimizer's own variable
+    reader = tf.train.load_checkpoint(str(job / "backup" / "ckpt-2"))
     assert reader.get_tensor("optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE") == pytest.approx(0.05)
     assert resume.from_json((job / "backup" / "run.json").read_text())["learning_rate"] == 0.05
 
@@ -192,12 +193,14 @@ def test_differences_and_the_refusal_on_hand_made_dicts():
     assert resume.plan(RUN, other, has_backup=True, replace=True).action == "replace"
 
     changed = {**RUN, "learning_rate": 0.05, "steps_per_epoch": 10}
-    same = resume.plan(RUN, changed, has_backup=True, replace=True)  # --replace-run resumes its own run
+    # --replace-run resumes its own run
+    same = resume.plan(RUN, changed, has_backup=True, replace=True)
     assert same.action == "resume" and same.conflicts == ()
     assert resume.change_lines(same.changes) == ["--learning-rate 0.001 → 0.05 (changed on resume)",
                                                  "--steps-per-epoch none → 10 (changed on resume)"]
     assert resume.plan(None, RUN, has_backup=False, replace=False) == resume.Plan("fresh")
-    assert resume.plan(RUN, other, has_backup=False, replace=False) == resume.Plan("fresh")  # run.json, no ckpt
+    # run.json, no ckpt
+    assert resume.plan(RUN, other, has_backup=False, replace=False) == resume.Plan("fresh")
     assert resume.plan(None, RUN, has_backup=True, replace=False) == resume.Plan("resume", recorded=False)
     assert resume.plan(None, RUN, has_backup=True, replace=True) == resume.Plan("replace", recorded=False)
     assert resume.from_json(resume.to_json(RUN)) == RUN

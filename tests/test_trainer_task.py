@@ -92,7 +92,7 @@ def test_training_logs_listenable_samples(trained_job):
 @pytest.mark.slow
 def test_exported_model_composes(trained_job, tmp_path):
     """The model/ folder is everything generation needs: primers.json included."""
-    from preprocessing import notes
+    from preprocessing.encodings import reference
     from trainer import generate
 
     model_dir = trained_job["job"] / "model"
@@ -103,7 +103,7 @@ def test_exported_model_composes(trained_job, tmp_path):
     out = tmp_path / "piece.mid"
     assert generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "30", "--seed", "2"]) == 0
     tokens = json.loads((tmp_path / "piece.json").read_text())["tokens_text"]
-    assert notes.tokens_from_midi_bytes(out.read_bytes()) == tokens
+    assert reference.tokens_from_midi_bytes(out.read_bytes()) == tokens
 
 
 @pytest.mark.slow
@@ -259,7 +259,8 @@ def test_vocab_mismatch_is_one_message(tiny_data, tmp_path, capsys):
 
 
 def test_ids_outside_the_vocabulary_are_one_message(tiny_data, tmp_path, capsys):
-    vocab = ["A4", "B4", "C5"]  # consistent manifest and vocab.json, but the records hold ids up to 19
+    # consistent manifest and vocab.json, but the records hold ids up to 19
+    vocab = ["A4", "B4", "C5"]
     (tiny_data / "vocab.json").write_text(json.dumps(vocab))
     doc = json.loads((tiny_data / "manifest.json").read_text())
     from preprocessing import records
@@ -331,7 +332,8 @@ def test_mixed_precision_step_learns_on_cpu(tmp_path):
     model = model_lib.fast(8, 20, units=16, num_layers=2, embedding_dim=8, dropout=0.0, learning_rate=0.02,
                            mixed_precision=True)
     model.optimizer.build(model.trainable_variables)
-    train_steps, eval_steps = loop.make_step_functions(strategy, model, 16)
+    train_steps = loop.train_steps_function(strategy, model, 16)
+    eval_steps = loop.eval_steps_function(strategy, model)
     iterator = iter(strategy.experimental_distribute_dataset(data_lib.dataset(data, "train", 16, seed=0)))
     first = float(train_steps(iterator, tf.constant(5))) / 5
     for _ in range(4):
@@ -339,7 +341,8 @@ def test_mixed_precision_step_learns_on_cpu(tmp_path):
     assert math.isfinite(first) and math.isfinite(last) and last < 0.8 * first, (first, last)
     assert data.windows("validation") == 32
     val = iter(strategy.experimental_distribute_dataset(data_lib.dataset(data, "validation", 16, weighted=True)))
-    loss_sum, hits, top5, count = eval_steps(val, tf.constant(5)).numpy()  # 5 steps: 80 rows, 32 weighted
+    # 5 steps: 80 rows, 32 weighted
+    loss_sum, hits, top5, count = eval_steps(val, tf.constant(5)).numpy()
     assert count == 32 and 0 <= hits <= top5 <= count and loss_sum > 0
 
 

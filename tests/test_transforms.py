@@ -60,5 +60,6 @@ def test_tally_adds_counts_and_sorts_dead_letters_and_matched_is_parsed_plus_fai
     assert tally.counts["tokens"] == 12 and tally.counts["train_windows"] == 4
     assert [entry["path"] for entry in tally.dead_letters] == ["/in/b.mid", "/in/z.mid"]
     assert set(tally.counts) == set(records.COUNT_KEYS)
-    empty = fn.extract_output(fn.create_accumulator())  # no input at all: zero counts, no dead letters
+    # no input at all: zero counts, no dead letters
+    empty = fn.extract_output(fn.create_accumulator())
     assert all(value == 0 for value in empty.counts.values()) and empty.dead_letters == []

@@ -19,13 +19,15 @@ import pytest
 import tensorflow as tf
 
 from conftest import patterned_tokens, write_tokens_midi
-from preprocessing import encoding, files, options, pipeline, records, shards, windowing
+from preprocessing import files, options, pipeline, reader, records, shards, windowing
+from preprocessing.encodings import loader, registry
 
 SEQ = 8
 K = 2
 VALIDATION_FRACTION = 0.3
 TUNES = [f"tune_{index:02d}.mid" for index in range(6)]
-EDGE = "extremes.mid"  # C0 (MIDI 12) and C8 (MIDI 108): the end of each encoding's transposable range
+# C0 (MIDI 12) and C8 (MIDI 108): the end of each encoding's transposable range
+EDGE = "extremes.mid"
 BAD = ["empty.mid", "random.mid", "truncated.mid", "renamed.mid", "more_tracks_declared.mid",
        "fewer_tracks_declared.mid"]
 
@@ -59,20 +61,20 @@ def augment_input(tmp_path_factory) -> Path:
 
 
 def run(folder: Path, out: Path, *flags: str) -> pipeline.Outcome:
-    return pipeline.run_pipeline([
+    return pipeline.run([
         "--input", str(folder), "--output", str(out), "--sequence-length", str(SEQ),
         "--validation-fraction", str(VALIDATION_FRACTION), "--num-shards", "2", *flags,
     ])
 
 
-@pytest.fixture(scope="module", params=encoding.ENCODINGS)
+@pytest.fixture(scope="module", params=registry.NAMES)
 def augmented(request, augment_input, tmp_path_factory):
     """One ``--transpose K`` run per encoding (the DirectRunner's default: worker processes), and
     the tokens each good file gives under that encoding, encoded here."""
     name = request.param
     out = tmp_path_factory.mktemp(f"transposed_{name}")
     outcome = run(augment_input, out, "--encoding", name, "--transpose", str(K))
-    codec = encoding.get(name)
+    codec = loader.get(name)
     tokens = {file: codec.encode((augment_input / file).read_bytes()) for file in [*TUNES, EDGE]}
     return name, codec, out, outcome.manifest, tokens
 
@@ -103,7 +105,7 @@ def test_training_pieces_and_their_copies_are_exactly_the_train_windows(augmente
     train = [t for file, t in tokens.items() if windowing.split_for(file, VALIDATION_FRACTION) == records.TRAIN]
     validation = [t for file, t in tokens.items() if windowing.split_for(file, VALIDATION_FRACTION) != records.TRAIN]
     copies = [copy for piece in train for copy in copies_of(codec, piece)]
-    read_manifest, vocab = records.read_output(str(out))  # the trainer's reader: every shard checked
+    read_manifest, vocab = reader.read_output(str(out))  # the trainer's reader: every shard checked
     assert read_manifest == manifest and manifest.transpose == K
     # The vocabulary is computed after augmentation: it holds the copies' new tokens too.
     assert vocab == windowing.vocabulary(t for piece in [*train, *validation, *copies] for t in piece)
@@ -125,7 +127,7 @@ def test_no_transposition_of_a_validation_piece_is_in_train(augmented):
     """The windows that only a transposed validation piece would give are nowhere in train (windows
     that a training piece or its copies give too are the same music, not a leak: scale runs repeat)."""
     name, codec, out, manifest, tokens = augmented
-    vocab = records.read_vocab(str(out))
+    vocab = reader.read_vocab(str(out))
     index = {token: i for i, token in enumerate(vocab)}
     in_train = {file: windowing.split_for(file, VALIDATION_FRACTION) == records.TRAIN for file in tokens}
     from_train = windows_of([c for f, p in tokens.items() if in_train[f] for c in [p, *copies_of(codec, p)]], index)
@@ -167,22 +169,22 @@ def test_a_rerun_with_the_other_encoding_leaves_only_its_own_files(augmented, au
     """REMI → reference: the old ``tokenizer.json`` goes; reference → REMI: the new one is there and
     matches the new manifest. Either way the folder holds exactly the new output's files."""
     name, _, out, _, _ = augmented
-    other = next(n for n in encoding.ENCODINGS if n != name)
+    other = next(n for n in registry.NAMES if n != name)
     folder = tmp_path / "out"
     shutil.copytree(out, folder)
-    assert {p.name for p in folder.iterdir()} >= set(encoding.SAVED_FILE_NAMES[name])
+    assert {p.name for p in folder.iterdir()} >= set(registry.by_name(name).saved_files)
     manifest = run(augment_input, folder, "--encoding", other, "--direct_running_mode", "in_memory").manifest
-    assert encoding.TOKEN_FORMATS[manifest.encoding] == other
+    assert registry.by_token_format(manifest.encoding).name == other
     assert sorted(p.name for p in folder.iterdir()) == sorted([
-        records.DEAD_LETTER_FILE, records.VOCAB_FILE, records.MANIFEST_FILE, *encoding.SAVED_FILE_NAMES[other],
+        records.DEAD_LETTER_FILE, records.VOCAB_FILE, records.MANIFEST_FILE, *registry.by_name(other).saved_files,
         *manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)])
-    assert records.read_output(str(folder))[0] == manifest
+    assert reader.read_output(str(folder))[0] == manifest
 
 
 @pytest.mark.slow
 def test_transpose_zero_writes_todays_output_byte_for_byte(training_midi_dir, records_dir, tmp_path):
     """The same flags as the ``records_dir`` fixture, plus ``--transpose 0``: the same bytes."""
-    outcome = pipeline.run_pipeline([
+    outcome = pipeline.run([
         "--input", str(training_midi_dir), "--output", str(tmp_path), "--sequence-length", "8",
         "--validation-fraction", "0.25", "--num-shards", "2", "--direct_running_mode", "in_memory",
         "--transpose", "0",
@@ -245,8 +247,8 @@ def test_a_manifest_before_transpose_reads_as_transpose_zero():
 
 
 def test_every_encodings_saved_files_are_named_without_importing_it():
-    for name in encoding.ENCODINGS:
-        assert encoding.SAVED_FILE_NAMES[name] == encoding.encoding_class(name).saved_file_names
+    for name in registry.NAMES:
+        assert set(registry.by_name(name).saved_files) == set(loader.get(name).saved_files())
 
 
 def test_a_saved_file_of_another_encoding_is_removed_after_the_manifest(tmp_path):

@@ -62,7 +62,9 @@ class BestEpoch:
 
     def keep(self, model, epoch: int, metrics: dict[str, Any]) -> None:
         """Called on every worker at each new best validation loss (see the module docstring)."""
-        self.epoch, self.weights, self.metrics = epoch, model.get_weights(), dict(metrics)
+        self.epoch = epoch
+        self.weights = model.get_weights()
+        self.metrics = dict(metrics)
 
     def restore(self, model, *, last_epoch: int, checkpoints_dir: str, best_val_loss: float,
                 log) -> tuple[int, bool]:

@@ -33,8 +33,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import records
-from preprocessing.errors import first_line
+from preprocessing import reader, records
+from preprocessing.messages import first_line
 from preprocessing.records import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -71,9 +71,10 @@ def load(data_dir: str, check_records: int = 16, *, full: bool = False) -> Data:
 
     Every listed shard is checked before anything trains: present, of the manifest's size and of its
     content (the hash of its first and last 64 KiB; ``full``: of every byte), with the shards' record
-    counts adding up to the manifest's windows (:func:`preprocessing.shards.verify`).
+    counts adding up to the manifest's windows (:func:`preprocessing.reader.verify`).
     """
-    manifest, vocab = records.read_output(data_dir, full=full)  # finished? vocab hash? every shard intact?
+    # finished? vocab hash? every shard intact?
+    manifest, vocab = reader.read_output(data_dir, full=full)
     if manifest.windows(records.TRAIN) <= 0 or not manifest.train_shards:
         raise DataError(
             f"{data_dir} holds no training windows (manifest counts "

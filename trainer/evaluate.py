@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 from preprocessing import quiet, records
 from preprocessing.records import DataError
 from trainer import measures
-from trainer.generate_flags import CONTEXTS
+from trainer.sampling import CONTEXTS
 
 PROG = "lstm-composer evaluate"
 NEXT_TOKEN = ("val_accuracy", "val_top5_accuracy", "perplexity", "val_loss", "bigram_val_accuracy",
@@ -162,8 +162,10 @@ def check_output(path: str) -> None:
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Score the model, compose and measure; returns the report (what the JSON file holds)."""
+    from preprocessing.reader import encoding_of
     from trainer import data as data_lib
-    from trainer import generate, sampling
+    from trainer.composer import Composer
+    from trainer.compositions import GenerateError, choose_primers
     from trainer.export import load_bundle
 
     measures.muspy_module()  # a missing extra or an unwritable --output is reported before the work
@@ -180,12 +182,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     next_token = {"validation_windows": int(len(targets)), **model_scores(bundle.model, inputs, targets),
                   **data_lib.baselines(data_lib.numpy_windows(data, records.TRAIN, args.windows), (inputs, targets),
                                        data.vocab_size)}
-    encoding = sampling.encoding_for(bundle.manifest, args.model_dir)
+    encoding = encoding_of(args.model_dir, bundle.manifest, remedy=None)
     try:
-        primers = generate.choose_primers(bundle, None, args.samples, args.seed)
-    except generate.GenerateError as exc:
+        primers = choose_primers(bundle, None, args.samples, args.seed, encoding)
+    except GenerateError as exc:
         raise DataError(str(exc)) from None
-    composer = generate.Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
+    composer = Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
     ids = composer.generate(primers, args.length, context=args.context, temperature=args.temperature,
                             top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     composed = composer.pieces(primers, ids, bundle.vocab)
@@ -211,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet.import_tensorflow()
     try:
         report = evaluate(args)
-        from trainer.generate import write_bytes
+        from trainer.compositions import write_bytes
 
         write_bytes(args.output, (json.dumps(report, indent=1) + "\n").encode())
     except (DataError, measures.MeasureError) as exc:

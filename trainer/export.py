@@ -9,7 +9,7 @@
             primers.json    a few data windows: generation's default primers, as the reference
                             primes with a random window of the data
 
-Loading reads the manifest and vocabulary with :func:`preprocessing.records.read_output` (the same
+Loading reads the manifest and vocabulary with :func:`preprocessing.reader.read_output` (the same
 reader and vocabulary-hash check as the data directory), so the two can never drift apart.
 """
 
@@ -19,10 +19,11 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+
 import numpy as np
 
-from preprocessing import records
-from preprocessing.encoding import TOKEN_FORMATS, encoding_class
+from preprocessing import reader, records
+from preprocessing.encodings import registry
 from preprocessing.records import DataError, join
 
 MODEL_FILE = "model.keras"
@@ -41,9 +42,10 @@ def save_model(model, path: str) -> None:
 
 def model_dir_files(manifest: records.Manifest) -> tuple[str, ...]:
     """The files copied from the data directory, the manifest last: the vocabulary, then the encoding's
-    saved files (``Encoding.saved_file_names``; REMI's ``tokenizer.json``, which generation decodes
-    with and :func:`records.read_output` checks against the manifest's hash), then the manifest."""
-    saved = encoding_class(TOKEN_FORMATS[manifest.encoding]).saved_file_names
+    saved files (the registration's ``saved_files``; REMI's ``tokenizer.json``, which generation
+    decodes with and :func:`preprocessing.reader.read_output` checks against the manifest's hash),
+    then the manifest."""
+    saved = registry.by_token_format(manifest.encoding).saved_files
     return (records.VOCAB_FILE, *saved, records.MANIFEST_FILE)
 
 
@@ -89,7 +91,7 @@ def load_bundle(model_dir: str) -> Bundle:
     for name in (MODEL_FILE, records.VOCAB_FILE, records.MANIFEST_FILE):
         if not tf.io.gfile.exists(join(model_dir, name)):
             raise DataError(f"{join(model_dir, name)} not found: --model-dir must be a training job's model/ folder")
-    manifest, vocab = records.read_output(model_dir, shards=False)
+    manifest, vocab = reader.read_output(model_dir, shards=False)
     return Bundle(load_keras(join(model_dir, MODEL_FILE)), vocab, manifest, read_primers(model_dir))
 
 

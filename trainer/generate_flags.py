@@ -1,9 +1,8 @@
-"""The generation job's flags and their checks, and its entry point. Imports no TensorFlow.
+"""The generation job's flags and their checks. Imports no TensorFlow.
 
-``lstm-composer generate`` starts here: its flags are parsed and checked before TensorFlow is
+``lstm-composer generate`` (:mod:`trainer.generate`) parses and checks them before TensorFlow is
 imported, so ``--help`` and a wrong flag answer at once and print nothing of TensorFlow's. The
 quickstart applies its preset to this same parser and runs the same checks before its first stage.
-Composing itself is :mod:`trainer.generate`.
 """
 
 from __future__ import annotations
@@ -12,9 +11,9 @@ import argparse
 from typing import Any, Mapping, Sequence
 
 from preprocessing import quiet
+from trainer.sampling import CONTEXTS
 
 PROG = "lstm-composer generate"
-CONTEXTS = ("carry", "window")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,11 +64,3 @@ def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = 
     if message:
         parser.error(message)
     return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``lstm-composer generate``: check the flags, then import TensorFlow (quietly) and compose."""
-    args = parse_args(argv)
-    from trainer import generate
-
-    return generate.compose(args)

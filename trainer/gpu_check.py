@@ -173,7 +173,8 @@ def check_cudnn_version(cudnn_major: int, cuda_major: int = 12) -> Check:
         return Check("cuDNN version", False, f"{soname} cannot be loaded (see above)")
     library.cudnnGetVersion.restype = ctypes.c_size_t
     raw = int(library.cudnnGetVersion())
-    loaded = (raw // 10000, raw % 10000 // 100, raw % 100)  # cuDNN 9 encodes major*10000 + minor*100 + patch
+    # cuDNN 9 encodes major*10000 + minor*100 + patch
+    loaded = (raw // 10000, raw % 10000 // 100, raw % 100)
     shown = ".".join(map(str, loaded))
     floor = required_cuda_packages().get(f"nvidia-cudnn-cu{cuda_major}")
     if loaded[0] != cudnn_major:

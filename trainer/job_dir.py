@@ -30,7 +30,7 @@ import tempfile
 import time
 from typing import Mapping, Sequence
 
-from preprocessing.errors import first_line
+from preprocessing.messages import first_line
 from preprocessing.records import join
 from trainer.flags import UsageError
 

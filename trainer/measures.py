@@ -32,8 +32,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from preprocessing.encoding import Encoding, NoteEvent
-from trainer.sampling import longest_loop
+from preprocessing.encodings.base import Encoding, NoteEvent
+from trainer.summary import longest_loop
 
 RESOLUTION = 12
 """muspy ticks per quarter note: exact for the reference's 0.5-quarter steps, REMI's 16ths and triplets."""

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from preprocessing.encoding import NoteEvent
+from preprocessing.encodings.base import NoteEvent
 
 BARS_PER_ROW = 16
 MAX_ROWS = 8

@@ -1,4 +1,8 @@
-"""Progress inside an epoch: a Keras progress bar on a terminal, a line now and then in a log.
+"""What the trainer says while it runs: its log lines, and progress inside an epoch.
+
+Every line the trainer prints goes through :func:`log` (``trainer: ...``, flushed at once, so a
+cloud job's log shows it as it happens). Progress inside an epoch: a Keras progress bar on a
+terminal, a line now and then in a log.
 
 A reference-size epoch takes tens of minutes on a CPU, so waiting for the epoch's end line is not
 enough. The epoch loop runs its training steps in chunks (one ``tf.function`` call each, the step
@@ -30,16 +34,27 @@ MARKS = 10
 """Log lines at least every 1/MARKS of the epoch."""
 
 
+def log(message: str) -> None:
+    """One line of the trainer's log, on stdout, flushed at once."""
+    print(f"trainer: {message}", flush=True)
+
+
 class EpochProgress:
     """The progress display of one epoch of ``total`` steps (see the module docstring)."""
 
     def __init__(self, epoch: int, epochs: int, total: int, *, terminal: bool, timed: bool = True,
                  enabled: bool = True, clock: Callable[[], float] = time.perf_counter, out: TextIO | None = None):
-        self.epoch, self.epochs, self.total = epoch, epochs, max(1, total)
-        self.terminal, self.timed, self.enabled = terminal and enabled, timed, enabled
+        self.epoch = epoch
+        self.epochs = epochs
+        self.total = max(1, total)
+        self.terminal = terminal and enabled
+        self.timed = timed
+        self.enabled = enabled
         self.clock, self.out = clock, out
         self.mark = math.ceil(self.total / MARKS)
-        self.done, self.loss_sum, self.rate = 0, 0.0, None
+        self.done = 0
+        self.loss_sum = 0.0
+        self.rate = None
         self.started = self.last = clock()
         self.bar = None
         if self.terminal:

@@ -31,7 +31,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from preprocessing.errors import first_line
+from preprocessing.messages import first_line
 from preprocessing.records import TRAIN, VALIDATION, Manifest, join
 from trainer.flags import UsageError
 
@@ -68,7 +68,8 @@ def fingerprint(manifest: Manifest, flags: Mapping[str, Any]) -> dict[str, Any]:
     }
     run.update({key: flags[key] for key in FLAGS})
     if run["model"] == "reference":
-        run["embedding_dim"] = None  # the reference network has no embedding: the flag shapes nothing
+        # the reference network has no embedding: the flag shapes nothing
+        run["embedding_dim"] = None
     return run
 
 

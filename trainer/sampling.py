@@ -1,50 +1,24 @@
-"""Pure functions for generation: choosing the next token, describing a sample, rendering it.
+"""Choosing the next token: temperature, top-k, top-p, a grammar's mask. Pure numpy.
 
-No TensorFlow and no Keras here, only numpy (matplotlib for the piano roll, in :mod:`trainer.plots`),
-so each piece is testable on its own and shared by the command-line generator, ``evaluate`` and the
-training loop's TensorBoard samples. Everything that depends on what a token means (its notes, their
-onsets and durations) comes from the encoding's ``note_events`` (:func:`encoding_for`), so the piano
-roll, the audio and the measures work for every encoding.
+Shared by the command-line generator, ``evaluate`` and the trainer's TensorBoard samples, all of
+which run a network through :class:`trainer.composer.Composer`; this module only turns each step's
+probabilities into token ids. Everything that depends on what a token means comes from the
+encoding's sampling grammar (:mod:`preprocessing.encodings.grammar`), so sampling works for every
+encoding.
 """
 
 from __future__ import annotations
 
-import io
-import wave
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from preprocessing import encoding as encoding_lib
-from preprocessing import records
-from preprocessing.encoding import Encoding, Grammar, GrammarState, NoteEvent
+from preprocessing.encodings.grammar import Grammar, GrammarState
 
-SAMPLE_RATE = 16_000
-"""Audio previews: 16 kHz mono is plenty for a piano sketch and keeps TensorBoard event files small."""
-SECONDS_PER_QUARTER = 0.5
-"""120 bpm, the tempo both encodings' ``decode`` writes into the MIDI file."""
-RELEASE_SECONDS = 0.08
-"""Each synthesised note fades out over this long after its end, so notes do not click off."""
-TAIL_SECONDS = 0.25
-"""Silence-and-release after the last note's end: a WAV is ``end of the last note + TAIL_SECONDS`` long."""
-REFERENCE = encoding_lib.get("reference")
-"""The reference encoding: what a caller that names no encoding means (it imports music21 when used)."""
-
-
-def encoding_for(manifest: records.Manifest, directory: str) -> Encoding:
-    """The encoding of a data or model folder's tokens: its manifest's name, rebuilt from the files it
-    saved beside ``vocab.json`` (REMI: ``tokenizer.json``), checked against the manifest's hash.
-
-    The one place generation, ``evaluate`` and the trainer's samples choose an encoding. The
-    reference encoding saves nothing and is the shared :data:`REFERENCE` (no file is read). A missing,
-    unreadable or mismatched saved tokenizer is a :class:`records.DataError` of one line.
-    """
-    name = encoding_lib.TOKEN_FORMATS.get(manifest.encoding)
-    if name is None:
-        raise records.DataError(f"manifest.json names the token encoding {manifest.encoding!r}, which this "
-                                f"version cannot compose or measure")
-    return records.saved_encoding(directory, manifest, remedy=None) or REFERENCE
+CONTEXTS = ("carry", "window")
+"""How a network runs over time while it composes (``--context``): ``carry`` carries the LSTM state
+forward, one step per token; ``window`` runs the last window from a zero state for every token, as
+the reference does (:class:`trainer.composer.Composer`)."""
 
 
 # --------------------------------------------------------------------------- the grammar while sampling
@@ -85,9 +59,6 @@ def piece_tokens(grammar: Grammar | None, vocab: Sequence[str], primer: Sequence
         return tokens
     tokens = grammar.lead_in([vocab[i] for i in primer]) + tokens
     return tokens if grammar.start(tokens).finished else tokens[:-1]
-
-
-# --------------------------------------------------------------------------- choosing the next token
 
 
 def _allowed_mask(allowed: np.ndarray | None, size: int) -> np.ndarray | None:
@@ -152,124 +123,3 @@ def sample_next(probabilities: np.ndarray, temperature: float, top_k: int | None
         return int(np.argmax(p if mask is None else np.where(mask, p, -np.inf)))
     weights = distribution(probabilities, temperature, top_k, top_p, allowed)
     return int(rng.choice(weights.size, p=weights))
-
-
-def longest_loop(tokens: Sequence[str]) -> tuple[int, int]:
-    """``(pattern_length, covered_tokens)`` of the longest stretch that is one pattern repeated back to back.
-
-    A stretch counts when the pattern occurs at least twice in a row; ``(0, 0)`` when nothing
-    repeats. Greedy decoding tends to fall into such loops, and this number makes them visible.
-    """
-    n = len(tokens)
-    best = (0, 0)
-    for period in range(1, n // 2 + 1):
-        run = 0
-        for i in range(n - period):
-            run = run + 1 if tokens[i] == tokens[i + period] else 0
-            covered = run + period
-            if run >= period and covered > best[1]:
-                best = (period, covered)
-    return best
-
-
-@dataclass(frozen=True)
-class SampleSummary:
-    tokens: int
-    distinct_tokens: int
-    loop_pattern_length: int
-    loop_covered_tokens: int
-    lowest_pitch: int | None
-    highest_pitch: int | None
-
-    @property
-    def loop_share(self) -> float:
-        """The longest loop as a share of the piece (what ``evaluate`` reports as ``loop_share``)."""
-        return self.loop_covered_tokens / self.tokens if self.tokens else 0.0
-
-    def lines(self) -> list[str]:
-        from music21 import pitch
-
-        def name(midi: int | None) -> str:
-            return "-" if midi is None else pitch.Pitch(midi=midi).nameWithOctave
-
-        loop = (
-            f"{self.loop_covered_tokens} tokens ({self.loop_pattern_length}-token pattern repeated), "
-            f"{100 * self.loop_share:.1f} % of the piece"
-            if self.loop_covered_tokens else "none"
-        )
-        return [
-            f"tokens generated   {self.tokens}",
-            f"distinct tokens    {self.distinct_tokens}",
-            f"longest loop       {loop}",
-            f"pitch range        {name(self.lowest_pitch)} - {name(self.highest_pitch)}",
-        ]
-
-
-def summarize(tokens: Sequence[str], encoding: Encoding | None = None) -> SampleSummary:
-    """Counts, the longest loop and the pitch range of ``tokens`` (in ``encoding``, default the reference)."""
-    events = (encoding or REFERENCE).note_events(tokens)
-    pitches = [event.pitch for event in events]
-    period, covered = longest_loop(tokens)
-    return SampleSummary(
-        tokens=len(tokens),
-        distinct_tokens=len(set(tokens)),
-        loop_pattern_length=period,
-        loop_covered_tokens=covered,
-        lowest_pitch=min(pitches) if pitches else None,
-        highest_pitch=max(pitches) if pitches else None,
-    )
-
-
-def settings_title(name: str, encoding: str, tokens: int, temperature: float, top_k: int | None = None,
-                   top_p: float | None = None, seed: int | None = None) -> str:
-    """A piano roll's title: the file and every setting that made the piece."""
-    how = "argmax" if temperature == 0 else f"temperature {temperature:g}, top-k {top_k or '-'}, top-p {top_p or '-'}"
-    return f"{name}: {tokens} tokens, {encoding} encoding, {how}, seed {'-' if seed is None else seed}"
-
-
-def piano_roll(tokens: Sequence[str], encoding: Encoding | None = None, title: str = "") -> np.ndarray:
-    """The piano roll of ``tokens`` as ``uint8`` RGB (:func:`trainer.plots.piano_roll`), drawn from
-    the encoding's notes (default the reference encoding), so it shows their real durations."""
-    from trainer import plots
-
-    return plots.piano_roll((encoding or REFERENCE).note_events(tokens), title=title)
-
-
-# --------------------------------------------------------------------------- audio
-
-
-def synthesize(events: Sequence[NoteEvent], sample_rate: int = SAMPLE_RATE,
-               seconds_per_quarter: float = SECONDS_PER_QUARTER) -> np.ndarray:
-    """A small additive synthesiser: each note as a decaying harmonic tone, float32 in [-1, 1].
-
-    Each note starts at its onset and lasts its duration (quarter notes at ``seconds_per_quarter``,
-    120 bpm as the decoded MIDI file plays), then fades over :data:`RELEASE_SECONDS`. The result is
-    ``end of the last note + TAIL_SECONDS`` long. Enough to hear a model in TensorBoard or in a
-    ``--wav`` file; no soundfont needed.
-    """
-    end = max((e.onset + e.duration for e in events), default=0.0)
-    out = np.zeros(int(round((end * seconds_per_quarter + TAIL_SECONDS) * sample_rate)), dtype=np.float64)
-    release = int(RELEASE_SECONDS * sample_rate)
-    for event in events:
-        start = int(round(event.onset * seconds_per_quarter * sample_rate))
-        held = max(1, int(round(event.duration * seconds_per_quarter * sample_rate)))
-        t = np.arange(min(held + release, out.size - start)) / sample_rate
-        envelope = np.minimum(1.0, t / 0.01) * np.exp(-t * 1.5)  # a piano-like decay: long notes stay audible
-        fade = np.clip((held + release - np.arange(t.size)) / release, 0.0, 1.0)
-        freq = 440.0 * 2.0 ** ((event.pitch - 69) / 12.0)
-        tone = sum(np.sin(2 * np.pi * freq * h * t) / h for h in (1, 2, 3) if freq * h < sample_rate / 2)
-        out[start : start + t.size] += envelope * fade * tone
-    peak = np.max(np.abs(out)) if out.size else 0.0
-    return (out / peak * 0.8 if peak > 0 else out).astype(np.float32)
-
-
-def wav_bytes(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """``samples`` (float in [-1, 1], mono) as a 16-bit PCM WAV file, which every player reads."""
-    pcm = (np.clip(np.asarray(samples, np.float64), -1.0, 1.0) * 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm.tobytes())
-    return buffer.getvalue()

@@ -28,31 +28,38 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     import tensorflow as tf
 
     from trainer import data as data_lib, loop, resume
+    from trainer.backup import Backup
     from trainer.distribute import Worker, make_strategy
     from trainer.export import PRIMER_WINDOWS
     from trainer.job_dir import WorkerOutputs, check_writable, resolve_layout
+    from trainer.tensorboard_samples import TensorBoardSamples
 
     env = os.environ if env is None else env
     layout = resolve_layout(args.job_dir, env)
     worker = Worker.from_env(env, args.distribute)
-    strategy = make_strategy(args.distribute, worker.config)  # before other TF work (MultiWorkerMirrored needs it)
-    data = data_lib.load(args.data_dir, full=args.verify_shards == "full")  # every shard checked: nothing trains yet
+    # before other TF work (MultiWorkerMirrored needs it)
+    strategy = make_strategy(args.distribute, worker.config)
+    # every shard checked: nothing trains yet
+    data = data_lib.load(args.data_dir, full=args.verify_shards == "full")
     steps = plan_steps(args, data, strategy, worker)
-    if worker.chief:  # after every check that can refuse the job: a refused job leaves no folders behind
+    # after every check that can refuse the job: a refused job leaves no folders behind
+    if worker.chief:
         check_writable([layout.checkpoints, layout.backup, layout.logs, layout.model])
     with WorkerOutputs(layout, worker.chief, worker.name) as outputs:
         model = build_model(args, data, strategy)
-        backup = loop.Backup(model, layout.backup, outputs, resume.fingerprint(data.manifest, vars(args)))
-        backup.restore(replace=args.replace_run)  # checks the backup's run.json first: same run, or refused
+        backup = Backup(model, layout.backup, outputs, resume.fingerprint(data.manifest, vars(args)))
+        # checks the backup's run.json first: same run, or refused
+        backup.restore(replace=args.replace_run)
         writer = tf.summary.create_file_writer(layout.logs) if worker.chief else tf.summary.create_noop_writer()
         baselines = log_baselines(args, data, steps, writer, first_start=worker.chief and backup.finished_epochs == 0)
         primer_split = VALIDATION if steps.has_validation else TRAIN
-        primers = data_lib.numpy_windows(data, primer_split, PRIMER_WINDOWS)[0]  # a fixed primer for samples
-        sampler = loop.Sampler(args, data, primers) if args.sample_every > 0 else None
+        # a fixed primer for samples
+        primers = data_lib.numpy_windows(data, primer_split, PRIMER_WINDOWS)[0]
+        samples = TensorBoardSamples(args, data, primers) if args.sample_every > 0 else None
         epochs = loop.EpochLoop(args, strategy, model, data, steps, workers=worker.workers, chief=worker.chief,
-                                writer=writer, outputs=outputs, backup=backup, sampler=sampler)
+                                writer=writer, outputs=outputs, backup=backup, samples=samples)
         metrics = epochs.run(baselines)
-        export(model, outputs, args.data_dir, primers, primer_split, chief=worker.chief)
+        export_model(model, outputs, args.data_dir, primers, primer_split, chief=worker.chief)
         writer.close()
         return metrics
 
@@ -61,7 +68,8 @@ def plan_steps(args, data, strategy, worker):
     """Steps per epoch for the global batch; refuses a batch smaller than the replicas in sync."""
     from trainer import data as data_lib
     from trainer.distribute import strategy_name
-    from trainer.loop import Steps, log
+    from trainer.loop import Steps
+    from trainer.progress import log
 
     replicas = strategy.num_replicas_in_sync
     log(f"strategy {strategy_name(strategy)} with {replicas} replica(s) on {worker.workers} worker(s); "
@@ -95,7 +103,7 @@ def build_model(args, data, strategy):
     import keras
 
     from trainer import model as model_lib
-    from trainer.loop import log
+    from trainer.progress import log
 
     keras.utils.set_random_seed(args.seed)
     with strategy.scope():
@@ -118,7 +126,7 @@ def log_baselines(args, data, steps, writer, *, first_start: bool) -> dict[str, 
     import tensorflow as tf
 
     from trainer import data as data_lib
-    from trainer.loop import log
+    from trainer.progress import log
 
     if not (first_start and steps.has_validation and args.baseline_windows > 0):
         return {}
@@ -137,10 +145,10 @@ def log_baselines(args, data, steps, writer, *, first_start: bool) -> dict[str, 
     return baselines
 
 
-def export(model, outputs, data_dir: str, primers, primer_split: str, *, chief: bool) -> None:
+def export_model(model, outputs, data_dir: str, primers, primer_split: str, *, chief: bool) -> None:
     """``model/``: every worker saves the model (a collective), the chief adds vocabulary, manifest, primers."""
     from trainer.export import MODEL_FILE, save_model, write_model_dir
-    from trainer.loop import log
+    from trainer.progress import log
 
     save_model(model, outputs.path("model", MODEL_FILE))
     if chief:

@@ -16,7 +16,7 @@ sends time backwards. Sampling with this mask makes every generated sequence one
 
 The state replays the decoder's clock (bar, bar start, current time, end of the last note) in
 positions, for 4/4 bars without time-signature tokens, which is the configuration of
-:mod:`preprocessing.remi`. Pure: numpy only, no MidiTok import.
+:mod:`preprocessing.encodings.remi`. Pure: numpy only, no MidiTok import.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from preprocessing.encoding import Grammar, GrammarState
+from preprocessing.encodings.grammar import Grammar, GrammarState
 
 START = "<start>"
 TYPES = ("Bar", "Position", "Pitch", "Duration", "Rest")
@@ -52,7 +52,8 @@ class RemiGrammar(Grammar):
         size = len(self.vocab)
         self.type_of = [token.split("_", 1)[0] for token in self.vocab]
         self.is_type = {kind: np.array([t == kind for t in self.type_of], dtype=bool) for kind in TYPES}
-        self.number = np.full(size, -1, dtype=np.int64)  # Position or Pitch value; Duration or Rest length
+        # Position or Pitch value; Duration or Rest length
+        self.number = np.full(size, -1, dtype=np.int64)
         for index, token in enumerate(self.vocab):
             kind, _, value = token.partition("_")
             if kind in ("Position", "Pitch"):
@@ -137,12 +138,14 @@ class RemiState(GrammarState):
     def allowed(self) -> np.ndarray:
         g = self.grammar
         mask = g.type_mask[self.previous].copy()
-        if self.previous != "Pitch":  # the value rules concern Position and Pitch, never after a Pitch
+        # the value rules concern Position and Pitch, never after a Pitch
+        if self.previous != "Pitch":
             mask &= ~g.too_early[min(self.min_position, g.positions_per_bar)]
             for pitch in self.pitches:
                 if pitch in g.pitch_id:
                     mask[g.pitch_id[pitch]] = False
-        if not mask.any():  # cannot happen with Bar in the vocabulary; never leave the sampler nothing
+        # cannot happen with Bar in the vocabulary; never leave the sampler nothing
+        if not mask.any():
             mask |= g.is_type["Bar"]
         return mask
 

@@ -9,7 +9,7 @@ always be killed. So :class:`BudgetedFunction` keeps one long-lived child per in
 one from ``setup`` to ``teardown``), sends it each call's arguments and waits for the result; past
 the budget it kills the child, raises :class:`OverBudget` and starts a fresh one.
 
-Why the child is a fresh interpreter (``python -m preprocessing.budget``) rather than a fork or
+Why the child is a fresh interpreter (``python -m preprocessing.budgeted_child``) rather than a fork or
 ``multiprocessing``: forking a Beam worker copies a process that runs gRPC threads (a lock held by
 one of them stays held in the child), and ``multiprocessing``'s spawn and forkserver re-import the
 parent's ``__main__``, Beam's worker module, in every child. The fresh child imports only the
@@ -45,7 +45,7 @@ import time
 import weakref
 from typing import Any, Callable
 
-CHILD_MODULE = "preprocessing.budget"
+CHILD_MODULE = "preprocessing.budgeted_child"
 READY = "ready"
 _HEADER = struct.Struct(">Q")
 
@@ -217,7 +217,9 @@ class BudgetedFunction:
         """Kill the child, if any (idempotent)."""
         if self._finalizer is not None:
             self._finalizer()
-        self._process, self._finalizer, self._ready = None, None, False
+        self._process = None
+        self._finalizer = None
+        self._ready = False
 
     def __enter__(self) -> "BudgetedFunction":
         self.start()
@@ -281,7 +283,8 @@ def _pump(fd: int, inbox: queue.SimpleQueue) -> None:
 
 def serve(reference: str) -> None:
     """The child's loop: import the function, say ready, then answer each request in turn."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends the child at once, even inside C code
+    # Ctrl-C ends the child at once, even inside C code
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     requests, replies = os.dup(0), os.dup(1)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)  # the function's prints go to stderr, never into a reply

@@ -1,8 +1,9 @@
 """The Standard MIDI File container: the check every encoding runs before parsing, and its error.
 
-Both encodings (:mod:`preprocessing.notes`, music21; :mod:`preprocessing.remi`, symusic) read the
-same files and must turn the same bad files into the same kind of error, so the error class and the
-structural check live here, free of either parser. Pure; standard library only.
+Both encodings (:mod:`~preprocessing.encodings.reference`, music21;
+:mod:`~preprocessing.encodings.remi`, symusic) read the same files and must turn the same bad files
+into the same kind of error, so the error class and the structural check live here, free of either
+parser. Pure; standard library only.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from preprocessing.errors import first_line
+from preprocessing.messages import first_line
 
 
 class WithMessage(Exception):

@@ -1,4 +1,4 @@
-"""Music ⇄ tokens: the reference notebook's encoding, and its inverse.
+"""The reference encoding: the reference notebook's pitches and chords, via music21, and its inverse.
 
 A token is what the reference's ``get_notes`` appends: a single note is ``str(note.pitch)``
 (``E-4``, ``C#5``), a chord is its ``normalOrder`` joined with dots (``4.7.11``). Rests are not tokens.
@@ -12,8 +12,9 @@ Two ways to choose the notes of a piece (``parts``):
   everything that starts at the same offset into one token: one distinct pitch stays a note token,
   several become a chord token. Percussion (MIDI channel 10) never yields pitched tokens.
 
-Pure functions over music21 objects; no Beam, no TensorFlow. Where and why encoding and decoding
-differ from the reference notebook: ``docs/ENCODING.md``.
+Pure functions over music21 objects, and :class:`ReferenceEncoding`, the
+:class:`~preprocessing.encodings.base.Encoding` that calls them; no Beam, no TensorFlow. Where and
+why encoding and decoding differ from the reference notebook: ``docs/ENCODING.md``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ import functools
 from fractions import Fraction
 from typing import Iterable, Literal, Sequence
 
+import music21
 from music21 import chord, converter, instrument, midi, note, pitch, stream
 
-from preprocessing.encoding import PARTS_MODES  # noqa: F401 - the choice is the interface's; named here too
-from preprocessing.midi_container import (  # noqa: F401 - part of this API
-    MAX_QUARTER_NOTES, MidiParseError, check_midi_container, check_midi_length, midi_length_quarters,
-)
+from preprocessing.encodings import registry
+from preprocessing.encodings.base import PARTS_MODES, Encoding, NoteEvent, check_parts, stable_hash
+from preprocessing.encodings.midi_container import MidiParseError, check_midi_container, check_midi_length
 
 PartsMode = Literal["all", "first"]
 
@@ -238,3 +239,35 @@ def transpose_tokens(tokens: Sequence[str], semitones: int) -> list[str] | None:
     note would leave :data:`TRANSPOSABLE_MIDI_RANGE` (augmentation then drops that copy)."""
     moved = [transpose_token(token, semitones) for token in tokens]
     return None if None in moved else moved  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- the encoding
+
+
+class ReferenceEncoding(Encoding):
+    """The reference notebook's encoding, through the functions above."""
+
+    registration = registry.REFERENCE
+
+    def encode(self, data: bytes, parts: str = "all") -> list[str]:
+        check_parts(parts)
+        return tokens_from_midi_bytes(data, parts)  # type: ignore[arg-type]
+
+    def decode(self, tokens: Sequence[str]) -> bytes:
+        return midi_bytes_from_tokens(tokens)
+
+    def transpose(self, tokens: Sequence[str], semitones: int) -> list[str] | None:
+        return transpose_tokens(tokens, semitones)
+
+    def note_events(self, tokens: Sequence[str]) -> list[NoteEvent]:
+        step = STEP_QUARTER_LENGTH
+        return [NoteEvent(index * step, step, number) for index, token in enumerate(tokens)
+                for number in token_midi_pitches(token)]
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash({"token_format": self.token_format, "step": STEP_QUARTER_LENGTH})
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {"music21": music21.__version__}

@@ -1,4 +1,4 @@
-"""preprocessing.budget: a pure function in a child process, each call under a time budget.
+"""preprocessing.budget: a pure function in a child process, each call under a time budgeted_child.
 
 The functions the children run are defined here, at module level, so that a child can import them by
 name (pytest puts this folder on ``sys.path``, and the child inherits the parent's path). This module
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpers import is_gone, wait_until_gone
-from preprocessing import budget
+from preprocessing import budgeted_child
 
 GENEROUS = 60.0  # seconds: a bound that only a stuck call or a lost kill can reach
 
@@ -86,7 +86,7 @@ def budgeted(request):
     made = []
 
     def make(function, seconds=5.0):
-        made.append(budget.BudgetedFunction(function, seconds))
+        made.append(budgeted_child.BudgetedFunction(function, seconds))
         return made[-1]
 
     yield make
@@ -109,7 +109,7 @@ def test_a_sleeping_call_over_budget_is_stopped_and_the_next_runs_in_a_fresh_chi
     assert call(0) == "woke up"
     first = call.pid
     started = time.monotonic()
-    with pytest.raises(budget.OverBudget, match="took longer than 0.5 s"):
+    with pytest.raises(budgeted_child.OverBudget, match="took longer than 0.5 s"):
         call(GENEROUS * 10)
     assert time.monotonic() - started < GENEROUS
     assert wait_until_gone(first)
@@ -124,7 +124,7 @@ def test_a_busy_call_is_stopped_in_python_and_in_c_code(budgeted, function, quic
     call = budgeted(function, seconds=0.5)
     assert call(quick) == quick_result
     started = time.monotonic()
-    with pytest.raises(budget.OverBudget):
+    with pytest.raises(budgeted_child.OverBudget):
         call(stuck)
     assert time.monotonic() - started < GENEROUS
     assert call(quick) == quick_result
@@ -137,40 +137,40 @@ def test_a_busy_call_is_stopped_in_python_and_in_c_code(budgeted, function, quic
 ])
 def test_a_child_that_dies_is_reported_and_replaced(budgeted, how, reason):
     call = budgeted(crash)
-    with pytest.raises(budget.ChildDied, match=re.escape(reason)):
+    with pytest.raises(budgeted_child.ChildDied, match=re.escape(reason)):
         call(how)
-    with pytest.raises(budget.ChildDied):
+    with pytest.raises(budgeted_child.ChildDied):
         call(how)  # a fresh child, which dies the same way
-    assert budget.death_reason(None) == "stopped answering"
+    assert budgeted_child.death_reason(None) == "stopped answering"
 
 
 def test_what_the_function_raises_comes_back_as_type_and_message(budgeted):
-    with pytest.raises(budget.CallFailed) as caught:
+    with pytest.raises(budgeted_child.CallFailed) as caught:
         budgeted(fail)("music21 could not parse it")
     assert (caught.value.type_name, caught.value.message) == ("ValueError", "music21 could not parse it")
-    with pytest.raises(budget.CallFailed, match="Unpicklable: this and that"):
+    with pytest.raises(budgeted_child.CallFailed, match="Unpicklable: this and that"):
         budgeted(fail_unpicklably)()
     call = budgeted(return_unpicklable)
-    with pytest.raises(budget.CallFailed, match="cannot be sent back"):
+    with pytest.raises(budgeted_child.CallFailed, match="cannot be sent back"):
         call()
-    with pytest.raises(budget.CallFailed):
+    with pytest.raises(budgeted_child.CallFailed):
         call()  # the child survives its function's errors
 
 
 def test_a_child_that_cannot_start_fails_loudly_not_per_input(budgeted):
-    with pytest.raises(budget.StartFailed, match="exited with status 1"):
+    with pytest.raises(budgeted_child.StartFailed, match="exited with status 1"):
         budgeted("no_such_module_anywhere:function")(1)
-    with pytest.raises(budget.StartFailed, match="exited with status 1"):
+    with pytest.raises(budgeted_child.StartFailed, match="exited with status 1"):
         budgeted("test_budget:no_such_function")(1)
 
 
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="positive"):
-        budget.BudgetedFunction(echo, 0)
+        budgeted_child.BudgetedFunction(echo, 0)
     with pytest.raises(ValueError, match="cannot be imported by name"):
-        budget.BudgetedFunction(lambda: None, 1)
-    assert budget.function_reference(echo) == "test_budget:echo"
-    assert budget.resolve("test_budget:Unpicklable.__init__") is Unpicklable.__init__
+        budgeted_child.BudgetedFunction(lambda: None, 1)
+    assert budgeted_child.function_reference(echo) == "test_budget:echo"
+    assert budgeted_child.resolve("test_budget:Unpicklable.__init__") is Unpicklable.__init__
 
 
 def test_stop_kills_the_child_and_start_brings_a_new_one(budgeted):
@@ -186,8 +186,8 @@ def test_stop_kills_the_child_and_start_brings_a_new_one(budgeted):
 PARENT = textwrap.dedent("""
     import sys
     sys.path[:0] = sys.argv[1:]
-    from preprocessing import budget
-    call = budget.BudgetedFunction("test_budget:sleep_for", 600)
+    from preprocessing import budgeted_child
+    call = budgeted_child.BudgetedFunction("test_budget:sleep_for", 600)
     call(0)
     print(call.pid, flush=True)
     call(600)

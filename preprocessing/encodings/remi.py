@@ -13,7 +13,7 @@ tokenizer is MidiTok's own (pinned in ``setup.py``); this module only chooses it
   notes of one pitch on one channel, so without the cut ``decode`` would write notes that read back
   with other durations; with it, ``encode(decode(tokens)) == tokens`` for every encoded piece.
 
-Bad files raise :class:`preprocessing.midi_container.MidiParseError` with symusic's or MidiTok's
+Bad files raise :class:`preprocessing.encodings.midi_container.MidiParseError` with symusic's or MidiTok's
 message, after the same container check as the reference encoding. No TensorFlow, no Beam, no
 music21.
 """
@@ -31,11 +31,13 @@ import numpy as np
 from miditok import REMI, TokenizerConfig, TokSequence
 from symusic import Note, Score, Track
 
-from preprocessing.encoding import Encoding, EncodingError, NoteEvent, Reader, check_parts, stable_hash
-from preprocessing.midi_container import MidiParseError, check_midi_container
-from preprocessing.remi_grammar import RemiGrammar, time_value
+from preprocessing.encodings import registry
+from preprocessing.encodings.base import Encoding, NoteEvent, Reader, check_parts, stable_hash
+from preprocessing.encodings.midi_container import MidiParseError, check_midi_container
+from preprocessing.encodings.registry import EncodingError
+from preprocessing.encodings.remi_grammar import RemiGrammar, time_value
 
-TOKENIZER_FILE = "tokenizer.json"
+(TOKENIZER_FILE,) = registry.REMI.saved_files
 """MidiTok's own saved tokenizer (``REMI.save``), written beside ``vocab.json``."""
 
 BEATS_PER_BAR = 4
@@ -112,9 +114,7 @@ def cut_overlaps(track: Track, durations: np.ndarray) -> None:
 class RemiEncoding(Encoding):
     """MidiTok's REMI with :func:`tokenizer_config`, or with a saved tokenizer (:meth:`from_saved`)."""
 
-    name = "remi"
-    token_format = "miditok-remi-v1"
-    saved_file_names = (TOKENIZER_FILE,)
+    registration = registry.REMI
 
     def __init__(self, tokenizer: REMI | None = None):
         self.tokenizer = tokenizer if tokenizer is not None else REMI(tokenizer_config())
@@ -225,5 +225,5 @@ def _default_encoding() -> RemiEncoding:
 
 
 def tokens_from_midi_bytes(data: bytes, parts: str = "all") -> list[str]:
-    """What a parse child runs for ``--encoding remi`` (``encoding.PARSE_FUNCTIONS``): one tokenizer per child."""
+    """What a parse child runs for ``--encoding remi`` (``Registration.parse_function``): one tokenizer per child."""
     return _default_encoding().encode(data, parts)

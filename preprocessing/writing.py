@@ -1,0 +1,104 @@
+"""The preprocessing job's last steps: the shard writers, and the write that publishes the output.
+
+Both run on the workers, on any runner. :class:`WriteShards` groups one split's keyed windows by
+shard and writes each shard in one go through Beam's ``FileSystems`` (:mod:`preprocessing.files`),
+its bytes and manifest entry made by :mod:`preprocessing.shards`. :func:`write_outputs` runs once,
+after everything else is final (its inputs are the tally, the vocabulary and every shard entry), and
+publishes the small files with the manifest last, so a folder with a manifest is a finished output.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+import apache_beam as beam
+
+from preprocessing import files, records, shards
+from preprocessing.encodings import registry
+from preprocessing.transforms import Tally
+
+
+class WriteShard(beam.DoFn):
+    """One shard's ``(window key, record)`` pairs → its file, written in one go → its manifest entry."""
+
+    def __init__(self, output: str, split: str, run_id: str, total: int, compression: str):
+        self.output = output
+        self.split = split
+        self.run_id = run_id
+        self.total = total
+        self.compression = compression
+
+    def process(self, element) -> Iterator[records.Shard]:
+        index, keyed = element
+        name = records.shard_name(self.split, self.run_id, index, self.total, self.compression)
+        data, shard = shards.build(name, keyed, self.compression)
+        files.write_bytes(records.join(self.output, name), data)
+        yield shard
+
+
+class WriteShards(beam.PTransform):
+    """Keyed windows of one split → ``total`` shard files named with the run id → their manifest entries.
+
+    One GroupByKey by shard index (what ``WriteToTFRecord(num_shards=...)`` does too), then one
+    :class:`WriteShard` per shard. A shard that no window falls into is neither written nor listed.
+    A retried or duplicated shard writer writes the same bytes to the same name.
+    """
+
+    def __init__(self, output: str, split: str, run_id: str, total: int, compression: str):
+        super().__init__()
+        self.output = output
+        self.split = split
+        self.run_id = run_id
+        self.total = total
+        self.compression = compression
+
+    def expand(self, keyed_windows):
+        return (
+            keyed_windows
+            | "ByShard" >> beam.Map(shards.shard_of, self.total)
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(WriteShard(self.output, self.split, self.run_id, self.total, self.compression))
+        )
+
+
+def write_outputs(tally: Tally, vocab: list[str], train_shards: list[records.Shard],
+                  validation_shards: list[records.Shard], *, output: str, run_id: str, sequence_length: int,
+                  stride: int, validation_fraction: float, parts: str, compression: str, described: dict,
+                  transpose: int = 0) -> str:
+    """Publish dead_letter.jsonl, vocab.json, the encoding's saved files and manifest.json (last), then
+    remove what it replaced. ``described`` is :func:`preprocessing.encodings.loader.describe` of the encoding.
+
+    Runs once, after the combines and both shard writes are final (they are its inputs), so a folder
+    with a manifest is a finished output on any runner. Until this step, a finished output already in
+    the folder is untouched; afterwards only the shards the new manifest lists remain. Returns the
+    manifest's path.
+    """
+    lines = [json.dumps(entry, sort_keys=True) + "\n" for entry in tally.dead_letters]
+    manifest = records.Manifest(
+        sequence_length=sequence_length,
+        stride=stride,
+        vocab_size=len(vocab),
+        vocab_hash=records.vocab_hash(vocab),
+        parts=parts,
+        compression=compression,
+        validation_fraction=validation_fraction,
+        counts=dict(tally.counts),
+        train_shards=tuple(sorted(train_shards, key=lambda shard: shard.name)),
+        validation_shards=tuple(sorted(validation_shards, key=lambda shard: shard.name)),
+        run_id=run_id,
+        encoding=described["token_format"],
+        encoding_config_hash=described["config_hash"],
+        encoding_versions=dict(described["versions"]),
+        transpose=transpose,
+    )
+    saved = sorted(described["saved_files"].items())
+    files.publish(output, [
+        (records.DEAD_LETTER_FILE, "".join(lines)),
+        (records.VOCAB_FILE, records.vocab_to_json(vocab)),
+        *saved,
+        (records.MANIFEST_FILE, records.manifest_to_json(manifest)),
+    ], run_id)
+    files.remove_stale(output, [*manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)],
+                       [name for name, _ in saved], replaced=registry.every_saved_file())
+    return records.join(output, records.MANIFEST_FILE)
