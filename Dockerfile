@@ -84,12 +84,13 @@ RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin comp
 # Layer 2, the code: the package with its `train` extra (already satisfied above, so pip adds only
 # lstm-composer itself; it would fail here rather than pull Beam or a different TensorFlow).
 # cloud/ (job submission, google-cloud-aiplatform) is not copied: it runs on the user's machine.
-# DL3013 (pin versions in pip) does not apply: "." is this repository's own package, not a download,
-# and every requirement it has is pinned in layer 1.
 WORKDIR /opt/lstm-composer
-COPY setup.py README.md lstm_composer.py ./
+COPY setup.py README.md ./
+COPY lstm_composer/ lstm_composer/
 COPY preprocessing/ preprocessing/
 COPY trainer/ trainer/
+# DL3013 (pin versions in pip) does not apply: "." is this repository's own package, not a download,
+# and every requirement it has is pinned in layer 1.
 # hadolint ignore=DL3013
 RUN python -m pip install --no-cache-dir ".[train]" \
     && python -c "import importlib.util as u, sys; sys.exit(1 if u.find_spec('apache_beam') else 0)"

@@ -74,8 +74,9 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["preprocessing", "preprocessing.*", "trainer", "trainer.*", "cloud", "cloud.*"]),
-    py_modules=["lstm_composer"],
+    packages=find_packages(
+        include=["preprocessing", "preprocessing.*", "trainer", "trainer.*", "cloud", "cloud.*", "lstm_composer"]
+    ),
     install_requires=BASE,
     extras_require={
         "train": TRAIN, "pipeline": PIPELINE, "cloud": CLOUD, "eval": EVAL, "dev": DEV,

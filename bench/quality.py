@@ -37,8 +37,8 @@ def run(data_dir: str, flags: list[str], label: str) -> dict:
     load_before = os.getloadavg()[0]
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     env = {**os.environ, "PYTHONPATH": ROOT}
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "lstm_composer.py"), "train", "--data-dir", data_dir,
-                           "--job-dir", job_dir, *flags], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "lstm_composer", "train", "--data-dir", data_dir,
+                           "--job-dir", job_dir, *flags], capture_output=True, text=True, env=env, cwd=ROOT)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     shutil.rmtree(job_dir, ignore_errors=True)
     if proc.returncode:

@@ -41,6 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
         "gs://my-bucket/runs/1 -- --data-dir gs://my-bucket/records --epochs 50",
         allow_abbrev=False,
     )
+    add_where_flags(p)
+    p.add_argument("--display-name", default=None, help="job name (default lstm-composer-YYYYmmdd-HHMMSS)")
+    p.add_argument("--gpu-check", action="store_true",
+                   help="run the GPU smoke check (python -m trainer.gpu_check) on this machine type instead of training")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--dry-run", action="store_true", help="print the exact request (JSON) and submit nothing")
+    out.add_argument("--kubernetes", action="store_true",
+                     help="print a Kubernetes Job manifest for a GKE GPU node pool instead (kubectl apply -f -)")
+    p.add_argument("--kubernetes-service-account", default=None, metavar="NAME",
+                   help="with --kubernetes: the Kubernetes service account of the pods (Workload Identity for gs://)")
+    p.add_argument("--namespace", default=None, help="with --kubernetes: the namespace (default: kubectl's)")
+    quiet.add_verbose_flag(p)
+    return p
+
+
+def add_where_flags(p: argparse.ArgumentParser) -> None:
+    """Where and on what the job runs: project, region, image, machines and GPUs, outputs, identity."""
     p.add_argument("--project", help="Google Cloud project ID (required for Vertex AI)")
     p.add_argument("--region", help="Vertex AI region, e.g. us-central1 (required for Vertex AI)")
     p.add_argument("--image", help="the trainer image, e.g. REGION-docker.pkg.dev/PROJECT/REPOSITORY/trainer:TAG (required)")
@@ -62,18 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a job label (repeatable)")
     p.add_argument("--spot", action="store_true",
                    help="run on Spot VMs (cheaper, pre-emptible; the trainer resumes from its backup)")
-    p.add_argument("--display-name", default=None, help="job name (default lstm-composer-YYYYmmdd-HHMMSS)")
-    p.add_argument("--gpu-check", action="store_true",
-                   help="run the GPU smoke check (python -m trainer.gpu_check) on this machine type instead of training")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--dry-run", action="store_true", help="print the exact request (JSON) and submit nothing")
-    out.add_argument("--kubernetes", action="store_true",
-                     help="print a Kubernetes Job manifest for a GKE GPU node pool instead (kubectl apply -f -)")
-    p.add_argument("--kubernetes-service-account", default=None, metavar="NAME",
-                   help="with --kubernetes: the Kubernetes service account of the pods (Workload Identity for gs://)")
-    p.add_argument("--namespace", default=None, help="with --kubernetes: the namespace (default: kubectl's)")
-    quiet.add_verbose_flag(p)
-    return p
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:

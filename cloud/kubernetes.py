@@ -37,6 +37,21 @@ def kubernetes_manifest(plan: JobPlan, namespace: str | None = None, service_acc
     metadata: dict[str, Any] = {"name": name, "labels": labels}
     if namespace:
         metadata["namespace"] = namespace
+    container, env = trainer_container(plan)
+    pod_spec = pod_spec_for(plan, container, service_account)
+    job_spec: dict[str, Any] = {"backoffLimit": 3, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}
+    documents: list[dict] = []
+    if plan.replica_count > 1:
+        documents.append(make_multi_worker(plan, name, metadata, container, env, pod_spec, job_spec))
+    if env:
+        container["env"] = env
+    documents.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec})
+    return documents
+
+
+def trainer_container(plan: JobPlan) -> tuple[dict[str, Any], list[dict]]:
+    """The trainer's container (image, arguments, GPUs) and its environment (the AIP_* folders of the
+    output layout), which the caller adds last."""
     env: list[dict] = []
     if plan.base_output_dir:  # the same layout as Vertex AI's
         env += [
@@ -54,16 +69,21 @@ def kubernetes_manifest(plan: JobPlan, namespace: str | None = None, service_acc
     }
     if plan.command:
         container["command"] = plan.command
+    if plan.accelerator_count:
+        container["resources"] = {"limits": {"nvidia.com/gpu": plan.accelerator_count}}
+    return container, env
+
+
+def pod_spec_for(plan: JobPlan, container: dict[str, Any], service_account: str | None) -> dict[str, Any]:
+    """The pod: non-root, shared memory for NCCL, on a GPU (and Spot) node pool when asked."""
     node_selector: dict[str, str] = {}
     tolerations: list[dict] = []
     if plan.accelerator_count:
-        container["resources"] = {"limits": {"nvidia.com/gpu": plan.accelerator_count}}
         node_selector["cloud.google.com/gke-accelerator"] = GKE_ACCELERATOR[plan.accelerator_type]
         tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
     if plan.spot:
         node_selector["cloud.google.com/gke-spot"] = "true"
         tolerations.append({"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"})
-    documents: list[dict] = []
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000},
@@ -76,37 +96,36 @@ def kubernetes_manifest(plan: JobPlan, namespace: str | None = None, service_acc
         pod_spec["tolerations"] = tolerations
     if service_account:
         pod_spec["serviceAccountName"] = service_account
-    job_spec: dict[str, Any] = {"backoffLimit": 3, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}
-    if plan.replica_count > 1:
-        # One pod per worker, each with a stable DNS name NAME-INDEX.NAME through a headless Service;
-        # TF_CONFIG is made at start from the pod's JOB_COMPLETION_INDEX (worker 0 is the chief).
-        workers = [f"{name}-{i}.{name}:{TRAINER_PORT}" for i in range(plan.replica_count)]
-        env.append({"name": "TF_CLUSTER", "value": json.dumps({"worker": workers})})
-        container["command"] = [
-            "/bin/sh", "-c",
-            'export TF_CONFIG="{\\"cluster\\": $TF_CLUSTER, \\"task\\": {\\"type\\": \\"worker\\", '
-            '\\"index\\": $JOB_COMPLETION_INDEX}}"; exec python -m trainer.task "$@"',
-            "trainer.task",
-        ]
-        container["ports"] = [{"containerPort": TRAINER_PORT, "name": "tf-worker"}]
-        pod_spec["subdomain"] = name
-        job_spec.update(completionMode="Indexed", completions=plan.replica_count, parallelism=plan.replica_count)
-        service_metadata = {k: v for k, v in metadata.items()}
-        documents.append({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": service_metadata,
-            "spec": {
-                "clusterIP": "None",
-                "publishNotReadyAddresses": True,
-                "selector": {"batch.kubernetes.io/job-name": name},
-                "ports": [{"name": "tf-worker", "port": TRAINER_PORT}],
-            },
-        })
-    if env:
-        container["env"] = env
-    documents.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec})
-    return documents
+    return pod_spec
+
+
+def make_multi_worker(plan: JobPlan, name: str, metadata: dict[str, Any], container: dict[str, Any],
+                      env: list[dict], pod_spec: dict[str, Any], job_spec: dict[str, Any]) -> dict:
+    """Several workers: one pod each (an Indexed Job), each with a stable DNS name NAME-INDEX.NAME
+    through a headless Service (returned); TF_CONFIG is made at start from the pod's
+    JOB_COMPLETION_INDEX (worker 0 is the chief)."""
+    workers = [f"{name}-{i}.{name}:{TRAINER_PORT}" for i in range(plan.replica_count)]
+    env.append({"name": "TF_CLUSTER", "value": json.dumps({"worker": workers})})
+    container["command"] = [
+        "/bin/sh", "-c",
+        'export TF_CONFIG="{\\"cluster\\": $TF_CLUSTER, \\"task\\": {\\"type\\": \\"worker\\", '
+        '\\"index\\": $JOB_COMPLETION_INDEX}}"; exec python -m trainer.task "$@"',
+        "trainer.task",
+    ]
+    container["ports"] = [{"containerPort": TRAINER_PORT, "name": "tf-worker"}]
+    pod_spec["subdomain"] = name
+    job_spec.update(completionMode="Indexed", completions=plan.replica_count, parallelism=plan.replica_count)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": dict(metadata),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {"batch.kubernetes.io/job-name": name},
+            "ports": [{"name": "tf-worker", "port": TRAINER_PORT}],
+        },
+    }
 
 
 def manifest_yaml(documents: list[dict]) -> str:

@@ -161,7 +161,7 @@ def test_a_child_that_cannot_start_fails_loudly_not_per_input(budgeted):
     with pytest.raises(budgeted_child.StartFailed, match="exited with status 1"):
         budgeted("no_such_module_anywhere:function")(1)
     with pytest.raises(budgeted_child.StartFailed, match="exited with status 1"):
-        budgeted("test_budget:no_such_function")(1)
+        budgeted("test_budgeted_child:no_such_function")(1)
 
 
 def test_bad_arguments_are_refused():
@@ -169,8 +169,8 @@ def test_bad_arguments_are_refused():
         budgeted_child.BudgetedFunction(echo, 0)
     with pytest.raises(ValueError, match="cannot be imported by name"):
         budgeted_child.BudgetedFunction(lambda: None, 1)
-    assert budgeted_child.function_reference(echo) == "test_budget:echo"
-    assert budgeted_child.resolve("test_budget:Unpicklable.__init__") is Unpicklable.__init__
+    assert budgeted_child.function_reference(echo) == "test_budgeted_child:echo"
+    assert budgeted_child.resolve("test_budgeted_child:Unpicklable.__init__") is Unpicklable.__init__
 
 
 def test_stop_kills_the_child_and_start_brings_a_new_one(budgeted):
@@ -187,7 +187,7 @@ PARENT = textwrap.dedent("""
     import sys
     sys.path[:0] = sys.argv[1:]
     from preprocessing import budgeted_child
-    call = budgeted_child.BudgetedFunction("test_budget:sleep_for", 600)
+    call = budgeted_child.BudgetedFunction("test_budgeted_child:sleep_for", 600)
     call(0)
     print(call.pid, flush=True)
     call(600)

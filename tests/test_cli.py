@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import lstm_composer
+from lstm_composer import quickstart
 
 
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -57,7 +58,7 @@ def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_
     from preprocessing.encodings import reference
 
     work = tmp_path / "qs"
-    code = lstm_composer.quickstart([
+    code = quickstart.main([
         "--workdir", str(work), "--input", str(training_midi_dir), "--sequence-length", "8", "--epochs", "2",
         "--steps-per-epoch", "10", "--units", "16", "--layers", "1", "--embedding-dim", "8", "--dense-units", "16",
         "--length", "20", "--sample-every", "1",
@@ -86,9 +87,9 @@ def test_quickstart_routes_each_flag_to_the_jobs_that_know_it():
     from preprocessing import options
     from trainer import flags, generate_flags
 
-    parsers = {"quickstart": lstm_composer.quickstart_parser(), "preprocess": options.build_parser(),
+    parsers = {"quickstart": quickstart.quickstart_parser(), "preprocess": options.build_parser(),
                "train": flags.build_parser(), "generate": generate_flags.build_parser()}
-    routed = lstm_composer.route_flags(
+    routed = quickstart.route_flags(
         ["--seed", "7", "--sequence-length=12", "--epochs", "2", "--length", "30", "--workdir", "w", "--parts", "first"],
         parsers,
     )
@@ -99,17 +100,17 @@ def test_quickstart_routes_each_flag_to_the_jobs_that_know_it():
         "generate": ["--seed", "7", "--length", "30"],
     }
     with pytest.raises(ValueError, match="unrecognized arguments: --epochz"):
-        lstm_composer.route_flags(["--epochz", "3"], parsers)
+        quickstart.route_flags(["--epochz", "3"], parsers)
     # The preset is each job's own default; a flag on the command line still wins.
-    train_args = flags.parse_args(["--data-dir", "d", "--epochs", "2"], lstm_composer.QUICKSTART_PRESET["train"])
-    assert train_args.epochs == 2 and train_args.units == lstm_composer.QUICKSTART_PRESET["train"]["units"]
+    train_args = flags.parse_args(["--data-dir", "d", "--epochs", "2"], quickstart.PRESET["train"])
+    assert train_args.epochs == 2 and train_args.units == quickstart.PRESET["train"]["units"]
     assert isinstance(train_args, argparse.Namespace) and flags.parse_args(["--data-dir", "d"]).units == 512
 
 
 def test_quickstart_refuses_a_folder_flag_and_an_unknown_flag_in_one_line(capsys):
-    assert lstm_composer.quickstart(["--output", "x"]) == 2
+    assert quickstart.main(["--output", "x"]) == 2
     assert "--output is set from --workdir" in capsys.readouterr().err
-    assert lstm_composer.quickstart(["--epochz", "3"]) == 2
+    assert quickstart.main(["--epochz", "3"]) == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments: --epochz" in err and "Traceback" not in err
 
@@ -189,7 +190,7 @@ def test_quickstart_refuses_any_stages_flag_before_the_first_stage(flags, messag
     (tmp_path / "a-file").write_text("not a folder")
     flags = [f.format(tmp=tmp_path) for f in flags]
     argv = flags if "--workdir" in flags else ["--workdir", str(tmp_path / "qs"), *flags]
-    assert lstm_composer.quickstart(argv) == 2
+    assert quickstart.main(argv) == 2
     out, err = capsys.readouterr()
     assert "[1/4]" not in out  # no stage started
     (line,) = err.strip().splitlines()

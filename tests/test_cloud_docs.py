@@ -39,7 +39,7 @@ def documented_commands() -> tuple[list[list[str]], dict[str, str]]:
                 continue
             line = line.replace("$(git rev-parse --short HEAD)", GIT_SHA)
 
-            def expand(match):
+            def expand(match, line=line):
                 name = match.group(1) or match.group(2)
                 assert name in variables, f"${name} is used before it is exported: {line}"
                 return variables[name]

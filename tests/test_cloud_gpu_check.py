@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from trainer import gpu_check
+from trainer import cuda_libraries, gpu_check
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,11 +84,11 @@ def test_cudnn_version_older_than_tensorflows_is_a_failure(monkeypatch):
             def __new__(cls):
                 return 90100  # cuDNN 9.1.0
 
-    monkeypatch.setattr(gpu_check, "_load", lambda soname: FakeCudnn)
-    monkeypatch.setattr(gpu_check, "required_cuda_packages", lambda: {"nvidia-cudnn-cu12": (9, 3, 0, 75)})
-    check = gpu_check.check_cudnn_version(9, 12)
+    monkeypatch.setattr(cuda_libraries, "_load", lambda soname: FakeCudnn)
+    monkeypatch.setattr(cuda_libraries, "required_cuda_packages", lambda: {"nvidia-cudnn-cu12": (9, 3, 0, 75)})
+    check = cuda_libraries.check_cudnn_version(9, 12)
     assert not check.ok and "the loaded cuDNN is 9.1.0, older than the 9.3 TensorFlow was compiled with" in check.detail
-    check = gpu_check.check_cudnn_version(8, 12)
+    check = cuda_libraries.check_cudnn_version(8, 12)
     assert not check.ok and "TensorFlow was built against cuDNN 8.x" in check.detail
 
 
@@ -101,14 +101,14 @@ def test_library_installed_but_not_on_the_search_path(monkeypatch, tmp_path):
     def not_found(soname):
         raise OSError(f"{soname}: cannot open shared object file: No such file or directory")
 
-    monkeypatch.setattr(gpu_check, "_load", not_found)
-    check = next(c for c in gpu_check.check_libraries() if c.name == "libcusolver.so.11")
+    monkeypatch.setattr(cuda_libraries, "_load", not_found)
+    check = next(c for c in cuda_libraries.check_libraries() if c.name == "libcusolver.so.11")
     assert not check.ok
     assert f"installed at {lib}/libcusolver.so.11 but not on the library search path" in check.detail
 
 
 def test_and_cuda_floors_are_read_from_tensorflows_metadata():
-    floors = gpu_check.required_cuda_packages()
+    floors = cuda_libraries.required_cuda_packages()
     assert floors["nvidia-cudnn-cu12"][:2] >= (9, 3)
     assert set(floors) >= {"nvidia-cublas-cu12", "nvidia-cudnn-cu12", "nvidia-nccl-cu12", "nvidia-cusolver-cu12"}
 

@@ -15,6 +15,7 @@ import pytest
 from symusic import Note, Score, Track
 
 import lstm_composer
+from lstm_composer import quickstart
 from helpers import scalars
 from preprocessing import reader, records, windowing
 from preprocessing.encodings import loader, registry
@@ -178,17 +179,17 @@ def test_the_quickstart_gives_remi_longer_windows_and_pieces(tmp_path):
     from preprocessing import options
     from trainer import flags, generate_flags
 
-    parsers = {"quickstart": lstm_composer.quickstart_parser(), "preprocess": options.build_parser(),
+    parsers = {"quickstart": quickstart.quickstart_parser(), "preprocess": options.build_parser(),
                "train": flags.build_parser(), "generate": generate_flags.build_parser()}
-    base, remi = lstm_composer.QUICKSTART_PRESET, lstm_composer.QUICKSTART_ENCODING_PRESET["remi"]
-    jobs = lstm_composer.plan_jobs(["--encoding", "remi", "--workdir", str(tmp_path)], parsers)
+    base, remi = quickstart.PRESET, quickstart.ENCODING_PRESET["remi"]
+    jobs = quickstart.plan_jobs(["--encoding", "remi", "--workdir", str(tmp_path)], parsers)
     assert jobs.preprocess.encoding == "remi" and jobs.preprocess.sequence_length == remi["preprocess"]["sequence_length"]
     assert jobs.generate.length == remi["generate"]["length"] and jobs.generate.temperature == base["generate"]["temperature"]
     assert jobs.train.units == base["train"]["units"]
-    reference = lstm_composer.plan_jobs(["--workdir", str(tmp_path)], parsers)
+    reference = quickstart.plan_jobs(["--workdir", str(tmp_path)], parsers)
     assert reference.preprocess.sequence_length == base["preprocess"]["sequence_length"]
     assert reference.generate.length == base["generate"]["length"]
-    mine = lstm_composer.plan_jobs(["--encoding", "remi", "--sequence-length", "24", "--workdir", str(tmp_path)], parsers)
+    mine = quickstart.plan_jobs(["--encoding", "remi", "--sequence-length", "24", "--workdir", str(tmp_path)], parsers)
     assert mine.preprocess.sequence_length == 24
     assert "with --encoding remi: preprocess: --sequence-length 64" in " ".join(
-        lstm_composer.quickstart_parser().format_help().split())
+        quickstart.quickstart_parser().format_help().split())

@@ -51,11 +51,11 @@ SHARD_BYTES = shards.shard_bytes([records.encode_example([0, 1, 0, 1, 0, 1, 0, 1
 
 
 def _manifest(**overrides) -> records.Manifest:
-    fields = dict(
-        sequence_length=8, stride=1, vocab_size=2, vocab_hash=records.vocab_hash(["A4", "B4"]), parts="all",
-        compression="none", validation_fraction=0.1, counts={"train_windows": 5},
-        train_shards=(shards.describe(SHARD_NAME, SHARD_BYTES, 5),), validation_shards=(), run_id="r1",
-    )
+    fields = {
+        "sequence_length": 8, "stride": 1, "vocab_size": 2, "vocab_hash": records.vocab_hash(["A4", "B4"]),
+        "parts": "all", "compression": "none", "validation_fraction": 0.1, "counts": {"train_windows": 5},
+        "train_shards": (shards.describe(SHARD_NAME, SHARD_BYTES, 5),), "validation_shards": (), "run_id": "r1",
+    }
     fields.update(overrides)
     return records.Manifest(**fields)
 

@@ -142,7 +142,7 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
     # Two workers started again with another network: both read the chief's run.json and refuse alike.
     backup = {p.name: p.read_bytes() for p in (job / "backup").iterdir()}
     _, refusals = two_workers(argv[:-len(TINY)] + [*TINY, "--units", "32"])
-    lines = [[l for l in err.splitlines() if l.startswith("lstm-composer train: error:")] for _, _, err in refusals]
+    lines = [[line for line in err.splitlines() if line.startswith("lstm-composer train: error:")] for _, _, err in refusals]
     assert [rc for rc, _, _ in refusals] == [2, 2], refusals
     assert lines[0] == lines[1] and len(lines[0]) == 1 and "(--units 16 → 32)" in lines[0][0], lines
     assert {p.name: p.read_bytes() for p in (job / "backup").iterdir()} == backup
@@ -162,7 +162,7 @@ def test_sigkill_after_epoch_two_resumes_at_epoch_three(records_dir, tmp_path):
                 os.kill(proc.pid, signal.SIGKILL)
                 break
     finally:
-        if proc.poll() is None and not any(l.startswith("trainer: epoch 2/4 finished") for l in seen):
+        if proc.poll() is None and not any(line.startswith("trainer: epoch 2/4 finished") for line in seen):
             proc.kill()
         proc.wait(timeout=60)
         seen += proc.stdout.read().splitlines(keepends=True)

@@ -65,8 +65,8 @@ def test_reference_scales_ids_by_the_vocabulary_inside_the_model():
 def test_reference_sizes_are_flags():
     model = model_lib.reference(8, 30, units=16, num_layers=2, dense_units=12, dropout=0.1)
     lstms = [layer for layer in model.layers if isinstance(layer, layers.LSTM)]
-    assert [l.units for l in lstms] == [16, 16]
-    assert [l.recurrent_dropout for l in lstms] == [0.1, 0.0]
+    assert [layer.units for layer in lstms] == [16, 16]
+    assert [layer.recurrent_dropout for layer in lstms] == [0.1, 0.0]
     assert model.count_params() == (
         4 * (16 * 17 + 16) + 4 * (16 * 32 + 16) + 4 * 16 + (16 * 12 + 12) + 4 * 12 + (12 * 30 + 30)
     )
@@ -79,7 +79,7 @@ def test_fast_is_cudnn_eligible_and_float32_on_cpu():
     model = model_lib.fast(8, 30, units=16, num_layers=3, embedding_dim=8)
     assert isinstance(model.layers[0], layers.Embedding)
     lstms = [layer for layer in model.layers if isinstance(layer, layers.LSTM)]
-    assert len(lstms) == 3 and all(l.units == 16 for l in lstms)
+    assert len(lstms) == 3 and all(layer.units == 16 for layer in lstms)
     for lstm in lstms:
         assert lstm.recurrent_dropout == 0 and lstm.dropout == 0 and lstm.use_cudnn == "auto"
         assert cudnn_args_ok(lstm.cell.activation, lstm.cell.recurrent_activation, lstm.unroll, lstm.cell.use_bias)
@@ -94,7 +94,7 @@ def test_fast_is_cudnn_eligible_and_float32_on_cpu():
 
 def test_reference_is_not_cudnn_eligible():
     model = model_lib.reference(8, 30, units=16, num_layers=3)
-    assert [l.recurrent_dropout for l in model.layers if isinstance(l, layers.LSTM)] == [0.3, 0.3, 0.0]
+    assert [layer.recurrent_dropout for layer in model.layers if isinstance(layer, layers.LSTM)] == [0.3, 0.3, 0.0]
 
 
 def test_fast_mixed_precision_keeps_float32_probabilities():

@@ -113,7 +113,7 @@ def test_a_new_learning_rate_takes_effect_and_is_logged(first_run, job, capsys):
     for change in ("--learning-rate 0.02 → 0.05 (changed on resume)", "--epochs 1 → 2 (changed on resume)"):
         assert out.count(change) == 1, out
     assert "--units" not in out and "--batch-size" not in out  # unchanged flags are not reported
-    assert "learning_rate=0.05 " in next(l for l in out.splitlines() if "epoch 2/2 finished" in l)
+    assert "learning_rate=0.05 " in next(line for line in out.splitlines() if "epoch 2/2 finished" in line)
     assert scalars(str(job / "logs"))["epoch/learning_rate"] == [(1, pytest.approx(0.02)), (2, pytest.approx(0.05))]
     # the optimizer's own variable
     reader = tf.train.load_checkpoint(str(job / "backup" / "ckpt-2"))

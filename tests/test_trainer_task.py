@@ -242,7 +242,7 @@ def assert_one_message(code: int, err: str, fragment: str) -> None:
     assert fragment in err, err
     assert "Traceback" not in err
     ours = [line for line in err.splitlines() if line.startswith(("lstm-composer train: error:", "usage:"))]
-    assert len([l for l in ours if "error:" in l]) == 1, err
+    assert len([line for line in ours if "error:" in line]) == 1, err
 
 
 @pytest.fixture()

@@ -52,24 +52,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", required=True, help="the preprocessing pipeline's output (local, gs://, /gcs/...)")
     p.add_argument("--job-dir", default=None, help="root of every output (local, gs://); AIP_* variables override parts")
+    add_optimisation_flags(p)
+    add_network_flags(p)
+    add_job_flags(p)
+    quiet.add_verbose_flag(p)
+    return p
+
+
+def add_optimisation_flags(p: argparse.ArgumentParser) -> None:
+    """How long and how fast it learns: epochs, batch, learning rate and its schedule, steps, seed."""
     p.add_argument("--epochs", type=positive_int, default=100)
     p.add_argument("--batch-size", type=positive_int, default=64, help="GLOBAL batch size (split over all replicas)")
     p.add_argument("--learning-rate", type=positive_float, default=0.001)
     p.add_argument("--lr-schedule", choices=SCHEDULES, default="constant",
                    help="constant: --learning-rate throughout; cosine: a linear warm-up over the first 5 %% of "
                    "the steps, then half a cosine down to 5 %% of --learning-rate at the last step")
-    p.add_argument("--model", choices=MODELS, default="fast")
-    p.add_argument("--units", type=positive_int, default=512, help="LSTM units per layer")
-    p.add_argument("--layers", type=positive_int, default=3, help="number of LSTM layers")
-    p.add_argument("--dense-units", type=positive_int, default=256)
-    p.add_argument("--embedding-dim", type=positive_int, default=64, help="fast model only")
-    p.add_argument("--dropout", type=dropout_rate, default=0.3)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--shuffle-buffer", type=positive_int, default=10_000)
     p.add_argument("--steps-per-epoch", type=positive_int, default=None,
                    help="cap on training steps per epoch (default: one pass over the training windows)")
     p.add_argument("--validation-steps", type=positive_int, default=None,
                    help="cap on validation steps (default: one pass over the validation windows)")
+
+
+def add_network_flags(p: argparse.ArgumentParser) -> None:
+    """The network: which model and its sizes (a resumed job must keep them)."""
+    p.add_argument("--model", choices=MODELS, default="fast")
+    p.add_argument("--units", type=positive_int, default=512, help="LSTM units per layer")
+    p.add_argument("--layers", type=positive_int, default=3, help="number of LSTM layers")
+    p.add_argument("--dense-units", type=positive_int, default=256)
+    p.add_argument("--embedding-dim", type=positive_int, default=64, help="fast model only")
+    p.add_argument("--dropout", type=dropout_rate, default=0.3)
+
+
+def add_job_flags(p: argparse.ArgumentParser) -> None:
+    """What the job does around the training: baselines, samples, checks, distribution, reruns."""
     p.add_argument("--baseline-windows", type=int, default=200_000,
                    help="training windows counted for the unigram/bigram baselines (0: skip them)")
     p.add_argument("--sample-every", type=int, default=5,
@@ -83,8 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when --job-dir holds the backup of a different run (other data or model flags), move that "
                         "run's files into previous-run-TIME/ subfolders and start at epoch 1 instead of refusing; "
                         "a backup of this same run is resumed as always")
-    quiet.add_verbose_flag(p)
-    return p
 
 
 def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None) -> argparse.Namespace:

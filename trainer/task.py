@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from preprocessing import quiet
@@ -27,14 +28,43 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     with ``epoch`` that epoch and ``last_epoch`` the last one trained (and the baselines)."""
     import tensorflow as tf
 
-    from trainer import data as data_lib, loop, resume
-    from trainer.backup import Backup
-    from trainer.distribute import Worker, make_strategy
-    from trainer.export import PRIMER_WINDOWS
-    from trainer.job_dir import WorkerOutputs, check_writable, resolve_layout
-    from trainer.tensorboard_samples import TensorBoardSamples
+    from trainer.job_dir import WorkerOutputs
 
-    env = os.environ if env is None else env
+    job = prepare(args, os.environ if env is None else env)
+    chief = job.worker.chief
+    with WorkerOutputs(job.layout, chief, job.worker.name) as outputs:
+        model = build_model(args, job.data, job.strategy)
+        backup = restore_backup(job, model, outputs)
+        writer = tf.summary.create_file_writer(job.layout.logs) if chief else tf.summary.create_noop_writer()
+        first_start = chief and backup.finished_epochs == 0
+        baselines = log_baselines(args, job.data, job.steps, writer, first_start=first_start)
+        primer_split = VALIDATION if job.steps.has_validation else TRAIN
+        primers = fixed_primers(job, primer_split)
+        metrics = run_epochs(job, model, writer, outputs, backup, primers, baselines)
+        export_model(model, outputs, args.data_dir, primers, primer_split, chief=chief)
+        writer.close()
+        return metrics
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every phase after :func:`prepare` works with."""
+
+    args: Any  # argparse.Namespace of trainer.flags
+    layout: Any  # trainer.job_dir.Layout
+    worker: Any  # trainer.distribute.Worker
+    strategy: Any  # a tf.distribute.Strategy
+    data: Any  # trainer.data.Data
+    steps: Any  # trainer.loop.Steps
+
+
+def prepare(args, env: Mapping[str, str]) -> Job:
+    """The job directory and this worker, the strategy, the data (every shard checked) and the steps:
+    everything that can refuse the job, before the chief makes a folder."""
+    from trainer import data as data_lib
+    from trainer.distribute import Worker, make_strategy
+    from trainer.job_dir import check_writable, resolve_layout
+
     layout = resolve_layout(args.job_dir, env)
     worker = Worker.from_env(env, args.distribute)
     # before other TF work (MultiWorkerMirrored needs it)
@@ -45,23 +75,39 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     # after every check that can refuse the job: a refused job leaves no folders behind
     if worker.chief:
         check_writable([layout.checkpoints, layout.backup, layout.logs, layout.model])
-    with WorkerOutputs(layout, worker.chief, worker.name) as outputs:
-        model = build_model(args, data, strategy)
-        backup = Backup(model, layout.backup, outputs, resume.fingerprint(data.manifest, vars(args)))
-        # checks the backup's run.json first: same run, or refused
-        backup.restore(replace=args.replace_run)
-        writer = tf.summary.create_file_writer(layout.logs) if worker.chief else tf.summary.create_noop_writer()
-        baselines = log_baselines(args, data, steps, writer, first_start=worker.chief and backup.finished_epochs == 0)
-        primer_split = VALIDATION if steps.has_validation else TRAIN
-        # a fixed primer for samples
-        primers = data_lib.numpy_windows(data, primer_split, PRIMER_WINDOWS)[0]
-        samples = TensorBoardSamples(args, data, primers) if args.sample_every > 0 else None
-        epochs = loop.EpochLoop(args, strategy, model, data, steps, workers=worker.workers, chief=worker.chief,
-                                writer=writer, outputs=outputs, backup=backup, samples=samples)
-        metrics = epochs.run(baselines)
-        export_model(model, outputs, args.data_dir, primers, primer_split, chief=worker.chief)
-        writer.close()
-        return metrics
+    return Job(args, layout, worker, strategy, data, steps)
+
+
+def restore_backup(job: Job, model, outputs):
+    """The backup of this run: resumed, set aside (``--replace-run``) or refused, by its ``run.json``,
+    before anything is restored."""
+    from trainer import resume
+    from trainer.backup import Backup
+
+    backup = Backup(model, job.layout.backup, outputs, resume.fingerprint(job.data.manifest, vars(job.args)))
+    backup.restore(replace=job.args.replace_run)
+    return backup
+
+
+def fixed_primers(job: Job, split: str):
+    """The data windows that start the TensorBoard samples and go into ``model/primers.json``."""
+    from trainer import data as data_lib
+    from trainer.export import PRIMER_WINDOWS
+
+    return data_lib.numpy_windows(job.data, split, PRIMER_WINDOWS)[0]
+
+
+def run_epochs(job: Job, model, writer, outputs, backup, primers, baselines: dict[str, float]) -> dict[str, Any]:
+    """Every epoch not finished yet (:class:`trainer.loop.EpochLoop`); the exported epoch's metrics."""
+    from trainer import loop
+    from trainer.tensorboard_samples import TensorBoardSamples
+
+    samples = TensorBoardSamples(job.args, job.data, primers) if job.args.sample_every > 0 else None
+    epochs = loop.EpochLoop(
+        job.args, job.strategy, model, job.data, job.steps, workers=job.worker.workers,
+        chief=job.worker.chief, writer=writer, outputs=outputs, backup=backup, samples=samples,
+    )
+    return epochs.run(baselines)
 
 
 def plan_steps(args, data, strategy, worker):

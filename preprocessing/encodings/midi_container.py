@@ -73,10 +73,10 @@ of parsing for a file whose notes take 0.04 s (``docs/PERFORMANCE.md``)."""
 def _variable_length(data: bytes, position: int) -> tuple[int, int]:
     """A MIDI variable-length quantity at ``position``: (value, position after it)."""
     value = 0
-    for position in range(position, position + 4):
-        value = (value << 7) | (data[position] & 0x7F)
-        if data[position] < 0x80:
-            return value, position + 1
+    for index in range(position, position + 4):
+        value = (value << 7) | (data[index] & 0x7F)
+        if data[index] < 0x80:
+            return value, index + 1
     raise ValueError("a variable-length quantity longer than 4 bytes")
 
 

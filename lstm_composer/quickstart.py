@@ -1,70 +1,26 @@
-"""The ``lstm-composer`` console script: one subcommand per job, and the quickstart that chains them.
+"""``lstm-composer quickstart``: the whole chain on the embedded dataset, sized for a laptop CPU.
 
-Each job subcommand hands the rest of the command line to the ``main(argv)`` of the module that owns
-the job's flags, so every job has exactly one flag parser. Modules are imported only when their
-subcommand runs: ``lstm-composer train`` never imports Beam, and no ``--help`` imports TensorFlow.
-
-This module lives outside both packages because ``quickstart`` runs the preprocessing pipeline
-(Beam) and the trainer in one process, and neither package may import the other's side.
+Render the embedded dataset (if absent), preprocess it, train a small model and compose a piece,
+each job with its own parser and checks and the quickstart's :data:`PRESET` as their defaults; every
+flag of every job is accepted and goes to the jobs that know it, and everything is checked before
+the first stage. The report ends with the exported model's accuracy beside the baselines'.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import io
 import sys
 import time
 from dataclasses import replace
 from typing import Any, Callable, NamedTuple, Sequence
 
-from preprocessing import quiet  # the standard library only: every subcommand shares its --verbose
-
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "quickstart": ("lstm_composer:quickstart", "the whole chain on the embedded dataset, sized for a laptop CPU"),
-    "sample-data": ("preprocessing.sample_data:main", "render the embedded default dataset to MIDI files"),
-    "preprocess": ("preprocessing.pipeline:main", "MIDI folder -> vocabulary + windowed TFRecords (Apache Beam)"),
-    "train": ("trainer.task:main", "train the LSTM on the records (tf.distribute, checkpoints, TensorBoard)"),
-    "generate": ("trainer.generate:main", "compose MIDI with a trained model (plus piano roll and summary)"),
-    "evaluate": ("trainer.evaluate:main",
-                 "measure a trained model: next-token accuracy against baselines, music measures of its pieces"),
-    "submit": ("cloud.cli:main",
-               "run training on Vertex AI GPUs (1 GPU, 8 GPUs, several machines) or print a GKE Job manifest"),
-}
-
-
-def entry_point(name: str) -> Callable[[list[str]], int]:
-    module_name, function = SUBCOMMANDS[name][0].split(":")
-    return getattr(importlib.import_module(module_name), function)
-
-
-def usage() -> str:
-    width = max(map(len, SUBCOMMANDS))
-    lines = ["usage: lstm-composer <subcommand> [flags]   (lstm-composer <subcommand> --help for its flags)", ""]
-    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
-    lines += ["", f"Every subcommand takes --verbose (or {quiet.VERBOSE_ENV}=1): also show TensorFlow's and Beam's "
-              "own log lines."]
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(usage())
-        return 0 if args else 2
-    name, rest = args[0], args[1:]
-    if name not in SUBCOMMANDS:
-        print(f"lstm-composer: unknown subcommand {name!r}\n\n{usage()}", file=sys.stderr)
-        return 2
-    return int(entry_point(name)(rest) or 0)
-
-
-# --------------------------------------------------------------------------- quickstart
+from preprocessing import quiet
 
 PROG = "lstm-composer quickstart"
 
-QUICKSTART_PRESET: dict[str, dict[str, Any]] = {
+PRESET: dict[str, dict[str, Any]] = {
     # Copies of every training piece moved by -3..+3 semitones (never of validation pieces), so that
     # validation loss still falls at the last step.
     "preprocess": {"sequence_length": 32, "transpose": 3},
@@ -91,14 +47,14 @@ QUICKSTART_PRESET: dict[str, dict[str, Any]] = {
 """The quickstart's defaults for each job's own flags, sized to finish in minutes on a laptop CPU.
 What each setting bought, measured: docs/PERFORMANCE.md ("What the quickstart's model learns")."""
 
-QUICKSTART_ENCODING_PRESET: dict[str, dict[str, dict[str, Any]]] = {
+ENCODING_PRESET: dict[str, dict[str, dict[str, Any]]] = {
     "remi": {
         "preprocess": {"sequence_length": 64, "transpose": 0},
         "train": {"epochs": 6, "batch_size": 64, "validation_steps": 60},
         "generate": {"length": 600},
     },
 }
-"""Merged over :data:`QUICKSTART_PRESET` for ``--encoding``: a REMI piece is several times as many
+"""Merged over :data:`PRESET` for ``--encoding``: a REMI piece is several times as many
 tokens as the reference's (a note is a ``Pitch`` and a ``Duration``, time is ``Bar``/``Position``
 tokens), so a window of 64 tokens is a bar or two, and 600 tokens compose about as much music as the
 reference's 200. No transposition: REMI's windows are already more than the preset's steps read.
@@ -107,9 +63,9 @@ of 64 (the cosine schedule follows the shorter job), and validates on 60 batches
 
 
 def preset_for(encoding: str) -> dict[str, dict[str, Any]]:
-    """:data:`QUICKSTART_PRESET` with the encoding's own values merged over it."""
-    extra = QUICKSTART_ENCODING_PRESET.get(encoding, {})
-    return {job: {**values, **extra.get(job, {})} for job, values in QUICKSTART_PRESET.items()}
+    """:data:`PRESET` with the encoding's own values merged over it."""
+    extra = ENCODING_PRESET.get(encoding, {})
+    return {job: {**values, **extra.get(job, {})} for job, values in PRESET.items()}
 
 
 FROM_WORKDIR = ("--output", "--data-dir", "--job-dir", "--model-dir")
@@ -122,8 +78,8 @@ def describe_preset(preset: dict[str, dict[str, Any]]) -> str:
 
 
 def quickstart_parser() -> argparse.ArgumentParser:
-    preset = describe_preset(QUICKSTART_PRESET) + "".join(
-        f"; with --encoding {name}: {describe_preset(extra)}" for name, extra in QUICKSTART_ENCODING_PRESET.items())
+    preset = describe_preset(PRESET) + "".join(
+        f"; with --encoding {name}: {describe_preset(extra)}" for name, extra in ENCODING_PRESET.items())
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Render the embedded dataset (if absent), preprocess it, train a small model and compose "
@@ -218,7 +174,7 @@ def plan_jobs(argv: Sequence[str], parsers: dict[str, argparse.ArgumentParser]) 
     work = parsers["quickstart"].parse_args(routed["quickstart"]).workdir.rstrip("/")
     data_dir, job_dir = f"{work}/data", f"{work}/job"
     prep_argv = routed["preprocess"] + ["--output", data_dir]
-    encoding = job_flags(options.parse_args, prep_argv, QUICKSTART_PRESET["preprocess"])[0].encoding
+    encoding = job_flags(options.parse_args, prep_argv, PRESET["preprocess"])[0].encoding
     preset = preset_for(encoding)
     prep, beam_args = job_flags(options.parse_args, prep_argv, preset["preprocess"])
     train_args = job_flags(flags.parse_args, routed["train"] + ["--data-dir", data_dir, "--job-dir", job_dir],
@@ -228,8 +184,8 @@ def plan_jobs(argv: Sequence[str], parsers: dict[str, argparse.ArgumentParser]) 
     return Jobs(work, prep, beam_args, train_args, compose_args)
 
 
-def quickstart(argv: Sequence[str] | None = None) -> int:
-    """The whole chain on the embedded dataset: each job's own parser with :data:`QUICKSTART_PRESET`.
+def main(argv: Sequence[str] | None = None) -> int:
+    """The whole chain on the embedded dataset: each job's own parser with :data:`PRESET`.
 
     Every flag of every job, the composition's folder and any ``--primer`` are checked before the
     first stage, and every refusal is one ``lstm-composer quickstart: error: ...`` line.
@@ -332,7 +288,3 @@ def report(stages: Stages, data_dir: str, train_windows: int, job_dir: str, musi
         "",
         f"watch it: tensorboard --logdir {job_dir}/logs",
     ])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
