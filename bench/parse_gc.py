@@ -38,7 +38,10 @@ def child(config: str, input_dir: str, every: int) -> dict:
     from preprocess import midi_paths, reference_loop
 
     if config in ("beam", "beam_frozen"):
-        from preprocessing import direct_runner, pipeline  # noqa: F401 - what a worker process imports
+        from preprocessing import (  # noqa: F401 - what a worker process imports
+            direct_runner,
+            pipeline,
+        )
 
         if config == "beam_frozen":
             direct_runner.freeze_long_lived_objects()
@@ -55,8 +58,19 @@ def child(config: str, input_dir: str, every: int) -> dict:
 
 def run_child(config: str, input_dir: str, every: int) -> dict:
     result = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--input", input_dir, "--every", str(every), "--child", config],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--input",
+            input_dir,
+            "--every",
+            str(every),
+            "--child",
+            config,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -89,21 +103,33 @@ def main(argv: list[str] | None = None) -> int:
             print("error: the configurations read different music", file=sys.stderr)
             return 1
         rounds.append(timed)
-        print(f"round {round_index + 1}: " + ", ".join(
-            f"{c} {timed[c]['seconds']:.1f} s ({100 * timed[c]['gc_seconds'] / timed[c]['seconds']:.0f} % in gc)"
-            for c in CONFIGS))
+        print(
+            f"round {round_index + 1}: "
+            + ", ".join(
+                f"{c} {timed[c]['seconds']:.1f} s ({100 * timed[c]['gc_seconds'] / timed[c]['seconds']:.0f} % in gc)"
+                for c in CONFIGS
+            )
+        )
 
-    figures: dict[str, float | int] = {"files_timed": len(midi_paths(input_dir)[:: args.every]), "rounds": args.repeats}
+    figures: dict[str, float | int] = {
+        "files_timed": len(midi_paths(input_dir)[:: args.every]),
+        "rounds": args.repeats,
+    }
     for config in CONFIGS:
         figures[f"{config}_s"] = round(min(r[config]["seconds"] for r in rounds), 2)
         figures[f"{config}_gc_share"] = round(
-            statistics.median(r[config]["gc_seconds"] / r[config]["seconds"] for r in rounds), 3)
+            statistics.median(r[config]["gc_seconds"] / r[config]["seconds"] for r in rounds), 3
+        )
     for config in CONFIGS[1:]:
         figures[f"{config}_vs_lean"] = round(
-            statistics.median(r[config]["seconds"] / r["lean"]["seconds"] for r in rounds), 3)
+            statistics.median(r[config]["seconds"] / r["lean"]["seconds"] for r in rounds), 3
+        )
     for config in CONFIGS:
-        print(f"{config:12} {figures[f'{config}_s']:7.1f} s, {100 * figures[f'{config}_gc_share']:4.1f} % in the "
-              "garbage collector" + (f", {figures[f'{config}_vs_lean']:.2f}x the lean time" if config != "lean" else ""))
+        print(
+            f"{config:12} {figures[f'{config}_s']:7.1f} s, {100 * figures[f'{config}_gc_share']:4.1f} % in the "
+            "garbage collector"
+            + (f", {figures[f'{config}_vs_lean']:.2f}x the lean time" if config != "lean" else "")
+        )
     print(json.dumps(figures))
     return 0
 

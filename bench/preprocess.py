@@ -57,7 +57,7 @@ class GcClock:
         else:
             self.seconds += time.perf_counter() - self._started
 
-    def __enter__(self) -> "GcClock":
+    def __enter__(self) -> GcClock:
         gc.callbacks.append(self)
         return self
 
@@ -84,7 +84,9 @@ def reference_loop(paths: list[Path]) -> tuple[float, int, float, list[float]]:
     return seconds, tokens, gc_clock.seconds, per_file
 
 
-def schedule_figures(paths: list[Path], per_file: list[float], workers: int, draws: int = 1000) -> dict:
+def schedule_figures(
+    paths: list[Path], per_file: list[float], workers: int, draws: int = 1000
+) -> dict:
     """How long the slowest of ``workers`` would parse, given each file's measured time: with the
     pipeline's size-balanced groups (``SpreadFiles`` on the DirectRunner) and with random keys (a
     ``Reshuffle``), against a perfect split. Simulated from the sequential times, so no noise."""
@@ -119,7 +121,9 @@ def reference_loop_in_fresh_process(input_dir: str) -> tuple[float, int, float, 
     """
     result = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--input", input_dir, "--reference-loop-only"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     return figures["seconds"], figures["tokens"], figures["gc_seconds"], figures["per_file"]
@@ -139,8 +143,16 @@ def pipeline_run(input_dir: str, workers: int, *flags: str) -> tuple[float, int]
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         outcome = pipeline.run(
-            ["--input", input_dir, "--output", out, *(flags or ("--parts", "first")),
-             "--direct_running_mode", "multi_processing", f"--direct_num_workers={workers}"]
+            [
+                "--input",
+                input_dir,
+                "--output",
+                out,
+                *(flags or ("--parts", "first")),
+                "--direct_running_mode",
+                "multi_processing",
+                f"--direct_num_workers={workers}",
+            ]
         )
         seconds = time.perf_counter() - start
     return seconds, outcome.manifest.counts["tokens"]
@@ -176,9 +188,16 @@ def tokenize_both(paths: list[Path]) -> dict:
             else:
                 tokens[name].append(len(piece))
                 vocab[name].update(piece)
-    return {name: {"cpu_s": cpu[name], "failed": failed[name], "tokens": sum(tokens[name]),
-                   "tokens_per_piece": statistics.mean(tokens[name]) if tokens[name] else 0.0,
-                   "vocab_size": len(vocab[name])} for name in ENCODINGS}
+    return {
+        name: {
+            "cpu_s": cpu[name],
+            "failed": failed[name],
+            "tokens": sum(tokens[name]),
+            "tokens_per_piece": statistics.mean(tokens[name]) if tokens[name] else 0.0,
+            "vocab_size": len(vocab[name]),
+        }
+        for name in ENCODINGS
+    }
 
 
 def pipeline_in_fresh_process(input_dir: str, workers: int, name: str) -> dict:
@@ -187,11 +206,25 @@ def pipeline_in_fresh_process(input_dir: str, workers: int, name: str) -> dict:
     from compare_pipeline import CHILD
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = CHILD.replace("pipeline_run(sys.argv[1], int(sys.argv[2]))",
-                         f"pipeline_run(sys.argv[1], int(sys.argv[2]), '--encoding', {name!r}, '--parts', 'all')")
+    code = CHILD.replace(
+        "pipeline_run(sys.argv[1], int(sys.argv[2]))",
+        f"pipeline_run(sys.argv[1], int(sys.argv[2]), '--encoding', {name!r}, '--parts', 'all')",
+    )
     env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", code, input_dir, str(workers), os.path.dirname(os.path.abspath(__file__))],
-                            cwd=root, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            input_dir,
+            str(workers),
+            os.path.dirname(os.path.abspath(__file__)),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode or not lines:
         raise SystemExit(f"the {name} pipeline failed:\n{result.stderr[-2000:]}")
@@ -200,8 +233,12 @@ def pipeline_in_fresh_process(input_dir: str, workers: int, name: str) -> dict:
 
 def compare_encodings(input_dir: str, paths: list[Path], workers: int) -> dict:
     """The encodings' figures (see the module's docstring), printed as they come."""
-    result = subprocess.run([sys.executable, os.path.abspath(__file__), "--input", input_dir, "--tokenize-only"],
-                            check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--input", input_dir, "--tokenize-only"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     tokenized = json.loads(result.stdout.strip().splitlines()[-1])
     figures: dict = {}
     for name in ENCODINGS:
@@ -211,23 +248,38 @@ def compare_encodings(input_dir: str, paths: list[Path], workers: int) -> dict:
         figures[f"{name}_files_per_cpu_s"] = round(rate, 2)
         figures[f"{name}_vocab_size"] = t["vocab_size"]
         figures[f"{name}_tokens_per_piece"] = round(t["tokens_per_piece"], 1)
-        print(f"{name}: parse and tokenize {rate:.2f} files per CPU-second ({t['cpu_s']:.1f} CPU-s for "
-              f"{len(paths)} files), vocabulary {t['vocab_size']}, {t['tokens_per_piece']:.0f} tokens per piece",
-              flush=True)
-    figures["remi_over_reference_tokenize"] = round(figures["remi_files_per_cpu_s"]
-                                                    / figures["reference_files_per_cpu_s"], 1)
-    print(f"REMI / reference, parse and tokenize per core: {figures['remi_over_reference_tokenize']}x", flush=True)
+        print(
+            f"{name}: parse and tokenize {rate:.2f} files per CPU-second ({t['cpu_s']:.1f} CPU-s for "
+            f"{len(paths)} files), vocabulary {t['vocab_size']}, {t['tokens_per_piece']:.0f} tokens per piece",
+            flush=True,
+        )
+    figures["remi_over_reference_tokenize"] = round(
+        figures["remi_files_per_cpu_s"] / figures["reference_files_per_cpu_s"], 1
+    )
+    print(
+        f"REMI / reference, parse and tokenize per core: {figures['remi_over_reference_tokenize']}x",
+        flush=True,
+    )
     for name in ENCODINGS:  # the whole pipeline, --parts all, each in a fresh process
         run = pipeline_in_fresh_process(input_dir, workers, name)
         figures[f"{name}_pipeline_s"] = round(run["seconds"], 2)
         figures[f"{name}_pipeline_cpu_s"] = round(run["cpu_seconds"], 2)
-        print(f"{name}: whole pipeline {run['seconds']:.1f} s, {run['cpu_seconds']:.1f} CPU-s "
-              f"({run['tokens']} tokens)", flush=True)
-    figures["reference_over_remi_pipeline"] = round(figures["reference_pipeline_s"] / figures["remi_pipeline_s"], 2)
+        print(
+            f"{name}: whole pipeline {run['seconds']:.1f} s, {run['cpu_seconds']:.1f} CPU-s "
+            f"({run['tokens']} tokens)",
+            flush=True,
+        )
+    figures["reference_over_remi_pipeline"] = round(
+        figures["reference_pipeline_s"] / figures["remi_pipeline_s"], 2
+    )
     figures["reference_over_remi_pipeline_cpu"] = round(
-        figures["reference_pipeline_cpu_s"] / figures["remi_pipeline_cpu_s"], 2)
-    print(f"whole pipeline, reference / REMI: {figures['reference_over_remi_pipeline']}x wall, "
-          f"{figures['reference_over_remi_pipeline_cpu']}x CPU", flush=True)
+        figures["reference_pipeline_cpu_s"] / figures["remi_pipeline_cpu_s"], 2
+    )
+    print(
+        f"whole pipeline, reference / REMI: {figures['reference_over_remi_pipeline']}x wall, "
+        f"{figures['reference_over_remi_pipeline_cpu']}x CPU",
+        flush=True,
+    )
     return figures
 
 
@@ -236,8 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", default=None, help="MIDI folder (default: the embedded dataset)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=1, help="rounds; the ratio is their median")
-    parser.add_argument("--compare", choices=("all", "loop", "encodings"), default="all",
-                        help="loop: the reference loop against the pipeline; encodings: REMI against reference")
+    parser.add_argument(
+        "--compare",
+        choices=("all", "loop", "encodings"),
+        default="all",
+        help="loop: the reference loop against the pipeline; encodings: REMI against reference",
+    )
     parser.add_argument("--reference-loop-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tokenize-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -245,7 +301,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be at least 1")
     if args.reference_loop_only:  # the child process of reference_loop_in_fresh_process
         seconds, tokens, gc_seconds, per_file = reference_loop(midi_paths(args.input))
-        print(json.dumps({"seconds": seconds, "tokens": tokens, "gc_seconds": gc_seconds, "per_file": per_file}))
+        print(
+            json.dumps(
+                {
+                    "seconds": seconds,
+                    "tokens": tokens,
+                    "gc_seconds": gc_seconds,
+                    "per_file": per_file,
+                }
+            )
+        )
         return 0
     if args.tokenize_only:  # the child process of compare_encodings
         print(json.dumps(tokenize_both(midi_paths(args.input))))
@@ -255,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
 
     input_dir = args.input or sample_data.ensure_dataset()
     paths = midi_paths(input_dir)
-    print(f"{len(paths)} MIDI files in {input_dir}; {args.workers} worker processes for the pipeline")
+    print(
+        f"{len(paths)} MIDI files in {input_dir}; {args.workers} worker processes for the pipeline"
+    )
     figures = {"files": len(paths), "cores": os.cpu_count(), "workers": args.workers}
     if args.compare in ("all", "encodings"):
         figures.update(compare_encodings(input_dir, paths, args.workers))
@@ -272,37 +339,53 @@ def main(argv: list[str] | None = None) -> int:
                 timed[name] = reference_loop_in_fresh_process(input_dir)
             else:
                 timed[name] = pipeline_run(input_dir, args.workers)
-        (seq_s, seq_tokens, gc_s, per_file), (pipe_s, pipe_tokens) = timed["sequential"], timed["pipeline"]
+        (seq_s, seq_tokens, gc_s, per_file), (pipe_s, pipe_tokens) = (
+            timed["sequential"],
+            timed["pipeline"],
+        )
         if seq_tokens != pipe_tokens:
-            print(f"error: the two read different music ({seq_tokens} vs {pipe_tokens} tokens)", file=sys.stderr)
+            print(
+                f"error: the two read different music ({seq_tokens} vs {pipe_tokens} tokens)",
+                file=sys.stderr,
+            )
             return 1
         rounds.append((seq_s, pipe_s, gc_s, per_file))
-        print(f"round {round_index + 1}: sequential {seq_s:.1f} s ({100 * gc_s / seq_s:.0f} % in the garbage "
-              f"collector), pipeline {pipe_s:.1f} s, ratio {seq_s / pipe_s:.2f}")
+        print(
+            f"round {round_index + 1}: sequential {seq_s:.1f} s ({100 * gc_s / seq_s:.0f} % in the garbage "
+            f"collector), pipeline {pipe_s:.1f} s, ratio {seq_s / pipe_s:.2f}"
+        )
     seq_s = min(r[0] for r in rounds)
     pipe_s = min(r[1] for r in rounds)
-    figures.update({
-        "tokens": seq_tokens,
-        "rounds": args.repeats,
-        "sequential_s": round(seq_s, 2),
-        "pipeline_s": round(pipe_s, 2),
-        "sequential_files_per_s": round(len(paths) / seq_s, 2),
-        "pipeline_files_per_s": round(len(paths) / pipe_s, 2),
-        "sequential_gc_share": round(statistics.median(r[2] / r[0] for r in rounds), 3),
-        "speedup": round(statistics.median(r[0] / r[1] for r in rounds), 2),
-    })
+    figures.update(
+        {
+            "tokens": seq_tokens,
+            "rounds": args.repeats,
+            "sequential_s": round(seq_s, 2),
+            "pipeline_s": round(pipe_s, 2),
+            "sequential_files_per_s": round(len(paths) / seq_s, 2),
+            "pipeline_files_per_s": round(len(paths) / pipe_s, 2),
+            "sequential_gc_share": round(statistics.median(r[2] / r[0] for r in rounds), 3),
+            "speedup": round(statistics.median(r[0] / r[1] for r in rounds), 2),
+        }
+    )
     # per-file times of the fastest sequential round
     figures.update(schedule_figures(paths, min(rounds, key=lambda r: r[0])[3], args.workers))
     best = " (best round)" if args.repeats > 1 else ""
-    print(f"sequential reference loop: {figures['sequential_files_per_s']} files/s ({seq_s:.1f} s){best}")
-    print(f"Beam pipeline (DirectRunner, {args.workers} processes): {figures['pipeline_files_per_s']} files/s "
-          f"({pipe_s:.1f} s{best}, end to end including windows and TFRecords)")
+    print(
+        f"sequential reference loop: {figures['sequential_files_per_s']} files/s ({seq_s:.1f} s){best}"
+    )
+    print(
+        f"Beam pipeline (DirectRunner, {args.workers} processes): {figures['pipeline_files_per_s']} files/s "
+        f"({pipe_s:.1f} s{best}, end to end including windows and TFRecords)"
+    )
     median = " (median of the rounds' ratios)" if args.repeats > 1 else ""
     print(f"speed-up: {figures['speedup']}x{median}")
-    print(f"parse schedule over {args.workers} workers, simulated from the per-file times: size-balanced groups "
-          f"{figures['parse_size_balanced_over_ideal']}x a perfect split, random keys "
-          f"{figures['parse_random_keys_over_ideal_median']}x (median) and "
-          f"{figures['parse_random_keys_over_ideal_p90']}x (p90)")
+    print(
+        f"parse schedule over {args.workers} workers, simulated from the per-file times: size-balanced groups "
+        f"{figures['parse_size_balanced_over_ideal']}x a perfect split, random keys "
+        f"{figures['parse_random_keys_over_ideal_median']}x (median) and "
+        f"{figures['parse_random_keys_over_ideal_p90']}x (p90)"
+    )
     print(json.dumps(figures))
     return 0
 

@@ -23,7 +23,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCH = re.compile(r"trainer: epoch (\d+)/\d+ finished: .*?val_loss=([\d.]+) val_accuracy=([\d.]+)")
-BASELINES = re.compile(r"baselines \(validation next-token accuracy\): unigram ([\d.]+), bigram ([\d.]+)")
+BASELINES = re.compile(
+    r"baselines \(validation next-token accuracy\): unigram ([\d.]+), bigram ([\d.]+)"
+)
 EXPORTED = re.compile(r"exported epoch (\d+)")
 
 
@@ -37,8 +39,23 @@ def run(data_dir: str, flags: list[str], label: str) -> dict:
     load_before = os.getloadavg()[0]
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     env = {**os.environ, "PYTHONPATH": ROOT}
-    proc = subprocess.run([sys.executable, "-m", "lstm_composer", "train", "--data-dir", data_dir,
-                           "--job-dir", job_dir, *flags], capture_output=True, text=True, env=env, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lstm_composer",
+            "train",
+            "--data-dir",
+            data_dir,
+            "--job-dir",
+            job_dir,
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     shutil.rmtree(job_dir, ignore_errors=True)
     if proc.returncode:
@@ -50,12 +67,18 @@ def run(data_dir: str, flags: list[str], label: str) -> dict:
     exported = EXPORTED.search(proc.stdout)
     best = epochs[int(exported.group(1)) - 1] if exported else min(epochs, key=lambda row: row[1])
     return {
-        "label": label, "flags": " ".join(flags),
+        "label": label,
+        "flags": " ".join(flags),
         "val_accuracy": [round(acc, 4) for _, _, acc in epochs],
-        "exported_epoch": best[0], "exported_val_accuracy": round(best[2], 4),
-        "bigram": bigram, "unigram": unigram, "points_over_bigram": round(100 * (best[2] - bigram), 1),
-        "wall_min": round(wall / 60, 2), "cpu_min": round(cpu / 60, 2),
-        "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
+        "exported_epoch": best[0],
+        "exported_val_accuracy": round(best[2], 4),
+        "bigram": bigram,
+        "unigram": unigram,
+        "points_over_bigram": round(100 * (best[2] - bigram), 1),
+        "wall_min": round(wall / 60, 2),
+        "cpu_min": round(cpu / 60, 2),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
     }
 
 
@@ -66,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--label", default="")
     args = p.parse_args(argv[:split])
-    print(json.dumps(run(args.data_dir, argv[split + 1:], args.label)), flush=True)
+    print(json.dumps(run(args.data_dir, argv[split + 1 :], args.label)), flush=True)
     return 0
 
 

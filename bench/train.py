@@ -32,7 +32,9 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]  # the package, and tests/syn
 
 
 def parse(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--vocab-size", type=int, default=100)
     p.add_argument("--sequence-length", type=int, default=32)
     p.add_argument("--train-pieces", type=int, default=40)
@@ -44,13 +46,18 @@ def parse(argv=None):
     p.add_argument("--embedding-dim", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=15, help="timed training steps per window")
-    p.add_argument("--input-batches", type=int, default=200, help="timed batches per input-only window")
-    p.add_argument("--repeats", type=int, default=8, help="rounds; each times all four figures back to back")
+    p.add_argument(
+        "--input-batches", type=int, default=200, help="timed batches per input-only window"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=8, help="rounds; each times all four figures back to back"
+    )
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse(argv)
+    import synthetic  # tests/synthetic.py: the test and benchmark fixture
     import tensorflow as tf
 
     from trainer import data as data_lib
@@ -58,19 +65,25 @@ def main(argv=None) -> int:
     from trainer.distribute import make_strategy, strategy_name
     from trainer.loop import make_step_functions
 
-    import synthetic  # tests/synthetic.py: the test and benchmark fixture
-
     strategy = make_strategy("auto", None)
     tmp = tempfile.mkdtemp(prefix="bench-train-")
     synthetic.write_dataset(
-        tmp, vocab_size=args.vocab_size, sequence_length=args.sequence_length, train_pieces=args.train_pieces,
-        validation_pieces=1, piece_length=args.piece_length, num_shards=args.num_shards,
+        tmp,
+        vocab_size=args.vocab_size,
+        sequence_length=args.sequence_length,
+        train_pieces=args.train_pieces,
+        validation_pieces=1,
+        piece_length=args.piece_length,
+        num_shards=args.num_shards,
     )
     data = data_lib.load(tmp)
     gb = args.batch_size
-    print(f"data: {data.windows('train')} training windows, vocabulary {data.vocab_size}, sequence length "
-          f"{data.sequence_length}; global batch {gb}; {strategy_name(strategy)}, "
-          f"{strategy.num_replicas_in_sync} replica(s); GPU: {model_lib.gpu_present()}", flush=True)
+    print(
+        f"data: {data.windows('train')} training windows, vocabulary {data.vocab_size}, sequence length "
+        f"{data.sequence_length}; global batch {gb}; {strategy_name(strategy)}, "
+        f"{strategy.num_replicas_in_sync} replica(s); GPU: {model_lib.gpu_present()}",
+        flush=True,
+    )
 
     def stream():
         return data_lib.dataset(data, "train", gb, seed=1)
@@ -78,7 +91,12 @@ def main(argv=None) -> int:
     x, y = data_lib.numpy_windows(data, "train")
 
     def in_memory():
-        ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(10_000, seed=1).repeat().batch(gb, drop_remainder=True)
+        ds = (
+            tf.data.Dataset.from_tensor_slices((x, y))
+            .shuffle(10_000, seed=1)
+            .repeat()
+            .batch(gb, drop_remainder=True)
+        )
         return ds.prefetch(tf.data.AUTOTUNE)
 
     # -- input only
@@ -95,8 +113,13 @@ def main(argv=None) -> int:
     def trainer(model_name, make_dataset):
         with strategy.scope():
             model = model_lib.build(
-                model_name, data.sequence_length, data.vocab_size, units=args.units, num_layers=args.layers,
-                dense_units=args.dense_units, embedding_dim=args.embedding_dim,
+                model_name,
+                data.sequence_length,
+                data.vocab_size,
+                units=args.units,
+                num_layers=args.layers,
+                dense_units=args.dense_units,
+                embedding_dim=args.embedding_dim,
             )
             model.optimizer.build(model.trainable_variables)
         train_steps, _ = make_step_functions(strategy, model, gb)
@@ -115,7 +138,7 @@ def main(argv=None) -> int:
         "fast_numpy": trainer("fast", in_memory),
         "reference_stream": trainer("reference", stream),
     }
-    best = {name: 0.0 for name in [*runs, "input_only"]}
+    best = dict.fromkeys([*runs, "input_only"], 0.0)
     ratios = {"input_over_model": [], "stream_over_numpy": [], "fast_over_reference": []}
     for round_ in range(args.repeats):
         now = {"input_only": input_rate()}
@@ -126,7 +149,10 @@ def main(argv=None) -> int:
         ratios["input_over_model"].append(now["input_only"] / now["fast_stream"])
         ratios["stream_over_numpy"].append(now["fast_stream"] / now["fast_numpy"])
         ratios["fast_over_reference"].append(now["fast_stream"] / now["reference_stream"])
-        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v:,.0f} ex/s" for k, v in now.items()), flush=True)
+        print(
+            f"round {round_ + 1}: " + ", ".join(f"{k} {v:,.0f} ex/s" for k, v in now.items()),
+            flush=True,
+        )
 
     figures = {
         "input_examples_per_s": round(best["input_only"], 1),
@@ -136,12 +162,25 @@ def main(argv=None) -> int:
         **{name: round(statistics.median(values), 3) for name, values in ratios.items()},
         "gpu": model_lib.gpu_present(),
         "rounds": args.repeats,
-        "sizes": {k: getattr(args, k) for k in ("vocab_size", "sequence_length", "units", "layers", "dense_units",
-                                                "embedding_dim", "batch_size", "steps")},
+        "sizes": {
+            k: getattr(args, k)
+            for k in (
+                "vocab_size",
+                "sequence_length",
+                "units",
+                "layers",
+                "dense_units",
+                "embedding_dim",
+                "batch_size",
+                "steps",
+            )
+        },
     }
     print(f"(1) input pipeline / model consumption: {figures['input_over_model']}x (goal >= 20)")
     print(f"(2) TFRecord stream / in-memory numpy:  {figures['stream_over_numpy']} (goal >= 0.95)")
-    print(f"(3) fast / reference:                   {figures['fast_over_reference']}x (expect >= 1.5 on CPU)")
+    print(
+        f"(3) fast / reference:                   {figures['fast_over_reference']}x (expect >= 1.5 on CPU)"
+    )
     shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(figures, sort_keys=True))
     return 0

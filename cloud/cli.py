@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from cloud import kubernetes, vertex
 from cloud.machines import DEFAULT_MACHINE_TYPE, GPU_TYPES, SubmitError
@@ -42,16 +42,32 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     add_where_flags(p)
-    p.add_argument("--display-name", default=None, help="job name (default lstm-composer-YYYYmmdd-HHMMSS)")
-    p.add_argument("--gpu-check", action="store_true",
-                   help="run the GPU smoke check (python -m trainer.gpu_check) on this machine type instead of training")
+    p.add_argument(
+        "--display-name", default=None, help="job name (default lstm-composer-YYYYmmdd-HHMMSS)"
+    )
+    p.add_argument(
+        "--gpu-check",
+        action="store_true",
+        help="run the GPU smoke check (python -m trainer.gpu_check) on this machine type instead of training",
+    )
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--dry-run", action="store_true", help="print the exact request (JSON) and submit nothing")
-    out.add_argument("--kubernetes", action="store_true",
-                     help="print a Kubernetes Job manifest for a GKE GPU node pool instead (kubectl apply -f -)")
-    p.add_argument("--kubernetes-service-account", default=None, metavar="NAME",
-                   help="with --kubernetes: the Kubernetes service account of the pods (Workload Identity for gs://)")
-    p.add_argument("--namespace", default=None, help="with --kubernetes: the namespace (default: kubectl's)")
+    out.add_argument(
+        "--dry-run", action="store_true", help="print the exact request (JSON) and submit nothing"
+    )
+    out.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="print a Kubernetes Job manifest for a GKE GPU node pool instead (kubectl apply -f -)",
+    )
+    p.add_argument(
+        "--kubernetes-service-account",
+        default=None,
+        metavar="NAME",
+        help="with --kubernetes: the Kubernetes service account of the pods (Workload Identity for gs://)",
+    )
+    p.add_argument(
+        "--namespace", default=None, help="with --kubernetes: the namespace (default: kubectl's)"
+    )
     quiet.add_verbose_flag(p)
     return p
 
@@ -60,25 +76,64 @@ def add_where_flags(p: argparse.ArgumentParser) -> None:
     """Where and on what the job runs: project, region, image, machines and GPUs, outputs, identity."""
     p.add_argument("--project", help="Google Cloud project ID (required for Vertex AI)")
     p.add_argument("--region", help="Vertex AI region, e.g. us-central1 (required for Vertex AI)")
-    p.add_argument("--image", help="the trainer image, e.g. REGION-docker.pkg.dev/PROJECT/REPOSITORY/trainer:TAG (required)")
-    p.add_argument("--machine-type", default=DEFAULT_MACHINE_TYPE,
-                   help=f"machine type of every worker (default {DEFAULT_MACHINE_TYPE}: 1 NVIDIA L4)")
-    p.add_argument("--accelerator-type", default=None, metavar="TYPE",
-                   help="GPU type (default: the machine type's own; required for n1- machines): " + ", ".join(GPU_TYPES))
-    p.add_argument("--accelerator-count", type=int, default=None, metavar="N",
-                   help="GPUs per machine (default: all the machine type has; 1 on n1-)")
-    p.add_argument("--replica-count", type=int, default=1, metavar="M",
-                   help="machines; more than 1 is a multi-worker job (MultiWorkerMirroredStrategy): "
-                   "a chief pool of 1 and a worker pool of M-1, all with the same GPUs")
-    p.add_argument("--base-output-dir", default=None, metavar="gs://BUCKET/PATH",
-                   help="Vertex AI sets AIP_MODEL_DIR, AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR below it")
-    p.add_argument("--tensorboard", default=None, metavar="ID",
-                   help="a Vertex AI TensorBoard instance (ID or projects/.../locations/.../tensorboards/ID); "
-                   "needs --service-account and --base-output-dir")
-    p.add_argument("--service-account", default=None, metavar="EMAIL", help="the service account the job runs as")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a job label (repeatable)")
-    p.add_argument("--spot", action="store_true",
-                   help="run on Spot VMs (cheaper, pre-emptible; the trainer resumes from its backup)")
+    p.add_argument(
+        "--image",
+        help="the trainer image, e.g. REGION-docker.pkg.dev/PROJECT/REPOSITORY/trainer:TAG (required)",
+    )
+    p.add_argument(
+        "--machine-type",
+        default=DEFAULT_MACHINE_TYPE,
+        help=f"machine type of every worker (default {DEFAULT_MACHINE_TYPE}: 1 NVIDIA L4)",
+    )
+    p.add_argument(
+        "--accelerator-type",
+        default=None,
+        metavar="TYPE",
+        help="GPU type (default: the machine type's own; required for n1- machines): "
+        + ", ".join(GPU_TYPES),
+    )
+    p.add_argument(
+        "--accelerator-count",
+        type=int,
+        default=None,
+        metavar="N",
+        help="GPUs per machine (default: all the machine type has; 1 on n1-)",
+    )
+    p.add_argument(
+        "--replica-count",
+        type=int,
+        default=1,
+        metavar="M",
+        help="machines; more than 1 is a multi-worker job (MultiWorkerMirroredStrategy): "
+        "a chief pool of 1 and a worker pool of M-1, all with the same GPUs",
+    )
+    p.add_argument(
+        "--base-output-dir",
+        default=None,
+        metavar="gs://BUCKET/PATH",
+        help="Vertex AI sets AIP_MODEL_DIR, AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR below it",
+    )
+    p.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="ID",
+        help="a Vertex AI TensorBoard instance (ID or projects/.../locations/.../tensorboards/ID); "
+        "needs --service-account and --base-output-dir",
+    )
+    p.add_argument(
+        "--service-account",
+        default=None,
+        metavar="EMAIL",
+        help="the service account the job runs as",
+    )
+    p.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="a job label (repeatable)"
+    )
+    p.add_argument(
+        "--spot",
+        action="store_true",
+        help="run on Spot VMs (cheaper, pre-emptible; the trainer resumes from its backup)",
+    )
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -86,12 +141,16 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     argv = list(argv)
     if "--" in argv:
         index = argv.index("--")
-        return argv[:index], argv[index + 1:]
+        return argv[:index], argv[index + 1 :]
     return argv, []
 
 
 def _describe(plan: JobPlan) -> str:
-    gpus = f"{plan.accelerator_count} x {plan.accelerator_type}" if plan.accelerator_count else "no GPU"
+    gpus = (
+        f"{plan.accelerator_count} x {plan.accelerator_type}"
+        if plan.accelerator_count
+        else "no GPU"
+    )
     machines = f"{plan.replica_count} machines" if plan.replica_count > 1 else "1 machine"
     return f"{machines} of {plan.machine_type} with {gpus}" + (" on Spot VMs" if plan.spot else "")
 
@@ -106,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         plan = plan_job(args, trainer_args)
         if args.kubernetes:
-            documents = kubernetes.kubernetes_manifest(plan, args.namespace, args.kubernetes_service_account)
+            documents = kubernetes.kubernetes_manifest(
+                plan, args.namespace, args.kubernetes_service_account
+            )
             sys.stdout.write(kubernetes.manifest_yaml(documents))
             return 0
         request = vertex.build_request(plan)
@@ -114,8 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except ImportError as exc:  # the `cloud` extra: google-cloud-aiplatform, PyYAML
-        print(f"{PROG}: error: {exc.name or exc} is not installed: python -m pip install 'lstm-composer[cloud]'",
-              file=sys.stderr)
+        print(
+            f"{PROG}: error: {exc.name or exc} is not installed: python -m pip install 'lstm-composer[cloud]'",
+            file=sys.stderr,
+        )
         return 2
     if args.dry_run:
         print(vertex.request_json(request))
@@ -134,7 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = vertex.console_url(job.name)
     if url:
         print(f"  console: {url}")
-    print(f"  logs:    gcloud ai custom-jobs stream-logs {job.name.rsplit('/', 1)[-1]} --region {plan.region}")
+    print(
+        f"  logs:    gcloud ai custom-jobs stream-logs {job.name.rsplit('/', 1)[-1]} --region {plan.region}"
+    )
     return 0
 
 

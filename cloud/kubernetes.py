@@ -27,25 +27,38 @@ TRAINER_PORT = 2222  # MultiWorkerMirroredStrategy's gRPC port in the Kubernetes
 def k8s_name(display_name: str) -> str:
     """A DNS-1123 name from the display name (pods of an indexed job append -INDEX; keep room)."""
     name = re.sub(r"[^a-z0-9-]+", "-", display_name.lower()).strip("-")
-    return (name[:52].rstrip("-") or "lstm-composer")
+    return name[:52].rstrip("-") or "lstm-composer"
 
 
-def kubernetes_manifest(plan: JobPlan, namespace: str | None = None, service_account: str | None = None) -> list[dict]:
+def kubernetes_manifest(
+    plan: JobPlan, namespace: str | None = None, service_account: str | None = None
+) -> list[dict]:
     """A Job (plus a headless Service for several workers) for a GKE GPU node pool."""
     name = k8s_name(plan.display_name)
-    labels = {"app.kubernetes.io/name": "lstm-composer", "app.kubernetes.io/component": "trainer", **plan.labels}
+    labels = {
+        "app.kubernetes.io/name": "lstm-composer",
+        "app.kubernetes.io/component": "trainer",
+        **plan.labels,
+    }
     metadata: dict[str, Any] = {"name": name, "labels": labels}
     if namespace:
         metadata["namespace"] = namespace
     container, env = trainer_container(plan)
     pod_spec = pod_spec_for(plan, container, service_account)
-    job_spec: dict[str, Any] = {"backoffLimit": 3, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 3,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
     documents: list[dict] = []
     if plan.replica_count > 1:
-        documents.append(make_multi_worker(plan, name, metadata, container, env, pod_spec, job_spec))
+        documents.append(
+            make_multi_worker(plan, name, metadata, container, env, pod_spec, job_spec)
+        )
     if env:
         container["env"] = env
-    documents.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec})
+    documents.append(
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+    )
     return documents
 
 
@@ -74,7 +87,9 @@ def trainer_container(plan: JobPlan) -> tuple[dict[str, Any], list[dict]]:
     return container, env
 
 
-def pod_spec_for(plan: JobPlan, container: dict[str, Any], service_account: str | None) -> dict[str, Any]:
+def pod_spec_for(
+    plan: JobPlan, container: dict[str, Any], service_account: str | None
+) -> dict[str, Any]:
     """The pod: non-root, shared memory for NCCL, on a GPU (and Spot) node pool when asked."""
     node_selector: dict[str, str] = {}
     tolerations: list[dict] = []
@@ -83,7 +98,14 @@ def pod_spec_for(plan: JobPlan, container: dict[str, Any], service_account: str 
         tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
     if plan.spot:
         node_selector["cloud.google.com/gke-spot"] = "true"
-        tolerations.append({"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"})
+        tolerations.append(
+            {
+                "key": "cloud.google.com/gke-spot",
+                "operator": "Equal",
+                "value": "true",
+                "effect": "NoSchedule",
+            }
+        )
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000},
@@ -99,22 +121,32 @@ def pod_spec_for(plan: JobPlan, container: dict[str, Any], service_account: str 
     return pod_spec
 
 
-def make_multi_worker(plan: JobPlan, name: str, metadata: dict[str, Any], container: dict[str, Any],
-                      env: list[dict], pod_spec: dict[str, Any], job_spec: dict[str, Any]) -> dict:
+def make_multi_worker(
+    plan: JobPlan,
+    name: str,
+    metadata: dict[str, Any],
+    container: dict[str, Any],
+    env: list[dict],
+    pod_spec: dict[str, Any],
+    job_spec: dict[str, Any],
+) -> dict:
     """Several workers: one pod each (an Indexed Job), each with a stable DNS name NAME-INDEX.NAME
     through a headless Service (returned); TF_CONFIG is made at start from the pod's
     JOB_COMPLETION_INDEX (worker 0 is the chief)."""
     workers = [f"{name}-{i}.{name}:{TRAINER_PORT}" for i in range(plan.replica_count)]
     env.append({"name": "TF_CLUSTER", "value": json.dumps({"worker": workers})})
     container["command"] = [
-        "/bin/sh", "-c",
+        "/bin/sh",
+        "-c",
         'export TF_CONFIG="{\\"cluster\\": $TF_CLUSTER, \\"task\\": {\\"type\\": \\"worker\\", '
         '\\"index\\": $JOB_COMPLETION_INDEX}}"; exec python -m trainer.task "$@"',
         "trainer.task",
     ]
     container["ports"] = [{"containerPort": TRAINER_PORT, "name": "tf-worker"}]
     pod_spec["subdomain"] = name
-    job_spec.update(completionMode="Indexed", completions=plan.replica_count, parallelism=plan.replica_count)
+    job_spec.update(
+        completionMode="Indexed", completions=plan.replica_count, parallelism=plan.replica_count
+    )
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -27,8 +27,10 @@ BUILT_IN_GPUS: dict[str, tuple[str, int]] = {
     "a3-megagpu-8g": ("NVIDIA_H100_MEGA_80GB", 8),
     "a3-ultragpu-8g": ("NVIDIA_H200_141GB", 8),
     "a4-highgpu-8g": ("NVIDIA_B200", 8),
-    **{f"g2-standard-{cpus}": ("NVIDIA_L4", gpus)
-       for cpus, gpus in {4: 1, 8: 1, 12: 1, 16: 1, 24: 2, 32: 1, 48: 4, 96: 8}.items()},
+    **{
+        f"g2-standard-{cpus}": ("NVIDIA_L4", gpus)
+        for cpus, gpus in {4: 1, 8: 1, 12: 1, 16: 1, 24: 2, 32: 1, 48: 4, 96: 8}.items()
+    },
 }
 # General-purpose machine types (vCPUs per shape): no GPU, except the GPUs n1- machines take attached.
 _CPU_SHAPES: dict[str, tuple[int, ...]] = {
@@ -64,10 +66,14 @@ def check_machine_type(machine_type: str) -> None:
         return
     shapes = [m for m in MACHINE_TYPES if family(m) == family(machine_type)]
     if shapes:
-        raise SubmitError(f"--machine-type {machine_type} is not a shape of the {family(machine_type)} family; "
-                          f"use one of {', '.join(shapes)}")
-    raise SubmitError(f"--machine-type {machine_type} is not a machine type this tool knows; known families: "
-                      f"{', '.join(FAMILIES)} (e.g. {DEFAULT_MACHINE_TYPE})")
+        raise SubmitError(
+            f"--machine-type {machine_type} is not a shape of the {family(machine_type)} family; "
+            f"use one of {', '.join(shapes)}"
+        )
+    raise SubmitError(
+        f"--machine-type {machine_type} is not a machine type this tool knows; known families: "
+        f"{', '.join(FAMILIES)} (e.g. {DEFAULT_MACHINE_TYPE})"
+    )
 
 
 # N1 machines: GPUs attach in these counts.
@@ -107,7 +113,9 @@ def _same_family_with(machine_type: str, count: int) -> str | None:
     return None
 
 
-def resolve_accelerators(machine_type: str, accelerator_type: str | None, count: int | None) -> tuple[str | None, int]:
+def resolve_accelerators(
+    machine_type: str, accelerator_type: str | None, count: int | None
+) -> tuple[str | None, int]:
     """The (accelerator type, count) for a machine; raises :class:`SubmitError` for what cannot be."""
     check_machine_type(machine_type)
     if accelerator_type is not None and accelerator_type not in GPU_TYPES:

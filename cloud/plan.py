@@ -17,8 +17,8 @@ import contextlib
 import io
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from cloud.machines import SubmitError, resolve_accelerators
 from trainer import flags
@@ -76,13 +76,19 @@ def bucket_problem(bucket: str) -> str | None:
 
 def _gcs_dir(value: str, flag: str) -> str:
     if not value.startswith("gs://"):
-        raise SubmitError(f"{flag} must be a gs:// path such as gs://my-bucket/lstm-composer/run-1, not {value!r}")
-    bucket = value[len("gs://"):].split("/", 1)[0]
+        raise SubmitError(
+            f"{flag} must be a gs:// path such as gs://my-bucket/lstm-composer/run-1, not {value!r}"
+        )
+    bucket = value[len("gs://") :].split("/", 1)[0]
     if not bucket:
-        raise SubmitError(f"{flag} {value!r} names no bucket: give a path such as gs://my-bucket/lstm-composer/run-1")
+        raise SubmitError(
+            f"{flag} {value!r} names no bucket: give a path such as gs://my-bucket/lstm-composer/run-1"
+        )
     problem = bucket_problem(bucket)
     if problem:
-        raise SubmitError(f"{flag} {value!r}: {bucket!r} cannot be a Cloud Storage bucket: {problem}")
+        raise SubmitError(
+            f"{flag} {value!r}: {bucket!r} cannot be a Cloud Storage bucket: {problem}"
+        )
     return value.rstrip("/")
 
 
@@ -125,7 +131,9 @@ def plan_job(args: argparse.Namespace, trainer_args: list[str]) -> JobPlan:
     base = _gcs_dir(args.base_output_dir, "--base-output-dir") if args.base_output_dir else None
     tensorboard = resolve_tensorboard(args, base)
     if args.service_account and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]+", args.service_account):
-        raise SubmitError(f"--service-account {args.service_account!r} is not a service account e-mail")
+        raise SubmitError(
+            f"--service-account {args.service_account!r} is not a service account e-mail"
+        )
     labels = parse_labels(args.label)
     if args.gpu_check:
         check_gpu_check(args, trainer_args, accelerator_count)
@@ -154,14 +162,27 @@ def plan_job(args: argparse.Namespace, trainer_args: list[str]) -> JobPlan:
 def check_target(args: argparse.Namespace) -> None:
     """Where the job runs: a Vertex AI project and region, or a cluster; the image; the replicas."""
     if not args.kubernetes:
-        missing = [flag for flag, value in (("--project", args.project), ("--region", args.region),
-                                            ("--image", args.image)) if not value]
+        missing = [
+            flag
+            for flag, value in (
+                ("--project", args.project),
+                ("--region", args.region),
+                ("--image", args.image),
+            )
+            if not value
+        ]
         if missing:
-            raise SubmitError(f"missing {', '.join(missing)}: a Vertex AI job needs a project, a region and the trainer image")
+            raise SubmitError(
+                f"missing {', '.join(missing)}: a Vertex AI job needs a project, a region and the trainer image"
+            )
         if not _PROJECT.fullmatch(args.project):
-            raise SubmitError(f"--project {args.project!r} is not a project ID (6-30 lowercase letters, digits and hyphens)")
+            raise SubmitError(
+                f"--project {args.project!r} is not a project ID (6-30 lowercase letters, digits and hyphens)"
+            )
         if not _REGION.fullmatch(args.region):
-            raise SubmitError(f"--region {args.region!r} is not a region such as us-central1 or europe-west4")
+            raise SubmitError(
+                f"--region {args.region!r} is not a region such as us-central1 or europe-west4"
+            )
     elif not args.image:
         raise SubmitError("missing --image: the Kubernetes Job needs the trainer image")
     if any(c.isspace() for c in args.image):
@@ -175,36 +196,53 @@ def resolve_tensorboard(args: argparse.Namespace, base: str | None) -> str | Non
     if not args.tensorboard:
         return None
     if args.kubernetes:
-        raise SubmitError("--tensorboard is a Vertex AI TensorBoard instance; a Kubernetes job cannot use it")
+        raise SubmitError(
+            "--tensorboard is a Vertex AI TensorBoard instance; a Kubernetes job cannot use it"
+        )
     if not args.service_account:
-        raise SubmitError("--tensorboard needs --service-account: Vertex AI uploads the logs as that service account")
+        raise SubmitError(
+            "--tensorboard needs --service-account: Vertex AI uploads the logs as that service account"
+        )
     if not base:
-        raise SubmitError("--tensorboard needs --base-output-dir: Vertex AI uploads the logs written to its logs/ folder")
+        raise SubmitError(
+            "--tensorboard needs --base-output-dir: Vertex AI uploads the logs written to its logs/ folder"
+        )
     tensorboard = args.tensorboard
     if "/" not in tensorboard:
         tensorboard = f"projects/{args.project}/locations/{args.region}/tensorboards/{tensorboard}"
     match = re.fullmatch(r"projects/[^/]+/locations/([^/]+)/tensorboards/[^/]+", tensorboard)
     if not match:
-        raise SubmitError(f"--tensorboard {args.tensorboard!r} is neither an ID nor projects/P/locations/R/tensorboards/ID")
+        raise SubmitError(
+            f"--tensorboard {args.tensorboard!r} is neither an ID nor projects/P/locations/R/tensorboards/ID"
+        )
     if match.group(1) != args.region:
-        raise SubmitError(f"--tensorboard is in {match.group(1)} but the job runs in {args.region}: they must match")
+        raise SubmitError(
+            f"--tensorboard is in {match.group(1)} but the job runs in {args.region}: they must match"
+        )
     return tensorboard
 
 
-def check_gpu_check(args: argparse.Namespace, trainer_args: list[str], accelerator_count: int) -> None:
+def check_gpu_check(
+    args: argparse.Namespace, trainer_args: list[str], accelerator_count: int
+) -> None:
     """``--gpu-check`` runs the image's GPU smoke check: no trainer flags, and a GPU to check."""
     if trainer_args:
-        raise SubmitError("--gpu-check runs python -m trainer.gpu_check, not training: leave out the trainer's flags after '--'")
+        raise SubmitError(
+            "--gpu-check runs python -m trainer.gpu_check, not training: leave out the trainer's flags after '--'"
+        )
     if not accelerator_count:
         raise SubmitError(f"--gpu-check needs a GPU, and {args.machine_type} is given none")
 
 
-def check_training(args: argparse.Namespace, trainer_args: list[str], accelerator_count: int,
-                   base: str | None) -> None:
+def check_training(
+    args: argparse.Namespace, trainer_args: list[str], accelerator_count: int, base: str | None
+) -> None:
     """The trainer's flags, with the trainer's own parser, and what the cloud adds: paths in Cloud
     Storage, a distribution that matches the replicas, a global batch of at least one per GPU."""
     if not trainer_args:
-        raise SubmitError("the trainer's flags are missing: add them after '--', at least --data-dir gs://BUCKET/records")
+        raise SubmitError(
+            "the trainer's flags are missing: add them after '--', at least --data-dir gs://BUCKET/records"
+        )
     trainer = parse_trainer_args(trainer_args)
     if not _remote(trainer.data_dir):
         raise SubmitError(
@@ -212,7 +250,9 @@ def check_training(args: argparse.Namespace, trainer_args: list[str], accelerato
             "read only gs://... (or /gcs/...) paths; upload the records or run the pipeline on Dataflow"
         )
     if trainer.job_dir and not _remote(trainer.job_dir):
-        raise SubmitError(f"the trainer's --job-dir {trainer.job_dir!r} must be a gs:// (or /gcs/) path: the container's disk is thrown away")
+        raise SubmitError(
+            f"the trainer's --job-dir {trainer.job_dir!r} must be a gs:// (or /gcs/) path: the container's disk is thrown away"
+        )
     if not trainer.job_dir and not base:
         raise SubmitError(
             "the job would write nowhere: give --base-output-dir gs://BUCKET/PATH (Vertex AI then sets "

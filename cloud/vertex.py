@@ -34,7 +34,9 @@ def build_request(plan: JobPlan):
         container.command = plan.command  # replaces the image's ENTRYPOINT; a list, never a string
 
     def pool(replicas: int):
-        return types.WorkerPoolSpec(machine_spec=machine, replica_count=replicas, container_spec=container)
+        return types.WorkerPoolSpec(
+            machine_spec=machine, replica_count=replicas, container_spec=container
+        )
 
     pools = [pool(1)]  # pool 0: the chief, which trains too
     if plan.replica_count > 1:
@@ -54,7 +56,9 @@ def build_request(plan: JobPlan):
             scheduling.restart_job_on_worker_restart = True
         spec.scheduling = scheduling
     job = types.CustomJob(display_name=plan.display_name, job_spec=spec, labels=plan.labels)
-    return types.CreateCustomJobRequest(parent=f"projects/{plan.project}/locations/{plan.region}", custom_job=job)
+    return types.CreateCustomJobRequest(
+        parent=f"projects/{plan.project}/locations/{plan.region}", custom_job=job
+    )
 
 
 def request_json(request) -> str:
@@ -68,7 +72,9 @@ def submit(request, region: str):
     """Send the request to Vertex AI; returns the created ``CustomJob``."""
     from google.cloud import aiplatform_v1
 
-    client = aiplatform_v1.JobServiceClient(client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"})
+    client = aiplatform_v1.JobServiceClient(
+        client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"}
+    )
     return client.create_custom_job(request=request)
 
 

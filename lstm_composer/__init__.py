@@ -13,20 +13,39 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from preprocessing import quiet  # the standard library only: every subcommand shares its --verbose
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "quickstart": ("lstm_composer.quickstart:main", "the whole chain on the embedded dataset, sized for a laptop CPU"),
-    "sample-data": ("preprocessing.sample_data:main", "render the embedded default dataset to MIDI files"),
-    "preprocess": ("preprocessing.pipeline:main", "MIDI folder -> vocabulary + windowed TFRecords (Apache Beam)"),
-    "train": ("trainer.task:main", "train the LSTM on the records (tf.distribute, checkpoints, TensorBoard)"),
-    "generate": ("trainer.generate:main", "compose MIDI with a trained model (plus piano roll and summary)"),
-    "evaluate": ("trainer.evaluate:main",
-                 "measure a trained model: next-token accuracy against baselines, music measures of its pieces"),
-    "submit": ("cloud.cli:main",
-               "run training on Vertex AI GPUs (1 GPU, 8 GPUs, several machines) or print a GKE Job manifest"),
+    "quickstart": (
+        "lstm_composer.quickstart:main",
+        "the whole chain on the embedded dataset, sized for a laptop CPU",
+    ),
+    "sample-data": (
+        "preprocessing.sample_data:main",
+        "render the embedded default dataset to MIDI files",
+    ),
+    "preprocess": (
+        "preprocessing.pipeline:main",
+        "MIDI folder -> vocabulary + windowed TFRecords (Apache Beam)",
+    ),
+    "train": (
+        "trainer.task:main",
+        "train the LSTM on the records (tf.distribute, checkpoints, TensorBoard)",
+    ),
+    "generate": (
+        "trainer.generate:main",
+        "compose MIDI with a trained model (plus piano roll and summary)",
+    ),
+    "evaluate": (
+        "trainer.evaluate:main",
+        "measure a trained model: next-token accuracy against baselines, music measures of its pieces",
+    ),
+    "submit": (
+        "cloud.cli:main",
+        "run training on Vertex AI GPUs (1 GPU, 8 GPUs, several machines) or print a GKE Job manifest",
+    ),
 }
 
 
@@ -37,10 +56,16 @@ def entry_point(name: str) -> Callable[[list[str]], int]:
 
 def usage() -> str:
     width = max(map(len, SUBCOMMANDS))
-    lines = ["usage: lstm-composer <subcommand> [flags]   (lstm-composer <subcommand> --help for its flags)", ""]
+    lines = [
+        "usage: lstm-composer <subcommand> [flags]   (lstm-composer <subcommand> --help for its flags)",
+        "",
+    ]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
-    lines += ["", f"Every subcommand takes --verbose (or {quiet.VERBOSE_ENV}=1): also show TensorFlow's and Beam's "
-              "own log lines."]
+    lines += [
+        "",
+        f"Every subcommand takes --verbose (or {quiet.VERBOSE_ENV}=1): also show TensorFlow's and Beam's "
+        "own log lines.",
+    ]
     return "\n".join(lines)
 
 

@@ -13,8 +13,9 @@ import contextlib
 import io
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from preprocessing import quiet
 
@@ -73,13 +74,18 @@ FROM_WORKDIR = ("--output", "--data-dir", "--job-dir", "--model-dir")
 
 
 def describe_preset(preset: dict[str, dict[str, Any]]) -> str:
-    return "; ".join(f"{job}: " + ", ".join(f"--{dest.replace('_', '-')} {value}" for dest, value in values.items())
-                     for job, values in preset.items())
+    return "; ".join(
+        f"{job}: "
+        + ", ".join(f"--{dest.replace('_', '-')} {value}" for dest, value in values.items())
+        for job, values in preset.items()
+    )
 
 
 def quickstart_parser() -> argparse.ArgumentParser:
     preset = describe_preset(PRESET) + "".join(
-        f"; with --encoding {name}: {describe_preset(extra)}" for name, extra in ENCODING_PRESET.items())
+        f"; with --encoding {name}: {describe_preset(extra)}"
+        for name, extra in ENCODING_PRESET.items()
+    )
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Render the embedded dataset (if absent), preprocess it, train a small model and compose "
@@ -89,19 +95,25 @@ def quickstart_parser() -> argparse.ArgumentParser:
         epilog=f"The preset (defaults that differ from each job's own): {preset}.",
         allow_abbrev=False,
     )
-    p.add_argument("--workdir", default="runs/quickstart", help="where records, job directory and music go")
+    p.add_argument(
+        "--workdir", default="runs/quickstart", help="where records, job directory and music go"
+    )
     quiet.add_verbose_flag(p)
     return p
 
 
-def route_flags(argv: Sequence[str], parsers: dict[str, argparse.ArgumentParser]) -> dict[str, list[str]]:
+def route_flags(
+    argv: Sequence[str], parsers: dict[str, argparse.ArgumentParser]
+) -> dict[str, list[str]]:
     """Each flag of ``argv`` (with its value) for every job whose parser knows its exact name.
 
     argparse has no public list of a parser's options; ``_actions`` has been where they live since
     Python 3.2. Raises :class:`ValueError` for a flag that no job knows.
     """
     takes_value = {
-        job: {name: action.nargs != 0 for action in parser._actions for name in action.option_strings}  # noqa: SLF001
+        job: {
+            name: action.nargs != 0 for action in parser._actions for name in action.option_strings
+        }  # noqa: SLF001
         for job, parser in parsers.items()
     }
     routed: dict[str, list[str]] = {job: [] for job in parsers}
@@ -111,7 +123,9 @@ def route_flags(argv: Sequence[str], parsers: dict[str, argparse.ArgumentParser]
         name, has_value, _ = token.partition("=")
         owners = [job for job, table in takes_value.items() if name in table]
         if not owners:
-            raise ValueError(f"unrecognized arguments: {token} (not a flag of {', '.join(parsers)})")
+            raise ValueError(
+                f"unrecognized arguments: {token} (not a flag of {', '.join(parsers)})"
+            )
         words = [token]
         if not has_value and takes_value[owners[0]][name] and index + 1 < len(argv):
             index += 1
@@ -136,7 +150,10 @@ class Stages:
         print(f"\n[{self.index}/{self.total}] {what} ...", flush=True)
 
     def done(self, detail: str = "") -> None:
-        print(f"[{self.index}/{self.total}] done in {time.perf_counter() - self._t:.0f} s{detail}", flush=True)
+        print(
+            f"[{self.index}/{self.total}] done in {time.perf_counter() - self._t:.0f} s{detail}",
+            flush=True,
+        )
 
 
 class Jobs(NamedTuple):
@@ -157,8 +174,14 @@ def job_flags(parse: Callable[..., Any], *args: Any) -> Any:
         with contextlib.redirect_stderr(stderr):
             return parse(*args)
     except SystemExit:
-        errors = [line.split(": error: ", 1)[1] for line in stderr.getvalue().splitlines() if ": error: " in line]
-        raise ValueError(errors[-1] if errors else stderr.getvalue().strip() or "invalid flags") from None
+        errors = [
+            line.split(": error: ", 1)[1]
+            for line in stderr.getvalue().splitlines()
+            if ": error: " in line
+        ]
+        raise ValueError(
+            errors[-1] if errors else stderr.getvalue().strip() or "invalid flags"
+        ) from None
 
 
 def plan_jobs(argv: Sequence[str], parsers: dict[str, argparse.ArgumentParser]) -> Jobs:
@@ -170,17 +193,26 @@ def plan_jobs(argv: Sequence[str], parsers: dict[str, argparse.ArgumentParser]) 
     routed = route_flags(argv, parsers)
     taken = [word for word in argv if word.partition("=")[0] in FROM_WORKDIR]
     if taken:
-        raise ValueError(f"{taken[0]} is set from --workdir by the quickstart; give --workdir instead")
+        raise ValueError(
+            f"{taken[0]} is set from --workdir by the quickstart; give --workdir instead"
+        )
     work = parsers["quickstart"].parse_args(routed["quickstart"]).workdir.rstrip("/")
     data_dir, job_dir = f"{work}/data", f"{work}/job"
     prep_argv = routed["preprocess"] + ["--output", data_dir]
     encoding = job_flags(options.parse_args, prep_argv, PRESET["preprocess"])[0].encoding
     preset = preset_for(encoding)
     prep, beam_args = job_flags(options.parse_args, prep_argv, preset["preprocess"])
-    train_args = job_flags(flags.parse_args, routed["train"] + ["--data-dir", data_dir, "--job-dir", job_dir],
-                           preset["train"])
-    compose_args = job_flags(generate_flags.parse_args, routed["generate"] + [
-        "--model-dir", f"{job_dir}/model", "--output", f"{work}/composition.mid"], preset["generate"])
+    train_args = job_flags(
+        flags.parse_args,
+        routed["train"] + ["--data-dir", data_dir, "--job-dir", job_dir],
+        preset["train"],
+    )
+    compose_args = job_flags(
+        generate_flags.parse_args,
+        routed["generate"]
+        + ["--model-dir", f"{job_dir}/model", "--output", f"{work}/composition.mid"],
+        preset["generate"],
+    )
     return Jobs(work, prep, beam_args, train_args, compose_args)
 
 
@@ -196,8 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trainer import flags, generate_flags
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parsers = {"quickstart": quickstart_parser(), "preprocess": options.build_parser(),
-               "train": flags.build_parser(), "generate": generate_flags.build_parser()}
+    parsers = {
+        "quickstart": quickstart_parser(),
+        "preprocess": options.build_parser(),
+        "train": flags.build_parser(),
+        "generate": generate_flags.build_parser(),
+    }
     try:
         jobs = plan_jobs(argv, parsers)
     except ValueError as exc:
@@ -235,7 +271,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if code:
         return code
     stages.done()
-    print(report(stages, a.data_dir, outcome.manifest.windows(TRAIN), a.job_dir, jobs.generate.output, metrics))
+    print(
+        report(
+            stages,
+            a.data_dir,
+            outcome.manifest.windows(TRAIN),
+            a.job_dir,
+            jobs.generate.output,
+            metrics,
+        )
+    )
     return 0
 
 
@@ -258,33 +303,46 @@ def comparison(metrics: dict) -> list[str]:
 
     lstm, bigram = metrics.get("val_accuracy"), metrics.get("bigram_val_accuracy")
     epoch, last = metrics.get("epoch"), metrics.get("last_epoch")
-    which = f"epoch {epoch} of {last}, the lowest validation loss" if epoch is not None and last else "the last epoch"
+    which = (
+        f"epoch {epoch} of {last}, the lowest validation loss"
+        if epoch is not None and last
+        else "the last epoch"
+    )
     lines = [f"validation next-token accuracy of the exported model ({which}):"]
     if lstm is not None and bigram is not None:
         points = 100 * (lstm - bigram)
         verdict = "clears" if points >= BIGRAM_MARGIN_POINTS else "is below"
-        lines.append(f"  LSTM {pct('val_accuracy')} vs bigram {pct('bigram_val_accuracy')}: {points:+.1f} points "
-                     f"({verdict} the +{BIGRAM_MARGIN_POINTS:g} points bar)")
+        lines.append(
+            f"  LSTM {pct('val_accuracy')} vs bigram {pct('bigram_val_accuracy')}: {points:+.1f} points "
+            f"({verdict} the +{BIGRAM_MARGIN_POINTS:g} points bar)"
+        )
     else:
-        lines += [f"  LSTM             {pct('val_accuracy')}", f"  bigram baseline  {pct('bigram_val_accuracy')}"]
+        lines += [
+            f"  LSTM             {pct('val_accuracy')}",
+            f"  bigram baseline  {pct('bigram_val_accuracy')}",
+        ]
     lines.append(f"  unigram baseline {pct('unigram_val_accuracy')}")
     return lines
 
 
-def report(stages: Stages, data_dir: str, train_windows: int, job_dir: str, music: str, metrics: dict) -> str:
+def report(
+    stages: Stages, data_dir: str, train_windows: int, job_dir: str, music: str, metrics: dict
+) -> str:
     """Where everything went, and the exported model's accuracy beside the baselines'."""
-    return "\n".join([
-        "",
-        f"quickstart finished in {time.perf_counter() - stages.started:.0f} s",
-        f"  records          {data_dir}  ({train_windows:,} training windows)",
-        f"  checkpoints      {job_dir}/checkpoints",
-        f"  model            {job_dir}/model/model.keras",
-        f"  TensorBoard logs {job_dir}/logs",
-        f"  composition      {music}",
-        f"  piano roll       {music[:-4]}.png",
-        f"  audio            {music[:-4]}.wav",
-        "",
-        *comparison(metrics),
-        "",
-        f"watch it: tensorboard --logdir {job_dir}/logs",
-    ])
+    return "\n".join(
+        [
+            "",
+            f"quickstart finished in {time.perf_counter() - stages.started:.0f} s",
+            f"  records          {data_dir}  ({train_windows:,} training windows)",
+            f"  checkpoints      {job_dir}/checkpoints",
+            f"  model            {job_dir}/model/model.keras",
+            f"  TensorBoard logs {job_dir}/logs",
+            f"  composition      {music}",
+            f"  piano roll       {music[:-4]}.png",
+            f"  audio            {music[:-4]}.wav",
+            "",
+            *comparison(metrics),
+            "",
+            f"watch it: tensorboard --logdir {job_dir}/logs",
+        ]
+    )

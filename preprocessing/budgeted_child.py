@@ -43,7 +43,8 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 CHILD_MODULE = "preprocessing.budgeted_child"
 READY = "ready"
@@ -89,7 +90,7 @@ class _TimedOut(Exception):
 def write_frame(fd: int, payload: bytes) -> None:
     data = memoryview(_HEADER.pack(len(payload)) + payload)
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def read_exactly(fd: int, size: int, deadline: float | None) -> bytes:
@@ -206,10 +207,14 @@ class BudgetedFunction:
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", CHILD_MODULE, self.reference],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_environment(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=child_environment(),
             )
         except OSError as exc:
-            raise StartFailed(f"could not start a child process for {self.reference}: {exc}") from exc
+            raise StartFailed(
+                f"could not start a child process for {self.reference}: {exc}"
+            ) from exc
         self._finalizer = weakref.finalize(self, _stop_process, self._process)
         self._ready = False
 
@@ -221,7 +226,7 @@ class BudgetedFunction:
         self._finalizer = None
         self._ready = False
 
-    def __enter__(self) -> "BudgetedFunction":
+    def __enter__(self) -> BudgetedFunction:
         self.start()
         return self
 
@@ -234,16 +239,26 @@ class BudgetedFunction:
         if self._ready:
             return
         try:
-            reply = pickle.loads(read_frame(self._process.stdout.fileno(), time.monotonic() + self.start_seconds))
+            reply = pickle.loads(
+                read_frame(self._process.stdout.fileno(), time.monotonic() + self.start_seconds)
+            )
         except (_TimedOut, EOFError, OSError) as exc:
             reason = exit_reason(self._process) if not isinstance(exc, _TimedOut) else ""
             self.stop()
-            detail = f"not ready within {self.start_seconds:g} s" if isinstance(exc, _TimedOut) else reason
-            raise StartFailed(f"the child process for {self.reference} failed to start: {detail} "
-                              "(its error, if any, is on stderr)") from None
+            detail = (
+                f"not ready within {self.start_seconds:g} s"
+                if isinstance(exc, _TimedOut)
+                else reason
+            )
+            raise StartFailed(
+                f"the child process for {self.reference} failed to start: {detail} "
+                "(its error, if any, is on stderr)"
+            ) from None
         if reply != READY:
             self.stop()
-            raise StartFailed(f"the child process for {self.reference} sent {reply!r} instead of {READY!r}")
+            raise StartFailed(
+                f"the child process for {self.reference} sent {reply!r} instead of {READY!r}"
+            )
         self._ready = True
 
     def __call__(self, *args: Any) -> Any:
@@ -251,7 +266,9 @@ class BudgetedFunction:
         process = self._process
         try:
             write_frame(process.stdin.fileno(), pickle.dumps(args, pickle.HIGHEST_PROTOCOL))
-            reply = pickle.loads(read_frame(process.stdout.fileno(), time.monotonic() + self.seconds))
+            reply = pickle.loads(
+                read_frame(process.stdout.fileno(), time.monotonic() + self.seconds)
+            )
         except _TimedOut:
             self._replace()
             raise OverBudget(self.seconds) from None
@@ -303,7 +320,9 @@ def serve(reference: str) -> None:
         try:
             payload = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001 - an unpicklable result is the function's error
-            payload = pickle.dumps(("error", type(exc).__name__, f"the result cannot be sent back: {exc}"))
+            payload = pickle.dumps(
+                ("error", type(exc).__name__, f"the result cannot be sent back: {exc}")
+            )
         write_frame(replies, payload)
 
 

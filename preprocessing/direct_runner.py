@@ -15,7 +15,7 @@ import gc
 import heapq
 import os
 import sys
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -31,7 +31,10 @@ def is_direct_runner(runner: str | None) -> bool:
     """True for Beam's DirectRunner under any of its spellings (None is Beam's default: the DirectRunner)."""
     if runner is None:
         return True
-    return isinstance(runner, str) and runner.rsplit(".", 1)[-1].lower() in ("directrunner", "direct")
+    return isinstance(runner, str) and runner.rsplit(".", 1)[-1].lower() in (
+        "directrunner",
+        "direct",
+    )
 
 
 def _has_flag(beam_args: Sequence[str], name: str) -> bool:
@@ -59,7 +62,11 @@ def with_local_defaults(beam_args: Sequence[str]) -> list[str]:
         beam_args.append("--direct_running_mode=multi_processing")
         if not _has_flag(beam_args, "--direct_num_workers"):
             beam_args.append(f"--direct_num_workers={os.cpu_count() or 1}")
-    if is_direct_runner(runner) and not quiet.verbose() and not _has_flag(beam_args, "--default_sdk_harness_log_level"):
+    if (
+        is_direct_runner(runner)
+        and not quiet.verbose()
+        and not _has_flag(beam_args, "--default_sdk_harness_log_level")
+    ):
         beam_args.append(f"--default_sdk_harness_log_level={WORKER_LOG_LEVEL}")
     return beam_args
 

@@ -15,7 +15,7 @@ import math
 import os
 import posixpath
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -58,7 +58,11 @@ def file_key(path: str, root: str) -> str:
     """A file's path relative to the input folder, with forward slashes: what the split hashes."""
     path = path.replace("\\", "/")
     root = root.replace("\\", "/")
-    return path[len(root):].lstrip("/") if root and path.startswith(root) else posixpath.basename(path)
+    return (
+        path[len(root) :].lstrip("/")
+        if root and path.startswith(root)
+        else posixpath.basename(path)
+    )
 
 
 def match_inputs(pattern: str) -> list:
@@ -76,7 +80,9 @@ def match_inputs(pattern: str) -> list:
     return files
 
 
-def choose_num_shards(total_midi_bytes: int, sequence_length: int, stride: int, transpose: int = 0) -> int:
+def choose_num_shards(
+    total_midi_bytes: int, sequence_length: int, stride: int, transpose: int = 0
+) -> int:
     """Train shards for an input of this size: about TARGET_SHARD_BYTES each, between 1 and MAX_SHARDS.
 
     ``--transpose K`` multiplies the training windows by up to 1 + 2K, and a shard is built in memory:
@@ -123,12 +129,18 @@ def beam_temp_folders(output: str) -> list[str]:
     """The ``beam-temp-*`` folders in ``output``: what Beam's file sinks leave behind when a run dies."""
     prefix = records.join(output, BEAM_TEMP)
     (match,) = FileSystems.match([prefix + "**"])
-    folders = {prefix + m.path[len(prefix):].split("/", 1)[0] for m in match.metadata_list
-               if "/" in m.path[len(prefix):]}
+    folders = {
+        prefix + m.path[len(prefix) :].split("/", 1)[0]
+        for m in match.metadata_list
+        if "/" in m.path[len(prefix) :]
+    }
     # a local match lists files only: add empty folders
     if _is_local(output) and os.path.isdir(output):
-        folders |= {records.join(output, n) for n in os.listdir(output)
-                    if n.startswith(BEAM_TEMP) and os.path.isdir(os.path.join(output, n))}
+        folders |= {
+            records.join(output, n)
+            for n in os.listdir(output)
+            if n.startswith(BEAM_TEMP) and os.path.isdir(os.path.join(output, n))
+        }
     return sorted(folders)
 
 
@@ -159,8 +171,9 @@ def publish(output: str, texts: Sequence[tuple[str, str | bytes]], run_id: str) 
         FileSystems.rename([temporary], [final])
 
 
-def remove_stale(output: str, keep: Iterable[str], published: Sequence[str] = (),
-                 replaced: Sequence[str] = ()) -> list[str]:
+def remove_stale(
+    output: str, keep: Iterable[str], published: Sequence[str] = (), replaced: Sequence[str] = ()
+) -> list[str]:
     """After a manifest landed: delete every shard (and temporary file) in ``output`` it does not list.
 
     Those are the replaced output's shards and what interrupted runs left (``published`` names the files
@@ -176,12 +189,22 @@ def remove_stale(output: str, keep: Iterable[str], published: Sequence[str] = ()
     patterns += [name for name in replaced if name not in published]
     try:
         matches = FileSystems.match([records.join(output, pattern) for pattern in patterns])
-        stale = sorted({m.path for match in matches for m in match.metadata_list
-                        if posixpath.basename(m.path.replace("\\", "/")) not in keep})
+        stale = sorted(
+            {
+                m.path
+                for match in matches
+                for m in match.metadata_list
+                if posixpath.basename(m.path.replace("\\", "/")) not in keep
+            }
+        )
         if stale:
             FileSystems.delete(stale)
     except Exception as exc:  # noqa: BLE001
-        LOGGER.warning("could not remove the replaced files in %s (the next run will): %s", output, first_line(exc))
+        LOGGER.warning(
+            "could not remove the replaced files in %s (the next run will): %s",
+            output,
+            first_line(exc),
+        )
         return []
     return stale
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from preprocessing import quiet, records, windowing
+from preprocessing.direct_runner import with_local_defaults
 from preprocessing.encodings import registry
 from preprocessing.encodings.base import PARTS_MODES
-from preprocessing.direct_runner import with_local_defaults
 from preprocessing.files import MAX_SHARDS
 
 PROG = "lstm-composer preprocess"
@@ -59,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         "or gs://. Default: the embedded dataset, rendered from music21's corpus on first use.",
     )
     parser.add_argument("--output", required=True, help="output folder, local or gs://")
-    parser.add_argument("--sequence-length", type=int, default=100, help="tokens per window (default 100)")
-    parser.add_argument("--stride", type=int, default=1, help="tokens between window starts (default 1)")
+    parser.add_argument(
+        "--sequence-length", type=int, default=100, help="tokens per window (default 100)"
+    )
+    parser.add_argument(
+        "--stride", type=int, default=1, help="tokens between window starts (default 1)"
+    )
     parser.add_argument(
         "--validation-fraction",
         type=float,
@@ -75,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         "first: only the first instrument part, exactly as the reference notebook",
     )
     parser.add_argument(
-        "--num-shards", type=int, default=None, help="train shards (default: chosen from the input size)"
+        "--num-shards",
+        type=int,
+        default=None,
+        help="train shards (default: chosen from the input size)",
     )
     parser.add_argument("--compression", choices=records.COMPRESSIONS, default="none")
     parser.add_argument(
@@ -117,12 +125,15 @@ def unknown_to_beam(beam_args: Sequence[str]) -> list[str]:
     def collect(parser: argparse.ArgumentParser) -> None:
         unknown.extend(parser.parse_known_args(list(beam_args))[1])
 
-    PipelineOptions(list(beam_args)).get_all_options(add_extra_args_fn=collect, retain_unknown_options=True)
+    PipelineOptions(list(beam_args)).get_all_options(
+        add_extra_args_fn=collect, retain_unknown_options=True
+    )
     return unknown
 
 
-def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None
-               ) -> tuple[PreprocessOptions, list[str]]:
+def parse_args(
+    argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None
+) -> tuple[PreprocessOptions, list[str]]:
     """Split our flags from Beam's, check both, and fill in the local defaults for the DirectRunner.
 
     ``defaults`` replaces flag defaults (by destination name): how a preset such as the quickstart's
@@ -133,7 +144,9 @@ def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = 
     args, beam_args = parser.parse_known_args(argv)
     unknown = unknown_to_beam(beam_args)
     if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)} (neither this job's nor Apache Beam's)")
+        parser.error(
+            f"unrecognized arguments: {' '.join(unknown)} (neither this job's nor Apache Beam's)"
+        )
     if args.sequence_length < 1:
         parser.error("--sequence-length must be at least 1")
     if args.stride < 1:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -24,13 +25,20 @@ from apache_beam.pvalue import AsList, AsSingleton
 from apache_beam.runners.runner import PipelineState
 
 from preprocessing import files, records, shards
-from preprocessing.encodings import loader, registry
 from preprocessing.direct_runner import SpreadFiles, direct_runner_workers
+from preprocessing.encodings import loader, registry
 from preprocessing.files import PipelineError
 from preprocessing.options import PROG, PreprocessOptions, parse_args
 from preprocessing.transforms import (
-    METRICS_NAMESPACE, MakeWindows, ParseMidi, TallyFn, TransposePieces, VocabularyFn, count_matched,
-    dead_letter_tally, piece_tally,
+    METRICS_NAMESPACE,
+    MakeWindows,
+    ParseMidi,
+    TallyFn,
+    TransposePieces,
+    VocabularyFn,
+    count_matched,
+    dead_letter_tally,
+    piece_tally,
 )
 from preprocessing.writing import WriteShards, write_outputs
 
@@ -50,8 +58,16 @@ class PreprocessMidi(beam.PTransform):
     windows, and only for training pieces (:class:`TransposePieces`).
     """
 
-    def __init__(self, options: PreprocessOptions, *, pattern: str, root: str, train_shards: int,
-                 local_workers: int | None = None, run_id: str | None = None):
+    def __init__(
+        self,
+        options: PreprocessOptions,
+        *,
+        pattern: str,
+        root: str,
+        train_shards: int,
+        local_workers: int | None = None,
+        run_id: str | None = None,
+    ):
         super().__init__()
         self.options = options
         self.pattern = pattern
@@ -69,29 +85,46 @@ class PreprocessMidi(beam.PTransform):
             | "KeepMidi" >> beam.Filter(count_matched)
             | "SpreadFiles" >> SpreadFiles(self.local_workers)
             | "ReadMatches" >> fileio.ReadMatches()
-            | "ParseMidi" >> beam.ParDo(ParseMidi(o.parts, self.root, o.max_seconds_per_file, o.encoding)).with_outputs(
-                ParseMidi.DEAD_LETTER, main="pieces")
+            | "ParseMidi"
+            >> beam.ParDo(
+                ParseMidi(o.parts, self.root, o.max_seconds_per_file, o.encoding)
+            ).with_outputs(ParseMidi.DEAD_LETTER, main="pieces")
         )
-        augmented = parsed.pieces | "Transpose" >> beam.ParDo(TransposePieces(o.encoding, o.transpose, *window_spec)
-                                                              ).with_outputs(TransposePieces.DROPPED, main="pieces")
+        augmented = parsed.pieces | "Transpose" >> beam.ParDo(
+            TransposePieces(o.encoding, o.transpose, *window_spec)
+        ).with_outputs(TransposePieces.DROPPED, main="pieces")
         pieces, dead = augmented.pieces, parsed[ParseMidi.DEAD_LETTER]
         vocab = pieces | "Vocabulary" >> beam.CombineGlobally(VocabularyFn())
-        windows = pieces | "Windows" >> beam.ParDo(MakeWindows(*window_spec), AsSingleton(vocab)).with_outputs(
-            *records.SPLITS
-        )
-        entries = {split: windows[split] | f"Write{split.title()}" >> self.write_shards(split) for split in records.SPLITS}
+        windows = pieces | "Windows" >> beam.ParDo(
+            MakeWindows(*window_spec), AsSingleton(vocab)
+        ).with_outputs(*records.SPLITS)
+        entries = {
+            split: windows[split] | f"Write{split.title()}" >> self.write_shards(split)
+            for split in records.SPLITS
+        }
         tally = (
-            (pieces | "TallyPiece" >> beam.Map(piece_tally, *window_spec),
-             dead | "TallyDeadLetter" >> beam.Map(dead_letter_tally),
-             augmented[TransposePieces.DROPPED])
+            (
+                pieces | "TallyPiece" >> beam.Map(piece_tally, *window_spec),
+                dead | "TallyDeadLetter" >> beam.Map(dead_letter_tally),
+                augmented[TransposePieces.DROPPED],
+            )
             | "AllTallies" >> beam.Flatten()
             | "Tally" >> beam.CombineGlobally(TallyFn())
         )
         return tally | "WriteOutputs" >> beam.Map(
-            write_outputs, AsSingleton(vocab), AsList(entries[records.TRAIN]), AsList(entries[records.VALIDATION]),
-            output=o.output, run_id=self.run_id, sequence_length=o.sequence_length, stride=o.stride,
-            validation_fraction=o.validation_fraction, parts=o.parts, compression=o.compression,
-            described=self.described, transpose=o.transpose,
+            write_outputs,
+            AsSingleton(vocab),
+            AsList(entries[records.TRAIN]),
+            AsList(entries[records.VALIDATION]),
+            output=o.output,
+            run_id=self.run_id,
+            sequence_length=o.sequence_length,
+            stride=o.stride,
+            validation_fraction=o.validation_fraction,
+            parts=o.parts,
+            compression=o.compression,
+            described=self.described,
+            transpose=o.transpose,
         )
 
     def write_shards(self, split: str) -> WriteShards:
@@ -99,7 +132,9 @@ class PreprocessMidi(beam.PTransform):
         count = self.train_shards
         if split == records.VALIDATION:
             # validation is never transposed: in proportion to the train shards the files alone need
-            count = files.validation_shards(math.ceil(self.train_shards / (1 + 2 * o.transpose)), o.validation_fraction)
+            count = files.validation_shards(
+                math.ceil(self.train_shards / (1 + 2 * o.transpose)), o.validation_fraction
+            )
         return WriteShards(o.output, split, self.run_id, count, o.compression)
 
 
@@ -138,13 +173,19 @@ def run_job(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
     pattern, root = files.input_pattern(options.input)
     matched = files.match_inputs(pattern)
     train_shards = options.num_shards or files.choose_num_shards(
-        sum(m.size_in_bytes for m in matched), options.sequence_length, options.stride, options.transpose
+        sum(m.size_in_bytes for m in matched),
+        options.sequence_length,
+        options.stride,
+        options.transpose,
     )
     files.prepare_output(options.output)
     beam_options = PipelineOptions(list(beam_args))
     pipeline = beam.Pipeline(options=beam_options)
     _ = pipeline | "PreprocessMidi" >> PreprocessMidi(
-        options, pattern=pattern, root=root, train_shards=train_shards,
+        options,
+        pattern=pattern,
+        root=root,
+        train_shards=train_shards,
         local_workers=direct_runner_workers(beam_options),
     )
     result = pipeline.run()
@@ -153,7 +194,9 @@ def run_job(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
         # A Dataflow dry run builds the job request and stops; a failed job raises above.
         print(f"pipeline not run here (state {state}): nothing was written to {options.output}")
         return Outcome(None, {}, result)
-    manifest = records.manifest_from_json(files.read_text(records.join(options.output, records.MANIFEST_FILE)))
+    manifest = records.manifest_from_json(
+        files.read_text(records.join(options.output, records.MANIFEST_FILE))
+    )
     print(summary(manifest, options.output))
     return Outcome(manifest, counter_values(result), result)
 
@@ -176,7 +219,8 @@ def summary(manifest: records.Manifest, output: str) -> str:
         f"preprocessing finished: {output} (run {manifest.run_id})",
         f"  files matched      {c['files_matched']:>10,}",
         f"  parsed             {c['files_parsed']:>10,}",
-        f"  failed             {c['files_failed']:>10,}" + (f"   (reasons in {dead})" if c["files_failed"] else ""),
+        f"  failed             {c['files_failed']:>10,}"
+        + (f"   (reasons in {dead})" if c["files_failed"] else ""),
         f"  empty (no notes)   {c['pieces_empty']:>10,}",
         f"  too short          {c['pieces_too_short']:>10,}   (fewer than {manifest.sequence_length + 1} tokens)",
         f"  tokens             {c['tokens']:>10,}   vocabulary {manifest.vocab_size:,} (hash {manifest.vocab_hash})",
@@ -184,9 +228,15 @@ def summary(manifest: records.Manifest, output: str) -> str:
         f"{len(manifest.train_shards)} shard(s)",
         f"  validation windows {c['validation_windows']:>10,}   from {c['validation_pieces']:,} pieces in "
         f"{len(manifest.validation_shards)} shard(s)",
-        *([f"  transposed copies  {c.get('transposed_pieces', 0):>10,}   (--transpose {manifest.transpose}, training "
-           f"pieces only: {c.get('windows_augmented', 0):,} of the train windows; "
-           f"{c.get('transpositions_dropped', 0):,} copies dropped, a note out of range)"] if manifest.transpose else []),
+        *(
+            [
+                f"  transposed copies  {c.get('transposed_pieces', 0):>10,}   (--transpose {manifest.transpose}, training "
+                f"pieces only: {c.get('windows_augmented', 0):,} of the train windows; "
+                f"{c.get('transpositions_dropped', 0):,} copies dropped, a note out of range)"
+            ]
+            if manifest.transpose
+            else []
+        ),
         f"  sequence length {manifest.sequence_length}, stride {manifest.stride}, parts={manifest.parts}, "
         f"encoding {registry.by_token_format(manifest.encoding).name}; "
         "windows never cross from one piece into the next",
@@ -207,16 +257,22 @@ def validation_warning(manifest: records.Manifest) -> str | None:
         return None
     fraction = manifest.validation_fraction
     if fraction == 0:
-        return ("warning: no validation windows (--validation-fraction 0): training will report no validation "
-                "loss, accuracy or baselines")
+        return (
+            "warning: no validation windows (--validation-fraction 0): training will report no validation "
+            "loss, accuracy or baselines"
+        )
     pieces = c.get("train_pieces", 0)
     unusable = c.get("pieces_too_short", 0) + c.get("pieces_empty", 0)
-    why = f"the split (a stable hash of each file's path) held none of the {pieces:,} usable piece(s) out for " \
-          f"validation at --validation-fraction {fraction:g}"
+    why = (
+        f"the split (a stable hash of each file's path) held none of the {pieces:,} usable piece(s) out for "
+        f"validation at --validation-fraction {fraction:g}"
+    )
     if unusable:
         why += f" ({unusable:,} more empty or too short)"
-    return (f"warning: no piece went to validation: {why}. Training will report no validation metrics; "
-            "add more pieces or raise --validation-fraction")
+    return (
+        f"warning: no piece went to validation: {why}. Training will report no validation metrics; "
+        "add more pieces or raise --validation-fraction"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

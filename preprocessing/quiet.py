@@ -31,8 +31,8 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator, Mapping
 from types import ModuleType
-from typing import Iterator, Mapping
 
 VERBOSE_ENV = "LSTM_COMPOSER_VERBOSE"
 QUIET_TF_LOG_LEVEL = "3"
@@ -56,7 +56,9 @@ class _VerboseAction(argparse.Action):
     so that every job's options stay what they were."""
 
     def __init__(self, option_strings, dest, help=None):  # noqa: A002 - argparse's own keyword
-        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+        super().__init__(
+            option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help
+        )
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         os.environ[VERBOSE_ENV] = "1"
@@ -65,7 +67,8 @@ class _VerboseAction(argparse.Action):
 def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
     """Give ``parser`` the ``--verbose`` flag every subcommand shares."""
     parser.add_argument(
-        "--verbose", action=_VerboseAction,
+        "--verbose",
+        action=_VerboseAction,
         help=f"also show the libraries' own log lines (TensorFlow, Apache Beam workers); same as {VERBOSE_ENV}=1",
     )
 

@@ -16,8 +16,8 @@ TensorFlow. Why the default shard check hashes only the edges of each shard: doc
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 from preprocessing import records
 from preprocessing.encodings import loader, registry
@@ -50,7 +50,9 @@ def read_vocab(data_dir: str) -> list[str]:
     return records.vocab_from_json(_read_text(join(data_dir, VOCAB_FILE)))
 
 
-def read_output(directory: str, *, shards: bool = True, full: bool = False) -> tuple[Manifest, list[str]]:
+def read_output(
+    directory: str, *, shards: bool = True, full: bool = False
+) -> tuple[Manifest, list[str]]:
     """Read and check a finished pipeline output through ``tf.io.gfile`` (local, gs://, ram://):
     its manifest and its vocabulary, each read once.
 
@@ -67,8 +69,11 @@ def read_output(directory: str, *, shards: bool = True, full: bool = False) -> t
             f"{path} not found: {directory} is not a finished preprocessing output "
             "(run `lstm-composer preprocess --output DIR` and wait for it to finish)"
         )
-    remedy = (f"{RERUN} with this version" if shards else
-              "train the model again on a new preprocessing output, or generate with the version that trained it")
+    remedy = (
+        f"{RERUN} with this version"
+        if shards
+        else "train the model again on a new preprocessing output, or generate with the version that trained it"
+    )
     manifest = records.manifest_from_json(_read_text(path), remedy)
     vocab_path = join(directory, VOCAB_FILE)
     if not tf.io.gfile.exists(vocab_path):
@@ -80,8 +85,13 @@ def read_output(directory: str, *, shards: bool = True, full: bool = False) -> t
             f"{manifest.vocab_size} tokens (hash {manifest.vocab_hash}), vocab.json has {len(vocab)} "
             f"tokens (hash {records.vocab_hash(vocab)}); {RERUN}"
         )
-    check_saved_encoding(directory, manifest, RERUN if shards else
-                         "copy it from the data folder the model was trained on, or train the model again")
+    check_saved_encoding(
+        directory,
+        manifest,
+        RERUN
+        if shards
+        else "copy it from the data folder the model was trained on, or train the model again",
+    )
     if shards:
         verify(directory, manifest, full=full)
     return manifest, vocab
@@ -138,8 +148,10 @@ def count_problem(manifest: Manifest) -> str | None:
     for split in records.SPLITS:
         listed = sum(shard.records for shard in manifest.shard_entries(split))
         if listed != manifest.windows(split):
-            return (f"{records.MANIFEST_FILE} lists {listed:,} {split} records in its shards but counts "
-                    f"{manifest.windows(split):,} {split} windows: it was edited or damaged; {RERUN}")
+            return (
+                f"{records.MANIFEST_FILE} lists {listed:,} {split} records in its shards but counts "
+                f"{manifest.windows(split):,} {split} windows: it was edited or damaged; {RERUN}"
+            )
     return None
 
 
@@ -147,13 +159,17 @@ def shard_problem(shard: Shard, path: str, size: int, digest: str | None, full: 
     """What differs between a shard on disk (its ``size`` and hash) and its manifest entry, if anything."""
     if size != shard.size:
         how = "truncated or cut" if size < shard.size else "longer than written"
-        return (f"shard {path} holds {size:,} bytes, {records.MANIFEST_FILE} lists {shard.size:,} ({how} since "
-                f"the pipeline wrote it); {RERUN}")
+        return (
+            f"shard {path} holds {size:,} bytes, {records.MANIFEST_FILE} lists {shard.size:,} ({how} since "
+            f"the pipeline wrote it); {RERUN}"
+        )
     expected = shard.sha256 if full else shard.edges_sha256
     if digest is not None and digest != expected:
         what = "sha256" if full else f"sha256 of its first and last {EDGE_BYTES // 1024} KiB"
-        return (f"shard {path} has the size {records.MANIFEST_FILE} lists ({size:,} bytes) but other content "
-                f"({what} differs: replaced, e.g. by another run's shard); {RERUN}")
+        return (
+            f"shard {path} has the size {records.MANIFEST_FILE} lists ({size:,} bytes) but other content "
+            f"({what} differs: replaced, e.g. by another run's shard); {RERUN}"
+        )
     return None
 
 
@@ -189,7 +205,9 @@ def verify(directory: str, manifest: Manifest, *, full: bool = False) -> None:
     problem = count_problem(manifest)
     if problem:
         raise DataError(problem)
-    listed: Sequence[Shard] = [shard for split in records.SPLITS for shard in manifest.shard_entries(split)]
+    listed: Sequence[Shard] = [
+        shard for split in records.SPLITS for shard in manifest.shard_entries(split)
+    ]
     if not listed:
         return
     with ThreadPoolExecutor(max_workers=min(MAX_READERS, len(listed))) as pool:

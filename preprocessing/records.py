@@ -18,7 +18,8 @@ import dataclasses
 import functools
 import hashlib
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from preprocessing.encodings import registry
 
@@ -48,8 +49,18 @@ SPLITS = (TRAIN, VALIDATION)
 COMPRESSIONS = ("none", "gzip")
 
 # Keys of Manifest.counts, in the order the summary prints them.
-COUNT_KEYS = ("files_matched", "files_parsed", "files_failed", "pieces_empty", "pieces_too_short", "tokens",
-              "train_pieces", "validation_pieces", "train_windows", "validation_windows")
+COUNT_KEYS = (
+    "files_matched",
+    "files_parsed",
+    "files_failed",
+    "pieces_empty",
+    "pieces_too_short",
+    "tokens",
+    "train_pieces",
+    "validation_pieces",
+    "train_windows",
+    "validation_windows",
+)
 AUGMENTATION_COUNT_KEYS = ("transposed_pieces", "transpositions_dropped", "windows_augmented")
 """Counts listed only with ``--transpose K`` (K > 0): copies kept (of training pieces), copies dropped (a
 note left the pitch range), their windows; ``train_windows`` includes them, ``train_pieces`` does not."""
@@ -111,7 +122,10 @@ def _example_class():
     int64_list.field.add(name="value", number=1, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
     feature = proto.message_type.add(name="Feature")
     feature.field.add(
-        name="int64_list", number=3, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+        name="int64_list",
+        number=3,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_OPTIONAL,
         type_name=".lstm_composer.tf_example.Int64List",
     )
     features = proto.message_type.add(name="Features")
@@ -119,21 +133,32 @@ def _example_class():
     entry.options.map_entry = True
     entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
     entry.field.add(
-        name="value", number=2, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+        name="value",
+        number=2,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_OPTIONAL,
         type_name=".lstm_composer.tf_example.Feature",
     )
     features.field.add(
-        name="feature", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED,
+        name="feature",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_REPEATED,
         type_name=".lstm_composer.tf_example.Features.FeatureEntry",
     )
     example = proto.message_type.add(name="Example")
     example.field.add(
-        name="features", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+        name="features",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_OPTIONAL,
         type_name=".lstm_composer.tf_example.Features",
     )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("lstm_composer.tf_example.Example"))
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("lstm_composer.tf_example.Example")
+    )
 
 
 def encode_example(inputs: Sequence[int], target: int) -> bytes:
@@ -151,7 +176,9 @@ def decode_example(serialized: bytes) -> tuple[list[int], int]:
     """Inverse of :func:`encode_example`, in plain Python (for tests and tools, not for tf.data)."""
     example = _example_class().FromString(serialized)
     feats = example.features.feature
-    return list(feats[INPUTS_FEATURE].int64_list.value), int(feats[TARGET_FEATURE].int64_list.value[0])
+    return list(feats[INPUTS_FEATURE].int64_list.value), int(
+        feats[TARGET_FEATURE].int64_list.value[0]
+    )
 
 
 def parse_spec(sequence_length: int) -> dict[str, Any]:
@@ -269,18 +296,25 @@ def manifest_to_json(manifest: Manifest) -> str:
 
 
 def _shards_from_json(entries: Any, field: str) -> tuple[Shard, ...]:
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and set(SHARD_KEYS) <= e.keys() for e in entries):
-        raise DataError(f"manifest.json: {field} must list shards as objects with {', '.join(SHARD_KEYS)}")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and set(SHARD_KEYS) <= e.keys() for e in entries
+    ):
+        raise DataError(
+            f"manifest.json: {field} must list shards as objects with {', '.join(SHARD_KEYS)}"
+        )
     return tuple(Shard(**{key: entry[key] for key in SHARD_KEYS}) for entry in entries)
 
 
-def manifest_from_json(text: str | bytes, remedy: str = "run the preprocessing pipeline again with this version"
-                       ) -> Manifest:
+def manifest_from_json(
+    text: str | bytes, remedy: str = "run the preprocessing pipeline again with this version"
+) -> Manifest:
     """Parse and check ``manifest.json``; ``remedy`` ends the refusal of another format version."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"manifest.json is not valid JSON ({exc}); the pipeline run did not finish") from exc
+        raise DataError(
+            f"manifest.json is not valid JSON ({exc}); the pipeline run did not finish"
+        ) from exc
     if doc.get("format_version") != FORMAT_VERSION:
         raise DataError(
             f"manifest.json has format_version {doc.get('format_version')!r}, this code reads "

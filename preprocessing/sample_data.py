@@ -39,8 +39,8 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import music21
 from music21 import corpus
@@ -103,9 +103,13 @@ def corpus_file(corpus_path: str) -> Path:
     try:
         path = Path(str(corpus.getWork(corpus_path)))
     except music21.exceptions21.CorpusException as exc:
-        raise FileNotFoundError(f"{corpus_path!r} is not a file of music21's bundled corpus: {exc}") from exc
+        raise FileNotFoundError(
+            f"{corpus_path!r} is not a file of music21's bundled corpus: {exc}"
+        ) from exc
     if not path.is_file() or not path.as_posix().endswith(corpus_path):
-        raise FileNotFoundError(f"{corpus_path!r} is not a file of music21's bundled corpus (got {path})")
+        raise FileNotFoundError(
+            f"{corpus_path!r} is not a file of music21's bundled corpus (got {path})"
+        )
     return path
 
 
@@ -140,7 +144,9 @@ def render_piece(corpus_path: str, out_dir: str | os.PathLike) -> str:
         os.replace(partial, target)
     except Exception as exc:  # noqa: BLE001 - music21 raises many types; name the piece and stop
         partial.unlink(missing_ok=True)
-        raise RuntimeError(f"could not render corpus piece {corpus_path!r}: {type(exc).__name__}: {exc}") from exc
+        raise RuntimeError(
+            f"could not render corpus piece {corpus_path!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     return str(target)
 
 
@@ -162,7 +168,9 @@ def _render_all(pieces: Sequence[str], out_dir: str, workers: int) -> None:
     # "spawn": a fresh interpreter per worker; forking a process that may hold threads (a test runner,
     # Beam) can deadlock, and music21 imports in about a second.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=context
+    ) as pool:
         futures = [pool.submit(_render_task, task) for task in tasks]
         try:
             for future in concurrent.futures.as_completed(futures):
@@ -291,8 +299,12 @@ def dataset_statistics(directory: str | os.PathLike, sequence_length: int = 100)
     pipeline will read them (``parts="all"``). Slow-ish (a full parse of every file): for reporting."""
     directory = Path(directory)
     index = _read_index(directory) or {"files": []}
-    lengths = {e["name"]: len(reference.tokens_from_midi_bytes((directory / e["name"]).read_bytes(), parts="all"))
-               for e in index["files"]}
+    lengths = {
+        e["name"]: len(
+            reference.tokens_from_midi_bytes((directory / e["name"]).read_bytes(), parts="all")
+        )
+        for e in index["files"]
+    }
     return {
         "files": len(lengths),
         "tokens": sum(lengths.values()),
@@ -307,14 +319,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lstm-composer sample-data",
         description="Render the embedded default dataset (music21's bundled corpus) to MIDI files.",
     )
-    parser.add_argument("--output", default=DEFAULT_DIR,
-                        help="directory for the .mid files (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="parallel render processes (default: all cores)")
-    parser.add_argument("--force", action="store_true",
-                        help="render again even if a complete rendering is already there")
-    parser.add_argument("--stats", action="store_true",
-                        help="also parse the files back and print tokens and windows at sequence length 100")
+    parser.add_argument(
+        "--output", default=DEFAULT_DIR, help="directory for the .mid files (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="parallel render processes (default: all cores)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="render again even if a complete rendering is already there",
+    )
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="also parse the files back and print tokens and windows at sequence length 100",
+    )
     quiet.add_verbose_flag(parser)
     return parser
 
@@ -329,14 +349,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     index = _read_index(Path(directory)) or {"files": []}
     total_bytes = sum(e["bytes"] for e in index["files"])
     verb = "reused" if reused else f"rendered on {workers} worker(s)"
-    print(f"{len(index['files'])} MIDI files ({total_bytes / 1e6:.1f} MB) {verb} in {elapsed:.1f} s")
+    print(
+        f"{len(index['files'])} MIDI files ({total_bytes / 1e6:.1f} MB) {verb} in {elapsed:.1f} s"
+    )
     print(f"directory: {directory}")
     if args.stats:
         t0 = time.perf_counter()
         stats = dataset_statistics(directory)
-        print(f"tokens (parts=all): {stats['tokens']}; windows at sequence length 100, stride 1: "
-              f"{stats['windows']}; pieces shorter than 101 tokens: {stats['too_short']} "
-              f"(parsed back in {time.perf_counter() - t0:.1f} s)")
+        print(
+            f"tokens (parts=all): {stats['tokens']}; windows at sequence length 100, stride 1: "
+            f"{stats['windows']}; pieces shorter than 101 tokens: {stats['too_short']} "
+            f"(parsed back in {time.perf_counter() - t0:.1f} s)"
+        )
     return 0
 
 

@@ -116,7 +116,9 @@ _QUARTETS_AND_PIANO: tuple[str, ...] = (
     "mozart/k80/movement4.mxl",
 )
 
-PIECES: tuple[str, ...] = _QUARTETS_AND_PIANO + _MONTEVERDI + _PALESTRINA + _TRECENTO + _BACH_CHORALES
+PIECES: tuple[str, ...] = (
+    _QUARTETS_AND_PIANO + _MONTEVERDI + _PALESTRINA + _TRECENTO + _BACH_CHORALES
+)
 """The default selection, as paths inside music21's corpus (``corpus.getWork`` resolves them).
 
 A mix of periods and textures so that the model sees more than one style: string-quartet movements

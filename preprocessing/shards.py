@@ -22,7 +22,7 @@ import gzip
 import hashlib
 import struct
 import uuid
-from typing import Iterable
+from collections.abc import Iterable
 
 from preprocessing import records
 from preprocessing.records import Shard
@@ -69,7 +69,14 @@ def _masked_crc32c(data: bytes) -> int:
 def frame(record: bytes) -> bytes:
     """One record in TFRecord framing (see tensorflow/core/lib/io/record_writer.cc)."""
     length = struct.pack("<Q", len(record))
-    return b"".join((length, struct.pack("<I", _masked_crc32c(length)), record, struct.pack("<I", _masked_crc32c(record))))
+    return b"".join(
+        (
+            length,
+            struct.pack("<I", _masked_crc32c(length)),
+            record,
+            struct.pack("<I", _masked_crc32c(record)),
+        )
+    )
 
 
 def shard_bytes(ordered: Iterable[bytes], compression: str) -> bytes:
@@ -91,9 +98,14 @@ def describe(name: str, data: bytes, count: int) -> Shard:
     """The manifest's entry for a shard of ``count`` records whose file holds ``data``."""
     edges = hashlib.sha256()
     for offset, length in edge_ranges(len(data)):
-        edges.update(data[offset:offset + length])
-    return Shard(name=name, size=len(data), records=count, sha256=hashlib.sha256(data).hexdigest(),
-                 edges_sha256=edges.hexdigest())
+        edges.update(data[offset : offset + length])
+    return Shard(
+        name=name,
+        size=len(data),
+        records=count,
+        sha256=hashlib.sha256(data).hexdigest(),
+        edges_sha256=edges.hexdigest(),
+    )
 
 
 def build(name: str, keyed: Iterable[tuple[int, bytes]], compression: str) -> tuple[bytes, Shard]:

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from preprocessing import budgeted_child, files, records, shards, windowing
-from preprocessing.encodings import loader, registry
 from preprocessing.direct_runner import freeze_long_lived_objects, in_beam_worker_process
+from preprocessing.encodings import loader, registry
 
 LOGGER = logging.getLogger("preprocessing.pipeline")
 METRICS_NAMESPACE = "lstm_composer"
@@ -67,7 +68,9 @@ class ParseMidi(beam.DoFn):
 
     DEAD_LETTER = "dead_letter"
 
-    def __init__(self, parts: str, root: str, max_seconds: float, encoding_name: str = registry.DEFAULT):
+    def __init__(
+        self, parts: str, root: str, max_seconds: float, encoding_name: str = registry.DEFAULT
+    ):
         self.parts = parts
         self.root = root
         self.max_seconds = max_seconds
@@ -120,8 +123,14 @@ class TransposePieces(beam.DoFn):
 
     DROPPED = "transpositions_dropped"
 
-    def __init__(self, encoding_name: str, transpose: int, sequence_length: int, stride: int,
-                 validation_fraction: float):
+    def __init__(
+        self,
+        encoding_name: str,
+        transpose: int,
+        sequence_length: int,
+        stride: int,
+        validation_fraction: float,
+    ):
         self.encoding_name, self.shifts = encoding_name, windowing.semitone_shifts(transpose)
         self.window_spec = (sequence_length, stride, validation_fraction)
         self.copies = Metrics.counter(METRICS_NAMESPACE, "transposed_pieces")
@@ -135,7 +144,11 @@ class TransposePieces(beam.DoFn):
 
     def process(self, piece: Piece) -> Iterator:
         yield piece
-        if not self.shifts or windowing.piece_fate(len(piece.tokens), piece.key, *self.window_spec) != records.TRAIN:
+        if (
+            not self.shifts
+            or windowing.piece_fate(len(piece.tokens), piece.key, *self.window_spec)
+            != records.TRAIN
+        ):
             return
         if self._transpose is None:  # a runner that skipped setup
             self.setup()
@@ -144,7 +157,9 @@ class TransposePieces(beam.DoFn):
             self.copies.inc()
             yield piece._replace(tokens=tokens, shift=shift)
         if dropped:
-            yield beam.pvalue.TaggedOutput(self.DROPPED, Tally(Counter(transpositions_dropped=dropped), []))
+            yield beam.pvalue.TaggedOutput(
+                self.DROPPED, Tally(Counter(transpositions_dropped=dropped), [])
+            )
 
 
 class MakeWindows(beam.DoFn):
@@ -174,15 +189,24 @@ class MakeWindows(beam.DoFn):
             self._index = {token: i for i, token in enumerate(vocab)}
             self._vocab_id = id(vocab)
         fate = windowing.piece_fate(
-            len(piece.tokens), piece.key, self.sequence_length, self.stride, self.validation_fraction
+            len(piece.tokens),
+            piece.key,
+            self.sequence_length,
+            self.stride,
+            self.validation_fraction,
         )
         if fate not in records.SPLITS:
             self.counters[fate].inc()
             return
         ids = windowing.token_ids(piece.tokens, self._index)
-        for index, (inputs, target) in enumerate(windowing.windows(ids, self.sequence_length, self.stride)):
+        for index, (inputs, target) in enumerate(
+            windowing.windows(ids, self.sequence_length, self.stride)
+        ):
             self.counters[fate].inc()
-            keyed = (shards.window_key(piece.key, index, piece.shift), records.encode_example(inputs, target))
+            keyed = (
+                shards.window_key(piece.key, index, piece.shift),
+                records.encode_example(inputs, target),
+            )
             yield beam.pvalue.TaggedOutput(fate, keyed)
 
 
@@ -213,25 +237,35 @@ class Tally(NamedTuple):
     dead_letters: list[dict]
 
 
-def piece_counts(piece: Piece, sequence_length: int, stride: int, validation_fraction: float) -> Counter:
+def piece_counts(
+    piece: Piece, sequence_length: int, stride: int, validation_fraction: float
+) -> Counter:
     """The manifest counts one parsed piece contributes (the same classification as its windows).
 
     A transposed copy (always of a training piece) counts as a copy and by its windows, which the
     train shards hold: never as a file, its tokens or a piece of its own."""
-    fate = windowing.piece_fate(len(piece.tokens), piece.key, sequence_length, stride, validation_fraction)
+    fate = windowing.piece_fate(
+        len(piece.tokens), piece.key, sequence_length, stride, validation_fraction
+    )
     if piece.shift:
         windows = windowing.window_count(len(piece.tokens), sequence_length, stride)
-        return Counter({"transposed_pieces": 1, "windows_augmented": windows, f"{fate}_windows": windows})
+        return Counter(
+            {"transposed_pieces": 1, "windows_augmented": windows, f"{fate}_windows": windows}
+        )
     counts: Counter = Counter(files_parsed=1, tokens=len(piece.tokens))
     if fate in records.SPLITS:
         counts[f"{fate}_pieces"] = 1
-        counts[f"{fate}_windows"] = windowing.window_count(len(piece.tokens), sequence_length, stride)
+        counts[f"{fate}_windows"] = windowing.window_count(
+            len(piece.tokens), sequence_length, stride
+        )
     else:
         counts[f"pieces_{fate}"] = 1
     return counts
 
 
-def piece_tally(piece: Piece, sequence_length: int, stride: int, validation_fraction: float) -> Tally:
+def piece_tally(
+    piece: Piece, sequence_length: int, stride: int, validation_fraction: float
+) -> Tally:
     return Tally(piece_counts(piece, sequence_length, stride, validation_fraction), [])
 
 
@@ -264,7 +298,9 @@ class TallyFn(beam.CombineFn):
 
     def extract_output(self, accumulator: Tally) -> Tally:
         augmented = [key for key in records.AUGMENTATION_COUNT_KEYS if key in accumulator.counts]
-        counts = Counter({key: int(accumulator.counts.get(key, 0)) for key in (*records.COUNT_KEYS, *augmented)})
+        counts = Counter(
+            {key: int(accumulator.counts.get(key, 0)) for key in (*records.COUNT_KEYS, *augmented)}
+        )
         counts["files_matched"] = counts["files_parsed"] + counts["files_failed"]
         dead_letters = sorted(accumulator.dead_letters, key=lambda entry: entry["path"])
         return Tally(counts, dead_letters)

@@ -9,7 +9,7 @@ are made of training pieces only, after the split, with the encoding's own ``tra
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from preprocessing.records import TRAIN, VALIDATION
 
@@ -26,7 +26,9 @@ def window_count(num_tokens: int, sequence_length: int, stride: int = 1) -> int:
     return 0 if span <= 0 else (span + stride - 1) // stride
 
 
-def windows(ids: Sequence[int], sequence_length: int, stride: int = 1) -> Iterator[tuple[list[int], int]]:
+def windows(
+    ids: Sequence[int], sequence_length: int, stride: int = 1
+) -> Iterator[tuple[list[int], int]]:
     """Yield ``(inputs, target)``: ``sequence_length`` ids and the id that follows them.
 
     Same loop as the reference's ``prepare_sequences`` (``range(0, len - sequence_length, stride)``),
@@ -53,7 +55,9 @@ EMPTY = "empty"
 TOO_SHORT = "too_short"
 
 
-def piece_fate(num_tokens: int, key: str, sequence_length: int, stride: int, validation_fraction: float) -> str:
+def piece_fate(
+    num_tokens: int, key: str, sequence_length: int, stride: int, validation_fraction: float
+) -> str:
     """Where a piece of ``num_tokens`` tokens goes: :data:`EMPTY` (no notes), :data:`TOO_SHORT` (no
     window fits) or its split (``"train"`` / ``"validation"``, see :func:`split_for`).
 
@@ -89,13 +93,17 @@ MAX_TRANSPOSE = 12
 def semitone_shifts(transpose: int) -> tuple[int, ...]:
     """The shifts of ``--transpose K``: −K … −1, +1 … +K (the piece itself, 0, is not a copy)."""
     if not 0 <= transpose <= MAX_TRANSPOSE:
-        raise ValueError(f"transpose must be between 0 and {MAX_TRANSPOSE} semitones, not {transpose}")
+        raise ValueError(
+            f"transpose must be between 0 and {MAX_TRANSPOSE} semitones, not {transpose}"
+        )
     return tuple(range(-transpose, 0)) + tuple(range(1, transpose + 1))
 
 
-def transposed_copies(tokens: Sequence[str], shifts: Sequence[int],
-                      transpose: Callable[[Sequence[str], int], list[str] | None]
-                      ) -> tuple[list[tuple[int, list[str]]], int]:
+def transposed_copies(
+    tokens: Sequence[str],
+    shifts: Sequence[int],
+    transpose: Callable[[Sequence[str], int], list[str] | None],
+) -> tuple[list[tuple[int, list[str]]], int]:
     """``([(shift, tokens moved by shift), ...], dropped)`` for one piece.
 
     ``transpose`` is the encoding's own (:meth:`preprocessing.encodings.base.Encoding.transpose`): it gives

@@ -10,7 +10,7 @@ publishes the small files with the manifest last, so a folder with a manifest is
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import apache_beam as beam
 
@@ -58,14 +58,29 @@ class WriteShards(beam.PTransform):
             keyed_windows
             | "ByShard" >> beam.Map(shards.shard_of, self.total)
             | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(WriteShard(self.output, self.split, self.run_id, self.total, self.compression))
+            | "WriteShard"
+            >> beam.ParDo(
+                WriteShard(self.output, self.split, self.run_id, self.total, self.compression)
+            )
         )
 
 
-def write_outputs(tally: Tally, vocab: list[str], train_shards: list[records.Shard],
-                  validation_shards: list[records.Shard], *, output: str, run_id: str, sequence_length: int,
-                  stride: int, validation_fraction: float, parts: str, compression: str, described: dict,
-                  transpose: int = 0) -> str:
+def write_outputs(
+    tally: Tally,
+    vocab: list[str],
+    train_shards: list[records.Shard],
+    validation_shards: list[records.Shard],
+    *,
+    output: str,
+    run_id: str,
+    sequence_length: int,
+    stride: int,
+    validation_fraction: float,
+    parts: str,
+    compression: str,
+    described: dict,
+    transpose: int = 0,
+) -> str:
     """Publish dead_letter.jsonl, vocab.json, the encoding's saved files and manifest.json (last), then
     remove what it replaced. ``described`` is :func:`preprocessing.encodings.loader.describe` of the encoding.
 
@@ -93,12 +108,20 @@ def write_outputs(tally: Tally, vocab: list[str], train_shards: list[records.Sha
         transpose=transpose,
     )
     saved = sorted(described["saved_files"].items())
-    files.publish(output, [
-        (records.DEAD_LETTER_FILE, "".join(lines)),
-        (records.VOCAB_FILE, records.vocab_to_json(vocab)),
-        *saved,
-        (records.MANIFEST_FILE, records.manifest_to_json(manifest)),
-    ], run_id)
-    files.remove_stale(output, [*manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)],
-                       [name for name, _ in saved], replaced=registry.every_saved_file())
+    files.publish(
+        output,
+        [
+            (records.DEAD_LETTER_FILE, "".join(lines)),
+            (records.VOCAB_FILE, records.vocab_to_json(vocab)),
+            *saved,
+            (records.MANIFEST_FILE, records.manifest_to_json(manifest)),
+        ],
+        run_id,
+    )
+    files.remove_stale(
+        output,
+        [*manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)],
+        [name for name, _ in saved],
+        replaced=registry.every_saved_file(),
+    )
     return records.join(output, records.MANIFEST_FILE)

@@ -128,7 +128,9 @@ def training_midi_dir(tmp_path_factory) -> Path:
     """Twelve patterned pieces of 120 tokens: enough windows for a tiny model to learn from."""
     root = tmp_path_factory.mktemp("training_midi")
     for index in range(12):
-        write_tokens_midi(root / f"tune_{index:02d}.mid", patterned_tokens(seed=100 + index, length=120))
+        write_tokens_midi(
+            root / f"tune_{index:02d}.mid", patterned_tokens(seed=100 + index, length=120)
+        )
     return root
 
 
@@ -140,12 +142,18 @@ def records_dir(training_midi_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("records")
     pipeline.run(
         [
-            "--input", str(training_midi_dir),
-            "--output", str(out),
-            "--sequence-length", "8",
-            "--validation-fraction", "0.25",
-            "--num-shards", "2",
-            "--direct_running_mode", "in_memory",
+            "--input",
+            str(training_midi_dir),
+            "--output",
+            str(out),
+            "--sequence-length",
+            "8",
+            "--validation-fraction",
+            "0.25",
+            "--num-shards",
+            "2",
+            "--direct_running_mode",
+            "in_memory",
         ]
     )
     return out

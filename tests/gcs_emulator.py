@@ -22,9 +22,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 from helpers import free_port
 
@@ -34,7 +34,10 @@ def wait_for_port(port: int, process: subprocess.Popen, deadline_s: float = 30.0
     while time.monotonic() < end:
         if process.poll() is not None:
             raise RuntimeError(f"gcp-storage-emulator exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.5),
+        ):
             return
         time.sleep(0.05)
     raise RuntimeError(f"gcp-storage-emulator did not listen on port {port} within {deadline_s} s")
@@ -43,7 +46,9 @@ def wait_for_port(port: int, process: subprocess.Popen, deadline_s: float = 30.0
 class _TokenHandler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server's naming
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"access_token": "local-test-token", "expires_in": 3600, "token_type": "Bearer"})
+        body = json.dumps(
+            {"access_token": "local-test-token", "expires_in": 3600, "token_type": "Bearer"}
+        )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -71,28 +76,51 @@ def gcs_emulator(workdir: Path) -> Iterator[str]:
     """
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
-         "--in-memory", "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+            "--quiet",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     tokens = ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
     threading.Thread(target=tokens.serve_forever, daemon=True).start()
     credentials = workdir / "application_default_credentials.json"
-    credentials.write_text(json.dumps({
-        "type": "service_account",
-        "project_id": "local-test-project",
-        "private_key_id": "local-test",
-        "private_key": _private_key_pem(),
-        "client_email": "tests@local-test-project.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": f"http://127.0.0.1:{tokens.server_address[1]}/token",
-    }))
+    credentials.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "local-test-project",
+                "private_key_id": "local-test",
+                "private_key": _private_key_pem(),
+                "client_email": "tests@local-test-project.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": f"http://127.0.0.1:{tokens.server_address[1]}/token",
+            }
+        )
+    )
     url = f"http://127.0.0.1:{port}"
-    saved = {key: os.environ.get(key) for key in
-             ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")}
-    os.environ.update(STORAGE_EMULATOR_HOST=url, GOOGLE_APPLICATION_CREDENTIALS=str(credentials),
-                      GOOGLE_CLOUD_PROJECT="local-test-project")
+    saved = {
+        key: os.environ.get(key)
+        for key in (
+            "STORAGE_EMULATOR_HOST",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "GOOGLE_CLOUD_PROJECT",
+        )
+    }
+    os.environ.update(
+        STORAGE_EMULATOR_HOST=url,
+        GOOGLE_APPLICATION_CREDENTIALS=str(credentials),
+        GOOGLE_CLOUD_PROJECT="local-test-project",
+    )
     try:
         wait_for_port(port, server)
         yield url

@@ -6,7 +6,20 @@ import socket
 import time
 from pathlib import Path
 
-TINY = ["--units", "16", "--layers", "2", "--dense-units", "16", "--embedding-dim", "8", "--dropout", "0.1", "--seed", "3"]
+TINY = [
+    "--units",
+    "16",
+    "--layers",
+    "2",
+    "--dense-units",
+    "16",
+    "--embedding-dim",
+    "8",
+    "--dropout",
+    "0.1",
+    "--seed",
+    "3",
+]
 """Trainer flags for a tiny network: tests train in seconds."""
 
 
@@ -34,7 +47,7 @@ def scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def unwritable_folder(tmp_path) -> "Path | None":
+def unwritable_folder(tmp_path) -> Path | None:
     """A folder that really refuses a new file here, or None: a read-only folder for a normal user,
     ``/sys`` for root (whom permissions do not stop; sysfs takes no new files from anyone)."""
     import os
@@ -67,8 +80,11 @@ def with_silent_gap(data: bytes, ticks: int, before_note: int = 0) -> bytes:
     original.readstr(data)
     assert original.writestr() == data, "music21 does not write this file back byte for byte"
     for track in original.tracks:
-        note_ons = [i for i, event in enumerate(track.events)
-                    if event.type == midi.ChannelVoiceMessages.NOTE_ON and event.velocity]
+        note_ons = [
+            i
+            for i, event in enumerate(track.events)
+            if event.type == midi.ChannelVoiceMessages.NOTE_ON and event.velocity
+        ]
         if len(note_ons) > before_note:
             delta = track.events[note_ons[before_note] - 1]
             assert isinstance(delta, midi.DeltaTime) and delta.time == 0

@@ -8,6 +8,7 @@ For the benchmark (``bench/train.py``) and for tests that need a data directory 
 from __future__ import annotations
 
 import random
+
 import tensorflow as tf
 
 from preprocessing import records
@@ -39,8 +40,16 @@ def write_dataset(
     tf.io.gfile.makedirs(out)
     vocab = [f"tok{i}" for i in range(vocab_size)]
     split_windows = {
-        records.TRAIN: [w for _ in range(train_pieces) for w in windows(token_stream(rng, vocab_size, piece_length), sequence_length)],
-        records.VALIDATION: [w for _ in range(validation_pieces) for w in windows(token_stream(rng, vocab_size, piece_length), sequence_length)],
+        records.TRAIN: [
+            w
+            for _ in range(train_pieces)
+            for w in windows(token_stream(rng, vocab_size, piece_length), sequence_length)
+        ],
+        records.VALIDATION: [
+            w
+            for _ in range(validation_pieces)
+            for w in windows(token_stream(rng, vocab_size, piece_length), sequence_length)
+        ],
     }
     shards: dict[str, tuple[records.Shard, ...]] = {}
     options = tf.io.TFRecordOptions(compression_type=records.tf_compression_type(compression))

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import is_gone, wait_until_gone
+
 from preprocessing import budgeted_child
 
 GENEROUS = 60.0  # seconds: a bound that only a stuck call or a lost kill can reach
@@ -116,11 +116,17 @@ def test_a_sleeping_call_over_budget_is_stopped_and_the_next_runs_in_a_fresh_chi
     assert call(0) == "woke up" and call.pid != first
 
 
-@pytest.mark.parametrize("function, quick, stuck, quick_result", [
-    (spin, 0.0, GENEROUS * 10, 0),
-    (backtrack, 5, 40, False),  # 2**40 steps
-], ids=["python", "c_code"])
-def test_a_busy_call_is_stopped_in_python_and_in_c_code(budgeted, function, quick, stuck, quick_result):
+@pytest.mark.parametrize(
+    "function, quick, stuck, quick_result",
+    [
+        (spin, 0.0, GENEROUS * 10, 0),
+        (backtrack, 5, 40, False),  # 2**40 steps
+    ],
+    ids=["python", "c_code"],
+)
+def test_a_busy_call_is_stopped_in_python_and_in_c_code(
+    budgeted, function, quick, stuck, quick_result
+):
     call = budgeted(function, seconds=0.5)
     assert call(quick) == quick_result
     started = time.monotonic()
@@ -130,11 +136,14 @@ def test_a_busy_call_is_stopped_in_python_and_in_c_code(budgeted, function, quic
     assert call(quick) == quick_result
 
 
-@pytest.mark.parametrize("how, reason", [
-    ("segfault", "killed by SIGSEGV"),
-    ("killed", "killed by SIGKILL (out of memory?)"),
-    ("exit", "exited with status 3"),
-])
+@pytest.mark.parametrize(
+    "how, reason",
+    [
+        ("segfault", "killed by SIGSEGV"),
+        ("killed", "killed by SIGKILL (out of memory?)"),
+        ("exit", "exited with status 3"),
+    ],
+)
 def test_a_child_that_dies_is_reported_and_replaced(budgeted, how, reason):
     call = budgeted(crash)
     with pytest.raises(budgeted_child.ChildDied, match=re.escape(reason)):
@@ -147,7 +156,10 @@ def test_a_child_that_dies_is_reported_and_replaced(budgeted, how, reason):
 def test_what_the_function_raises_comes_back_as_type_and_message(budgeted):
     with pytest.raises(budgeted_child.CallFailed) as caught:
         budgeted(fail)("music21 could not parse it")
-    assert (caught.value.type_name, caught.value.message) == ("ValueError", "music21 could not parse it")
+    assert (caught.value.type_name, caught.value.message) == (
+        "ValueError",
+        "music21 could not parse it",
+    )
     with pytest.raises(budgeted_child.CallFailed, match="Unpicklable: this and that"):
         budgeted(fail_unpicklably)()
     call = budgeted(return_unpicklable)
@@ -170,7 +182,9 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="cannot be imported by name"):
         budgeted_child.BudgetedFunction(lambda: None, 1)
     assert budgeted_child.function_reference(echo) == "test_budgeted_child:echo"
-    assert budgeted_child.resolve("test_budgeted_child:Unpicklable.__init__") is Unpicklable.__init__
+    assert (
+        budgeted_child.resolve("test_budgeted_child:Unpicklable.__init__") is Unpicklable.__init__
+    )
 
 
 def test_stop_kills_the_child_and_start_brings_a_new_one(budgeted):
@@ -200,8 +214,13 @@ def test_the_child_never_outlives_its_parent_even_mid_call(death):
     clean-up, and the child must still go (its request pipe closes; a thread in the child notices).
     Ctrl-C signals the whole foreground process group: parent and child both."""
     here = str(Path(__file__).parent)
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, here, *sys.path], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, here, *sys.path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         child = int(parent.stdout.readline())
         assert not is_gone(child)

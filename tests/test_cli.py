@@ -44,8 +44,17 @@ def test_every_subcommand_resolves_to_a_function():
 def test_python_dash_m_pipeline_end_to_end(midi_corpus, tmp_path):
     """As a script, Beam's worker processes must still find Piece and the DoFns by module name."""
     out = tmp_path / "out"
-    result = run(sys.executable, "-m", "preprocessing.pipeline", "--input", str(midi_corpus["dir"]),
-                 "--output", str(out), "--sequence-length", "8")
+    result = run(
+        sys.executable,
+        "-m",
+        "preprocessing.pipeline",
+        "--input",
+        str(midi_corpus["dir"]),
+        "--output",
+        str(out),
+        "--sequence-length",
+        "8",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "preprocessing finished" in result.stdout and "train windows" in result.stdout
     manifest = json.loads((out / "manifest.json").read_text())
@@ -58,11 +67,32 @@ def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_
     from preprocessing.encodings import reference
 
     work = tmp_path / "qs"
-    code = quickstart.main([
-        "--workdir", str(work), "--input", str(training_midi_dir), "--sequence-length", "8", "--epochs", "2",
-        "--steps-per-epoch", "10", "--units", "16", "--layers", "1", "--embedding-dim", "8", "--dense-units", "16",
-        "--length", "20", "--sample-every", "1",
-    ])
+    code = quickstart.main(
+        [
+            "--workdir",
+            str(work),
+            "--input",
+            str(training_midi_dir),
+            "--sequence-length",
+            "8",
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "10",
+            "--units",
+            "16",
+            "--layers",
+            "1",
+            "--embedding-dim",
+            "8",
+            "--dense-units",
+            "16",
+            "--length",
+            "20",
+            "--sample-every",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     for stage in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
@@ -76,9 +106,15 @@ def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_
     assert (work / "composition.png").read_bytes().startswith(b"\x89PNG")
     assert (work / "composition.wav").read_bytes().startswith(b"RIFF")  # the preset's --wav
     assert f"tensorboard --logdir {work}/job/logs" in out
-    assert re.search(r"^  LSTM \d+\.\d % vs bigram \d+\.\d %: [+-]\d+\.\d points \((clears|is below) the \+2 points bar\)$",
-                     out, re.MULTILINE), out
-    assert re.search(r"exported model \(epoch [12] of 2, the lowest validation loss\)", out) and "unigram baseline" in out
+    assert re.search(
+        r"^  LSTM \d+\.\d % vs bigram \d+\.\d %: [+-]\d+\.\d points \((clears|is below) the \+2 points bar\)$",
+        out,
+        re.MULTILINE,
+    ), out
+    assert (
+        re.search(r"exported model \(epoch [12] of 2, the lowest validation loss\)", out)
+        and "unigram baseline" in out
+    )
 
 
 def test_quickstart_routes_each_flag_to_the_jobs_that_know_it():
@@ -87,10 +123,26 @@ def test_quickstart_routes_each_flag_to_the_jobs_that_know_it():
     from preprocessing import options
     from trainer import flags, generate_flags
 
-    parsers = {"quickstart": quickstart.quickstart_parser(), "preprocess": options.build_parser(),
-               "train": flags.build_parser(), "generate": generate_flags.build_parser()}
+    parsers = {
+        "quickstart": quickstart.quickstart_parser(),
+        "preprocess": options.build_parser(),
+        "train": flags.build_parser(),
+        "generate": generate_flags.build_parser(),
+    }
     routed = quickstart.route_flags(
-        ["--seed", "7", "--sequence-length=12", "--epochs", "2", "--length", "30", "--workdir", "w", "--parts", "first"],
+        [
+            "--seed",
+            "7",
+            "--sequence-length=12",
+            "--epochs",
+            "2",
+            "--length",
+            "30",
+            "--workdir",
+            "w",
+            "--parts",
+            "first",
+        ],
         parsers,
     )
     assert routed == {
@@ -104,7 +156,10 @@ def test_quickstart_routes_each_flag_to_the_jobs_that_know_it():
     # The preset is each job's own default; a flag on the command line still wins.
     train_args = flags.parse_args(["--data-dir", "d", "--epochs", "2"], quickstart.PRESET["train"])
     assert train_args.epochs == 2 and train_args.units == quickstart.PRESET["train"]["units"]
-    assert isinstance(train_args, argparse.Namespace) and flags.parse_args(["--data-dir", "d"]).units == 512
+    assert (
+        isinstance(train_args, argparse.Namespace)
+        and flags.parse_args(["--data-dir", "d"]).units == 512
+    )
 
 
 def test_quickstart_refuses_a_folder_flag_and_an_unknown_flag_in_one_line(capsys):
@@ -125,36 +180,71 @@ def quiet_env() -> dict[str, str]:
     or a developer may have (verbosity): what a new user's shell has."""
     from preprocessing import quiet
 
-    return {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", quiet.VERBOSE_ENV)}
+    return {
+        k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", quiet.VERBOSE_ENV)
+    }
 
 
 def lstm_composer_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """``lstm-composer ARGS`` in a new process (through ``python -m``, which needs no installed script)."""
-    return subprocess.run([sys.executable, "-m", "lstm_composer", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=quiet_env())
+    return subprocess.run(
+        [sys.executable, "-m", "lstm_composer", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=quiet_env(),
+    )
 
 
-@pytest.mark.parametrize("sub", ["quickstart", "preprocess", "train", "generate", "evaluate", "submit", "sample-data"])
+@pytest.mark.parametrize(
+    "sub", ["quickstart", "preprocess", "train", "generate", "evaluate", "submit", "sample-data"]
+)
 def test_help_names_the_subcommand_and_imports_no_tensorflow(sub):
-    code = ("import sys, lstm_composer\n"
-            f"try:\n    lstm_composer.main([{sub!r}, '--help'])\nexcept SystemExit:\n    pass\n"
-            "print('tensorflow' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                            env=quiet_env())
+    code = (
+        "import sys, lstm_composer\n"
+        f"try:\n    lstm_composer.main([{sub!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=quiet_env(),
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert result.stdout.startswith(f"usage: lstm-composer {sub} ")
     assert "--verbose" in result.stdout and "python -m" not in result.stdout.split("\n\n")[0]
     assert result.stdout.strip().endswith("False")  # --help never waits for TensorFlow
 
 
-@pytest.mark.parametrize("argv, line", [
-    (["preprocess"], "lstm-composer preprocess: error: the following arguments are required: --output"),
-    (["generate", "--model-dir", "m"], "lstm-composer generate: error: the following arguments are required: --output"),
-    (["generate", "--model-dir", "m", "--output", "o.mid", "--length", "0"],
-     "lstm-composer generate: error: --length must be at least 1"),
-    (["train", "--epochs", "1"], "lstm-composer train: error: the following arguments are required: --data-dir"),
-    (["sample-data", "--workerz", "2"], "lstm-composer sample-data: error: unrecognized arguments: --workerz 2"),
-])
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (
+            ["preprocess"],
+            "lstm-composer preprocess: error: the following arguments are required: --output",
+        ),
+        (
+            ["generate", "--model-dir", "m"],
+            "lstm-composer generate: error: the following arguments are required: --output",
+        ),
+        (
+            ["generate", "--model-dir", "m", "--output", "o.mid", "--length", "0"],
+            "lstm-composer generate: error: --length must be at least 1",
+        ),
+        (
+            ["train", "--epochs", "1"],
+            "lstm-composer train: error: the following arguments are required: --data-dir",
+        ),
+        (
+            ["sample-data", "--workerz", "2"],
+            "lstm-composer sample-data: error: unrecognized arguments: --workerz 2",
+        ),
+    ],
+)
 def test_usage_errors_name_the_command_the_user_typed(argv, line, capsys):
     try:
         code = lstm_composer.main(argv)
@@ -167,7 +257,12 @@ def test_usage_errors_name_the_command_the_user_typed(argv, line, capsys):
 
 
 def test_job_errors_name_the_command_the_user_typed(tmp_path, capsys):
-    assert lstm_composer.main(["preprocess", "--input", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    assert (
+        lstm_composer.main(
+            ["preprocess", "--input", str(tmp_path), "--output", str(tmp_path / "out")]
+        )
+        == 2
+    )
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("lstm-composer preprocess: error: no MIDI files")
 
@@ -175,18 +270,26 @@ def test_job_errors_name_the_command_the_user_typed(tmp_path, capsys):
 # --------------------------------------------------------------------------- the quickstart checks all before it starts
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--epochs", "0"], "argument --epochs: must be a positive integer, not 0"),
-    (["--temperature", "-1"], "--temperature must be >= 0"),
-    (["--length", "0"], "--length must be at least 1"),
-    (["--sequence-length", "0"], "--sequence-length must be at least 1"),
-    (["--batch-size", "0"], "argument --batch-size: must be a positive integer, not 0"),
-    (["--top-k", "0"], "--top-k must be at least 1"),
-    (["--primer", "{tmp}"], "--primer {tmp} is a folder; give one MIDI file"),
-    (["--primer", "{tmp}/none.mid"], "--primer {tmp}/none.mid not found"),
-    (["--workdir", "{tmp}/a-file/qs"], "--workdir {tmp}/a-file/qs: {tmp}/a-file is a file, not a folder"),
-])
-def test_quickstart_refuses_any_stages_flag_before_the_first_stage(flags, message, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--epochs", "0"], "argument --epochs: must be a positive integer, not 0"),
+        (["--temperature", "-1"], "--temperature must be >= 0"),
+        (["--length", "0"], "--length must be at least 1"),
+        (["--sequence-length", "0"], "--sequence-length must be at least 1"),
+        (["--batch-size", "0"], "argument --batch-size: must be a positive integer, not 0"),
+        (["--top-k", "0"], "--top-k must be at least 1"),
+        (["--primer", "{tmp}"], "--primer {tmp} is a folder; give one MIDI file"),
+        (["--primer", "{tmp}/none.mid"], "--primer {tmp}/none.mid not found"),
+        (
+            ["--workdir", "{tmp}/a-file/qs"],
+            "--workdir {tmp}/a-file/qs: {tmp}/a-file is a file, not a folder",
+        ),
+    ],
+)
+def test_quickstart_refuses_any_stages_flag_before_the_first_stage(
+    flags, message, tmp_path, capsys
+):
     (tmp_path / "a-file").write_text("not a folder")
     flags = [f.format(tmp=tmp_path) for f in flags]
     argv = flags if "--workdir" in flags else ["--workdir", str(tmp_path / "qs"), *flags]
@@ -240,9 +343,18 @@ def test_beam_worker_lines_are_hidden_unless_verbose(midi_corpus, tmp_path):
     only with --verbose, and the job's own output and files are the same either way."""
     runs = {}
     for name, extra in (("quiet", []), ("verbose", ["--verbose"])):
-        runs[name] = lstm_composer_cli("preprocess", "--input", str(midi_corpus["dir"]), "--output",
-                                       str(tmp_path / name), "--sequence-length", "8", "--direct_num_workers", "2",
-                                       *extra)
+        runs[name] = lstm_composer_cli(
+            "preprocess",
+            "--input",
+            str(midi_corpus["dir"]),
+            "--output",
+            str(tmp_path / name),
+            "--sequence-length",
+            "8",
+            "--direct_num_workers",
+            "2",
+            *extra,
+        )
         assert runs[name].returncode == 0, runs[name].stderr[-3000:]
         dead = (tmp_path / name / "dead_letter.jsonl").read_text().splitlines()
         # what the hidden lines said about bad files is kept
@@ -250,7 +362,10 @@ def test_beam_worker_lines_are_hidden_unless_verbose(midi_corpus, tmp_path):
     worker_lines = ("No semi_persistent_directory found", "Discarding unparseable args")
     assert not any(line in runs["quiet"].stderr for line in worker_lines), runs["quiet"].stderr
     assert "Worker: " not in runs["quiet"].stderr
-    assert all(line in runs["verbose"].stderr for line in worker_lines), runs["verbose"].stderr[-3000:]
+    assert all(line in runs["verbose"].stderr for line in worker_lines), runs["verbose"].stderr[
+        -3000:
+    ]
+
     def same_run(stdout: str) -> str:  # every run has its own id
         return re.sub(r"\(run [0-9a-f]+\)", "(run)", stdout.replace("quiet", "verbose"))
 

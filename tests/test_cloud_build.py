@@ -10,9 +10,23 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
 # Cloud Build's built-in substitutions (those of triggered builds can be passed by hand, as SHORT_SHA is).
-BUILT_IN = {"PROJECT_ID", "PROJECT_NUMBER", "BUILD_ID", "LOCATION", "COMMIT_SHA", "SHORT_SHA", "REVISION_ID",
-            "REPO_NAME", "REPO_FULL_NAME", "BRANCH_NAME", "TAG_NAME", "REF_NAME", "TRIGGER_NAME",
-            "SERVICE_ACCOUNT_EMAIL", "SERVICE_ACCOUNT"}
+BUILT_IN = {
+    "PROJECT_ID",
+    "PROJECT_NUMBER",
+    "BUILD_ID",
+    "LOCATION",
+    "COMMIT_SHA",
+    "SHORT_SHA",
+    "REVISION_ID",
+    "REPO_NAME",
+    "REPO_FULL_NAME",
+    "BRANCH_NAME",
+    "TAG_NAME",
+    "REF_NAME",
+    "TRIGGER_NAME",
+    "SERVICE_ACCOUNT_EMAIL",
+    "SERVICE_ACCOUNT",
+}
 IMAGE = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/${_IMAGE}"
 
 
@@ -55,7 +69,10 @@ def test_every_step_names_an_image_and_steps_are_ordered():
     for step in steps:
         assert isinstance(step.get("name"), str) and step["name"], step
         for dependency in step.get("waitFor", []):
-            assert dependency == "-" or dependency in ids[: ids.index(step["id"])], (step["id"], dependency)
+            assert dependency == "-" or dependency in ids[: ids.index(step["id"])], (
+                step["id"],
+                dependency,
+            )
     values = {**CONFIG["substitutions"], "PROJECT_ID": "p", "SHORT_SHA": "abc1234"}
     images = {step["id"]: expand(step["name"], values) for step in steps}
     assert images["unit-tests"] == CONFIG["substitutions"]["_PYTHON_IMAGE"]
@@ -84,7 +101,10 @@ def test_build_context_and_dockerfile_exist_and_both_tags_are_pushed():
     assert tags == [f"{IMAGE}:$SHORT_SHA", f"{IMAGE}:latest"]
     assert CONFIG["images"] == tags  # images: lists exactly what is pushed
     values = {**CONFIG["substitutions"], "PROJECT_ID": "my-project-123", "SHORT_SHA": "abc1234"}
-    assert expand(tags[0], values) == "us-central1-docker.pkg.dev/my-project-123/lstm-composer/trainer:abc1234"
+    assert (
+        expand(tags[0], values)
+        == "us-central1-docker.pkg.dev/my-project-123/lstm-composer/trainer:abc1234"
+    )
 
 
 def test_substitutions_are_documented_at_the_top():

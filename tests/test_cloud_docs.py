@@ -21,15 +21,22 @@ CLOUD_DOC = ROOT / "docs" / "CLOUD.md"
 TITLE = "# The cloud path, end to end"
 GIT_SHA = "abc1234"
 # One-time set-up commands that need a real project; checked for syntax and defined variables only.
-SETUP = ("gcloud config set", "gcloud services enable", "gcloud artifacts repositories create",
-         "gcloud storage buckets create", "gcloud iam service-accounts create", "gcloud projects add-iam-policy-binding",
-         "gcloud storage buckets add-iam-policy-binding", "gcloud storage cp")
+SETUP = (
+    "gcloud config set",
+    "gcloud services enable",
+    "gcloud artifacts repositories create",
+    "gcloud storage buckets create",
+    "gcloud iam service-accounts create",
+    "gcloud projects add-iam-policy-binding",
+    "gcloud storage buckets add-iam-policy-binding",
+    "gcloud storage cp",
+)
 
 
 def documented_commands() -> tuple[list[list[str]], dict[str, str]]:
     """(every command of the ```bash blocks as argv lists, pipes split off; the exported variables)."""
     text = CLOUD_DOC.read_text()
-    text = text[text.index(TITLE):]
+    text = text[text.index(TITLE) :]
     variables: dict[str, str] = {}
     commands: list[list[str]] = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
@@ -54,7 +61,7 @@ def documented_commands() -> tuple[list[list[str]], dict[str, str]]:
             while "|" in words:
                 index = words.index("|")
                 commands.append(words[:index])
-                words = words[index + 1:]
+                words = words[index + 1 :]
             commands.append(words)
     return commands, variables
 
@@ -67,28 +74,55 @@ def commands_starting(*prefix: str) -> list[list[str]]:
 
 
 def test_every_command_is_one_the_tests_know():
-    known = [("lstm-composer", "submit"), ("lstm-composer", "preprocess"), ("lstm-composer", "generate"),
-             ("gcloud", "builds", "submit"), ("tensorboard",), ("kubectl", "apply", "-f", "-")]
+    known = [
+        ("lstm-composer", "submit"),
+        ("lstm-composer", "preprocess"),
+        ("lstm-composer", "generate"),
+        ("gcloud", "builds", "submit"),
+        ("tensorboard",),
+        ("kubectl", "apply", "-f", "-"),
+    ]
     known += [tuple(s.split()) for s in SETUP]
     for command in COMMANDS:
-        assert any(tuple(command[: len(k)]) == k for k in known), f"untested command in docs/CLOUD.md: {command}"
-    assert {"PROJECT", "REGION", "BUCKET", "REPOSITORY", "IMAGE", "SERVICE_ACCOUNT", "TENSORBOARD"} <= set(VARIABLES)
-    assert VARIABLES["IMAGE"] == f"{VARIABLES['REGION']}-docker.pkg.dev/{VARIABLES['PROJECT']}/{VARIABLES['REPOSITORY']}/trainer:latest"
+        assert any(tuple(command[: len(k)]) == k for k in known), (
+            f"untested command in docs/CLOUD.md: {command}"
+        )
+    assert {
+        "PROJECT",
+        "REGION",
+        "BUCKET",
+        "REPOSITORY",
+        "IMAGE",
+        "SERVICE_ACCOUNT",
+        "TENSORBOARD",
+    } <= set(VARIABLES)
+    assert (
+        VARIABLES["IMAGE"]
+        == f"{VARIABLES['REGION']}-docker.pkg.dev/{VARIABLES['PROJECT']}/{VARIABLES['REPOSITORY']}/trainer:latest"
+    )
 
 
 def test_cloud_build_command_matches_cloudbuild_yaml():
     (command,) = commands_starting("gcloud", "builds", "submit")
     config_file = command[command.index("--config") + 1]
     config = yaml.safe_load((ROOT / config_file).read_text())
-    substitutions = dict(item.split("=", 1) for item in command[command.index("--substitutions") + 1].split(","))
+    substitutions = dict(
+        item.split("=", 1) for item in command[command.index("--substitutions") + 1].split(",")
+    )
     assert set(substitutions) - {"SHORT_SHA"} <= set(config["substitutions"])
     assert substitutions["SHORT_SHA"] == GIT_SHA
-    assert substitutions["_REGION"] == VARIABLES["REGION"] and substitutions["_REPOSITORY"] == VARIABLES["REPOSITORY"]
+    assert (
+        substitutions["_REGION"] == VARIABLES["REGION"]
+        and substitutions["_REPOSITORY"] == VARIABLES["REPOSITORY"]
+    )
     assert command[-1] == "." and (ROOT / command[-1] / "Dockerfile").exists()
     # The image that build pushes as :latest is the ${IMAGE} every submit command uses.
     latest = next(i for i in config["images"] if i.endswith(":latest"))
     values = {**config["substitutions"], **substitutions, "PROJECT_ID": VARIABLES["PROJECT"]}
-    assert re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values[m.group(1) or m.group(2)], latest) == VARIABLES["IMAGE"]
+    assert (
+        re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values[m.group(1) or m.group(2)], latest)
+        == VARIABLES["IMAGE"]
+    )
 
 
 def submit_commands() -> list[list[str]]:
@@ -102,7 +136,11 @@ def test_submit_is_wired_to_cloud_cli():
         assert lstm_composer.SUBCOMMANDS["submit"][0] == "cloud.cli:main"
 
 
-@pytest.mark.parametrize("command", [c for c in submit_commands() if "--kubernetes" not in c], ids=lambda c: " ".join(c[2:12]))
+@pytest.mark.parametrize(
+    "command",
+    [c for c in submit_commands() if "--kubernetes" not in c],
+    ids=lambda c: " ".join(c[2:12]),
+)
 def test_vertex_submit_commands_build_valid_requests(command, capsys):
     from google.cloud.aiplatform_v1 import types
 
@@ -111,7 +149,9 @@ def test_vertex_submit_commands_build_valid_requests(command, capsys):
     argv = command[2:]
     own, trainer = cli.split_argv(argv)
     assert cli.main(own + ["--dry-run", "--"] + trainer if trainer else own + ["--dry-run"]) == 0
-    request = types.CreateCustomJobRequest.from_json(capsys.readouterr().out, ignore_unknown_fields=False)
+    request = types.CreateCustomJobRequest.from_json(
+        capsys.readouterr().out, ignore_unknown_fields=False
+    )
     assert request.parent == f"projects/{VARIABLES['PROJECT']}/locations/{VARIABLES['REGION']}"
     for pool in request.custom_job.job_spec.worker_pool_specs:
         assert pool.container_spec.image_uri == VARIABLES["IMAGE"]
@@ -125,7 +165,9 @@ def test_the_documented_shapes_are_1_gpu_8_gpus_and_several_machines():
     for command in submit_commands():
         own, trainer = cli.split_argv(command[2:])
         plan = plan_job(cli.build_parser().parse_args(own), trainer)
-        shapes.add((plan.replica_count, plan.accelerator_count, plan.gpu_check, "--kubernetes" in own))
+        shapes.add(
+            (plan.replica_count, plan.accelerator_count, plan.gpu_check, "--kubernetes" in own)
+        )
     assert (1, 1, True, False) in shapes  # the GPU smoke check
     assert (1, 1, False, False) in shapes  # 1 GPU
     assert (1, 8, False, False) in shapes  # 8 GPUs, one machine
@@ -136,7 +178,11 @@ def test_the_documented_shapes_are_1_gpu_8_gpus_and_several_machines():
 def test_kubernetes_command_pipes_a_valid_manifest_into_kubectl(capsys):
     from cloud import cli
 
-    index = next(i for i, c in enumerate(COMMANDS) if c[:2] == ["lstm-composer", "submit"] and "--kubernetes" in c)
+    index = next(
+        i
+        for i, c in enumerate(COMMANDS)
+        if c[:2] == ["lstm-composer", "submit"] and "--kubernetes" in c
+    )
     assert COMMANDS[index + 1] == ["kubectl", "apply", "-f", "-"]
     assert cli.main(COMMANDS[index][2:]) == 0
     kinds = [doc["kind"] for doc in yaml.safe_load_all(capsys.readouterr().out)]
@@ -148,7 +194,10 @@ def test_dataflow_command_is_the_one_the_dataflow_test_builds():
 
     (command,) = commands_starting("lstm-composer", "preprocess")
     args, beam_args = pipeline.parse_args(command[2:])
-    assert args.input == f"gs://{VARIABLES['BUCKET']}/midi" and args.output == f"gs://{VARIABLES['BUCKET']}/records"
+    assert (
+        args.input == f"gs://{VARIABLES['BUCKET']}/midi"
+        and args.output == f"gs://{VARIABLES['BUCKET']}/records"
+    )
     assert "--runner" in beam_args and "DataflowRunner" in beam_args and "./setup.py" in beam_args
     assert (ROOT / "setup.py").exists()
     import test_cloud_dataflow
@@ -157,7 +206,9 @@ def test_dataflow_command_is_the_one_the_dataflow_test_builds():
 
 
 def base_output_dirs() -> set[str]:
-    return {c[c.index("--base-output-dir") + 1] for c in submit_commands() if "--base-output-dir" in c}
+    return {
+        c[c.index("--base-output-dir") + 1] for c in submit_commands() if "--base-output-dir" in c
+    }
 
 
 def test_tensorboard_command_reads_a_jobs_log_dir():

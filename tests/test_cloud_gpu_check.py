@@ -22,8 +22,14 @@ no_gpu = pytest.mark.skipif(HAS_GPU, reason="checks the behaviour on a machine w
 @no_gpu
 def test_fails_clearly_without_a_gpu():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-m", "trainer.gpu_check"], capture_output=True, text=True,
-                            cwd=ROOT, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer.gpu_check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "[FAIL] GPU visible: no GPU visible to TensorFlow" in result.stdout
     assert "[skip] LSTM on cuDNN: not run: no GPU" in result.stdout
@@ -44,7 +50,9 @@ def test_cudnn_rnn_ops_have_gpu_kernels_only():
     from tensorflow.python.framework import kernels
 
     for op in ("CudnnRNNV3", "CudnnRNNBackpropV3"):
-        devices = {kernel.device_type for kernel in kernels.get_registered_kernels_for_op(op).kernel}
+        devices = {
+            kernel.device_type for kernel in kernels.get_registered_kernels_for_op(op).kernel
+        }
         assert devices == {"GPU"}, (op, devices)
 
 
@@ -53,7 +61,10 @@ def test_on_cpu_keras_traces_the_generic_kernel_and_the_check_says_so():
     check = gpu_check.check_lstm_cudnn()
     assert not check.ok
     assert "traced to 0 fused CudnnRNN op(s)" in check.detail
-    assert "fell back to the generic (slow) LSTM kernel because TensorFlow lists no GPU" in check.detail
+    assert (
+        "fell back to the generic (slow) LSTM kernel because TensorFlow lists no GPU"
+        in check.detail
+    )
 
 
 @no_gpu
@@ -85,9 +96,15 @@ def test_cudnn_version_older_than_tensorflows_is_a_failure(monkeypatch):
                 return 90100  # cuDNN 9.1.0
 
     monkeypatch.setattr(cuda_libraries, "_load", lambda soname: FakeCudnn)
-    monkeypatch.setattr(cuda_libraries, "required_cuda_packages", lambda: {"nvidia-cudnn-cu12": (9, 3, 0, 75)})
+    monkeypatch.setattr(
+        cuda_libraries, "required_cuda_packages", lambda: {"nvidia-cudnn-cu12": (9, 3, 0, 75)}
+    )
     check = cuda_libraries.check_cudnn_version(9, 12)
-    assert not check.ok and "the loaded cuDNN is 9.1.0, older than the 9.3 TensorFlow was compiled with" in check.detail
+    assert (
+        not check.ok
+        and "the loaded cuDNN is 9.1.0, older than the 9.3 TensorFlow was compiled with"
+        in check.detail
+    )
     check = cuda_libraries.check_cudnn_version(8, 12)
     assert not check.ok and "TensorFlow was built against cuDNN 8.x" in check.detail
 
@@ -104,13 +121,20 @@ def test_library_installed_but_not_on_the_search_path(monkeypatch, tmp_path):
     monkeypatch.setattr(cuda_libraries, "_load", not_found)
     check = next(c for c in cuda_libraries.check_libraries() if c.name == "libcusolver.so.11")
     assert not check.ok
-    assert f"installed at {lib}/libcusolver.so.11 but not on the library search path" in check.detail
+    assert (
+        f"installed at {lib}/libcusolver.so.11 but not on the library search path" in check.detail
+    )
 
 
 def test_and_cuda_floors_are_read_from_tensorflows_metadata():
     floors = cuda_libraries.required_cuda_packages()
     assert floors["nvidia-cudnn-cu12"][:2] >= (9, 3)
-    assert set(floors) >= {"nvidia-cublas-cu12", "nvidia-cudnn-cu12", "nvidia-nccl-cu12", "nvidia-cusolver-cu12"}
+    assert set(floors) >= {
+        "nvidia-cublas-cu12",
+        "nvidia-cudnn-cu12",
+        "nvidia-nccl-cu12",
+        "nvidia-cusolver-cu12",
+    }
 
 
 # On a GPU machine the device check is the command itself: `python -m trainer.gpu_check` must exit 0

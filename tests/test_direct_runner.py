@@ -16,7 +16,9 @@ from preprocessing import direct_runner, files, options, pipeline, transforms
 
 def test_only_a_beam_worker_process_freezes_its_objects(monkeypatch):
     assert not direct_runner.in_beam_worker_process()  # pytest's own process: never frozen
-    monkeypatch.setattr(sys.modules["__main__"], "__spec__", SimpleNamespace(name=direct_runner.BEAM_WORKER_MAIN))
+    monkeypatch.setattr(
+        sys.modules["__main__"], "__spec__", SimpleNamespace(name=direct_runner.BEAM_WORKER_MAIN)
+    )
     assert direct_runner.in_beam_worker_process()
 
     monkeypatch.setattr(direct_runner, "_frozen", False)
@@ -56,21 +58,35 @@ def test_the_direct_runner_groups_files_per_worker_and_other_runners_reshuffle(m
     def workers(*flags):
         return direct_runner.direct_runner_workers(PipelineOptions(list(flags)))
 
-    assert workers("--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=3") == 3
+    assert (
+        workers(
+            "--runner=DirectRunner",
+            "--direct_running_mode=multi_processing",
+            "--direct_num_workers=3",
+        )
+        == 3
+    )
     assert workers("--runner=DirectRunner", "--direct_running_mode=in_memory") == 1
     assert workers("--runner=DataflowRunner") is None
 
     def leaf_names(local_workers):
         p = beam.Pipeline()
-        args, _ = options.parse_args(["--input", str(midi_corpus["dir"]), "--output", "/tmp/unused"])
+        args, _ = options.parse_args(
+            ["--input", str(midi_corpus["dir"]), "--output", "/tmp/unused"]
+        )
         _ = p | "PreprocessMidi" >> pipeline.PreprocessMidi(
-            args, pattern=str(midi_corpus["dir"]) + "/**", root=str(midi_corpus["dir"]) + "/", train_shards=1,
+            args,
+            pattern=str(midi_corpus["dir"]) + "/**",
+            root=str(midi_corpus["dir"]) + "/",
+            train_shards=1,
             local_workers=local_workers,
         )
         return {t.unique_name for t in p.to_runner_api().components.transforms.values()}
 
     assert "PreprocessMidi/SpreadFiles/GroupPerWorker" in leaf_names(2)
-    assert not any(name.startswith("PreprocessMidi/SpreadFiles/Reshuffle") for name in leaf_names(2))
+    assert not any(
+        name.startswith("PreprocessMidi/SpreadFiles/Reshuffle") for name in leaf_names(2)
+    )
     assert "PreprocessMidi/SpreadFiles/Reshuffle" in leaf_names(None)
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import patterned_tokens
 from symusic import Score
 
-from conftest import patterned_tokens
 from preprocessing import records, sample_data
 from preprocessing.encodings import base, loader, midi_container, reference, registry
 from preprocessing.encodings.midi_container import MidiParseError
@@ -23,7 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def smf(track: bytes, declared_tracks: int = 1) -> bytes:
     """A format-0 Standard MIDI File around one track chunk's bytes."""
-    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + declared_tracks.to_bytes(2, "big")
+    header = (
+        b"MThd"
+        + (6).to_bytes(4, "big")
+        + (0).to_bytes(2, "big")
+        + declared_tracks.to_bytes(2, "big")
+    )
     return header + (96).to_bytes(2, "big") + b"MTrk" + len(track).to_bytes(4, "big") + track
 
 
@@ -54,13 +59,17 @@ def test_registry_names_both_encodings_and_refuses_others():
     assert registry.NAMES == ("reference", "remi") and registry.DEFAULT == "reference"
     for name in registry.NAMES:
         assert loader.get(name).name == name
-    with pytest.raises(registry.EncodingError, match="unknown encoding 'abc': choose one of reference, remi"):
+    with pytest.raises(
+        registry.EncodingError, match="unknown encoding 'abc': choose one of reference, remi"
+    ):
         loader.get("abc")
 
 
 def test_the_reference_token_format_is_what_manifests_record():
     assert reference.ReferenceEncoding.registration.token_format == records.ENCODING
-    assert loader.get("reference").token_format == records.ENCODING == registry.REFERENCE.token_format
+    assert (
+        loader.get("reference").token_format == records.ENCODING == registry.REFERENCE.token_format
+    )
 
 
 def test_each_encoding_class_carries_its_own_registration():
@@ -74,9 +83,13 @@ def test_each_encoding_class_carries_its_own_registration():
 
 @pytest.mark.parametrize("name, absent", [("remi", "music21"), ("reference", "miditok")])
 def test_an_encoding_imports_only_its_own_library(name, absent):
-    code = (f"import sys; from preprocessing.encodings import loader; e = loader.get({name!r}); e.encode({GOOD!r}); "
-            f"bad = {{{absent!r}, 'tensorflow', 'apache_beam'}} & set(sys.modules); assert not bad, bad")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    code = (
+        f"import sys; from preprocessing.encodings import loader; e = loader.get({name!r}); e.encode({GOOD!r}); "
+        f"bad = {{{absent!r}, 'tensorflow', 'apache_beam'}} & set(sys.modules); assert not bad, bad"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -114,7 +127,10 @@ def test_a_header_declaring_fewer_tracks_than_the_file_holds_is_refused_by_both(
 
     fewer = bad_files()["fewer tracks declared than held"]
     assert Score.from_midi(fewer).note_num() == 0 < Score.from_midi(GOOD).note_num()
-    assert reference.tokens_from_score(converter.parseData(fewer, format="midi", forceSource=True)) == []
+    assert (
+        reference.tokens_from_score(converter.parseData(fewer, format="midi", forceSource=True))
+        == []
+    )
     for name in registry.NAMES:
         with pytest.raises(MidiParseError, match="the header declares 1 tracks, the file holds 2"):
             loader.get(name).encode(fewer)
@@ -124,10 +140,16 @@ def test_a_header_declaring_fewer_tracks_than_the_file_holds_is_refused_by_both(
 
 
 def test_symusics_own_message_reaches_the_error():
-    velocity_129 = smf(bytes([0x00, 0x90, 0x3C, 0x81, 0x60, 0x80, 0x3C, 0x40, 0x00, 0xFF, 0x2F, 0x00]))
-    with pytest.raises(MidiParseError, match=r"symusic could not parse it: RuntimeError: Get velocity=129"):
+    velocity_129 = smf(
+        bytes([0x00, 0x90, 0x3C, 0x81, 0x60, 0x80, 0x3C, 0x40, 0x00, 0xFF, 0x2F, 0x00])
+    )
+    with pytest.raises(
+        MidiParseError, match=r"symusic could not parse it: RuntimeError: Get velocity=129"
+    ):
         loader.get("remi").encode(velocity_129)
-    with pytest.raises(MidiParseError, match="symusic could not parse it: .*first chunk length is not 6"):
+    with pytest.raises(
+        MidiParseError, match="symusic could not parse it: .*first chunk length is not 6"
+    ):
         loader.get("remi").encode(bad_files()["header of zeros"])
 
 
@@ -143,7 +165,9 @@ def test_the_reference_encoding_saves_nothing_and_loads_without_reading():
 
     loaded = loader.load("reference", read, expected_hash=chosen.config_hash)
     assert isinstance(loaded, reference.ReferenceEncoding)
-    assert len(chosen.config_hash) == 16 and chosen.config_hash == loader.get("reference").config_hash
+    assert (
+        len(chosen.config_hash) == 16 and chosen.config_hash == loader.get("reference").config_hash
+    )
     with pytest.raises(registry.EncodingError, match="manifest records 0123"):
         loader.load("reference", read, expected_hash="0123")
     assert set(chosen.versions) == {"music21"}
@@ -153,8 +177,11 @@ def test_a_missing_saved_file_is_one_line():
     def read(name):
         raise FileNotFoundError(f"/data/{name} not found")
 
-    with pytest.raises(registry.EncodingError, match=r"cannot read the remi encoding's tokenizer.json: "
-                                                     r"FileNotFoundError: /data/tokenizer.json not found"):
+    with pytest.raises(
+        registry.EncodingError,
+        match=r"cannot read the remi encoding's tokenizer.json: "
+        r"FileNotFoundError: /data/tokenizer.json not found",
+    ):
         loader.load("remi", read)
 
 
@@ -174,8 +201,10 @@ def test_reference_grammar_allows_everything_and_note_events_follow_the_step():
     grammar = reference.grammar(["0.4.7", "C4", "E-4"])
     assert grammar.mask(["C4"]).tolist() == [True, True, True]
     assert reference.note_events(["E-4", "0.4.7"]) == [
-        base.NoteEvent(0.0, 0.5, 63), base.NoteEvent(0.5, 0.5, 60),
-        base.NoteEvent(0.5, 0.5, 64), base.NoteEvent(0.5, 0.5, 67),
+        base.NoteEvent(0.0, 0.5, 63),
+        base.NoteEvent(0.5, 0.5, 60),
+        base.NoteEvent(0.5, 0.5, 64),
+        base.NoteEvent(0.5, 0.5, 67),
     ]
 
 
@@ -187,7 +216,9 @@ def test_reference_transposition_of_single_tokens():
     # a symmetric chord: normal order starts elsewhere
     assert reference.transpose_token("0.4.8", 5) == "1.5.9"
     assert reference.transpose_token("0", 3) == "3"
-    assert reference.transpose_token("G9", 1) is None and reference.transpose_token("C0", -1) is None
+    assert (
+        reference.transpose_token("G9", 1) is None and reference.transpose_token("C0", -1) is None
+    )
     assert reference.transpose_tokens(["C4", "G9"], 1) is None
     assert reference.transpose_tokens(["C4", "0.4.7"], 0) == ["C4", "0.4.7"]
 
@@ -207,7 +238,9 @@ def test_reference_transposition_is_what_music21_reads_from_the_transposed_file(
         tokens = reference.encode(transposed_midi(data, 0), parts)
         assert tokens == reference.encode(data, parts)
         for semitones in (-5, 1, 6, 11):
-            assert reference.transpose(tokens, semitones) == reference.encode(transposed_midi(data, semitones), parts)
+            assert reference.transpose(tokens, semitones) == reference.encode(
+                transposed_midi(data, semitones), parts
+            )
 
 
 def test_reference_chord_transposition_agrees_with_music21s_normal_order():
@@ -220,8 +253,12 @@ def test_reference_chord_transposition_agrees_with_music21s_normal_order():
 
     rng = np.random.default_rng(0)
     sets = [[0, 4, 8], [0, 3, 6, 9], [0, 6], [0, 2, 4, 6, 8, 10], [0, 1, 6, 7], [5, 9, 0, 3]]
-    sets += [rng.choice(12, size=int(rng.integers(2, 7)), replace=False).tolist() for _ in range(12)]
+    sets += [
+        rng.choice(12, size=int(rng.integers(2, 7)), replace=False).tolist() for _ in range(12)
+    ]
     for classes in sets:
         token = normal_order(classes)
         for semitones in (1, 5, 9):
-            assert reference.transpose_token(token, semitones) == normal_order((pc + semitones) % 12 for pc in classes)
+            assert reference.transpose_token(token, semitones) == normal_order(
+                (pc + semitones) % 12 for pc in classes
+            )

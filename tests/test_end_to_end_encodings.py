@@ -12,21 +12,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import scalars
 from symusic import Note, Score, Track
 
 import lstm_composer
 from lstm_composer import quickstart
-from helpers import scalars
 from preprocessing import reader, records, windowing
 from preprocessing.encodings import loader, registry
 
 SEQ = 16
 FRACTION = 0.3
-TINY = ["--units", "16", "--layers", "1", "--dense-units", "16", "--embedding-dim", "8", "--seed", "3"]
+TINY = [
+    "--units",
+    "16",
+    "--layers",
+    "1",
+    "--dense-units",
+    "16",
+    "--embedding-dim",
+    "8",
+    "--seed",
+    "3",
+]
 BAD = ("empty.mid", "random.mid", "truncated.mid", "text.mid")
 
 
-def track(rng: np.random.Generator, pitches: range, durations: list[int], notes: int, program: int = 0) -> Track:
+def track(
+    rng: np.random.Generator, pitches: range, durations: list[int], notes: int, program: int = 0
+) -> Track:
     """A melody of ``notes`` notes, each as long as one of ``durations`` (ticks at 480 per quarter)."""
     melody, time = Track(program=program), 0
     for _ in range(notes):
@@ -79,18 +92,75 @@ def chain(request, midi_folder, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp(f"chain-{name}")
     data, job, piece = work / "data", work / "job", work / "music" / "piece.mid"
     runs = {
-        "preprocess": run("preprocess", "--input", str(folder), "--output", str(data), "--encoding", name,
-                          "--sequence-length", str(SEQ), "--validation-fraction", str(FRACTION), "--num-shards", "1",
-                          "--direct_running_mode", "in_memory"),
-        "train": run("train", "--data-dir", str(data), "--job-dir", str(job), "--epochs", "1", "--steps-per-epoch",
-                     "8", "--batch-size", "16", "--learning-rate", "0.01", *TINY),
-        "generate": run("generate", "--model-dir", str(job / "model"), "--output", str(piece), "--length", "120",
-                        "--seed", "1"),
-        "evaluate": run("evaluate", "--model-dir", str(job / "model"), "--data-dir", str(data), "--samples", "2",
-                        "--length", "60", "--output", str(work / "evaluation.json")),
+        "preprocess": run(
+            "preprocess",
+            "--input",
+            str(folder),
+            "--output",
+            str(data),
+            "--encoding",
+            name,
+            "--sequence-length",
+            str(SEQ),
+            "--validation-fraction",
+            str(FRACTION),
+            "--num-shards",
+            "1",
+            "--direct_running_mode",
+            "in_memory",
+        ),
+        "train": run(
+            "train",
+            "--data-dir",
+            str(data),
+            "--job-dir",
+            str(job),
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "8",
+            "--batch-size",
+            "16",
+            "--learning-rate",
+            "0.01",
+            *TINY,
+        ),
+        "generate": run(
+            "generate",
+            "--model-dir",
+            str(job / "model"),
+            "--output",
+            str(piece),
+            "--length",
+            "120",
+            "--seed",
+            "1",
+        ),
+        "evaluate": run(
+            "evaluate",
+            "--model-dir",
+            str(job / "model"),
+            "--data-dir",
+            str(data),
+            "--samples",
+            "2",
+            "--length",
+            "60",
+            "--output",
+            str(work / "evaluation.json"),
+        ),
     }
-    return {"name": name, "encoding": loader.get(name), "data": data, "job": job, "piece": piece,
-            "runs": runs, "work": work, "good": good, "folder": folder}
+    return {
+        "name": name,
+        "encoding": loader.get(name),
+        "data": data,
+        "job": job,
+        "piece": piece,
+        "runs": runs,
+        "work": work,
+        "good": good,
+        "folder": folder,
+    }
 
 
 @pytest.mark.slow
@@ -101,15 +171,28 @@ def test_every_stage_exits_0(chain):
 
 @pytest.mark.slow
 def test_bad_files_are_dead_letters_with_reasons_and_every_good_file_is_in(chain):
-    letters = [json.loads(line) for line in (chain["data"] / "dead_letter.jsonl").read_text().splitlines()]
+    letters = [
+        json.loads(line) for line in (chain["data"] / "dead_letter.jsonl").read_text().splitlines()
+    ]
     reasons = {Path(entry["path"]).name: entry["error"] for entry in letters}
-    assert sorted(reasons) == sorted(BAD) and all(reason and "\n" not in reason for reason in reasons.values())
+    assert sorted(reasons) == sorted(BAD) and all(
+        reason and "\n" not in reason for reason in reasons.values()
+    )
     manifest, vocab = reader.read_output(str(chain["data"]))
-    tokens = {name: chain["encoding"].encode((chain["folder"] / name).read_bytes()) for name in chain["good"]}
-    assert manifest.counts["files_parsed"] == len(chain["good"]) and manifest.counts["files_failed"] == len(BAD)
+    tokens = {
+        name: chain["encoding"].encode((chain["folder"] / name).read_bytes())
+        for name in chain["good"]
+    }
+    assert manifest.counts["files_parsed"] == len(chain["good"]) and manifest.counts[
+        "files_failed"
+    ] == len(BAD)
     assert manifest.counts["tokens"] == sum(map(len, tokens.values()))
     for split in records.SPLITS:
-        expected = sum(max(0, len(t) - SEQ) for n, t in tokens.items() if windowing.split_for(n, FRACTION) == split)
+        expected = sum(
+            max(0, len(t) - SEQ)
+            for n, t in tokens.items()
+            if windowing.split_for(n, FRACTION) == split
+        )
         assert manifest.windows(split) == expected > 0, split
     assert set(vocab) == {t for piece in tokens.values() for t in piece}
 
@@ -117,8 +200,9 @@ def test_bad_files_are_dead_letters_with_reasons_and_every_good_file_is_in(chain
 @pytest.mark.slow
 def test_the_model_folder_carries_the_encoding_and_the_piece_reads_back(chain):
     encoding, model = chain["encoding"], chain["job"] / "model"
-    assert sorted(p.name for p in model.iterdir() if p.name in encoding.registration.saved_files) == sorted(
-        encoding.registration.saved_files)
+    assert sorted(
+        p.name for p in model.iterdir() if p.name in encoding.registration.saved_files
+    ) == sorted(encoding.registration.saved_files)
     for file_name in encoding.registration.saved_files:
         assert (model / file_name).read_bytes() == (chain["data"] / file_name).read_bytes()
     tokens = json.loads(chain["piece"].with_suffix(".json").read_text())["tokens_text"]
@@ -141,7 +225,9 @@ def test_evaluate_and_the_tensorboard_samples_work_for_the_encoding(chain):
     empty_beats = report["music"]["generated"]["empty_beat_rate"]
     assert (empty_beats is None) == (chain["name"] == "reference")
     logged = scalars(str(chain["job"] / "logs"))
-    assert "music/pitch_class_entropy" in logged and ("music/empty_beat_rate" in logged) == (chain["name"] == "remi")
+    assert "music/pitch_class_entropy" in logged and ("music/empty_beat_rate" in logged) == (
+        chain["name"] == "remi"
+    )
     assert "warning" not in chain["runs"]["train"][1] + chain["runs"]["train"][2]
 
 
@@ -157,15 +243,61 @@ def test_parts_first_under_remi_reads_the_first_track_only(tmp_path):
         lower = track(rng, lower_range, [960, 1920], 8, program=32)
         (folder / f"duet_{index}.mid").write_bytes(midi(upper, lower))
     data, job, piece = tmp_path / "data", tmp_path / "job", tmp_path / "piece.mid"
-    assert run("preprocess", "--input", str(folder), "--output", str(data), "--encoding", "remi", "--parts", "first",
-               "--sequence-length", "8", "--validation-fraction", "0", "--direct_running_mode", "in_memory")[0] == 0
+    assert (
+        run(
+            "preprocess",
+            "--input",
+            str(folder),
+            "--output",
+            str(data),
+            "--encoding",
+            "remi",
+            "--parts",
+            "first",
+            "--sequence-length",
+            "8",
+            "--validation-fraction",
+            "0",
+            "--direct_running_mode",
+            "in_memory",
+        )[0]
+        == 0
+    )
     vocab = reader.read_vocab(str(data))
     played = {int(t[6:]) for t in vocab if t.startswith("Pitch_")}
     assert played and played <= set(upper_range)
-    assert run("train", "--data-dir", str(data), "--job-dir", str(job), "--epochs", "1", "--steps-per-epoch", "4",
-               "--batch-size", "16", "--sample-every", "0", *TINY)[0] == 0
-    code, out, err = run("generate", "--model-dir", str(job / "model"), "--output", str(piece), "--length", "40",
-                         "--primer", str(folder / "duet_0.mid"), "--seed", "2")
+    assert (
+        run(
+            "train",
+            "--data-dir",
+            str(data),
+            "--job-dir",
+            str(job),
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "4",
+            "--batch-size",
+            "16",
+            "--sample-every",
+            "0",
+            *TINY,
+        )[0]
+        == 0
+    )
+    code, out, err = run(
+        "generate",
+        "--model-dir",
+        str(job / "model"),
+        "--output",
+        str(piece),
+        "--length",
+        "40",
+        "--primer",
+        str(folder / "duet_0.mid"),
+        "--seed",
+        "2",
+    )
     # the primer's lower track never reaches the vocabulary
     assert code == 0 and "skipped" not in err, err
     from symusic import Score as Read
@@ -179,17 +311,30 @@ def test_the_quickstart_gives_remi_longer_windows_and_pieces(tmp_path):
     from preprocessing import options
     from trainer import flags, generate_flags
 
-    parsers = {"quickstart": quickstart.quickstart_parser(), "preprocess": options.build_parser(),
-               "train": flags.build_parser(), "generate": generate_flags.build_parser()}
+    parsers = {
+        "quickstart": quickstart.quickstart_parser(),
+        "preprocess": options.build_parser(),
+        "train": flags.build_parser(),
+        "generate": generate_flags.build_parser(),
+    }
     base, remi = quickstart.PRESET, quickstart.ENCODING_PRESET["remi"]
     jobs = quickstart.plan_jobs(["--encoding", "remi", "--workdir", str(tmp_path)], parsers)
-    assert jobs.preprocess.encoding == "remi" and jobs.preprocess.sequence_length == remi["preprocess"]["sequence_length"]
-    assert jobs.generate.length == remi["generate"]["length"] and jobs.generate.temperature == base["generate"]["temperature"]
+    assert (
+        jobs.preprocess.encoding == "remi"
+        and jobs.preprocess.sequence_length == remi["preprocess"]["sequence_length"]
+    )
+    assert (
+        jobs.generate.length == remi["generate"]["length"]
+        and jobs.generate.temperature == base["generate"]["temperature"]
+    )
     assert jobs.train.units == base["train"]["units"]
     reference = quickstart.plan_jobs(["--workdir", str(tmp_path)], parsers)
     assert reference.preprocess.sequence_length == base["preprocess"]["sequence_length"]
     assert reference.generate.length == base["generate"]["length"]
-    mine = quickstart.plan_jobs(["--encoding", "remi", "--sequence-length", "24", "--workdir", str(tmp_path)], parsers)
+    mine = quickstart.plan_jobs(
+        ["--encoding", "remi", "--sequence-length", "24", "--workdir", str(tmp_path)], parsers
+    )
     assert mine.preprocess.sequence_length == 24
     assert "with --encoding remi: preprocess: --sequence-length 64" in " ".join(
-        quickstart.quickstart_parser().format_help().split())
+        quickstart.quickstart_parser().format_help().split()
+    )

@@ -9,13 +9,14 @@ import json
 import re
 
 import pytest
+from helpers import TINY, scalars
 
 import lstm_composer
-from helpers import TINY, scalars
 from trainer import evaluate, measures, sampling, task
 
 PROGRESS_LINE = re.compile(
-    r"^trainer: epoch (\d)/3: step (\d+)/(\d+) \((\d+) %\), ([0-9.e+]+) steps/s, loss ([0-9.]+)$")
+    r"^trainer: epoch (\d)/3: step (\d+)/(\d+) \((\d+) %\), ([0-9.e+]+) steps/s, loss ([0-9.]+)$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +24,30 @@ def trained(records_dir, tmp_path_factory):
     """Three epochs of a tiny model, music measures sampled every 2 epochs (so at 2 and, the end, 3);
     its stdout kept (a StringIO is not a terminal)."""
     job = tmp_path_factory.mktemp("evaluated-job")
-    argv = ["--data-dir", str(records_dir), "--job-dir", str(job), "--epochs", "3", "--batch-size", "16",
-            "--learning-rate", "0.02", "--sample-every", "2", *TINY]
+    argv = [
+        "--data-dir",
+        str(records_dir),
+        "--job-dir",
+        str(job),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "0.02",
+        "--sample-every",
+        "2",
+        *TINY,
+    ]
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         assert task.main(argv) == 0
-    return {"job": job, "data": records_dir, "stdout": stdout.getvalue(), "scalars": scalars(str(job / "logs"))}
+    return {
+        "job": job,
+        "data": records_dir,
+        "stdout": stdout.getvalue(),
+        "scalars": scalars(str(job / "logs")),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +55,25 @@ def report(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation") / "sub" / "evaluation.json"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = lstm_composer.main(["evaluate", "--model-dir", str(trained["job"] / "model"),
-                                   "--data-dir", str(trained["data"]), "--samples", "3", "--length", "60",
-                                   "--seed", "2", "--top-p", "0.95", "--output", str(out)])
+        code = lstm_composer.main(
+            [
+                "evaluate",
+                "--model-dir",
+                str(trained["job"] / "model"),
+                "--data-dir",
+                str(trained["data"]),
+                "--samples",
+                "3",
+                "--length",
+                "60",
+                "--seed",
+                "2",
+                "--top-p",
+                "0.95",
+                "--output",
+                str(out),
+            ]
+        )
     assert code == 0
     return {"json": json.loads(out.read_text()), "stdout": stdout.getvalue()}
 
@@ -81,15 +116,36 @@ def test_evaluate_writes_every_measure_and_prints_the_table(report):
     music = doc["music"]
     for side in ("generated", "validation"):
         assert set(music[side]) == set(measures.MEASURES)
-        assert all(music[side][name] is not None for name in measures.MEASURES if name != "empty_beat_rate")
-    assert music["generated"]["empty_beat_rate"] is None and "empty_beat_rate" in music["not_applicable"]
+        assert all(
+            music[side][name] is not None for name in measures.MEASURES if name != "empty_beat_rate"
+        )
+    assert (
+        music["generated"]["empty_beat_rate"] is None
+        and "empty_beat_rate" in music["not_applicable"]
+    )
     assert 0 < music[measures.OVERLAP] <= 1
     assert music["generated_pieces"] == len(music["per_piece"]) == 3
     assert music["validation_excerpts"] >= 1 and 30 <= music["validation_excerpt_tokens"][0] <= 60
-    assert doc["settings"] == {"samples": 3, "length": 60, "temperature": 1.0, "top_k": None, "top_p": 0.95,
-                               "seed": 2, "context": "carry"}
-    for text in ("next token", "accuracy", "bigram", "unigram", "perplexity", *measures.MEASURES, measures.OVERLAP,
-                 "n/a: empty_beat_rate", "wrote "):
+    assert doc["settings"] == {
+        "samples": 3,
+        "length": 60,
+        "temperature": 1.0,
+        "top_k": None,
+        "top_p": 0.95,
+        "seed": 2,
+        "context": "carry",
+    }
+    for text in (
+        "next token",
+        "accuracy",
+        "bigram",
+        "unigram",
+        "perplexity",
+        *measures.MEASURES,
+        measures.OVERLAP,
+        "n/a: empty_beat_rate",
+        "wrote ",
+    ):
         assert text in stdout, text
 
 
@@ -98,7 +154,9 @@ def test_evaluate_scores_as_the_trainer_does(trained, report):
     """The exported model is the last epoch's: on the same validation windows, the same figures."""
     values, scores = trained["scalars"], report["json"]["next_token"]
     assert scores["val_accuracy"] == pytest.approx(values["epoch/val_accuracy"][-1][1], abs=1e-4)
-    assert scores["val_top5_accuracy"] == pytest.approx(values["epoch/val_top5_accuracy"][-1][1], abs=1e-4)
+    assert scores["val_top5_accuracy"] == pytest.approx(
+        values["epoch/val_top5_accuracy"][-1][1], abs=1e-4
+    )
     assert scores["perplexity"] == pytest.approx(values["epoch/perplexity"][-1][1], rel=1e-3)
     for key in ("unigram_val_accuracy", "bigram_val_accuracy"):
         # TensorBoard keeps float32
@@ -109,9 +167,27 @@ def test_evaluate_scores_as_the_trainer_does(trained, report):
 def test_evaluate_is_repeatable_with_its_seed(trained, report, tmp_path):
     out = tmp_path / "again.json"
     with contextlib.redirect_stdout(io.StringIO()):
-        assert evaluate.main(["--model-dir", str(trained["job"] / "model"), "--data-dir", str(trained["data"]),
-                              "--samples", "3", "--length", "60", "--seed", "2", "--top-p", "0.95",
-                              "--output", str(out)]) == 0
+        assert (
+            evaluate.main(
+                [
+                    "--model-dir",
+                    str(trained["job"] / "model"),
+                    "--data-dir",
+                    str(trained["data"]),
+                    "--samples",
+                    "3",
+                    "--length",
+                    "60",
+                    "--seed",
+                    "2",
+                    "--top-p",
+                    "0.95",
+                    "--output",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     again = json.loads(out.read_text())
     assert again["music"] == report["json"]["music"]
 
@@ -122,10 +198,20 @@ def test_evaluate_refuses_other_data_in_one_line(trained, tmp_path, capsys):
 
     other = tmp_path / "other"
     synthetic.write_dataset(str(other), vocab_size=20, sequence_length=8)
-    code = evaluate.main(["--model-dir", str(trained["job"] / "model"), "--data-dir", str(other),
-                          "--output", str(tmp_path / "e.json")])
+    code = evaluate.main(
+        [
+            "--model-dir",
+            str(trained["job"] / "model"),
+            "--data-dir",
+            str(other),
+            "--output",
+            str(tmp_path / "e.json"),
+        ]
+    )
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("lstm-composer evaluate: error: ") and "is not the data" in err
+    assert (
+        code == 2 and err.startswith("lstm-composer evaluate: error: ") and "is not the data" in err
+    )
     assert "vocab_size" in err and "20 in the data" in err and err.count("\n") == 1
     assert not (tmp_path / "e.json").exists()
 
@@ -133,8 +219,19 @@ def test_evaluate_refuses_other_data_in_one_line(trained, tmp_path, capsys):
 def test_evaluate_refuses_bad_flags_and_folders_in_one_line(tmp_path, capsys):
     assert evaluate.main(["--model-dir", "m", "--data-dir", "d", "--top-p", "1.5"]) == 2
     assert "lstm-composer evaluate: error: --top-p must be in (0, 1]" in capsys.readouterr().err
-    assert evaluate.main(["--model-dir", str(tmp_path), "--data-dir", str(tmp_path),
-                          "--output", str(tmp_path / "e.json")]) == 2
+    assert (
+        evaluate.main(
+            [
+                "--model-dir",
+                str(tmp_path),
+                "--data-dir",
+                str(tmp_path),
+                "--output",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "model.keras not found" in err and "Traceback" not in err
     assert evaluate.main(["--model-dir", "m", "--data-dir", "d", "--output", str(tmp_path)]) == 2
@@ -159,8 +256,24 @@ def test_the_end_of_training_is_sampled_and_a_failed_sample_does_not_end_the_job
 
     data = tmp_path / "data"
     synthetic.write_dataset(str(data), train_pieces=3, validation_pieces=1, piece_length=24)
-    assert task.main(["--data-dir", str(data), "--job-dir", str(tmp_path / "job"), "--epochs", "1",
-                      "--batch-size", "16", "--sample-every", "5", *TINY]) == 0
+    assert (
+        task.main(
+            [
+                "--data-dir",
+                str(data),
+                "--job-dir",
+                str(tmp_path / "job"),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--sample-every",
+                "5",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "warning: the TensorBoard sample of epoch 1 failed (PitchException: " in out
     assert "training goes on" in out and "model written" in out

@@ -11,7 +11,16 @@ import tensorflow as tf
 
 from preprocessing import records
 from preprocessing.encodings import loader, reference
-from trainer import audio, export, generate, generate_flags, plots, sampling, summary, tensorboard_samples
+from trainer import (
+    audio,
+    export,
+    generate,
+    generate_flags,
+    plots,
+    sampling,
+    summary,
+    tensorboard_samples,
+)
 from trainer import model as model_lib
 from trainer.composer import Composer
 
@@ -25,7 +34,9 @@ def tiny(name: str, seed: int = 0):
     # run or a sampler leaves Keras' global generator anywhere).
     tf.keras.utils.set_random_seed(seed)
     extra = {"embedding_dim": 4} if name == "fast" else {}
-    model = model_lib.build(name, SEQ, len(VOCAB), units=16, num_layers=2, dense_units=8, dropout=0.3, **extra)
+    model = model_lib.build(
+        name, SEQ, len(VOCAB), units=16, num_layers=2, dense_units=8, dropout=0.3, **extra
+    )
     # Give batch norm non-trivial statistics so a copy that skipped them could not match.
     for layer in model.layers:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
@@ -42,8 +53,16 @@ def model_dir(tmp_path_factory) -> Path:
     tiny("fast").save(out / "model.keras")
     (out / "vocab.json").write_text(records.vocab_to_json(VOCAB))
     manifest = records.Manifest(
-        sequence_length=SEQ, stride=1, vocab_size=len(VOCAB), vocab_hash=records.vocab_hash(VOCAB), parts="all",
-        compression="none", validation_fraction=0.1, counts={}, train_shards=(), validation_shards=(),
+        sequence_length=SEQ,
+        stride=1,
+        vocab_size=len(VOCAB),
+        vocab_hash=records.vocab_hash(VOCAB),
+        parts="all",
+        compression="none",
+        validation_fraction=0.1,
+        counts={},
+        train_shards=(),
+        validation_shards=(),
     )
     (out / "manifest.json").write_text(records.manifest_to_json(manifest))
     rng = np.random.default_rng(0)
@@ -145,14 +164,27 @@ def test_piano_roll_and_audio():
     wave = audio.synthesize(events)
     assert wave.dtype == np.float32 and np.abs(wave).max() <= 1.0
     assert np.sqrt(np.mean(wave**2)) > 0.05
-    assert len(wave) == round((len(tokens) * 0.5 * audio.SECONDS_PER_QUARTER + audio.TAIL_SECONDS)
-                              * audio.SAMPLE_RATE)
+    assert len(wave) == round(
+        (len(tokens) * 0.5 * audio.SECONDS_PER_QUARTER + audio.TAIL_SECONDS) * audio.SAMPLE_RATE
+    )
 
 
 def test_cli_writes_midi_that_reads_back_as_the_tokens(model_dir, tmp_path, capsys):
     out = tmp_path / "piece.mid"
-    code = generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "40",
-                          "--seed", "1", "--top-k", "5"])
+    code = generate.main(
+        [
+            "--model-dir",
+            str(model_dir),
+            "--output",
+            str(out),
+            "--length",
+            "40",
+            "--seed",
+            "1",
+            "--top-k",
+            "5",
+        ]
+    )
     assert code == 0
     info = json.loads((tmp_path / "piece.json").read_text())
     tokens = info["tokens_text"]
@@ -160,10 +192,14 @@ def test_cli_writes_midi_that_reads_back_as_the_tokens(model_dir, tmp_path, caps
     assert reference.tokens_from_midi_bytes(out.read_bytes()) == tokens
     png = tf.io.decode_png(tf.io.read_file(str(tmp_path / "piece.png"))).numpy()
     title = summary.settings_title("piece.mid", "reference", 40, 1.0, 5, None, 1)
-    assert title == "piece.mid: 40 tokens, reference encoding, temperature 1, top-k 5, top-p -, seed 1"
+    assert (
+        title == "piece.mid: 40 tokens, reference encoding, temperature 1, top-k 5, top-p -, seed 1"
+    )
     assert (png == plots.piano_roll(REF.note_events(tokens), title=title)).all()
     stdout = capsys.readouterr().out
-    assert "tokens generated   40" in stdout and "longest loop" in stdout and "pitch range" in stdout
+    assert (
+        "tokens generated   40" in stdout and "longest loop" in stdout and "pitch range" in stdout
+    )
     assert not (tmp_path / "piece.wav").exists()  # only with --wav
 
 
@@ -171,8 +207,24 @@ def test_wav_and_top_p_from_the_cli(model_dir, tmp_path, capsys):
     import wave
 
     out = tmp_path / "heard.mid"
-    assert generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "30", "--seed", "4",
-                          "--top-p", "0.9", "--wav"]) == 0
+    assert (
+        generate.main(
+            [
+                "--model-dir",
+                str(model_dir),
+                "--output",
+                str(out),
+                "--length",
+                "30",
+                "--seed",
+                "4",
+                "--top-p",
+                "0.9",
+                "--wav",
+            ]
+        )
+        == 0
+    )
     assert "audio " + str(tmp_path / "heard.wav") in capsys.readouterr().out
     with wave.open(str(tmp_path / "heard.wav")) as w:
         # 30 tokens of 0.5 quarter at 120 bpm: 7.5 s, and the synthesiser's tail
@@ -182,8 +234,23 @@ def test_wav_and_top_p_from_the_cli(model_dir, tmp_path, capsys):
     tokens = written["tokens_text"]
     assert written["loop_share"] == summary.longest_loop(tokens)[1] / 30
     again = tmp_path / "again.mid"
-    assert generate.main(["--model-dir", str(model_dir), "--output", str(again), "--length", "30", "--seed", "4",
-                          "--top-p", "0.9"]) == 0
+    assert (
+        generate.main(
+            [
+                "--model-dir",
+                str(model_dir),
+                "--output",
+                str(again),
+                "--length",
+                "30",
+                "--seed",
+                "4",
+                "--top-p",
+                "0.9",
+            ]
+        )
+        == 0
+    )
     # seeded: repeats
     assert json.loads((tmp_path / "again.json").read_text())["tokens_text"] == tokens
     capsys.readouterr()
@@ -205,23 +272,62 @@ def test_top_p_narrows_what_the_composer_draws():
 
 def test_num_samples_and_window_context_from_the_cli(model_dir, tmp_path):
     out = tmp_path / "set.mid"
-    assert generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "10",
-                          "--num-samples", "2", "--context", "window", "--temperature", "0"]) == 0
+    assert (
+        generate.main(
+            [
+                "--model-dir",
+                str(model_dir),
+                "--output",
+                str(out),
+                "--length",
+                "10",
+                "--num-samples",
+                "2",
+                "--context",
+                "window",
+                "--temperature",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "set-1.mid").exists() and (tmp_path / "set-2.mid").exists()
 
 
-def test_primer_midi_unknown_tokens_are_skipped_and_short_primers_refused(model_dir, tmp_path, capsys):
+def test_primer_midi_unknown_tokens_are_skipped_and_short_primers_refused(
+    model_dir, tmp_path, capsys
+):
     primer = tmp_path / "primer.mid"
-    primer.write_bytes(reference.midi_bytes_from_tokens(["C4", "D4", "F#4", "E4", "F4", "G4", "A4", "B4", "C5", "A3"]))
-    code = generate.main(["--model-dir", str(model_dir), "--output", str(tmp_path / "o.mid"), "--length", "5",
-                          "--primer", str(primer)])
+    primer.write_bytes(
+        reference.midi_bytes_from_tokens(
+            ["C4", "D4", "F#4", "E4", "F4", "G4", "A4", "B4", "C5", "A3"]
+        )
+    )
+    code = generate.main(
+        [
+            "--model-dir",
+            str(model_dir),
+            "--output",
+            str(tmp_path / "o.mid"),
+            "--length",
+            "5",
+            "--primer",
+            str(primer),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0 and "skipped 1 of 10 tokens" in captured.err
     short = tmp_path / "short.mid"
     short.write_bytes(reference.midi_bytes_from_tokens(["C4", "D4", "E4"]))
-    code = generate.main(["--model-dir", str(model_dir), "--output", str(tmp_path / "p.mid"), "--primer", str(short)])
+    code = generate.main(
+        ["--model-dir", str(model_dir), "--output", str(tmp_path / "p.mid"), "--primer", str(short)]
+    )
     err = capsys.readouterr().err
-    assert code == 2 and "has 3 usable tokens; the model needs a window of 8" in err and "Traceback" not in err
+    assert (
+        code == 2
+        and "has 3 usable tokens; the model needs a window of 8" in err
+        and "Traceback" not in err
+    )
 
 
 def test_missing_model_dir_is_one_clear_message(tmp_path, capsys):
@@ -237,7 +343,9 @@ def test_tensorboard_sample_summaries_hold_image_and_audio(model_dir, tmp_path):
     composer = Composer(bundle.model, SEQ)
     writer = tf.summary.create_file_writer(str(tmp_path))
     with writer.as_default():
-        tokens = tensorboard_samples.log_greedy_sample(composer, bundle.primers[0], bundle.vocab, 3, REF, length=16)
+        tokens = tensorboard_samples.log_greedy_sample(
+            composer, bundle.primers[0], bundle.vocab, 3, REF, length=16
+        )
     writer.close()
     acc = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
     acc.Reload()
@@ -264,7 +372,9 @@ def one_error_line(err: str, prog: str = "lstm-composer generate") -> str:
     return lines[0]
 
 
-def test_output_that_cannot_be_written_is_one_line_before_composing(model_dir, tmp_path, capsys, monkeypatch):
+def test_output_that_cannot_be_written_is_one_line_before_composing(
+    model_dir, tmp_path, capsys, monkeypatch
+):
     from helpers import unwritable_folder
 
     composed = []
@@ -274,13 +384,24 @@ def test_output_that_cannot_be_written_is_one_line_before_composing(model_dir, t
     folder = tmp_path / "existing"
     folder.mkdir()
     cases = [
-        (str(folder), f"--output {folder} is a folder; give a file name such as {folder}/piece.mid"),
-        (str(blocker / "piece.mid"), f"--output {blocker}/piece.mid: {blocker} is a file, not a folder"),
+        (
+            str(folder),
+            f"--output {folder} is a folder; give a file name such as {folder}/piece.mid",
+        ),
+        (
+            str(blocker / "piece.mid"),
+            f"--output {blocker}/piece.mid: {blocker} is a file, not a folder",
+        ),
         (str(blocker / "deeper" / "piece.mid"), f"{blocker} is a file, not a folder"),
     ]
     readonly = unwritable_folder(tmp_path)
     if readonly is not None:
-        cases.append((str(readonly / "piece.mid"), f"--output {readonly}/piece.mid: cannot write into {readonly}: "))
+        cases.append(
+            (
+                str(readonly / "piece.mid"),
+                f"--output {readonly}/piece.mid: cannot write into {readonly}: ",
+            )
+        )
     for output, message in cases:
         code = generate.main(["--model-dir", str(model_dir), "--output", output, "--length", "5"])
         line = one_error_line(capsys.readouterr().err)
@@ -293,7 +414,16 @@ def test_output_that_cannot_be_written_is_one_line_before_composing(model_dir, t
 
 
 def test_primer_that_is_a_folder_is_one_line(model_dir, tmp_path, capsys):
-    code = generate.main(["--model-dir", str(model_dir), "--output", str(tmp_path / "x.mid"), "--primer", str(tmp_path)])
+    code = generate.main(
+        [
+            "--model-dir",
+            str(model_dir),
+            "--output",
+            str(tmp_path / "x.mid"),
+            "--primer",
+            str(tmp_path),
+        ]
+    )
     line = one_error_line(capsys.readouterr().err)
     assert code == 2 and f"--primer {tmp_path} is a folder; give one MIDI file" in line
     assert list(tmp_path.iterdir()) == []
@@ -301,7 +431,12 @@ def test_primer_that_is_a_folder_is_one_line(model_dir, tmp_path, capsys):
 
 def test_missing_output_folders_are_made(model_dir, tmp_path):
     out = tmp_path / "new" / "deeper" / "piece.mid"
-    assert generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "5", "--seed", "1"]) == 0
+    assert (
+        generate.main(
+            ["--model-dir", str(model_dir), "--output", str(out), "--length", "5", "--seed", "1"]
+        )
+        == 0
+    )
     assert out.exists() and out.with_suffix(".png").exists() and out.with_suffix(".json").exists()
     assert not [p for p in out.parent.iterdir() if "probe" in p.name]
 
@@ -316,17 +451,38 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose(model_dir, tmp_path
 
     from preprocessing import quiet
 
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", quiet.VERBOSE_ENV)}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", quiet.VERBOSE_ENV)
+    }
     runs = {}
     for name, extra in (("quiet", []), ("verbose", ["--verbose"])):
         runs[name] = subprocess.run(
-            [sys.executable, "-m", "lstm_composer", "generate", "--model-dir", str(model_dir), "--output",
-             str(tmp_path / f"{name}.mid"), "--length", "12", "--seed", "4", *extra],
-            capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).resolve().parents[1],
+            [
+                sys.executable,
+                "-m",
+                "lstm_composer",
+                "generate",
+                "--model-dir",
+                str(model_dir),
+                "--output",
+                str(tmp_path / f"{name}.mid"),
+                "--length",
+                "12",
+                "--seed",
+                "4",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            cwd=Path(__file__).resolve().parents[1],
         )
         assert runs[name].returncode == 0, runs[name].stderr
-    native = {name: [line for line in run.stderr.splitlines() if quiet.is_native_log_line(line)]
-              for name, run in runs.items()}
+    native = {
+        name: [line for line in run.stderr.splitlines() if quiet.is_native_log_line(line)]
+        for name, run in runs.items()
+    }
     assert native["quiet"] == [] and "Traceback" not in runs["quiet"].stderr, runs["quiet"].stderr
     assert native["verbose"], runs["verbose"].stderr
     assert runs["quiet"].stdout.replace("quiet", "verbose") == runs["verbose"].stdout

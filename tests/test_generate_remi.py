@@ -42,19 +42,29 @@ def melody_midi(seed: int = 0, notes: int = 48, pitches: range = range(55, 80)) 
     return score.dumps_midi()
 
 
-def primers_ending_in(tokens: list[str], kinds=("Pitch", "Position", "Duration", "Bar")) -> np.ndarray:
+def primers_ending_in(
+    tokens: list[str], kinds=("Pitch", "Position", "Duration", "Bar")
+) -> np.ndarray:
     """A window of ``SEQ`` tokens ending in each of ``kinds``: where a piece continues from matters."""
     rows = []
     for kind in kinds:
         end = next(i for i in range(SEQ + 5, len(tokens)) if tokens[i - 1].startswith(kind))
-        rows.append([INDEX[t] for t in tokens[end - SEQ:end]])
+        rows.append([INDEX[t] for t in tokens[end - SEQ : end]])
     return np.array(rows)
 
 
 def untrained(seed: int = 0):
     tf.keras.utils.set_random_seed(seed)
-    return model_lib.build("fast", SEQ, len(VOCAB), units=16, num_layers=1, dense_units=16, dropout=0.0,
-                           embedding_dim=8)
+    return model_lib.build(
+        "fast",
+        SEQ,
+        len(VOCAB),
+        units=16,
+        num_layers=1,
+        dense_units=16,
+        dropout=0.0,
+        embedding_dim=8,
+    )
 
 
 def errors(tokens: list[str]) -> float:
@@ -75,7 +85,7 @@ def test_an_untrained_network_under_the_grammar_writes_pieces_that_decode_whole(
         for primer, row, piece in zip(primers, ids, pieces):
             lead = piece[: len(piece) - len(row)]
             assert lead == ([VOCAB[primer[-1]]] if VOCAB[primer[-1]].startswith("Pitch_") else [])
-            assert piece[len(lead):] == [VOCAB[i] for i in row]  # nothing generated is left out
+            assert piece[len(lead) :] == [VOCAB[i] for i in row]  # nothing generated is left out
             assert errors(piece) == 0
             events = REMI.note_events(piece)
             assert len(events) == pitches(piece) > 5  # every Pitch is a note: no token dropped
@@ -110,7 +120,9 @@ def test_the_mask_holds_against_a_network_that_prefers_illegal_tokens():
     state, rng = grammar.start([VOCAB[i] for i in primers[0]]), np.random.default_rng(0)
     for step in range(200):
         allowed = state.allowed_within(200 - step)
-        drawn = sampling.draw(probabilities[:1], [state], VOCAB, 200 - step, 1.0, None, None, rng)[0]
+        drawn = sampling.draw(probabilities[:1], [state], VOCAB, 200 - step, 1.0, None, None, rng)[
+            0
+        ]
         assert allowed[drawn]
     assert state.finished
 
@@ -127,7 +139,12 @@ def test_the_reference_grammar_masks_nothing_so_seeded_draws_stay_as_they_were()
     assert sampling.grammar_states(free.grammar, primer) is None
     for context in ("carry", "window"):
         a = free.generate(primer, 30, context=context, temperature=1.2, top_k=6, seed=5)
-        assert a.tolist() == plain.generate(primer, 30, context=context, temperature=1.2, top_k=6, seed=5).tolist()
+        assert (
+            a.tolist()
+            == plain.generate(
+                primer, 30, context=context, temperature=1.2, top_k=6, seed=5
+            ).tolist()
+        )
     # the draws are sample_next's own, in order, from one generator
     rng, states = np.random.default_rng(5), plain.zero_states(2)
     for t in range(REF_SEQ):
@@ -145,15 +162,21 @@ def test_the_grammar_ends_a_piece_whole_and_leads_in_a_trailing_pitch():
     grammar = REMI.grammar(VOCAB)
     after_duration = grammar.start(["Bar_None", "Position_0", "Pitch_60", "Duration_1.0.4"])
     for remaining, banned in ((1, ("Position", "Pitch")), (2, ("Position",)), (3, ())):
-        kinds = {VOCAB[i].split("_")[0] for i in np.flatnonzero(after_duration.allowed_within(remaining))}
+        kinds = {
+            VOCAB[i].split("_")[0] for i in np.flatnonzero(after_duration.allowed_within(remaining))
+        }
         assert kinds == {"Pitch", "Position", "Bar", "Rest"} - set(banned), remaining
     # after a Position only a Pitch may come: a last token must be one, and stays unfinished
     after_position = grammar.start(["Bar_None", "Position_4"])
     assert (after_position.allowed_within(1) == after_position.allowed()).all()
-    assert grammar.lead_in(["Position_4", "Pitch_60"]) == ["Pitch_60"] and grammar.lead_in(["Bar_None"]) == []
+    assert (
+        grammar.lead_in(["Position_4", "Pitch_60"]) == ["Pitch_60"]
+        and grammar.lead_in(["Bar_None"]) == []
+    )
     assert sampling.piece_tokens(grammar, VOCAB, [INDEX["Position_4"]], [INDEX["Pitch_62"]]) == []
-    assert sampling.piece_tokens(grammar, VOCAB, [INDEX["Pitch_60"]], [INDEX["Duration_1.0.4"]]) == [
-        "Pitch_60", "Duration_1.0.4"]
+    assert sampling.piece_tokens(
+        grammar, VOCAB, [INDEX["Pitch_60"]], [INDEX["Duration_1.0.4"]]
+    ) == ["Pitch_60", "Duration_1.0.4"]
 
 
 # --------------------------------------------------------------------------- a REMI model folder
@@ -166,23 +189,56 @@ def remi_model_dir(tmp_path_factory) -> Path:
     untrained(2).save(out / export.MODEL_FILE)
     (out / records.VOCAB_FILE).write_text(records.vocab_to_json(VOCAB))
     manifest = records.Manifest(
-        sequence_length=SEQ, stride=1, vocab_size=len(VOCAB), vocab_hash=records.vocab_hash(VOCAB), parts="all",
-        compression="none", validation_fraction=0.1, counts={}, train_shards=(), validation_shards=(),
-        encoding=REMI.token_format, encoding_config_hash=REMI.config_hash, encoding_versions=REMI.versions)
+        sequence_length=SEQ,
+        stride=1,
+        vocab_size=len(VOCAB),
+        vocab_hash=records.vocab_hash(VOCAB),
+        parts="all",
+        compression="none",
+        validation_fraction=0.1,
+        counts={},
+        train_shards=(),
+        validation_shards=(),
+        encoding=REMI.token_format,
+        encoding_config_hash=REMI.config_hash,
+        encoding_versions=REMI.versions,
+    )
     (out / records.MANIFEST_FILE).write_text(records.manifest_to_json(manifest))
     (out / TOKENIZER_FILE).write_bytes(REMI.saved_files()[TOKENIZER_FILE])
     primers = primers_ending_in(REMI.encode(melody_midi(4))).tolist()
     (out / export.PRIMERS_FILE).write_text(json.dumps({"split": "validation", "windows": primers}))
-    assert export.model_dir_files(manifest) == (records.VOCAB_FILE, TOKENIZER_FILE, records.MANIFEST_FILE)
+    assert export.model_dir_files(manifest) == (
+        records.VOCAB_FILE,
+        TOKENIZER_FILE,
+        records.MANIFEST_FILE,
+    )
     return out
 
 
-def test_generate_decodes_with_the_saved_tokenizer_and_reads_a_primer_through_it(remi_model_dir, tmp_path, capsys):
+def test_generate_decodes_with_the_saved_tokenizer_and_reads_a_primer_through_it(
+    remi_model_dir, tmp_path, capsys
+):
     primer = tmp_path / "primer.mid"
     primer.write_bytes(melody_midi(5))
     out = tmp_path / "piece.mid"
-    assert generate.main(["--model-dir", str(remi_model_dir), "--output", str(out), "--length", "80", "--seed", "2",
-                          "--primer", str(primer), "--wav"]) == 0
+    assert (
+        generate.main(
+            [
+                "--model-dir",
+                str(remi_model_dir),
+                "--output",
+                str(out),
+                "--length",
+                "80",
+                "--seed",
+                "2",
+                "--primer",
+                str(primer),
+                "--wav",
+            ]
+        )
+        == 0
+    )
     tokens = json.loads((tmp_path / "piece.json").read_text())["tokens_text"]
     primer_tokens = REMI.encode(primer.read_bytes())
     assert len(tokens) == 80 + (primer_tokens[-1].startswith("Pitch_")) and errors(tokens) == 0
@@ -194,7 +250,9 @@ def test_generate_decodes_with_the_saved_tokenizer_and_reads_a_primer_through_it
     assert (tmp_path / "piece.wav").stat().st_size > 1000
 
 
-def test_a_model_folder_with_another_tokenizer_is_refused_in_one_line(remi_model_dir, tmp_path, capsys):
+def test_a_model_folder_with_another_tokenizer_is_refused_in_one_line(
+    remi_model_dir, tmp_path, capsys
+):
     copy = tmp_path / "model"
     shutil.copytree(remi_model_dir, copy)
     document = json.loads((copy / TOKENIZER_FILE).read_text())

@@ -36,8 +36,11 @@ def function(path: Path, qualified: str) -> ast.FunctionDef:
     tree = ast.parse(path.read_text())
     node: ast.AST = tree
     for name in qualified.split("."):
-        node = next(n for n in ast.iter_child_nodes(node)
-                    if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name)
+        node = next(
+            n
+            for n in ast.iter_child_nodes(node)
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name
+        )
     return node
 
 
@@ -102,7 +105,9 @@ def test_the_cycle_finder_finds_a_lazy_cycle(tmp_path):
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
     lazy = tmp_path / "lazy.py"
-    lazy.write_text("def f():\n    from trainer import generate\n    from preprocessing.records import join\n")
+    lazy.write_text(
+        "def f():\n    from trainer import generate\n    from preprocessing.records import join\n"
+    )
     assert {"trainer.generate", "preprocessing.records"} <= imports_of(lazy, set(project_modules()))
 
 
@@ -117,14 +122,20 @@ def test_the_layout_sees_sub_packages():
 
 @pytest.mark.parametrize("path", modules(*PACKAGES), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_function_is_longer_than_80_lines(path):
-    long = [f"{node.name} ({length(node)} lines)" for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and length(node) > MAX_FUNCTION_LINES]
+    long = [
+        f"{node.name} ({length(node)} lines)"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and length(node) > MAX_FUNCTION_LINES
+    ]
     assert not long, long
 
 
 def test_train_and_the_pipeline_graph_each_fit_on_one_screen():
     assert length(function(ROOT / "trainer" / "task.py", "train")) <= SCREEN
-    assert length(function(ROOT / "preprocessing" / "pipeline.py", "PreprocessMidi.expand")) <= SCREEN
+    assert (
+        length(function(ROOT / "preprocessing" / "pipeline.py", "PreprocessMidi.expand")) <= SCREEN
+    )
     for node in ast.parse((ROOT / "trainer" / "task.py").read_text()).body:
         if isinstance(node, ast.FunctionDef):
             assert length(node) <= SCREEN, node.name
@@ -132,20 +143,52 @@ def test_train_and_the_pipeline_graph_each_fit_on_one_screen():
 
 def test_who_may_import_whom():
     for path in modules("preprocessing"):
-        assert not {m for m in imported_modules(path) if m.split(".")[0] in ("trainer", "cloud")}, path
+        assert not {m for m in imported_modules(path) if m.split(".")[0] in ("trainer", "cloud")}, (
+            path
+        )
     for path in modules("trainer"):
-        assert not {m for m in imported_modules(path) if m.split(".")[0] in ("apache_beam", "cloud")}, path
+        assert not {
+            m for m in imported_modules(path) if m.split(".")[0] in ("apache_beam", "cloud")
+        }, path
     for path in modules("cloud"):
         from_trainer = {m for m in imported_modules(path) if m.split(".")[0] == "trainer"}
         assert from_trainer <= {"trainer", "trainer.flags"}, (path, from_trainer)
 
 
-@pytest.mark.parametrize("module", ["trainer.flags", "trainer.generate_flags", "trainer.generate", "trainer.evaluate",
-                                    "trainer.task", "cloud.cli", "preprocessing.quiet", "lstm_composer"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "trainer.flags",
+        "trainer.generate_flags",
+        "trainer.generate",
+        "trainer.evaluate",
+        "trainer.task",
+        "cloud.cli",
+        "preprocessing.quiet",
+        "lstm_composer",
+    ],
+)
 def test_the_flag_modules_import_no_tensorflow(module):
     code = f"import {module}, sys; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["format", "--check", "--diff"], ["check"]], ids=["format", "lint"]
+)
+def test_ruff_would_change_nothing(command):
+    """The formatter decides the layout and the linter finds nothing (ruff.toml), over the whole tree."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "."],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
 def test_readme_is_short_and_the_cloud_path_has_its_own_page():
@@ -155,13 +198,26 @@ def test_readme_is_short_and_the_cloud_path_has_its_own_page():
     assert "## The cloud path, end to end" not in readme
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/ARCHITECTURE.md", "docs/PERFORMANCE.md", "docs/CLOUD.md",
-                                 "docs/ENCODING.md", "docs/EVALUATION.md"])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "README.md",
+        "docs/ARCHITECTURE.md",
+        "docs/PERFORMANCE.md",
+        "docs/CLOUD.md",
+        "docs/ENCODING.md",
+        "docs/EVALUATION.md",
+    ],
+)
 def test_docs_point_only_at_files_a_clone_has(doc):
     text = (ROOT / doc).read_text()
-    mentioned = set(re.findall(r"`((?:preprocessing|trainer|cloud|bench|tests|docs)/[\w./-]+\.(?:py|md))", text))
-    mentioned |= {(ROOT / doc).parent.joinpath(link).resolve().relative_to(ROOT).as_posix()
-                  for link in re.findall(r"\]\(((?!https?:)[^)#]+)\)", text)}
+    mentioned = set(
+        re.findall(r"`((?:preprocessing|trainer|cloud|bench|tests|docs)/[\w./-]+\.(?:py|md))", text)
+    )
+    mentioned |= {
+        (ROOT / doc).parent.joinpath(link).resolve().relative_to(ROOT).as_posix()
+        for link in re.findall(r"\]\(((?!https?:)[^)#]+)\)", text)
+    }
     assert mentioned, doc
     assert "../shared" not in text, f"{doc} points outside the repository"
     for path in mentioned:

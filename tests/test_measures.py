@@ -8,7 +8,6 @@ import math
 import random
 import sys
 import wave
-
 from collections import Counter
 
 import numpy as np
@@ -25,17 +24,20 @@ REF = loader.get("reference")
 # --------------------------------------------------------------------------- the longest loop
 
 
-@pytest.mark.parametrize("tokens, expected", [
-    ("ABCD", (0, 0)),  # nothing repeats
-    ("ABAB", (2, 4)),  # AB twice
-    ("ABA", (0, 0)),  # A B A is not a pattern played twice
-    ("AAB", (1, 2)),  # A twice
-    ("ABCABCAB", (3, 8)),  # ABC twice, and the next copy begun: the loop covers all 8
-    ("ABCABDAB", (0, 0)),  # ABC then ABD: no copy is complete
-    ("AAAXYXYXY", (2, 6)),  # AAA covers 3, XY three times covers 6: the longer stretch wins
-    ("AAAA", (1, 4)),  # A four times (AA twice covers the same 4: the shorter pattern is kept)
-    ("C" + "ABE" * 3 + "D", (3, 9)),
-])
+@pytest.mark.parametrize(
+    "tokens, expected",
+    [
+        ("ABCD", (0, 0)),  # nothing repeats
+        ("ABAB", (2, 4)),  # AB twice
+        ("ABA", (0, 0)),  # A B A is not a pattern played twice
+        ("AAB", (1, 2)),  # A twice
+        ("ABCABCAB", (3, 8)),  # ABC twice, and the next copy begun: the loop covers all 8
+        ("ABCABDAB", (0, 0)),  # ABC then ABD: no copy is complete
+        ("AAAXYXYXY", (2, 6)),  # AAA covers 3, XY three times covers 6: the longer stretch wins
+        ("AAAA", (1, 4)),  # A four times (AA twice covers the same 4: the shorter pattern is kept)
+        ("C" + "ABE" * 3 + "D", (3, 9)),
+    ],
+)
 def test_longest_loop_hand_cases(tokens, expected):
     assert summary.longest_loop(list(tokens)) == expected
 
@@ -106,13 +108,28 @@ def test_empty_beat_rate_of_a_remi_piece():
     from preprocessing.encodings import remi
 
     # C4 on beat 0 and D4 on beat 2 (position 8 of 16), each half a beat: beat 1 is silent.
-    tokens = ["Bar_None", "Position_0", "Pitch_60", "Duration_0.2.4", "Position_8", "Pitch_62", "Duration_0.2.4"]
+    tokens = [
+        "Bar_None",
+        "Position_0",
+        "Pitch_60",
+        "Duration_0.2.4",
+        "Position_8",
+        "Pitch_62",
+        "Duration_0.2.4",
+    ]
     encoding = remi.RemiEncoding()
-    assert [(e.onset, e.duration, e.pitch) for e in encoding.note_events(tokens)] == [(0, 0.5, 60), (2, 0.5, 62)]
+    assert [(e.onset, e.duration, e.pitch) for e in encoding.note_events(tokens)] == [
+        (0, 0.5, 60),
+        (2, 0.5, 62),
+    ]
     result = measures.piece_measures(tokens, encoding)
     # muspy counts the beats up to the last note's end (tick 30 of 12 per beat: beats 0, 1, 2), one empty
     assert result["empty_beat_rate"] == pytest.approx(1 / 3)
-    assert result["polyphony"] == 1.0 and result["pitch_range"] == 2 and result["n_pitch_classes_used"] == 2
+    assert (
+        result["polyphony"] == 1.0
+        and result["pitch_range"] == 2
+        and result["n_pitch_classes_used"] == 2
+    )
     assert result["pitch_class_entropy"] == pytest.approx(1.0)
 
 
@@ -156,7 +173,9 @@ def test_reassemble_puts_shuffled_windows_back_into_their_pieces():
 
 def test_reassemble_at_a_stride_loses_only_the_tail():
     # 11 tokens, windows of 3 + target starting at 0, 2, 4, 6: tokens 0..9 are covered, 10 is not.
-    assert measures.reassemble(*windows_of([list(range(11))], 3, stride=2), stride=2) == [list(range(10))]
+    assert measures.reassemble(*windows_of([list(range(11))], 3, stride=2), stride=2) == [
+        list(range(10))
+    ]
     # stride 5 > 3: windows do not overlap, each stays alone
     alone = measures.reassemble(*windows_of([list(range(12))], 3, stride=5), stride=5)
     assert sorted(alone) == [[0, 1, 2, 3], [5, 6, 7, 8]]
@@ -173,18 +192,24 @@ def test_reassemble_the_pipelines_validation_windows(records_dir):
     hold exactly the validation pieces' windows, each once. (These patterned pieces repeat more than a
     window's overlap, so the chaining may take either branch: the stretches need not be the pieces.)"""
     from conftest import patterned_tokens
+
     from preprocessing import records, windowing
     from trainer import data as data_lib
 
     data = data_lib.load(str(records_dir))
     inputs, targets = data_lib.numpy_windows(data, records.VALIDATION)
     pieces = measures.reassemble(inputs, targets)
-    expected = [patterned_tokens(seed=100 + i, length=120) for i in range(12)
-                if windowing.split_for(f"tune_{i:02d}.mid", 0.25) == records.VALIDATION]
+    expected = [
+        patterned_tokens(seed=100 + i, length=120)
+        for i in range(12)
+        if windowing.split_for(f"tune_{i:02d}.mid", 0.25) == records.VALIDATION
+    ]
     length = data.sequence_length + 1
 
     def windows(sequences) -> Counter:
-        return Counter(tuple(seq[i:i + length]) for seq in sequences for i in range(len(seq) - length + 1))
+        return Counter(
+            tuple(seq[i : i + length]) for seq in sequences for i in range(len(seq) - length + 1)
+        )
 
     assert expected and windows([[data.vocab[i] for i in p] for p in pieces]) == windows(expected)
     assert sum(map(len, pieces)) >= sum(map(len, expected))
@@ -206,22 +231,25 @@ def test_excerpts_cut_pieces_to_the_generated_length():
 P = np.array([0.5, 0.3, 0.15, 0.05])
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    ({}, [0.5, 0.3, 0.15, 0.05]),
-    ({"top_p": 1.0}, [0.5, 0.3, 0.15, 0.05]),
-    ({"top_p": 0.7}, [0.625, 0.375, 0, 0]),  # 0.5 < 0.7, then 0.8: the first two, renormalised
-    ({"top_p": 0.5}, [1, 0, 0, 0]),  # the first already holds 0.5
-    ({"top_p": 0.9}, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0]),
-    # after top-k: 0.526, 0.842 < 0.9
-    ({"top_k": 3, "top_p": 0.9}, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0]),
-    # p² = .25 .09 .0225 .0025
-    ({"temperature": 0.5, "top_p": 0.9}, [0.25 / 0.34, 0.09 / 0.34, 0, 0]),
-    ({"allowed": [False, True, True, True]}, [0, 0.6, 0.3, 0.1]),
-    # k beyond the allowed
-    ({"allowed": [False, False, True, True], "top_k": 3}, [0, 0, 0.75, 0.25]),
-    # .77 < .8
-    ({"allowed": [True, False, True, False], "top_p": 0.8}, [0.5 / 0.65, 0, 0.15 / 0.65, 0]),
-])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({}, [0.5, 0.3, 0.15, 0.05]),
+        ({"top_p": 1.0}, [0.5, 0.3, 0.15, 0.05]),
+        ({"top_p": 0.7}, [0.625, 0.375, 0, 0]),  # 0.5 < 0.7, then 0.8: the first two, renormalised
+        ({"top_p": 0.5}, [1, 0, 0, 0]),  # the first already holds 0.5
+        ({"top_p": 0.9}, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0]),
+        # after top-k: 0.526, 0.842 < 0.9
+        ({"top_k": 3, "top_p": 0.9}, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0]),
+        # p² = .25 .09 .0225 .0025
+        ({"temperature": 0.5, "top_p": 0.9}, [0.25 / 0.34, 0.09 / 0.34, 0, 0]),
+        ({"allowed": [False, True, True, True]}, [0, 0.6, 0.3, 0.1]),
+        # k beyond the allowed
+        ({"allowed": [False, False, True, True], "top_k": 3}, [0, 0, 0.75, 0.25]),
+        # .77 < .8
+        ({"allowed": [True, False, True, False], "top_p": 0.8}, [0.5 / 0.65, 0, 0.15 / 0.65, 0]),
+    ],
+)
 def test_distribution_hand_cases(kwargs, expected):
     np.testing.assert_allclose(sampling.distribution(P, **kwargs), expected, atol=1e-12)
 
@@ -232,7 +260,10 @@ def test_sample_next_with_top_p_and_a_mask():
     assert set(draws) == {0, 1} and 200 < draws.count(0) < 300  # 0.625 of 400 = 250
     # a masked id is never drawn, however likely the network finds it (no 1e-30 floor for it)
     certain = np.array([1.0, 0.0, 0.0])
-    masked = [sampling.sample_next(certain, 1.0, None, rng, allowed=[False, True, True]) for _ in range(200)]
+    masked = [
+        sampling.sample_next(certain, 1.0, None, rng, allowed=[False, True, True])
+        for _ in range(200)
+    ]
     assert set(masked) == {1, 2}
     # argmax among allowed
     assert sampling.sample_next(P, 0.0, None, rng, allowed=[False, True, True, True]) == 1
@@ -243,6 +274,7 @@ def test_sample_next_with_top_p_and_a_mask():
 
 def test_the_same_seed_draws_the_same_tokens_as_before_top_p():
     """Without top-p or a mask the draws are those of the earlier sampler (seeded runs repeat)."""
+
     def earlier(p, temperature, top_k, rng):
         logits = np.log(np.maximum(p, 1e-30)) / temperature
         if top_k is not None and 0 < top_k < logits.size:
@@ -254,7 +286,9 @@ def test_the_same_seed_draws_the_same_tokens_as_before_top_p():
 
     a, b = np.random.default_rng(5), np.random.default_rng(5)
     probs = np.random.default_rng(1).dirichlet(np.ones(30), size=50)
-    assert [sampling.sample_next(p, 0.8, 7, a) for p in probs] == [earlier(p, 0.8, 7, b) for p in probs]
+    assert [sampling.sample_next(p, 0.8, 7, a) for p in probs] == [
+        earlier(p, 0.8, 7, b) for p in probs
+    ]
 
 
 # --------------------------------------------------------------------------- audio
@@ -286,18 +320,31 @@ def test_synthesis_follows_the_notes_durations():
 
 
 def orange(image: np.ndarray) -> int:
-    return int(((image[..., 0] > 200) & (image[..., 1] > 120) & (image[..., 1] < 170) & (image[..., 2] < 80)).sum())
+    return int(
+        (
+            (image[..., 0] > 200)
+            & (image[..., 1] > 120)
+            & (image[..., 1] < 170)
+            & (image[..., 2] < 80)
+        ).sum()
+    )
 
 
 def test_piano_roll_is_a_readable_figure():
     from conftest import patterned_tokens
 
-    assert plots.note_name(60) == "C4" and plots.note_name(21) == "A0" and plots.note_name(70) == "B-4"
+    assert (
+        plots.note_name(60) == "C4" and plots.note_name(21) == "A0" and plots.note_name(70) == "B-4"
+    )
     assert plots.layout(250, 4) == (4, 16)  # a 500-token reference piece: 62.5 bars in 4 rows of 16
     assert plots.layout(16 * 4 * 8 * 3, 4) == (8, 48)  # never more than 8 rows
     assert plots.pitch_window([60, 62]) == (55, 67)  # at least an octave, centred
     image = plots.piano_roll(REF.note_events(patterned_tokens(1, 500)), title="piece.mid")
-    assert image.dtype == np.uint8 and image.shape[1] == plots.WIDTH_INCHES * plots.DPI and image.shape[2] == 3
+    assert (
+        image.dtype == np.uint8
+        and image.shape[1] == plots.WIDTH_INCHES * plots.DPI
+        and image.shape[2] == 3
+    )
     assert 600 < image.shape[0] < 1200 and orange(image) > 5_000
 
 

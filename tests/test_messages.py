@@ -13,14 +13,17 @@ class WithMessage(Exception):
         self.message = message  # as TensorFlow's OpError carries it
 
 
-@pytest.mark.parametrize("exc, line", [
-    (ValueError("bad value\nmore detail"), "bad value"),
-    (OSError(), "OSError"),  # str() is empty: ".strip().splitlines()[0]" raised IndexError here
-    (RuntimeError("   \n  "), "RuntimeError"),
-    (RuntimeError("\n\n  third line first  \n"), "third line first"),
-    (WithMessage("the op's own message\ntraceback"), "the op's own message"),
-    (WithMessage(""), "wrapped:"),
-])
+@pytest.mark.parametrize(
+    "exc, line",
+    [
+        (ValueError("bad value\nmore detail"), "bad value"),
+        (OSError(), "OSError"),  # str() is empty: ".strip().splitlines()[0]" raised IndexError here
+        (RuntimeError("   \n  "), "RuntimeError"),
+        (RuntimeError("\n\n  third line first  \n"), "third line first"),
+        (WithMessage("the op's own message\ntraceback"), "the op's own message"),
+        (WithMessage(""), "wrapped:"),
+    ],
+)
 def test_first_line_of_an_exception(exc, line):
     assert first_line(exc) == line
 

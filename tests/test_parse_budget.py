@@ -20,9 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import patterned_tokens, write_tokens_midi
 from helpers import wait_until_gone, with_silent_gap
+
 from preprocessing import budgeted_child, pipeline, reader, records, windowing
 from preprocessing.encodings import midi_container, reference
 
@@ -43,7 +43,8 @@ def tfrecords(path: Path):
 def windows_written(out: Path, manifest: records.Manifest) -> Counter:
     return Counter(
         (tuple(inputs), target)
-        for split in records.SPLITS for name in manifest.shards(split)
+        for split in records.SPLITS
+        for name in manifest.shards(split)
         for inputs, target in map(records.decode_example, tfrecords(out / name))
     )
 
@@ -52,7 +53,8 @@ def windows_expected(good: dict[str, list[str]], vocab: list[str]) -> Counter:
     index = {token: i for i, token in enumerate(vocab)}
     return Counter(
         (tuple(inputs), target)
-        for tokens in good.values() for inputs, target in windowing.windows([index[t] for t in tokens], SEQ)
+        for tokens in good.values()
+        for inputs, target in windowing.windows([index[t] for t in tokens], SEQ)
     )
 
 
@@ -71,13 +73,16 @@ class ParseChildren:
         while not self._done.wait(0.2):
             for entry in Path("/proc").iterdir():
                 try:
-                    if (entry.name.isdigit() and budgeted_child.CHILD_MODULE.encode() in (entry / "cmdline").read_bytes()
-                            and self.marker in (entry / "environ").read_bytes()):
+                    if (
+                        entry.name.isdigit()
+                        and budgeted_child.CHILD_MODULE.encode() in (entry / "cmdline").read_bytes()
+                        and self.marker in (entry / "environ").read_bytes()
+                    ):
                         self.seen.add(int(entry.name))
                 except OSError:
                     pass  # gone meanwhile, or not ours
 
-    def __enter__(self) -> "ParseChildren":
+    def __enter__(self) -> ParseChildren:
         self._thread.start()
         return self
 
@@ -102,11 +107,24 @@ def folder_with(tmp_path: Path, bad_name: str, gap_ticks: int) -> tuple[Path, di
     return folder, good
 
 
-def run_and_check(folder: Path, good: dict[str, list[str]], out: Path, *flags: str) -> tuple[dict, float]:
+def run_and_check(
+    folder: Path, good: dict[str, list[str]], out: Path, *flags: str
+) -> tuple[dict, float]:
     """Run the job; check that no good file is lost; return the one dead letter and the wall time."""
     started = time.monotonic()
-    outcome = pipeline.run(["--input", str(folder), "--output", str(out), "--sequence-length", str(SEQ),
-                                     "--validation-fraction", "0", *flags])
+    outcome = pipeline.run(
+        [
+            "--input",
+            str(folder),
+            "--output",
+            str(out),
+            "--sequence-length",
+            str(SEQ),
+            "--validation-fraction",
+            "0",
+            *flags,
+        ]
+    )
     seconds = time.monotonic() - started
     counts = outcome.manifest.counts
     assert (counts["files_matched"], counts["files_parsed"], counts["files_failed"]) == (4, 3, 1)
@@ -126,8 +144,15 @@ def test_the_reproduction_is_one_dead_letter_and_no_good_file_is_lost(tmp_path, 
     DirectRunner's worker processes), with a small budgeted_child."""
     folder, good = folder_with(tmp_path, "stalls.mid", 0x0FFFFFFF)
     with ParseChildren(monkeypatch) as children:
-        dead, seconds = run_and_check(folder, good, tmp_path / "out", "--max-seconds-per-file", "2",
-                                      "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+        dead, seconds = run_and_check(
+            folder,
+            good,
+            tmp_path / "out",
+            "--max-seconds-per-file",
+            "2",
+            "--direct_running_mode=multi_processing",
+            "--direct_num_workers=2",
+        )
     assert dead["path"].endswith("stalls.mid")
     # refused before music21
     assert "lasts 26,6" in dead["error"] and "quarter notes" in dead["error"]
@@ -144,10 +169,19 @@ def test_a_slow_file_that_passes_the_precheck_is_stopped_by_the_budget(tmp_path,
     folder, good = folder_with(tmp_path, "slow.mid", gap)
     midi_container.check_midi_length((folder / "slow.mid").read_bytes())  # passes the pre-check
     with ParseChildren(monkeypatch) as children:
-        dead, seconds = run_and_check(folder, good, tmp_path / "out", "--max-seconds-per-file", "2",
-                                      "--direct_running_mode=multi_threading", "--direct_num_workers=2")
-    assert dead == {"path": str(folder / "slow.mid"),
-                    "error": "took longer than --max-seconds-per-file 2 s to parse; stopped"}
+        dead, seconds = run_and_check(
+            folder,
+            good,
+            tmp_path / "out",
+            "--max-seconds-per-file",
+            "2",
+            "--direct_running_mode=multi_threading",
+            "--direct_num_workers=2",
+        )
+    assert dead == {
+        "path": str(folder / "slow.mid"),
+        "error": "took longer than --max-seconds-per-file 2 s to parse; stopped",
+    }
     assert seconds < GENEROUS_SECONDS
     assert children.seen, "no parse child was seen: the watch is blind"
     assert children.left_after() == []
@@ -157,11 +191,18 @@ def test_the_budget_flag_is_checked_and_documented(capsys):
     from preprocessing import options
 
     assert options.parse_args(["--output", "x"])[0].max_seconds_per_file == 60
-    assert options.parse_args(["--output", "x", "--max-seconds-per-file", "2.5"])[0].max_seconds_per_file == 2.5
+    assert (
+        options.parse_args(["--output", "x", "--max-seconds-per-file", "2.5"])[
+            0
+        ].max_seconds_per_file
+        == 2.5
+    )
     for bad in ("0", "-1", "nan", "inf"):
         with pytest.raises(SystemExit):
             options.parse_args(["--output", "x", "--max-seconds-per-file", bad])
-        assert "--max-seconds-per-file must be a positive number of seconds" in capsys.readouterr().err
+        assert (
+            "--max-seconds-per-file must be a positive number of seconds" in capsys.readouterr().err
+        )
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert "--max-seconds-per-file" in readme
 
@@ -169,8 +210,15 @@ def test_the_budget_flag_is_checked_and_documented(capsys):
 def test_the_beam_workers_modules_do_not_import_music21():
     """A worker unpickles the DoFns of transforms and direct_runner: it imports Beam alone, and its parse
     child music21 alone (the child's import replaces the one the worker made before)."""
-    code = ("import sys, preprocessing.transforms, preprocessing.direct_runner, preprocessing.budgeted_child; "
-            "assert 'music21' not in sys.modules, 'music21 imported'")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).parents[1])
+    code = (
+        "import sys, preprocessing.transforms, preprocessing.direct_runner, preprocessing.budgeted_child; "
+        "assert 'music21' not in sys.modules, 'music21 imported'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+    )
     assert result.returncode == 0, result.stderr

@@ -16,10 +16,14 @@ SEQ = 8
 VALIDATION_FRACTION = 0.3  # puts piece_1 and piece_2 of the fixture into validation
 
 
-def read_split(out: Path, manifest: records.Manifest, split: str) -> list[tuple[tuple[int, ...], int]]:
+def read_split(
+    out: Path, manifest: records.Manifest, split: str
+) -> list[tuple[tuple[int, ...], int]]:
     """All windows of one split, read back with tf.data exactly as the trainer will."""
     files = [str(out / name) for name in manifest.shards(split)]
-    dataset = tf.data.TFRecordDataset(files, compression_type=records.tf_compression_type(manifest.compression))
+    dataset = tf.data.TFRecordDataset(
+        files, compression_type=records.tf_compression_type(manifest.compression)
+    )
     spec = records.parse_spec(manifest.sequence_length)
     return [
         (tuple(ex["inputs"].numpy().tolist()), int(ex["target"]))
@@ -27,7 +31,9 @@ def read_split(out: Path, manifest: records.Manifest, split: str) -> list[tuple[
     ]
 
 
-def expected_windows(token_lists: dict[str, list[str]], vocab: list[str], seq: int, stride: int, split: str):
+def expected_windows(
+    token_lists: dict[str, list[str]], vocab: list[str], seq: int, stride: int, split: str
+):
     index = {token: i for i, token in enumerate(vocab)}
     found = []
     for name, tokens in token_lists.items():
@@ -44,11 +50,16 @@ def default_run(midi_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("out_default")
     outcome = pipeline.run(
         [
-            "--input", str(midi_corpus["dir"]),
-            "--output", str(out),
-            "--sequence-length", str(SEQ),
-            "--validation-fraction", str(VALIDATION_FRACTION),
-            "--num-shards", "2",
+            "--input",
+            str(midi_corpus["dir"]),
+            "--output",
+            str(out),
+            "--sequence-length",
+            str(SEQ),
+            "--validation-fraction",
+            str(VALIDATION_FRACTION),
+            "--num-shards",
+            "2",
         ]
     )
     return out, outcome
@@ -77,7 +88,9 @@ def test_counts_vocabulary_and_windows_are_exact(midi_corpus, default_run):
         assert got == want, split
         assert c[f"{split}_windows"] == sum(want.values()) > 0
     # stride 1: sum of max(0, len - sequence_length) over pieces
-    assert c["train_windows"] + c["validation_windows"] == sum(max(0, len(t) - SEQ) for t in tokens.values())
+    assert c["train_windows"] + c["validation_windows"] == sum(
+        max(0, len(t) - SEQ) for t in tokens.values()
+    )
 
 
 @pytest.mark.slow
@@ -104,18 +117,34 @@ def test_output_files_and_manifest(midi_corpus, default_run):
     out, outcome = default_run
     manifest = outcome.manifest
     run = manifest.run_id
-    assert len(run) == 8 and manifest.shards("train") == (f"train-{run}-00000-of-00002.tfrecord", f"train-{run}-00001-of-00002.tfrecord")
+    assert len(run) == 8 and manifest.shards("train") == (
+        f"train-{run}-00000-of-00002.tfrecord",
+        f"train-{run}-00001-of-00002.tfrecord",
+    )
     for split in records.SPLITS:  # every entry is what the file holds: size, hash, record count
         for shard in manifest.shard_entries(split):
             data = (out / shard.name).read_bytes()
             assert (shard.size, shard.sha256) == (len(data), hashlib.sha256(data).hexdigest())
-            assert shard.records == sum(1 for _ in tf.data.TFRecordDataset(str(out / shard.name))) > 0
-        assert sum(shard.records for shard in manifest.shard_entries(split)) == manifest.windows(split)
+            assert (
+                shard.records == sum(1 for _ in tf.data.TFRecordDataset(str(out / shard.name))) > 0
+            )
+        assert sum(shard.records for shard in manifest.shard_entries(split)) == manifest.windows(
+            split
+        )
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["vocab.json", "manifest.json", "dead_letter.jsonl", *manifest.shards("train"), *manifest.shards("validation")])
+        [
+            "vocab.json",
+            "manifest.json",
+            "dead_letter.jsonl",
+            *manifest.shards("train"),
+            *manifest.shards("validation"),
+        ]
+    )
     assert json.loads((out / "vocab.json").read_text()) == reader.read_vocab(str(out))
     on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk["sequence_length"] == SEQ and on_disk["parts"] == "all" and on_disk["stride"] == 1
+    assert (
+        on_disk["sequence_length"] == SEQ and on_disk["parts"] == "all" and on_disk["stride"] == 1
+    )
     assert on_disk["encoding"] == records.ENCODING
     assert not (out / ".lstm-composer-write-test").exists()
     assert reader.read_manifest(str(out)) == manifest  # the trainer's reader accepts it
@@ -138,8 +167,16 @@ def test_dead_letters_name_every_bad_file_with_a_reason(midi_corpus, default_run
 def test_beam_counters_agree_with_the_manifest(default_run):
     _, outcome = default_run
     counts = outcome.manifest.counts
-    for key in ("files_matched", "files_parsed", "files_failed", "pieces_empty", "pieces_too_short",
-                "tokens", "train_windows", "validation_windows"):
+    for key in (
+        "files_matched",
+        "files_parsed",
+        "files_failed",
+        "pieces_empty",
+        "pieces_too_short",
+        "tokens",
+        "train_windows",
+        "validation_windows",
+    ):
         assert outcome.metrics.get(key, 0) == counts[key], key
 
 
@@ -148,22 +185,47 @@ def test_two_runs_give_the_same_vocabulary_and_windows(midi_corpus, default_run,
     out, first = default_run
     second = pipeline.run(
         [
-            "--input", str(midi_corpus["dir"]), "--output", str(tmp_path),
-            "--sequence-length", str(SEQ), "--validation-fraction", str(VALIDATION_FRACTION),
-            "--num-shards", "3", "--direct_running_mode", "in_memory",
+            "--input",
+            str(midi_corpus["dir"]),
+            "--output",
+            str(tmp_path),
+            "--sequence-length",
+            str(SEQ),
+            "--validation-fraction",
+            str(VALIDATION_FRACTION),
+            "--num-shards",
+            "3",
+            "--direct_running_mode",
+            "in_memory",
         ]
     )
     assert reader.read_vocab(str(tmp_path)) == reader.read_vocab(str(out))
     for split in records.SPLITS:
-        assert Counter(read_split(tmp_path, second.manifest, split)) == Counter(read_split(out, first.manifest, split))
+        assert Counter(read_split(tmp_path, second.manifest, split)) == Counter(
+            read_split(out, first.manifest, split)
+        )
     assert len(second.manifest.train_shards) == 3
     again = pipeline.run(
-        ["--input", str(midi_corpus["dir"]), "--output", str(tmp_path / "again"), "--sequence-length", str(SEQ),
-         "--validation-fraction", str(VALIDATION_FRACTION), "--num-shards", "2", "--direct_running_mode", "in_memory"]
+        [
+            "--input",
+            str(midi_corpus["dir"]),
+            "--output",
+            str(tmp_path / "again"),
+            "--sequence-length",
+            str(SEQ),
+            "--validation-fraction",
+            str(VALIDATION_FRACTION),
+            "--num-shards",
+            "2",
+            "--direct_running_mode",
+            "in_memory",
+        ]
     )
     # the same flags: byte for byte the same shards (under other names)
     for split in records.SPLITS:
-        assert [s.sha256 for s in again.manifest.shard_entries(split)] == [s.sha256 for s in first.manifest.shard_entries(split)]
+        assert [s.sha256 for s in again.manifest.shard_entries(split)] == [
+            s.sha256 for s in first.manifest.shard_entries(split)
+        ]
     assert again.manifest.run_id != first.manifest.run_id
 
 
@@ -172,9 +234,22 @@ def test_stride_gzip_and_first_part_mode(midi_corpus, tmp_path):
     stride = 3
     outcome = pipeline.run(
         [
-            "--input", str(midi_corpus["dir"]) + "/*", "--output", str(tmp_path),
-            "--sequence-length", str(SEQ), "--stride", str(stride), "--validation-fraction", "0",
-            "--compression", "gzip", "--parts", "first", "--direct_running_mode", "in_memory",
+            "--input",
+            str(midi_corpus["dir"]) + "/*",
+            "--output",
+            str(tmp_path),
+            "--sequence-length",
+            str(SEQ),
+            "--stride",
+            str(stride),
+            "--validation-fraction",
+            "0",
+            "--compression",
+            "gzip",
+            "--parts",
+            "first",
+            "--direct_running_mode",
+            "in_memory",
         ]
     )
     manifest = outcome.manifest
@@ -186,7 +261,20 @@ def test_stride_gzip_and_first_part_mode(midi_corpus, tmp_path):
     assert reader.read_output(str(tmp_path), full=True)[0] == manifest
     # parts=first keeps the first instrument only: the chorale's melody, without the bass
     tokens = dict(midi_corpus["tokens"])
-    tokens["Chorale.MIDI"] = ["E4", "F#4", "G4", "A4", "B4", "C5", "D5", "E5", "D5", "C5", "B4", "A4"]
+    tokens["Chorale.MIDI"] = [
+        "E4",
+        "F#4",
+        "G4",
+        "A4",
+        "B4",
+        "C5",
+        "D5",
+        "E5",
+        "D5",
+        "C5",
+        "B4",
+        "A4",
+    ]
     expected = sum(windowing.window_count(len(t), SEQ, stride) for t in tokens.values())
     got = read_split(tmp_path, manifest, "train")
     assert len(got) == expected == manifest.counts["train_windows"]
@@ -203,7 +291,9 @@ def test_no_input_files_is_one_clear_message(tmp_path, capsys):
 
 def test_unknown_flag_is_refused_not_discarded(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        pipeline.main(["--input", str(tmp_path), "--output", str(tmp_path), "--sequence-lenght", "8"])
+        pipeline.main(
+            ["--input", str(tmp_path), "--output", str(tmp_path), "--sequence-lenght", "8"]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments: --sequence-lenght" in err
@@ -212,16 +302,24 @@ def test_unknown_flag_is_refused_not_discarded(tmp_path, capsys):
 def test_beam_flags_pass_through_and_local_defaults_are_set():
     args, beam_args = options.parse_args(["--output", "x", "--temp_location", "/tmp/beam"])
     assert "--temp_location" in beam_args
-    assert "--runner=DirectRunner" in beam_args and "--direct_running_mode=multi_processing" in beam_args
-    _, beam_args = options.parse_args(["--output", "x", "--runner", "DataflowRunner", "--project", "p-123"])
+    assert (
+        "--runner=DirectRunner" in beam_args
+        and "--direct_running_mode=multi_processing" in beam_args
+    )
+    _, beam_args = options.parse_args(
+        ["--output", "x", "--runner", "DataflowRunner", "--project", "p-123"]
+    )
     assert not any(a.startswith("--direct") for a in beam_args)
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--sequence-length", "0", "--sequence-length must be at least 1"),
-    ("--validation-fraction", "1.5", "--validation-fraction must be"),
-    ("--parts", "second", "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--sequence-length", "0", "--sequence-length must be at least 1"),
+        ("--validation-fraction", "1.5", "--validation-fraction must be"),
+        ("--parts", "second", "invalid choice"),
+    ],
+)
 def test_bad_values_are_refused(flag, value, message, capsys):
     with pytest.raises(SystemExit):
         options.parse_args(["--output", "x", flag, value])
@@ -243,7 +341,9 @@ def test_only_bad_files_finish_with_dead_letters_and_a_clear_error(tmp_path, cap
     (src / "a.mid").write_bytes(b"garbage")
     (src / "b.mid").write_bytes(b"")
     out = tmp_path / "out"
-    code = pipeline.main(["--input", str(src), "--output", str(out), "--direct_running_mode", "in_memory"])
+    code = pipeline.main(
+        ["--input", str(src), "--output", str(out), "--direct_running_mode", "in_memory"]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "no training windows were produced" in err
     assert len((out / "dead_letter.jsonl").read_text().splitlines()) == 2
@@ -257,12 +357,26 @@ def test_no_piece_in_validation_is_said_with_why_and_what_to_do(tmp_path, capsys
 
     src = tmp_path / "in"
     src.mkdir()
-    names = [f"tune_{i}.mid" for i in range(20) if windowing.split_for(f"tune_{i}.mid", 0.1) == records.TRAIN][:2]
+    names = [
+        f"tune_{i}.mid"
+        for i in range(20)
+        if windowing.split_for(f"tune_{i}.mid", 0.1) == records.TRAIN
+    ][:2]
     for seed, name in enumerate(names):
         write_tokens_midi(src / name, patterned_tokens(seed, 30))
     write_tokens_midi(src / "short.mid", ["C4", "D4"])
-    code = pipeline.main(["--input", str(src), "--output", str(tmp_path / "out"), "--sequence-length", str(SEQ),
-                          "--direct_running_mode", "in_memory"])
+    code = pipeline.main(
+        [
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "out"),
+            "--sequence-length",
+            str(SEQ),
+            "--direct_running_mode",
+            "in_memory",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     (line,) = [line for line in out.splitlines() if line.startswith("warning:")]
@@ -273,12 +387,27 @@ def test_no_piece_in_validation_is_said_with_why_and_what_to_do(tmp_path, capsys
 
 def test_validation_warning_only_when_nothing_is_held_out():
     def manifest(fraction: float, **counts) -> records.Manifest:
-        return records.Manifest(sequence_length=SEQ, stride=1, vocab_size=3, vocab_hash="h", parts="all",
-                                compression="none", validation_fraction=fraction, counts=counts,
-                                train_shards=("t",), validation_shards=())
+        return records.Manifest(
+            sequence_length=SEQ,
+            stride=1,
+            vocab_size=3,
+            vocab_hash="h",
+            parts="all",
+            compression="none",
+            validation_fraction=fraction,
+            counts=counts,
+            train_shards=("t",),
+            validation_shards=(),
+        )
 
-    assert pipeline.validation_warning(manifest(0.1, train_windows=50, validation_windows=5)) is None
+    assert (
+        pipeline.validation_warning(manifest(0.1, train_windows=50, validation_windows=5)) is None
+    )
     # an error
     assert pipeline.validation_warning(manifest(0.1, train_windows=0, validation_windows=0)) is None
-    assert "--validation-fraction 0" in pipeline.validation_warning(manifest(0.0, train_windows=50, train_pieces=3))
-    assert "none of the 3 usable" in pipeline.validation_warning(manifest(0.2, train_windows=50, train_pieces=3))
+    assert "--validation-fraction 0" in pipeline.validation_warning(
+        manifest(0.0, train_windows=50, train_pieces=3)
+    )
+    assert "none of the 3 usable" in pipeline.validation_warning(
+        manifest(0.2, train_windows=50, train_pieces=3)
+    )

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 import tensorflow as tf
-
 from gcs_emulator import gcs_emulator
+
 from preprocessing import pipeline, records
 
 BUCKET = "lstm-composer-test"
@@ -36,12 +36,18 @@ def test_pipeline_reads_and_writes_gcs(gcs, midi_corpus, tmp_path):
 
     outcome = pipeline.run(
         [
-            "--input", f"gs://{BUCKET}/midi",
-            "--output", f"gs://{BUCKET}/records",
-            "--sequence-length", "8",
-            "--validation-fraction", "0.3",
-            "--num-shards", "2",
-            "--compression", "gzip",
+            "--input",
+            f"gs://{BUCKET}/midi",
+            "--output",
+            f"gs://{BUCKET}/records",
+            "--sequence-length",
+            "8",
+            "--validation-fraction",
+            "0.3",
+            "--num-shards",
+            "2",
+            "--compression",
+            "gzip",
         ]
     )
     manifest = outcome.manifest
@@ -82,19 +88,38 @@ def test_pipeline_reads_and_writes_gcs(gcs, midi_corpus, tmp_path):
 
     # A rerun into the same folder: a stale beam-temp-* folder goes, the old shards go once the new
     # manifest has landed, and nothing temporary stays.
-    bucket.blob("records/beam-temp-train-0123/part-0").upload_from_string(b"left by an interrupted run")
+    bucket.blob("records/beam-temp-train-0123/part-0").upload_from_string(
+        b"left by an interrupted run"
+    )
     again = pipeline.run(
-        ["--input", f"gs://{BUCKET}/midi", "--output", f"gs://{BUCKET}/records", "--sequence-length", "8",
-         "--validation-fraction", "0.3", "--num-shards", "3"]
+        [
+            "--input",
+            f"gs://{BUCKET}/midi",
+            "--output",
+            f"gs://{BUCKET}/records",
+            "--sequence-length",
+            "8",
+            "--validation-fraction",
+            "0.3",
+            "--num-shards",
+            "3",
+        ]
     ).manifest
     names = {blob.name for blob in client.list_blobs(BUCKET, prefix="records/")}
     expected = {f"records/{n}" for n in ("vocab.json", "manifest.json", "dead_letter.jsonl")}
-    assert names == expected | {f"records/{n}" for n in again.shards("train") + again.shards("validation")}
+    assert names == expected | {
+        f"records/{n}" for n in again.shards("train") + again.shards("validation")
+    }
     assert len(again.train_shards) == 3 and again.run_id != manifest.run_id
-    assert records.manifest_from_json(bucket.blob("records/manifest.json").download_as_bytes()) == again
+    assert (
+        records.manifest_from_json(bucket.blob("records/manifest.json").download_as_bytes())
+        == again
+    )
 
 
 def test_missing_gcs_input_is_one_clear_message(gcs, tmp_path, capsys):
-    code = pipeline.main(["--input", f"gs://{BUCKET}/nothing-here", "--output", f"gs://{BUCKET}/out"])
+    code = pipeline.main(
+        ["--input", f"gs://{BUCKET}/nothing-here", "--output", f"gs://{BUCKET}/out"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "no MIDI files" in err and f"gs://{BUCKET}/nothing-here/**" in err

@@ -29,7 +29,13 @@ def read_windows(out: Path, manifest: records.Manifest, split: str) -> Counter:
 def velocity_129_midi() -> bytes:
     """A well-formed MIDI container whose one note-on has velocity 129: only the parser can tell."""
     track = bytes([0, 0x90, 0x3C, 0x81, 0x60, 0x80, 0x3C, 0x40, 0, 0xFF, 0x2F, 0])
-    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(track)) + track
+    return (
+        b"MThd"
+        + struct.pack(">IHHH", 6, 0, 1, 480)
+        + b"MTrk"
+        + struct.pack(">I", len(track))
+        + track
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +50,22 @@ def remi_input(midi_corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def remi_run(remi_input, tmp_path_factory):
     out = tmp_path_factory.mktemp("out_remi")
-    outcome = pipeline.run([
-        "--input", str(remi_input), "--output", str(out), "--encoding", "remi",
-        "--sequence-length", str(SEQ), "--validation-fraction", str(VALIDATION_FRACTION), "--num-shards", "2",
-    ])
+    outcome = pipeline.run(
+        [
+            "--input",
+            str(remi_input),
+            "--output",
+            str(out),
+            "--encoding",
+            "remi",
+            "--sequence-length",
+            str(SEQ),
+            "--validation-fraction",
+            str(VALIDATION_FRACTION),
+            "--num-shards",
+            "2",
+        ]
+    )
     return out, outcome.manifest
 
 
@@ -64,15 +82,26 @@ def test_the_manifest_records_remi_and_the_tokenizer_lies_beside_the_vocabulary(
     out, manifest = remi_run
     remi = RemiEncoding()
     assert manifest.encoding == RemiEncoding.registration.token_format == "miditok-remi-v1"
-    assert manifest.encoding_config_hash == remi.config_hash and manifest.encoding_versions == remi.versions
-    assert sorted(p.name for p in out.iterdir()) == sorted([
-        "vocab.json", "manifest.json", "dead_letter.jsonl", TOKENIZER_FILE,
-        *manifest.shards("train"), *manifest.shards("validation")])
+    assert (
+        manifest.encoding_config_hash == remi.config_hash
+        and manifest.encoding_versions == remi.versions
+    )
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [
+            "vocab.json",
+            "manifest.json",
+            "dead_letter.jsonl",
+            TOKENIZER_FILE,
+            *manifest.shards("train"),
+            *manifest.shards("validation"),
+        ]
+    )
     assert (out / TOKENIZER_FILE).read_bytes() == remi.saved_files()[TOKENIZER_FILE]
     read_manifest, vocab = reader.read_output(str(out))  # the trainer's reader accepts it
     assert read_manifest == manifest
     assert {"Bar_None", "Pitch_60"} <= set(vocab) and all(
-        token.split("_")[0] in {"Bar", "Position", "Pitch", "Duration", "Rest"} for token in vocab)
+        token.split("_")[0] in {"Bar", "Position", "Pitch", "Duration", "Rest"} for token in vocab
+    )
     assert "encoding remi" in pipeline.summary(manifest, str(out))
 
 
@@ -89,20 +118,26 @@ def test_remi_windows_are_the_files_tokens_and_decode_back(midi_corpus, remi_run
                 ids = [index[t] for t in tokens]
                 expected.update((tuple(i), t) for i, t in windowing.windows(ids, SEQ, 1))
         assert read_windows(out, manifest, split) == expected and expected
-    saved = loader.load("remi", lambda name: (out / name).read_bytes(), manifest.encoding_config_hash)
+    saved = loader.load(
+        "remi", lambda name: (out / name).read_bytes(), manifest.encoding_config_hash
+    )
     tokens = remi_tokens["piece_1.mid"]
     assert saved.encode(saved.decode(tokens)) == tokens
 
 
 @pytest.mark.slow
-def test_bad_files_under_remi_are_dead_letters_with_symusics_reasons(midi_corpus, remi_run, remi_tokens):
+def test_bad_files_under_remi_are_dead_letters_with_symusics_reasons(
+    midi_corpus, remi_run, remi_tokens
+):
     out, manifest = remi_run
     letters = [json.loads(line) for line in (out / "dead_letter.jsonl").read_text().splitlines()]
     reasons = {Path(entry["path"]).name: entry["error"] for entry in letters}
     assert sorted(reasons) == sorted([*midi_corpus["bad"], "velocity.mid"])
     assert all(reason and "\n" not in reason for reason in reasons.values())
     assert reasons["velocity.mid"] == "symusic could not parse it: RuntimeError: Get velocity=129"
-    assert reasons["empty.mid"] == "empty file (0 bytes)" and reasons["garbage.MID"].startswith("not a MIDI file")
+    assert reasons["empty.mid"] == "empty file (0 bytes)" and reasons["garbage.MID"].startswith(
+        "not a MIDI file"
+    )
     counts = manifest.counts
     assert counts["files_failed"] == len(reasons) and counts["files_parsed"] == len(remi_tokens)
     assert counts["tokens"] == sum(len(tokens) for tokens in remi_tokens.values())
@@ -134,7 +169,11 @@ def test_a_tokenizer_of_another_configuration_is_refused_in_one_line(remi_run, t
     with pytest.raises(records.DataError) as caught:
         reader.read_output(str(copy))
     message = str(caught.value)
-    assert "\n" not in message and "configuration hash" in message and remi_run[1].encoding_config_hash in message
+    assert (
+        "\n" not in message
+        and "configuration hash" in message
+        and remi_run[1].encoding_config_hash in message
+    )
     (copy / TOKENIZER_FILE).write_text("{not json")
     with pytest.raises(records.DataError) as caught:
         reader.read_output(str(copy))
@@ -159,25 +198,47 @@ def test_the_beam_workers_modules_do_not_import_miditok():
     import subprocess
     import sys
 
-    code = ("import sys, preprocessing.transforms, preprocessing.direct_runner, preprocessing.budgeted_child; "
-            "bad = {'miditok', 'symusic', 'music21'} & set(sys.modules); assert not bad, bad")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).parents[1])
+    code = (
+        "import sys, preprocessing.transforms, preprocessing.direct_runner, preprocessing.budgeted_child; "
+        "bad = {'miditok', 'symusic', 'music21'} & set(sys.modules); assert not bad, bad"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_a_manifest_written_before_the_encoding_fields_still_reads():
     """Format version 2 without ``encoding_config_hash`` / ``encoding_versions``: read with their defaults."""
     manifest = records.Manifest(
-        sequence_length=8, stride=1, vocab_size=3, vocab_hash="h", parts="all", compression="none",
-        validation_fraction=0.1, counts=dict.fromkeys(records.COUNT_KEYS, 0), train_shards=(), validation_shards=(),
-        run_id="abcd1234", encoding_config_hash="x", encoding_versions={"music21": "1"})
+        sequence_length=8,
+        stride=1,
+        vocab_size=3,
+        vocab_hash="h",
+        parts="all",
+        compression="none",
+        validation_fraction=0.1,
+        counts=dict.fromkeys(records.COUNT_KEYS, 0),
+        train_shards=(),
+        validation_shards=(),
+        run_id="abcd1234",
+        encoding_config_hash="x",
+        encoding_versions={"music21": "1"},
+    )
     document = json.loads(records.manifest_to_json(manifest))
     assert records.manifest_from_json(json.dumps(document)) == manifest
     for field in records.OPTIONAL_FIELDS:
         document.pop(field, None)  # ``transpose`` is written only when it is not 0
     old = records.manifest_from_json(json.dumps(document))
-    assert (old.encoding, old.encoding_config_hash, old.encoding_versions) == (records.ENCODING, "", {})
+    assert (old.encoding, old.encoding_config_hash, old.encoding_versions) == (
+        records.ENCODING,
+        "",
+        {},
+    )
     document["encoding"] = "miditok-remi-v1"
     assert records.manifest_from_json(json.dumps(document)).encoding == "miditok-remi-v1"
     document["encoding"] = "something-else-v9"
@@ -199,11 +260,24 @@ def test_the_time_budget_holds_under_remi(midi_corpus, tmp_path):
     (folder / "huge.mid").write_bytes(score.dumps_midi())
     shutil.copy(midi_corpus["dir"] / "piece_3.mid", folder / "piece_3.mid")
     out = tmp_path / "out"
-    manifest = pipeline.run([
-        "--input", str(folder), "--output", str(out), "--encoding", "remi", "--sequence-length", str(SEQ),
-        "--max-seconds-per-file", "0.5", "--direct_running_mode", "in_memory",
-    ]).manifest
+    manifest = pipeline.run(
+        [
+            "--input",
+            str(folder),
+            "--output",
+            str(out),
+            "--encoding",
+            "remi",
+            "--sequence-length",
+            str(SEQ),
+            "--max-seconds-per-file",
+            "0.5",
+            "--direct_running_mode",
+            "in_memory",
+        ]
+    ).manifest
     letters = [json.loads(line) for line in (out / "dead_letter.jsonl").read_text().splitlines()]
     assert [(Path(entry["path"]).name, entry["error"]) for entry in letters] == [
-        ("huge.mid", "took longer than --max-seconds-per-file 0.5 s to parse; stopped")]
+        ("huge.mid", "took longer than --max-seconds-per-file 0.5 s to parse; stopped")
+    ]
     assert manifest.counts["files_parsed"] == 1 and manifest.counts["tokens"] > SEQ

@@ -29,9 +29,17 @@ def test_wrong_sequence_length_fails_to_parse():
 
 
 def test_shard_names_carry_the_run():
-    assert records.shard_name("train", "1f2e3d4c", 0, 4, "none") == "train-1f2e3d4c-00000-of-00004.tfrecord"
-    assert records.shard_name("validation", "ab", 2, 3, "gzip") == "validation-ab-00002-of-00003.tfrecord.gz"
-    assert fnmatch.fnmatch(records.shard_name("train", "ab", 2, 3, "gzip"), records.shard_pattern("train"))
+    assert (
+        records.shard_name("train", "1f2e3d4c", 0, 4, "none")
+        == "train-1f2e3d4c-00000-of-00004.tfrecord"
+    )
+    assert (
+        records.shard_name("validation", "ab", 2, 3, "gzip")
+        == "validation-ab-00002-of-00003.tfrecord.gz"
+    )
+    assert fnmatch.fnmatch(
+        records.shard_name("train", "ab", 2, 3, "gzip"), records.shard_pattern("train")
+    )
     # format 1's names
     assert fnmatch.fnmatch("train-00000-of-00004.tfrecord", records.shard_pattern("train"))
     with pytest.raises(ValueError):
@@ -47,14 +55,24 @@ def test_vocab_hash_depends_on_order_and_content():
 
 
 SHARD_NAME = "train-r1-00000-of-00001.tfrecord"
-SHARD_BYTES = shards.shard_bytes([records.encode_example([0, 1, 0, 1, 0, 1, 0, 1], i % 2) for i in range(5)], "none")
+SHARD_BYTES = shards.shard_bytes(
+    [records.encode_example([0, 1, 0, 1, 0, 1, 0, 1], i % 2) for i in range(5)], "none"
+)
 
 
 def _manifest(**overrides) -> records.Manifest:
     fields = {
-        "sequence_length": 8, "stride": 1, "vocab_size": 2, "vocab_hash": records.vocab_hash(["A4", "B4"]),
-        "parts": "all", "compression": "none", "validation_fraction": 0.1, "counts": {"train_windows": 5},
-        "train_shards": (shards.describe(SHARD_NAME, SHARD_BYTES, 5),), "validation_shards": (), "run_id": "r1",
+        "sequence_length": 8,
+        "stride": 1,
+        "vocab_size": 2,
+        "vocab_hash": records.vocab_hash(["A4", "B4"]),
+        "parts": "all",
+        "compression": "none",
+        "validation_fraction": 0.1,
+        "counts": {"train_windows": 5},
+        "train_shards": (shards.describe(SHARD_NAME, SHARD_BYTES, 5),),
+        "validation_shards": (),
+        "run_id": "r1",
     }
     fields.update(overrides)
     return records.Manifest(**fields)
@@ -65,8 +83,11 @@ def test_manifest_round_trip():
     again = records.manifest_from_json(records.manifest_to_json(manifest))
     assert again.train_shards == manifest.train_shards and again.shards("train") == (SHARD_NAME,)
     assert json.loads(records.manifest_to_json(manifest))["train_shards"][0] == {
-        "name": SHARD_NAME, "size": len(SHARD_BYTES), "records": 5,
-        "sha256": hashlib.sha256(SHARD_BYTES).hexdigest(), "edges_sha256": hashlib.sha256(SHARD_BYTES).hexdigest(),
+        "name": SHARD_NAME,
+        "size": len(SHARD_BYTES),
+        "records": 5,
+        "sha256": hashlib.sha256(SHARD_BYTES).hexdigest(),
+        "edges_sha256": hashlib.sha256(SHARD_BYTES).hexdigest(),
     }
     assert again.windows("train") == 5 and again.windows("validation") == 0
     assert set(json.loads(records.manifest_to_json(manifest))["counts"]) == set(records.COUNT_KEYS)
@@ -80,7 +101,9 @@ def test_read_manifest_refuses_unfinished_and_mismatched_directories(tmp_path):
     with pytest.raises(records.DataError, match="does not match the records"):
         reader.read_manifest(str(tmp_path))
     (tmp_path / "vocab.json").write_text(records.vocab_to_json(["A4", "B4"]))
-    with pytest.raises(records.DataError, match=f"shard .*{SHARD_NAME} listed in manifest.json is missing"):
+    with pytest.raises(
+        records.DataError, match=f"shard .*{SHARD_NAME} listed in manifest.json is missing"
+    ):
         reader.read_manifest(str(tmp_path))
     (tmp_path / SHARD_NAME).write_bytes(SHARD_BYTES)
     assert reader.read_manifest(str(tmp_path)).vocab_size == 2
@@ -89,7 +112,9 @@ def test_read_manifest_refuses_unfinished_and_mismatched_directories(tmp_path):
         reader.read_manifest(str(tmp_path))
 
 
-@pytest.mark.parametrize("length, seq, stride", [(0, 4, 1), (4, 4, 1), (5, 4, 1), (30, 8, 1), (30, 8, 3), (31, 8, 3)])
+@pytest.mark.parametrize(
+    "length, seq, stride", [(0, 4, 1), (4, 4, 1), (5, 4, 1), (30, 8, 1), (30, 8, 3), (31, 8, 3)]
+)
 def test_window_count_matches_windows(length, seq, stride):
     ids = list(range(length))
     made = list(windowing.windows(ids, seq, stride))
@@ -101,7 +126,7 @@ def test_window_count_matches_windows(length, seq, stride):
 
 def test_windows_are_the_reference_loop_at_stride_1():
     tokens = [5, 3, 9, 1, 4, 4, 7]
-    expected = [(tokens[i:i + 3], tokens[i + 3]) for i in range(0, len(tokens) - 3, 1)]
+    expected = [(tokens[i : i + 3], tokens[i + 3]) for i in range(0, len(tokens) - 3, 1)]
     assert list(windowing.windows(tokens, 3)) == expected
 
 
@@ -121,18 +146,28 @@ def test_split_is_stable_and_close_to_the_fraction():
 
 def test_a_manifest_of_an_unknown_encoding_is_refused():
     doc = json.loads(records.manifest_to_json(_manifest()))
-    assert doc["encoding"] == records.ENCODING and records.manifest_from_json(json.dumps(doc)).encoding == records.ENCODING
+    assert (
+        doc["encoding"] == records.ENCODING
+        and records.manifest_from_json(json.dumps(doc)).encoding == records.ENCODING
+    )
     doc["encoding"] = "miditok-remi-v9"
-    with pytest.raises(records.DataError, match="names the token encoding 'miditok-remi-v9', which this version does not read"):
+    with pytest.raises(
+        records.DataError,
+        match="names the token encoding 'miditok-remi-v9', which this version does not read",
+    ):
         records.manifest_from_json(json.dumps(doc))
 
 
-def test_read_output_reads_the_vocabulary_once_and_a_model_folder_needs_no_shards(tmp_path, monkeypatch):
+def test_read_output_reads_the_vocabulary_once_and_a_model_folder_needs_no_shards(
+    tmp_path, monkeypatch
+):
     (tmp_path / "manifest.json").write_text(records.manifest_to_json(_manifest()))
     (tmp_path / "vocab.json").write_text(records.vocab_to_json(["A4", "B4"]))
     reads = []
     original = reader.read_vocab
-    monkeypatch.setattr(reader, "read_vocab", lambda directory: reads.append(directory) or original(directory))
+    monkeypatch.setattr(
+        reader, "read_vocab", lambda directory: reads.append(directory) or original(directory)
+    )
     # no shard on disk: a model/ folder
     manifest, vocab = reader.read_output(str(tmp_path), shards=False)
     assert vocab == ["A4", "B4"] and manifest.vocab_size == 2 and len(reads) == 1
@@ -140,11 +175,14 @@ def test_read_output_reads_the_vocabulary_once_and_a_model_folder_needs_no_shard
         reader.read_output(str(tmp_path))
 
 
-@pytest.mark.parametrize("tokens, key, fate", [
-    (0, "a.mid", windowing.EMPTY),
-    (8, "a.mid", windowing.TOO_SHORT),  # sequence length 8 needs 9 tokens for one window
-    (9, "a.mid", None),  # its split
-])
+@pytest.mark.parametrize(
+    "tokens, key, fate",
+    [
+        (0, "a.mid", windowing.EMPTY),
+        (8, "a.mid", windowing.TOO_SHORT),  # sequence length 8 needs 9 tokens for one window
+        (9, "a.mid", None),  # its split
+    ],
+)
 def test_piece_fate_is_empty_too_short_or_the_split(tokens, key, fate):
     got = windowing.piece_fate(tokens, key, 8, 1, 0.5)
     assert got == (fate or windowing.split_for(key, 0.5))

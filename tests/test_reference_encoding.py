@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from music21 import chord, converter, instrument, note, stream
-
 from conftest import patterned_tokens, write_multipart_midi
 from helpers import with_silent_gap
+from music21 import chord, converter, instrument, note, stream
+
 from preprocessing.encodings import midi_container, reference
 
 
@@ -128,9 +128,16 @@ def test_round_trip_through_a_midi_file(parts):
         if rng.random() < 0.5:
             tokens.append(f"{rng.choice(names)}{rng.randint(1, 7)}")
         else:
-            tokens.append(reference.chord_token(note.Note(pc).pitch for pc in rng.sample(range(12), rng.randint(1, 4))))
+            tokens.append(
+                reference.chord_token(
+                    note.Note(pc).pitch for pc in rng.sample(range(12), rng.randint(1, 4))
+                )
+            )
     tokens += ["E-4", "E-4", "E-4"]  # repeated notes must stay separate onsets
-    assert reference.tokens_from_midi_bytes(reference.midi_bytes_from_tokens(tokens), parts=parts) == tokens
+    assert (
+        reference.tokens_from_midi_bytes(reference.midi_bytes_from_tokens(tokens), parts=parts)
+        == tokens
+    )
 
 
 def test_patterned_fixture_tokens_round_trip():
@@ -168,7 +175,10 @@ def _music21_length_quarters(data: bytes) -> float:
 
     midi_file = midi.MidiFile()
     midi_file.readstr(data)
-    ticks = max(sum(e.time for e in track.events if isinstance(e, midi.DeltaTime)) for track in midi_file.tracks)
+    ticks = max(
+        sum(e.time for e in track.events if isinstance(e, midi.DeltaTime))
+        for track in midi_file.tracks
+    )
     return ticks / midi_file.ticksPerQuarterNote
 
 
@@ -177,10 +187,15 @@ def test_the_length_in_quarter_notes_comes_from_the_header_and_the_delta_times(t
     assert midi_container.midi_length_quarters(data) == _music21_length_quarters(data) > 20
     multipart = tmp_path / "multipart.mid"
     write_multipart_midi(multipart)
-    assert midi_container.midi_length_quarters(multipart.read_bytes()) == _music21_length_quarters(multipart.read_bytes())
+    assert midi_container.midi_length_quarters(multipart.read_bytes()) == _music21_length_quarters(
+        multipart.read_bytes()
+    )
     gap = with_silent_gap(data, 0x0FFFFFFF, before_note=5)
     assert len(gap) == len(data) + 3  # issue 10's reproduction: three bytes inserted
-    assert midi_container.midi_length_quarters(gap) == midi_container.midi_length_quarters(data) + 0x0FFFFFFF / 10080
+    assert (
+        midi_container.midi_length_quarters(gap)
+        == midi_container.midi_length_quarters(data) + 0x0FFFFFFF / 10080
+    )
 
 
 def test_the_length_scan_reads_running_status_meta_and_sysex_events():
@@ -194,7 +209,11 @@ def test_the_length_scan_reads_running_status_meta_and_sysex_events():
     )
     data = b"MThd" + (6).to_bytes(4, "big") + bytes.fromhex("0000 0001 0060") + b"MTrk"
     data += len(track).to_bytes(4, "big") + track
-    assert midi_container.midi_length_quarters(data) == _music21_length_quarters(data) == (96 + 96 + 128 + 48) / 96
+    assert (
+        midi_container.midi_length_quarters(data)
+        == _music21_length_quarters(data)
+        == (96 + 96 + 128 + 48) / 96
+    )
     # cut inside the sysex: the length so far
     assert midi_container.track_ticks(track[:-8]) == 96 + 96 + 128
     smpte = data[:12] + bytes.fromhex("e728") + data[14:]  # 25 frames a second: no quarter notes
@@ -203,8 +222,12 @@ def test_the_length_scan_reads_running_status_meta_and_sysex_events():
 
 def test_an_absurdly_long_file_is_refused_before_music21_reads_it():
     data = reference.midi_bytes_from_tokens(patterned_tokens(seed=2, length=40))
-    with pytest.raises(midi_container.MidiParseError, match=r"lasts 26,6\d\d quarter notes, more than the 20,000"):
+    with pytest.raises(
+        midi_container.MidiParseError, match=r"lasts 26,6\d\d quarter notes, more than the 20,000"
+    ):
         # parsed, this takes about a minute
         reference.tokens_from_midi_bytes(with_silent_gap(data, 0x0FFFFFFF))
     ticks_per_quarter = 10080
-    midi_container.check_midi_length(with_silent_gap(data, (midi_container.MAX_QUARTER_NOTES - 100) * ticks_per_quarter))
+    midi_container.check_midi_length(
+        with_silent_gap(data, (midi_container.MAX_QUARTER_NOTES - 100) * ticks_per_quarter)
+    )

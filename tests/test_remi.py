@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_multipart_midi
 from miditok import REMI, TokenizerConfig, TokSequence
 from symusic import Score
 
-from conftest import write_multipart_midi
 from preprocessing import sample_data
 from preprocessing.encodings import loader, registry, remi
 from preprocessing.encodings.remi_grammar import time_value
@@ -45,13 +45,21 @@ def vocab(tokens) -> list[str]:
 def test_every_embedded_piece_round_trips_through_a_midi_file(codec, tokens):
     assert len(tokens) == 93
     for name, piece in tokens.items():
-        assert piece[0].split("_")[0] in ("Bar", "Rest") and any(t.startswith("Duration_") for t in piece), name
+        assert piece[0].split("_")[0] in ("Bar", "Rest") and any(
+            t.startswith("Duration_") for t in piece
+        ), name
         assert codec.encode(codec.decode(piece)) == piece, name
 
 
 def test_the_vocabulary_is_a_subset_of_the_tokenizers(codec, vocab):
     assert set(vocab) <= set(codec.tokenizer.vocab)
-    assert {token.split("_")[0] for token in vocab} == {"Bar", "Position", "Pitch", "Duration", "Rest"}
+    assert {token.split("_")[0] for token in vocab} == {
+        "Bar",
+        "Position",
+        "Pitch",
+        "Duration",
+        "Rest",
+    }
 
 
 def test_transposing_tokens_equals_encoding_the_transposed_file(codec, pieces, tokens):
@@ -72,10 +80,14 @@ def test_all_parts_merge_and_drums_never_sound(codec, tmp_path):
     write_multipart_midi(path)  # melody (piano), bass (cello), drums on channel 10
     played = {int(t[6:]) for t in codec.encode(path.read_bytes()) if t.startswith("Pitch_")}
     score = Score.from_midi(path.read_bytes())
-    melody, bass, drums = ({n.pitch for n in track.notes} for track in score.tracks if track.note_num())
+    melody, bass, drums = (
+        {n.pitch for n in track.notes} for track in score.tracks if track.note_num()
+    )
     assert [t.is_drum for t in score.tracks if t.note_num()] == [False, False, True]
     assert played == melody | bass and not drums & played
-    first = {int(t[6:]) for t in codec.encode(path.read_bytes(), parts="first") if t.startswith("Pitch_")}
+    first = {
+        int(t[6:]) for t in codec.encode(path.read_bytes(), parts="first") if t.startswith("Pitch_")
+    }
     assert first == melody
 
 
@@ -92,12 +104,26 @@ def test_a_file_with_only_drums_is_empty(codec, tmp_path):
 
 def test_unison_voices_overlapping_are_cut_so_the_file_reads_back(codec):
     """Two voices on one pitch, the second entering while the first still sounds."""
-    long_then_short = ["Bar_None", "Position_0", "Pitch_60", "Duration_2.0.4",
-                       "Position_4", "Pitch_60", "Duration_0.2.4"]
+    long_then_short = [
+        "Bar_None",
+        "Position_0",
+        "Pitch_60",
+        "Duration_2.0.4",
+        "Position_4",
+        "Pitch_60",
+        "Duration_0.2.4",
+    ]
     events = codec.note_events(long_then_short)
     assert [(e.onset, e.duration, e.pitch) for e in events] == [(0.0, 1.0, 60), (1.0, 0.5, 60)]
     assert codec.encode(codec.decode(long_then_short)) == [
-        "Bar_None", "Position_0", "Pitch_60", "Duration_1.0.4", "Position_4", "Pitch_60", "Duration_0.2.4"]
+        "Bar_None",
+        "Position_0",
+        "Pitch_60",
+        "Duration_1.0.4",
+        "Position_4",
+        "Pitch_60",
+        "Duration_0.2.4",
+    ]
 
 
 # --------------------------------------------------------------------------- the saved tokenizer
@@ -105,7 +131,10 @@ def test_unison_voices_overlapping_are_cut_so_the_file_reads_back(codec):
 
 def test_the_saved_tokenizer_loads_back_with_the_same_hash_and_tokens(codec, pieces, tokens):
     saved = codec.saved_files()
-    assert list(saved) == ["tokenizer.json"] and json.loads(saved["tokenizer.json"])["tokenization"] == "REMI"
+    assert (
+        list(saved) == ["tokenizer.json"]
+        and json.loads(saved["tokenizer.json"])["tokenization"] == "REMI"
+    )
     loaded = loader.load("remi", saved.__getitem__, expected_hash=codec.config_hash)
     assert loaded.config_hash == codec.config_hash == loader.get("remi").config_hash
     name = next(iter(pieces))
@@ -118,14 +147,22 @@ def test_another_configuration_is_refused_with_one_line(codec):
     config.beat_res = {(0, 4): 8, (4, 12): 4}
     other = remi.RemiEncoding(REMI(config))
     assert other.config_hash != codec.config_hash
-    with pytest.raises(registry.EncodingError, match=f"records {codec.config_hash}: the tokens were made"):
+    with pytest.raises(
+        registry.EncodingError, match=f"records {codec.config_hash}: the tokens were made"
+    ):
         loader.load("remi", other.saved_files().__getitem__, expected_hash=codec.config_hash)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"{not json", "not a MidiTok tokenizer file"),
-    (json.dumps({"tokenization": "TSD", "config": {}}).encode(), "holds a MidiTok TSD tokenizer, not REMI"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"{not json", "not a MidiTok tokenizer file"),
+        (
+            json.dumps({"tokenization": "TSD", "config": {}}).encode(),
+            "holds a MidiTok TSD tokenizer, not REMI",
+        ),
+    ],
+)
 def test_a_saved_file_that_is_not_a_remi_tokenizer_is_refused(content, message):
     with pytest.raises(registry.EncodingError, match=message):
         loader.load("remi", {"tokenizer.json": content}.__getitem__)
@@ -145,7 +182,11 @@ def test_every_embedded_piece_is_allowed_by_the_grammar(codec, tokens, vocab):
     for name, piece in tokens.items():
         state = grammar.start()
         for position, token in enumerate(piece):
-            assert state.allowed()[index[token]], (name, position, piece[max(0, position - 6): position + 1])
+            assert state.allowed()[index[token]], (
+                name,
+                position,
+                piece[max(0, position - 6) : position + 1],
+            )
             state.push(token)
         assert state.finished
 
@@ -185,7 +226,9 @@ def test_grammar_rules_one_by_one(codec, vocab):
         return {vocab[i] for i in np.flatnonzero(grammar.mask(tokens))}
 
     assert {t.split("_")[0] for t in allowed([])} == {"Bar", "Position", "Rest"}
-    assert {t.split("_")[0] for t in allowed(["Bar_None", "Position_4", "Pitch_60"])} == {"Duration"}
+    assert {t.split("_")[0] for t in allowed(["Bar_None", "Position_4", "Pitch_60"])} == {
+        "Duration"
+    }
     after_note = allowed(["Bar_None", "Position_4", "Pitch_60", "Duration_1.0.4"])
     # no repeated pitch at one position
     assert "Pitch_60" not in after_note and "Pitch_62" in after_note

@@ -15,15 +15,26 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import patterned_tokens, write_tokens_midi
+
 from preprocessing import pipeline, records
 from trainer import data as data_lib
 
 
 def run(input_dir: Path, out: Path, *flags: str) -> records.Manifest:
-    return pipeline.run(["--input", str(input_dir), "--output", str(out), "--sequence-length", "8",
-                                  "--direct_running_mode", "in_memory", *flags]).manifest
+    return pipeline.run(
+        [
+            "--input",
+            str(input_dir),
+            "--output",
+            str(out),
+            "--sequence-length",
+            "8",
+            "--direct_running_mode",
+            "in_memory",
+            *flags,
+        ]
+    ).manifest
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
@@ -44,7 +55,10 @@ def inputs(training_midi_dir, tmp_path):
     other = tmp_path / "other_midi"
     other.mkdir()
     for index in range(5):
-        tokens = [t.replace("3", "5").replace("4", "5") if t[0].isalpha() else t for t in patterned_tokens(200 + index, 80)]
+        tokens = [
+            t.replace("3", "5").replace("4", "5") if t[0].isalpha() else t
+            for t in patterned_tokens(200 + index, 80)
+        ]
         write_tokens_midi(other / f"high_{index}.mid", tokens)
     first = tmp_path / "first_midi"
     first.mkdir()
@@ -55,7 +69,9 @@ def inputs(training_midi_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_rerun_that_fails_after_writing_its_shards_leaves_the_old_output_readable(inputs, tmp_path):
+def test_a_rerun_that_fails_after_writing_its_shards_leaves_the_old_output_readable(
+    inputs, tmp_path
+):
     first, other = inputs
     out = tmp_path / "out"
     old = run(first, out, "--num-shards", "2", "--validation-fraction", "0.3")
@@ -65,7 +81,9 @@ def test_a_rerun_that_fails_after_writing_its_shards_leaves_the_old_output_reada
     (out / records.DEAD_LETTER_FILE).unlink()
     (out / records.DEAD_LETTER_FILE).mkdir()
     (out / records.DEAD_LETTER_FILE / "in-the-way").write_text("")
-    with pytest.raises(Exception, match="dead_letter.jsonl"):  # whatever the runner wraps the error in
+    with pytest.raises(
+        Exception, match="dead_letter.jsonl"
+    ):  # whatever the runner wraps the error in
         run(other, out, "--num-shards", "3", "--validation-fraction", "0.2")
     new_shards = [p.name for p in out.glob("train-*") if p.name not in old.shards("train")]
     assert len(new_shards) == 3  # the failed run got as far as its shards ...
@@ -82,7 +100,14 @@ def test_a_rerun_that_fails_after_writing_its_shards_leaves_the_old_output_reada
     new = run(other, out, "--num-shards", "3", "--validation-fraction", "0.2")
     assert new.vocab_hash != old.vocab_hash and new.counts["files_failed"] == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.json", "vocab.json", "dead_letter.jsonl", *new.shards("train"), *new.shards("validation")])
+        [
+            "manifest.json",
+            "vocab.json",
+            "dead_letter.jsonl",
+            *new.shards("train"),
+            *new.shards("validation"),
+        ]
+    )
     # the old run's dead letter went with it
     assert (out / records.DEAD_LETTER_FILE).read_text() == ""
     assert_finished_output(out, new)
@@ -97,9 +122,24 @@ def test_a_rerun_killed_midway_leaves_a_finished_output(inputs, tmp_path):
     old = run(first, out, "--num-shards", "2", "--validation-fraction", "0.3")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     rerun = subprocess.Popen(
-        [sys.executable, "-m", "preprocessing.pipeline", "--input", str(other), "--output", str(out),
-         "--sequence-length", "8", "--num-shards", "3", "--direct_running_mode", "in_memory"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        [
+            sys.executable,
+            "-m",
+            "preprocessing.pipeline",
+            "--input",
+            str(other),
+            "--output",
+            str(out),
+            "--sequence-length",
+            "8",
+            "--num-shards",
+            "3",
+            "--direct_running_mode",
+            "in_memory",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 240
@@ -113,7 +153,9 @@ def test_a_rerun_killed_midway_leaves_a_finished_output(inputs, tmp_path):
         if rerun.poll() is None:
             rerun.kill()
             rerun.wait()
-    assert rerun.returncode == -signal.SIGTERM or rerun.returncode == 0, rerun.stderr.read().decode()[-2000:]
+    assert rerun.returncode == -signal.SIGTERM or rerun.returncode == 0, (
+        rerun.stderr.read().decode()[-2000:]
+    )
     # Never neither: the old output (the kill came before the new manifest, as nearly always) or the new.
     manifest = records.manifest_from_json((out / "manifest.json").read_text())
     assert manifest == old or manifest.run_id != old.run_id

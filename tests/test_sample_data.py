@@ -25,7 +25,9 @@ def _sha(path: str | Path) -> str:
 
 def _file_identity(directory: str | Path) -> dict[str, tuple[int, int]]:
     """(inode, mtime_ns) per file: a re-render replaces the file by rename, so both would change."""
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(Path(directory).iterdir())}
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(Path(directory).iterdir())
+    }
 
 
 def _tracks_with_notes(path: str | Path) -> int:
@@ -58,8 +60,10 @@ def test_default_dir_is_named_after_the_selection():
 
 def test_output_names_are_descriptive():
     assert sample_data.output_name("bach/bwv66.6.mxl") == "bach_bwv66.6.mid"
-    assert (sample_data.output_name("trecento/PMFC_06_Piero_1-All_onbra d_un perlato.xml")
-            == "trecento_PMFC_06_Piero_1-All_onbra-d_un-perlato.mid")
+    assert (
+        sample_data.output_name("trecento/PMFC_06_Piero_1-All_onbra d_un perlato.xml")
+        == "trecento_PMFC_06_Piero_1-All_onbra-d_un-perlato.mid"
+    )
 
 
 def test_render_is_deterministic(tmp_path):
@@ -88,7 +92,9 @@ def test_a_piece_that_cannot_render_raises(tmp_path):
     with pytest.raises(RuntimeError, match="no_such_piece"):
         sample_data.render_piece("bach/no_such_piece.mxl", tmp_path)
     with pytest.raises(FileNotFoundError, match="no_such_piece"):
-        sample_data.ensure_dataset(str(tmp_path / "d"), workers=1, pieces=(TINY[0], "bach/no_such_piece.mxl"))
+        sample_data.ensure_dataset(
+            str(tmp_path / "d"), workers=1, pieces=(TINY[0], "bach/no_such_piece.mxl")
+        )
     # A real corpus piece that music21 cannot write as MIDI (its repeats cannot be expanded): the
     # error comes back from the worker process and names the piece; no index marks the folder done.
     broken = "mozart/k458/movement2.mxl"
@@ -144,5 +150,8 @@ def test_a_changed_selection_removes_the_files_of_the_old_one(tmp_path):
     directory = sample_data.ensure_dataset(str(tmp_path / "data"), workers=1, pieces=TINY)
     (Path(directory) / "someone_elses.mid").write_bytes(b"MThd")
     sample_data.ensure_dataset(directory, workers=1, pieces=TINY[:1])
-    assert sorted(p.name for p in Path(directory).glob("*.mid")) == ["bach_bwv66.6.mid", "someone_elses.mid"]
+    assert sorted(p.name for p in Path(directory).glob("*.mid")) == [
+        "bach_bwv66.6.mid",
+        "someone_elses.mid",
+    ]
     assert sample_data.is_complete(directory, TINY[:1])

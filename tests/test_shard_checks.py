@@ -12,10 +12,10 @@ import subprocess
 import sys
 
 import pytest
-import tensorflow as tf
-
-from helpers import TINY
 import synthetic
+import tensorflow as tf
+from helpers import TINY
+
 from preprocessing import reader, records
 from trainer import data as data_lib
 from trainer import task
@@ -45,7 +45,20 @@ def keep_first_records(path, count: int) -> None:
 
 def train(data_dir, job, capsys, *flags) -> str:
     """Run the training job; assert it refused with exit 2 and exactly one line, before any step."""
-    code = task.main(["--data-dir", str(data_dir), "--job-dir", str(job), "--epochs", "1", "--batch-size", "16", *TINY, *flags])
+    code = task.main(
+        [
+            "--data-dir",
+            str(data_dir),
+            "--job-dir",
+            str(job),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            *TINY,
+            *flags,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
@@ -53,7 +66,7 @@ def train(data_dir, job, capsys, *flags) -> str:
     assert len(ours) == 1 and ours[0].startswith(PREFIX), err
     # no checkpoint, no backup, no log: nothing ran
     assert not [p for p in job.rglob("*") if p.is_file()]
-    return ours[0][len(PREFIX):]
+    return ours[0][len(PREFIX) :]
 
 
 @pytest.mark.slow
@@ -67,8 +80,22 @@ def test_a_shard_cut_to_its_first_10_records_stops_the_training_job(data_dir, tm
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     job = tmp_path / "job"
     result = subprocess.run(
-        [sys.executable, "-m", "trainer.task", "--data-dir", str(data_dir), "--job-dir", str(job), "--epochs", "1", *TINY],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "trainer.task",
+            "--data-dir",
+            str(data_dir),
+            "--job-dir",
+            str(job),
+            "--epochs",
+            "1",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if "error:" in line or "Traceback" in line]
@@ -92,12 +119,17 @@ def test_a_shard_truncated_mid_record_is_refused_before_training(data_dir, tmp_p
 def test_a_missing_shard_is_refused(data_dir, tmp_path, capsys):
     path = shard(data_dir, "train", 1)
     path.unlink()
-    assert train(data_dir, tmp_path / "job", capsys) == f"shard {path} listed in manifest.json is missing; {records.RERUN}"
+    assert (
+        train(data_dir, tmp_path / "job", capsys)
+        == f"shard {path} listed in manifest.json is missing; {records.RERUN}"
+    )
 
 
 def test_another_runs_shard_of_another_size_is_refused(data_dir, tmp_path, capsys):
     other = tmp_path / "other"
-    synthetic.write_dataset(str(other), sequence_length=8, train_pieces=2, validation_pieces=1, piece_length=40)
+    synthetic.write_dataset(
+        str(other), sequence_length=8, train_pieces=2, validation_pieces=1, piece_length=40
+    )
     path = shard(data_dir, "train")
     shutil.copyfile(shard(other, "train"), path)
     assert "since the pipeline wrote it" in train(data_dir, tmp_path / "job", capsys)
@@ -113,12 +145,17 @@ def test_another_runs_shard_of_the_same_size_is_refused(tmp_path, capsys, verify
     assert path.stat().st_size == other.stat().st_size and path.read_bytes() != other.read_bytes()
     shutil.copyfile(other, path)
     message = train(ours, tmp_path / "job", capsys, "--verify-shards", verify)
-    assert message.startswith(f"shard {path} has the size manifest.json lists") and "other content" in message
+    assert (
+        message.startswith(f"shard {path} has the size manifest.json lists")
+        and "other content" in message
+    )
 
 
 def test_a_cut_gzip_shard_is_refused(tmp_path, capsys):
     out = tmp_path / "gz"
-    synthetic.write_dataset(str(out), compression="gzip", train_pieces=2, validation_pieces=1, piece_length=20)
+    synthetic.write_dataset(
+        str(out), compression="gzip", train_pieces=2, validation_pieces=1, piece_length=20
+    )
     path = shard(out, "train")
     path.write_bytes(path.read_bytes()[:-8])  # the gzip trailer
     assert "truncated or cut" in train(out, tmp_path / "job", capsys)
@@ -130,7 +167,10 @@ def test_a_shard_damaged_after_the_check_is_one_line_too(data_dir):
     content = path.read_bytes()
     # inside the last record, after load(): only tf.data's own checks remain
     path.write_bytes(content[:-5])
-    with pytest.raises(data_lib.DataError, match=f"a validation shard in {data_dir} is damaged: .*; {records.RERUN}$"):
+    with pytest.raises(
+        data_lib.DataError,
+        match=f"a validation shard in {data_dir} is damaged: .*; {records.RERUN}$",
+    ):
         data_lib.numpy_windows(data, "validation")
 
 

@@ -16,8 +16,10 @@ from preprocessing import reader, records, shards
 def _records(count: int, seed: int = 0, length: int = 8, below: int = 128) -> list[bytes]:
     """Random windows; with ids ``below`` 128 every record has the same size (one varint byte per id)."""
     rng = random.Random(seed)
-    return [records.encode_example([rng.randrange(below) for _ in range(length)], rng.randrange(below))
-            for _ in range(count)]
+    return [
+        records.encode_example([rng.randrange(below) for _ in range(length)], rng.randrange(below))
+        for _ in range(count)
+    ]
 
 
 def test_framing_is_byte_for_byte_tensorflows(tmp_path):
@@ -34,12 +36,17 @@ def test_a_gzip_shard_reads_back_in_tensorflow_and_has_no_time_stamp(tmp_path):
     data = shards.shard_bytes(items, "gzip")
     assert data == shards.shard_bytes(items, "gzip")  # mtime 0: the same bytes every run
     (tmp_path / "a.tfrecord.gz").write_bytes(data)
-    read = [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "a.tfrecord.gz"), compression_type="GZIP")]
+    read = [
+        r.numpy()
+        for r in tf.data.TFRecordDataset(str(tmp_path / "a.tfrecord.gz"), compression_type="GZIP")
+    ]
     assert read == items
 
 
 def test_a_shard_is_the_same_bytes_whatever_order_its_records_arrive_in():
-    keyed = [(shards.window_key("folder/piece.mid", i), item) for i, item in enumerate(_records(30))]
+    keyed = [
+        (shards.window_key("folder/piece.mid", i), item) for i, item in enumerate(_records(30))
+    ]
     data, entry = shards.build("train-r-00000-of-00001.tfrecord", keyed, "none")
     shuffled = list(keyed)
     random.Random(1).shuffle(shuffled)
@@ -52,7 +59,11 @@ def test_a_shard_is_the_same_bytes_whatever_order_its_records_arrive_in():
 
 
 def test_window_keys_are_stable_and_spread_over_the_shards():
-    assert shards.window_key("a.mid", 3) == shards.window_key("a.mid", 3) != shards.window_key("a.mid", 4)
+    assert (
+        shards.window_key("a.mid", 3)
+        == shards.window_key("a.mid", 3)
+        != shards.window_key("a.mid", 4)
+    )
     counts = [0] * 4
     for i in range(4000):
         counts[shards.shard_of((shards.window_key(f"p{i % 7}.mid", i), b""), 4)[0]] += 1
@@ -63,7 +74,10 @@ def test_edge_ranges_cover_small_files_whole_and_large_files_at_both_ends():
     assert shards.edge_ranges(10) == [(0, 10)]
     assert shards.edge_ranges(2 * shards.EDGE_BYTES) == [(0, 2 * shards.EDGE_BYTES)]
     big = 2 * shards.EDGE_BYTES + 1
-    assert shards.edge_ranges(big) == [(0, shards.EDGE_BYTES), (big - shards.EDGE_BYTES, shards.EDGE_BYTES)]
+    assert shards.edge_ranges(big) == [
+        (0, shards.EDGE_BYTES),
+        (big - shards.EDGE_BYTES, shards.EDGE_BYTES),
+    ]
 
 
 def _output(tmp_path, items_per_shard=(5, 3), seed=0, windows=None):
@@ -76,10 +90,17 @@ def _output(tmp_path, items_per_shard=(5, 3), seed=0, windows=None):
         (tmp_path / name).write_bytes(data)
         entries.append(shards.describe(name, data, count))
     manifest = records.Manifest(
-        sequence_length=8, stride=1, vocab_size=len(vocab), vocab_hash=records.vocab_hash(vocab), parts="all",
-        compression="none", validation_fraction=0.0,
+        sequence_length=8,
+        stride=1,
+        vocab_size=len(vocab),
+        vocab_hash=records.vocab_hash(vocab),
+        parts="all",
+        compression="none",
+        validation_fraction=0.0,
         counts={"train_windows": sum(items_per_shard) if windows is None else windows},
-        train_shards=tuple(entries), validation_shards=(), run_id="r1",
+        train_shards=tuple(entries),
+        validation_shards=(),
+        run_id="r1",
     )
     (tmp_path / "vocab.json").write_text(records.vocab_to_json(vocab))
     (tmp_path / "manifest.json").write_text(records.manifest_to_json(manifest))
@@ -106,7 +127,10 @@ def test_a_shard_cut_at_a_record_boundary_or_mid_record_is_refused_by_its_size(t
     data = path.read_bytes()
     # the first 2 of its 3 records
     path.write_bytes(shards.shard_bytes(_records(2, seed=1), "none"))
-    assert f"shard {path} holds {len(path.read_bytes()):,} bytes, manifest.json lists {len(data):,} (truncated" in _refusal(tmp_path)
+    assert (
+        f"shard {path} holds {len(path.read_bytes()):,} bytes, manifest.json lists {len(data):,} (truncated"
+        in _refusal(tmp_path)
+    )
     path.write_bytes(data[:-5])
     assert "truncated or cut" in _refusal(tmp_path)
     path.write_bytes(data + b"x")
@@ -155,15 +179,23 @@ def test_a_format_1_manifest_is_refused_in_one_line_that_says_what_to_do(tmp_pat
     (tmp_path / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(records.DataError) as exc:
         reader.read_output(str(tmp_path))
-    assert str(exc.value) == ("manifest.json has format_version 1, this code reads 2: "
-                              "run the preprocessing job again into this folder with this version")
-    with pytest.raises(records.DataError, match="train the model again on a new preprocessing output"):
+    assert str(exc.value) == (
+        "manifest.json has format_version 1, this code reads 2: "
+        "run the preprocessing job again into this folder with this version"
+    )
+    with pytest.raises(
+        records.DataError, match="train the model again on a new preprocessing output"
+    ):
         reader.read_output(str(tmp_path), shards=False)  # a model/ folder
 
 
 def test_a_manifest_whose_shards_are_not_entries_is_refused(tmp_path):
     doc = json.loads(records.manifest_to_json(_output(tmp_path)))
     doc["train_shards"][0].pop("sha256")
-    with pytest.raises(records.DataError, match="train_shards must list shards as objects with name, size"):
+    with pytest.raises(
+        records.DataError, match="train_shards must list shards as objects with name, size"
+    ):
         records.manifest_from_json(json.dumps(doc))
-    assert dataclasses.asdict(records.manifest_from_json(records.manifest_to_json(_output(tmp_path))))
+    assert dataclasses.asdict(
+        records.manifest_from_json(records.manifest_to_json(_output(tmp_path)))
+    )

@@ -13,18 +13,22 @@ import math
 
 import numpy as np
 import pytest
-
 import synthetic
 from helpers import TINY, scalars
-from trainer import best, schedule, task
 
+from trainer import best, schedule, task
 
 # --------------------------------------------------------------------------- pure parts
 
 
 def test_pick_checkpoint_prefers_the_file_with_the_backups_best_loss():
-    names = ["val-improvement-01-3.0000.keras", "val-improvement-02-2.5000.keras",
-             "weights-improvement-02-2.1000.keras", "val-improvement-03-2.4000.keras", "reference.txt"]
+    names = [
+        "val-improvement-01-3.0000.keras",
+        "val-improvement-02-2.5000.keras",
+        "weights-improvement-02-2.1000.keras",
+        "val-improvement-03-2.4000.keras",
+        "reference.txt",
+    ]
     assert best.pick_checkpoint(names, 3, 2.4) == (3, "val-improvement-03-2.4000.keras")
     # epoch 3's file was written, then the job was killed before its backup: epoch 3 trains again
     assert best.pick_checkpoint(names, 2, 2.5) == (2, "val-improvement-02-2.5000.keras")
@@ -43,7 +47,9 @@ def test_pick_checkpoint_takes_the_matching_file_of_a_rerun_epoch():
 
 
 def test_constant_schedule_is_the_learning_rate():
-    assert {schedule.learning_rate_at("constant", 0.003, step, 100) for step in range(100)} == {0.003}
+    assert {schedule.learning_rate_at("constant", 0.003, step, 100) for step in range(100)} == {
+        0.003
+    }
 
 
 def test_cosine_schedule_warms_up_then_decays_to_the_floor():
@@ -53,9 +59,11 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     assert rates[0] == pytest.approx(base / warmup)
     assert rates[warmup - 1] == pytest.approx(base) and rates[warmup] == pytest.approx(base)
     assert all(a < b for a, b in zip(rates[:warmup], rates[1:warmup]))
-    assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1:]))
+    assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1 :]))
     assert rates[-1] == pytest.approx(schedule.FLOOR * base)
-    assert rates[warmup + (total - warmup) // 2] == pytest.approx(base * (1 + schedule.FLOOR) / 2, rel=0.02)
+    assert rates[warmup + (total - warmup) // 2] == pytest.approx(
+        base * (1 + schedule.FLOOR) / 2, rel=0.02
+    )
     with pytest.raises(ValueError, match="unknown learning-rate schedule"):
         schedule.learning_rate_at("step", base, 0, total)
 
@@ -65,12 +73,16 @@ def test_best_epoch_puts_the_kept_weights_back():
 
     from trainer import model as model_lib
 
-    model = model_lib.fast(8, 20, units=8, num_layers=1, dense_units=8, embedding_dim=4, mixed_precision=False)
+    model = model_lib.fast(
+        8, 20, units=8, num_layers=1, dense_units=8, embedding_dim=4, mixed_precision=False
+    )
     kept = [w.copy() for w in model.get_weights()]
     epoch = best.BestEpoch()
     epoch.keep(model, 2, {"val_loss": 1.5})
     model.set_weights([w + 1.0 for w in kept])
-    assert epoch.restore(model, last_epoch=4, checkpoints_dir="/nonexistent", best_val_loss=1.5, log=print) == (2, True)
+    assert epoch.restore(
+        model, last_epoch=4, checkpoints_dir="/nonexistent", best_val_loss=1.5, log=print
+    ) == (2, True)
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), kept))
     assert isinstance(model, keras.Model)
 
@@ -94,8 +106,21 @@ def validation_loss(model_path, data_dir) -> float:
 def test_a_worse_later_epoch_is_not_exported(tmp_path, capsys):
     data, job = tmp_path / "data", tmp_path / "job"
     synthetic.write_dataset(str(data), train_pieces=4, validation_pieces=2, piece_length=30)
-    argv = ["--data-dir", str(data), "--job-dir", str(job), "--batch-size", "16", "--sample-every", "0", *TINY]
-    assert task.main([*argv, "--epochs", "2", "--learning-rate", "0.02", "--lr-schedule", "cosine"]) == 0
+    argv = [
+        "--data-dir",
+        str(data),
+        "--job-dir",
+        str(job),
+        "--batch-size",
+        "16",
+        "--sample-every",
+        "0",
+        *TINY,
+    ]
+    assert (
+        task.main([*argv, "--epochs", "2", "--learning-rate", "0.02", "--lr-schedule", "cosine"])
+        == 0
+    )
     rates = [v for _, v in scalars(str(job / "logs"))["epoch/learning_rate"]]
     assert rates[1] < rates[0] < 0.02, rates  # cosine: each epoch ends lower
     capsys.readouterr()
@@ -105,7 +130,9 @@ def test_a_worse_later_epoch_is_not_exported(tmp_path, capsys):
     assert "--lr-schedule cosine → constant (changed on resume)" in out, out
     val_losses = dict(scalars(str(job / "logs"))["epoch/val_loss"])
     best_epoch = min(val_losses, key=val_losses.get)
-    assert best_epoch <= 2 and min(val_losses[3], val_losses[4]) > val_losses[best_epoch] + 0.1, val_losses
+    assert best_epoch <= 2 and min(val_losses[3], val_losses[4]) > val_losses[best_epoch] + 0.1, (
+        val_losses
+    )
     assert f"exported epoch {best_epoch} of 4 (the lowest val_loss)" in out, out
     exported = validation_loss(job / "model" / "model.keras", data)
     assert exported == pytest.approx(val_losses[best_epoch], rel=1e-4), (exported, val_losses)

@@ -6,17 +6,24 @@ import json
 
 import numpy as np
 import pytest
+import synthetic
 import tensorflow as tf
 
 from preprocessing import records
 from trainer import data as data_lib
-import synthetic
 
 
 @pytest.fixture()
 def small(tmp_path):
     out = tmp_path / "data"
-    manifest = synthetic.write_dataset(str(out), vocab_size=20, sequence_length=8, train_pieces=4, validation_pieces=2, piece_length=30)
+    manifest = synthetic.write_dataset(
+        str(out),
+        vocab_size=20,
+        sequence_length=8,
+        train_pieces=4,
+        validation_pieces=2,
+        piece_length=30,
+    )
     return out, manifest
 
 
@@ -54,7 +61,9 @@ def test_records_of_another_sequence_length_are_refused(small):
 
 def test_ids_outside_the_vocabulary_are_refused(tmp_path):
     out = tmp_path / "data"
-    synthetic.write_dataset(str(out), vocab_size=20, train_pieces=2, validation_pieces=1, piece_length=20)
+    synthetic.write_dataset(
+        str(out), vocab_size=20, train_pieces=2, validation_pieces=1, piece_length=20
+    )
     # A smaller vocabulary (hash consistent with the manifest) than the ids in the records.
     vocab = [f"tok{i}" for i in range(5)]
     (out / "vocab.json").write_text(records.vocab_to_json(vocab))
@@ -105,7 +114,10 @@ def test_weighted_stream_counts_every_window_once(small):
     data = data_lib.load(str(out))
     n = data.windows("validation")  # 44
     ds = data_lib.dataset(data, "validation", 16, weighted=True)
-    assert ds.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+    assert (
+        ds.options().experimental_distribute.auto_shard_policy
+        == tf.data.experimental.AutoShardPolicy.DATA
+    )
     batches = list(ds.take(data_lib.steps(n, 16) + 2).as_numpy_iterator())  # 5 batches: 80 rows
     x = np.concatenate([b[0] for b in batches])
     y = np.concatenate([b[1] for b in batches])
@@ -121,7 +133,9 @@ def test_shuffle_is_seeded(small):
     data = data_lib.load(str(out))
 
     def first(seed):
-        return next(iter(data_lib.dataset(data, "train", 16, seed=seed, shuffle_buffer=100)))[1].numpy()
+        return next(iter(data_lib.dataset(data, "train", 16, seed=seed, shuffle_buffer=100)))[
+            1
+        ].numpy()
 
     assert np.array_equal(first(7), first(7))
     assert not np.array_equal(first(7), first(8))
@@ -138,13 +152,25 @@ def test_dataset_carries_the_shard_policy(small):
     out, _ = small
     data = data_lib.load(str(out))
     policy = tf.data.experimental.AutoShardPolicy
-    assert data_lib.dataset(data, "train", 8, num_workers=2).options().experimental_distribute.auto_shard_policy == policy.FILE
-    assert data_lib.dataset(data, "train", 8, num_workers=3).options().experimental_distribute.auto_shard_policy == policy.DATA
+    assert (
+        data_lib.dataset(data, "train", 8, num_workers=2)
+        .options()
+        .experimental_distribute.auto_shard_policy
+        == policy.FILE
+    )
+    assert (
+        data_lib.dataset(data, "train", 8, num_workers=3)
+        .options()
+        .experimental_distribute.auto_shard_policy
+        == policy.DATA
+    )
 
 
 def test_gzip_shards_are_read(tmp_path):
     out = tmp_path / "gz"
-    synthetic.write_dataset(str(out), compression="gzip", train_pieces=2, validation_pieces=1, piece_length=20)
+    synthetic.write_dataset(
+        str(out), compression="gzip", train_pieces=2, validation_pieces=1, piece_length=20
+    )
     data = data_lib.load(str(out))
     x, y = data_lib.numpy_windows(data, "train")
     assert len(y) == data.windows("train") == 24

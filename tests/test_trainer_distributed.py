@@ -13,12 +13,17 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import TINY, scalars
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-for _name in ("TF_CONFIG", "CLUSTER_SPEC", "AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR"):
+for _name in (
+    "TF_CONFIG",
+    "CLUSTER_SPEC",
+    "AIP_MODEL_DIR",
+    "AIP_CHECKPOINT_DIR",
+    "AIP_TENSORBOARD_LOG_DIR",
+):
     ENV.pop(_name, None)
 
 # TensorFlow fixes its logical devices when it initialises, so the split happens in a fresh process,
@@ -50,14 +55,33 @@ def free_ports(n: int) -> list[int]:
 
 
 def run(args, *, env=None, timeout=240) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=REPO, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        args, cwd=REPO, env=env or ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(records_dir, tmp_path):
     job = tmp_path / "job"
-    argv = ["--data-dir", str(records_dir), "--job-dir", str(job), "--epochs", "3", "--batch-size", "32",
-            "--steps-per-epoch", "20", "--learning-rate", "0.02", "--distribute", "mirrored", "--model", "reference", *TINY]
+    argv = [
+        "--data-dir",
+        str(records_dir),
+        "--job-dir",
+        str(job),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--steps-per-epoch",
+        "20",
+        "--learning-rate",
+        "0.02",
+        "--distribute",
+        "mirrored",
+        "--model",
+        "reference",
+        *TINY,
+    ]
     result = run([sys.executable, "-c", TWO_CPUS, *argv])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "strategy MirroredStrategy with 2 replica(s) on 1 worker(s)" in result.stdout
@@ -75,9 +99,23 @@ def test_mirrored_strategy_on_two_logical_cpus(records_dir, tmp_path):
     assert model.predict(np.zeros((5, 8), np.int64), verbose=0).shape == (5, v)
 
     # A global batch smaller than the replica count cannot be split: one clear message.
-    small = run([sys.executable, "-c", TWO_CPUS, *argv[:-len(TINY)], "--batch-size", "1", "--job-dir", str(tmp_path / "j2")])
+    small = run(
+        [
+            sys.executable,
+            "-c",
+            TWO_CPUS,
+            *argv[: -len(TINY)],
+            "--batch-size",
+            "1",
+            "--job-dir",
+            str(tmp_path / "j2"),
+        ]
+    )
     assert small.returncode == 2
-    assert "lstm-composer train: error: --batch-size 1 is smaller than the 2 replicas in sync" in small.stderr
+    assert (
+        "lstm-composer train: error: --batch-size 1 is smaller than the 2 replicas in sync"
+        in small.stderr
+    )
     assert "Traceback" not in small.stderr
     assert not (tmp_path / "j2").exists()  # refused before any folder of the job directory was made
 
@@ -87,8 +125,17 @@ def two_workers(argv) -> tuple[list[subprocess.Popen], list[tuple[int, str, str]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
-        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **ENV,
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        }
+        procs.append(
+            subprocess.Popen(
+                argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     outputs = []
     try:
         for proc in procs:  # a dead peer hangs the collectives: bounded wait, then kill both
@@ -105,13 +152,32 @@ def two_workers(argv) -> tuple[list[subprocess.Popen], list[tuple[int, str, str]
 @pytest.mark.slow
 def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_path):
     job = tmp_path / "job"
-    argv = [sys.executable, "-m", "trainer.task", "--data-dir", str(records_dir), "--job-dir", str(job),
-            "--epochs", "2", "--batch-size", "16", "--learning-rate", "0.02", "--sample-every", "1", *TINY]
+    argv = [
+        sys.executable,
+        "-m",
+        "trainer.task",
+        "--data-dir",
+        str(records_dir),
+        "--job-dir",
+        str(job),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "0.02",
+        "--sample-every",
+        "1",
+        *TINY,
+    ]
     procs, outputs = two_workers(argv)
     (chief_rc, chief_out, chief_err), (worker_rc, worker_out, worker_err) = outputs
     assert chief_rc == 0, chief_err[-3000:]
     assert worker_rc == 0, worker_err[-3000:]
-    assert "strategy MultiWorkerMirroredStrategy with 2 replica(s) on 2 worker(s); this is worker-0 (chief)" in chief_out
+    assert (
+        "strategy MultiWorkerMirroredStrategy with 2 replica(s) on 2 worker(s); this is worker-0 (chief)"
+        in chief_out
+    )
     assert "this is worker-1" in worker_out and "(chief)" not in worker_out
     assert sorted(epoch_losses(chief_out)) == [1, 2]
     # Only the chief writes: epoch lines, the model and the TensorBoard events (named after its pid).
@@ -120,7 +186,12 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
     assert sorted(p.name for p in job.iterdir()) == ["backup", "checkpoints", "logs", "model"]
     events = list((job / "logs").glob("events.out.tfevents.*"))
     assert len(events) == 1 and f".{procs[0].pid}." in events[0].name
-    assert sorted(p.name for p in (job / "model").iterdir()) == ["manifest.json", "model.keras", "primers.json", "vocab.json"]
+    assert sorted(p.name for p in (job / "model").iterdir()) == [
+        "manifest.json",
+        "model.keras",
+        "primers.json",
+        "vocab.json",
+    ]
     # The chief's TensorBoard samples ran while the worker took part in reading the weights.
     from tensorboard.backend.event_processing import event_accumulator
 
@@ -128,12 +199,20 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
     acc.Reload()
     assert [e.step for e in acc.Tensors("sample/piano_roll")] == [1, 2]
     backups = sorted(p.name for p in (job / "backup").iterdir())
-    assert backups == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
-                       "run.json"]
+    assert backups == [
+        "checkpoint",
+        "ckpt-1.data-00000-of-00001",
+        "ckpt-1.index",
+        "ckpt-2.data-00000-of-00001",
+        "ckpt-2.index",
+        "run.json",
+    ]
     assert len(list((job / "checkpoints").glob("weights-improvement-*.keras"))) >= 1
 
     # One worker (no TF_CONFIG) resumes from the two-worker checkpoint.
-    resumed = run(argv[:argv.index("--epochs")] + ["--epochs", "3", *argv[argv.index("--epochs") + 2:]])
+    resumed = run(
+        argv[: argv.index("--epochs")] + ["--epochs", "3", *argv[argv.index("--epochs") + 2 :]]
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "strategy MirroredStrategy with 1 replica(s)" in resumed.stdout
     assert "epoch 2 finished, continuing with epoch 3" in resumed.stdout
@@ -141,8 +220,11 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
 
     # Two workers started again with another network: both read the chief's run.json and refuse alike.
     backup = {p.name: p.read_bytes() for p in (job / "backup").iterdir()}
-    _, refusals = two_workers(argv[:-len(TINY)] + [*TINY, "--units", "32"])
-    lines = [[line for line in err.splitlines() if line.startswith("lstm-composer train: error:")] for _, _, err in refusals]
+    _, refusals = two_workers(argv[: -len(TINY)] + [*TINY, "--units", "32"])
+    lines = [
+        [line for line in err.splitlines() if line.startswith("lstm-composer train: error:")]
+        for _, _, err in refusals
+    ]
     assert [rc for rc, _, _ in refusals] == [2, 2], refusals
     assert lines[0] == lines[1] and len(lines[0]) == 1 and "(--units 16 → 32)" in lines[0][0], lines
     assert {p.name: p.read_bytes() for p in (job / "backup").iterdir()} == backup
@@ -151,9 +233,27 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
 @pytest.mark.slow
 def test_sigkill_after_epoch_two_resumes_at_epoch_three(records_dir, tmp_path):
     job = tmp_path / "job"
-    argv = [sys.executable, "-m", "trainer.task", "--data-dir", str(records_dir), "--job-dir", str(job),
-            "--epochs", "4", "--batch-size", "16", "--steps-per-epoch", "150", "--learning-rate", "0.02", *TINY]
-    proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "trainer.task",
+        "--data-dir",
+        str(records_dir),
+        "--job-dir",
+        str(job),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--steps-per-epoch",
+        "150",
+        "--learning-rate",
+        "0.02",
+        *TINY,
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     seen = []
     try:
         for line in proc.stdout:  # the line is printed after the epoch's backup is saved
@@ -162,7 +262,9 @@ def test_sigkill_after_epoch_two_resumes_at_epoch_three(records_dir, tmp_path):
                 os.kill(proc.pid, signal.SIGKILL)
                 break
     finally:
-        if proc.poll() is None and not any(line.startswith("trainer: epoch 2/4 finished") for line in seen):
+        if proc.poll() is None and not any(
+            line.startswith("trainer: epoch 2/4 finished") for line in seen
+        ):
             proc.kill()
         proc.wait(timeout=60)
         seen += proc.stdout.read().splitlines(keepends=True)
@@ -174,16 +276,25 @@ def test_sigkill_after_epoch_two_resumes_at_epoch_three(records_dir, tmp_path):
     # Started again on data of another sequence length: refused by name, nothing written or lost.
     import synthetic
 
-    synthetic.write_dataset(str(tmp_path / "data6"), train_pieces=4, validation_pieces=2, sequence_length=6)
+    synthetic.write_dataset(
+        str(tmp_path / "data6"), train_pieces=4, validation_pieces=2, sequence_length=6
+    )
     files = {p: p.read_bytes() for p in sorted(job.rglob("*")) if p.is_file()}
     other = run([a if a != str(records_dir) else str(tmp_path / "data6") for a in argv])
-    assert other.returncode == 2 and "(sequence_length 8 → 6; vocab_size" in other.stderr and "Traceback" not in other.stderr
+    assert (
+        other.returncode == 2
+        and "(sequence_length 8 → 6; vocab_size" in other.stderr
+        and "Traceback" not in other.stderr
+    )
     assert {p: p.read_bytes() for p in sorted(job.rglob("*")) if p.is_file()} == files
 
     # Started again as it was, but with another learning rate: it resumes, and the new rate is used.
     second = run([*argv, "--learning-rate", "0.05"])
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "resuming from backup" in second.stdout and "epoch 2 finished, continuing with epoch 3" in second.stdout
+    assert (
+        "resuming from backup" in second.stdout
+        and "epoch 2 finished, continuing with epoch 3" in second.stdout
+    )
     assert "--learning-rate 0.02 → 0.05 (changed on resume)" in second.stdout
     assert re.search(r"epoch 3/4 finished: .*learning_rate=0.05 ", second.stdout), second.stdout
     assert sorted(epoch_losses(second.stdout)) == [3, 4]

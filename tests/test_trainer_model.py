@@ -10,8 +10,17 @@ from keras import layers
 from trainer import model as model_lib
 
 NOTEBOOK_STACK = [
-    "LSTM", "LSTM", "LSTM", "BatchNormalization", "Dropout", "Dense", "Activation",
-    "BatchNormalization", "Dropout", "Dense", "Activation",
+    "LSTM",
+    "LSTM",
+    "LSTM",
+    "BatchNormalization",
+    "Dropout",
+    "Dense",
+    "Activation",
+    "BatchNormalization",
+    "Dropout",
+    "Dense",
+    "Activation",
 ]
 
 
@@ -37,7 +46,14 @@ def notebook_create_network(sequence_length: int, n_vocab: int) -> keras.Model:
 def expected_reference_params(vocab: int, units: int = 512, dense: int = 256) -> int:
     lstm_first = 4 * (units * (1 + units) + units)
     lstm_next = 4 * (units * (units + units) + units)
-    return lstm_first + 2 * lstm_next + 4 * units + (units * dense + dense) + 4 * dense + (dense * vocab + vocab)
+    return (
+        lstm_first
+        + 2 * lstm_next
+        + 4 * units
+        + (units * dense + dense)
+        + 4 * dense
+        + (dense * vocab + vocab)
+    )
 
 
 def test_reference_is_the_notebook_network():
@@ -46,7 +62,12 @@ def test_reference_is_the_notebook_network():
     theirs = notebook_create_network(seq, vocab)
     names = [type(layer).__name__ for layer in ours.layers]
     assert names == ["Rescaling", "Reshape"] + NOTEBOOK_STACK
-    assert ours.count_params() == theirs.count_params() == expected_reference_params(vocab) == 5_477_478
+    assert (
+        ours.count_params()
+        == theirs.count_params()
+        == expected_reference_params(vocab)
+        == 5_477_478
+    )
     for mine, notebook in zip(ours.layers[2:], theirs.layers):
         config, other = mine.get_config(), notebook.get_config()
         for key in ("units", "recurrent_dropout", "return_sequences", "activation", "rate"):
@@ -82,7 +103,9 @@ def test_fast_is_cudnn_eligible_and_float32_on_cpu():
     assert len(lstms) == 3 and all(layer.units == 16 for layer in lstms)
     for lstm in lstms:
         assert lstm.recurrent_dropout == 0 and lstm.dropout == 0 and lstm.use_cudnn == "auto"
-        assert cudnn_args_ok(lstm.cell.activation, lstm.cell.recurrent_activation, lstm.unroll, lstm.cell.use_bias)
+        assert cudnn_args_ok(
+            lstm.cell.activation, lstm.cell.recurrent_activation, lstm.unroll, lstm.cell.use_bias
+        )
     # dropout between the LSTM layers instead of recurrent dropout
     names = [type(layer).__name__ for layer in model.layers]
     assert names[:6] == ["Embedding", "LSTM", "Dropout", "LSTM", "Dropout", "LSTM"]
@@ -94,7 +117,9 @@ def test_fast_is_cudnn_eligible_and_float32_on_cpu():
 
 def test_reference_is_not_cudnn_eligible():
     model = model_lib.reference(8, 30, units=16, num_layers=3)
-    assert [layer.recurrent_dropout for layer in model.layers if isinstance(layer, layers.LSTM)] == [0.3, 0.3, 0.0]
+    assert [
+        layer.recurrent_dropout for layer in model.layers if isinstance(layer, layers.LSTM)
+    ] == [0.3, 0.3, 0.0]
 
 
 def test_fast_mixed_precision_keeps_float32_probabilities():

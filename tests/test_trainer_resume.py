@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 import synthetic
 from helpers import TINY, scalars
+
 from preprocessing import reader, records
 from trainer import flags, resume, task
 
@@ -25,7 +25,9 @@ ERROR = "lstm-composer train: error:"
 
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` with its bytes: equal snapshots mean nothing was written or lost."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def one_error_line(code: int, err: str) -> str:
@@ -44,8 +46,24 @@ def first_run(tmp_path_factory):
     data = root / "data8"
     synthetic.write_dataset(str(data), train_pieces=4, validation_pieces=2, piece_length=30)
     job = root / "job"
-    assert task.main(["--data-dir", str(data), "--job-dir", str(job), "--epochs", "1", "--batch-size", "16",
-                      "--learning-rate", "0.02", *TINY]) == 0
+    assert (
+        task.main(
+            [
+                "--data-dir",
+                str(data),
+                "--job-dir",
+                str(job),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--learning-rate",
+                "0.02",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     return {"root": root, "data": data, "job": job}
 
 
@@ -56,8 +74,18 @@ def job(first_run, tmp_path) -> Path:
 
 
 def argv(data: Path, job: Path, *extra: str) -> list[str]:
-    return ["--data-dir", str(data), "--job-dir", str(job), "--batch-size", "16", "--learning-rate", "0.02",
-            *TINY, *extra]
+    return [
+        "--data-dir",
+        str(data),
+        "--job-dir",
+        str(job),
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "0.02",
+        *TINY,
+        *extra,
+    ]
 
 
 def refused(argv_: list[str], job: Path, capsys) -> str:
@@ -69,14 +97,18 @@ def refused(argv_: list[str], job: Path, capsys) -> str:
     assert "epoch 2/" not in out and "resuming" not in out, out
     assert snapshot(job) == before
     assert f"{job / 'backup'} holds the backup of a different run (" in line
-    assert line.endswith("use another --job-dir, or add --replace-run to set that run aside and start this one at epoch 1")
+    assert line.endswith(
+        "use another --job-dir, or add --replace-run to set that run aside and start this one at epoch 1"
+    )
     return line
 
 
 @pytest.mark.slow
 def test_data_of_another_sequence_length_is_refused_by_name(first_run, job, tmp_path, capsys):
     data6 = tmp_path / "data6"
-    synthetic.write_dataset(str(data6), train_pieces=4, validation_pieces=2, piece_length=30, sequence_length=6)
+    synthetic.write_dataset(
+        str(data6), train_pieces=4, validation_pieces=2, piece_length=30, sequence_length=6
+    )
     line = refused(argv(data6, job, "--epochs", "3"), job, capsys)
     assert "(sequence_length 8 → 6)" in line, line
     assert json.loads((job / "model" / "manifest.json").read_text())["sequence_length"] == 8
@@ -107,28 +139,47 @@ def test_other_model_flags_are_refused_by_name_without_a_variable_dump(first_run
 def test_a_new_learning_rate_takes_effect_and_is_logged(first_run, job, capsys):
     import tensorflow as tf
 
-    assert task.main([*argv(first_run["data"], job, "--epochs", "2"), "--learning-rate", "0.05"]) == 0
+    assert (
+        task.main([*argv(first_run["data"], job, "--epochs", "2"), "--learning-rate", "0.05"]) == 0
+    )
     out = capsys.readouterr().out
     assert "epoch 1 finished, continuing with epoch 2" in out
-    for change in ("--learning-rate 0.02 → 0.05 (changed on resume)", "--epochs 1 → 2 (changed on resume)"):
+    for change in (
+        "--learning-rate 0.02 → 0.05 (changed on resume)",
+        "--epochs 1 → 2 (changed on resume)",
+    ):
         assert out.count(change) == 1, out
     assert "--units" not in out and "--batch-size" not in out  # unchanged flags are not reported
-    assert "learning_rate=0.05 " in next(line for line in out.splitlines() if "epoch 2/2 finished" in line)
-    assert scalars(str(job / "logs"))["epoch/learning_rate"] == [(1, pytest.approx(0.02)), (2, pytest.approx(0.05))]
+    assert "learning_rate=0.05 " in next(
+        line for line in out.splitlines() if "epoch 2/2 finished" in line
+    )
+    assert scalars(str(job / "logs"))["epoch/learning_rate"] == [
+        (1, pytest.approx(0.02)),
+        (2, pytest.approx(0.05)),
+    ]
     # the optimizer's own variable
     reader = tf.train.load_checkpoint(str(job / "backup" / "ckpt-2"))
-    assert reader.get_tensor("optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE") == pytest.approx(0.05)
+    assert reader.get_tensor(
+        "optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE"
+    ) == pytest.approx(0.05)
     assert resume.from_json((job / "backup" / "run.json").read_text())["learning_rate"] == 0.05
 
 
 @pytest.mark.slow
-def test_replace_run_sets_the_other_run_aside_and_starts_at_epoch_one(first_run, job, tmp_path, capsys):
+def test_replace_run_sets_the_other_run_aside_and_starts_at_epoch_one(
+    first_run, job, tmp_path, capsys
+):
     data6 = tmp_path / "data6"
-    synthetic.write_dataset(str(data6), train_pieces=4, validation_pieces=2, piece_length=30, sequence_length=6)
+    synthetic.write_dataset(
+        str(data6), train_pieces=4, validation_pieces=2, piece_length=30, sequence_length=6
+    )
     before = snapshot(job)
     assert task.main(argv(data6, job, "--epochs", "1", "--replace-run")) == 0
     out = capsys.readouterr().out
-    assert "--replace-run: the backup" in out and "is of a different run (sequence_length 8 → 6)" in out, out
+    assert (
+        "--replace-run: the backup" in out
+        and "is of a different run (sequence_length 8 → 6)" in out
+    ), out
     assert "resuming" not in out and "epoch 1/1 finished" in out
     assert resume.from_json((job / "backup" / "run.json").read_text())["sequence_length"] == 6
     assert sorted(p.name for p in (job / "backup").glob("ckpt-*.index")) == ["ckpt-1.index"]
@@ -142,7 +193,9 @@ def test_replace_run_sets_the_other_run_aside_and_starts_at_epoch_one(first_run,
     assert task.main(argv(data6, job, "--epochs", "2", "--replace-run")) == 0
     out = capsys.readouterr().out
     assert "is of this same run; resuming it" in out and "continuing with epoch 2" in out, out
-    assert sorted(p.name for p in (job / "backup").iterdir() if p.name.startswith("previous-run-")) == [aside]
+    assert sorted(
+        p.name for p in (job / "backup").iterdir() if p.name.startswith("previous-run-")
+    ) == [aside]
 
 
 @pytest.mark.slow
@@ -154,7 +207,9 @@ def test_a_backup_without_run_json_resumes_with_a_warning(first_run, job, capsys
     assert "does not fit this model" in line and len(line) < 500, line
     assert task.main(argv(first_run["data"], job, "--epochs", "2")) == 0
     out = capsys.readouterr().out
-    assert "warning: the backup" in out and "has no run.json" in out and "epoch 2/2 finished" in out, out
+    assert (
+        "warning: the backup" in out and "has no run.json" in out and "epoch 2/2 finished" in out
+    ), out
     assert resume.from_json((job / "backup" / "run.json").read_text())["units"] == 16
 
 
@@ -162,25 +217,61 @@ def test_a_backup_without_run_json_resumes_with_a_warning(first_run, job, capsys
 def test_an_unreadable_run_json_is_one_message(first_run, job, capsys):
     (job / "backup" / "run.json").write_text("{ half a file")
     before = snapshot(job)
-    line = one_error_line(task.main(argv(first_run["data"], job, "--epochs", "2")), capsys.readouterr().err)
+    line = one_error_line(
+        task.main(argv(first_run["data"], job, "--epochs", "2")), capsys.readouterr().err
+    )
     assert f"cannot read {job / 'backup' / 'run.json'}" in line and "--replace-run" in line, line
     assert snapshot(job) == before
 
 
 # --------------------------------------------------------------------------- the pure functions
 
-RUN = {"encoding": "e1", "sequence_length": 16, "vocab_size": 20, "vocab_hash": "ab12", "stride": 1,
-       "parts": "first", "train_windows": 100, "validation_windows": 10, "model": "fast", "units": 16,
-       "layers": 2, "dense_units": 16, "embedding_dim": 8, "dropout": 0.1, "learning_rate": 0.001, "epochs": 3,
-       "batch_size": 16, "seed": 3, "shuffle_buffer": 100, "steps_per_epoch": None, "validation_steps": None,
-       "baseline_windows": 10, "sample_every": 5, "data_dir": "d"}
+RUN = {
+    "encoding": "e1",
+    "sequence_length": 16,
+    "vocab_size": 20,
+    "vocab_hash": "ab12",
+    "stride": 1,
+    "parts": "first",
+    "train_windows": 100,
+    "validation_windows": 10,
+    "model": "fast",
+    "units": 16,
+    "layers": 2,
+    "dense_units": 16,
+    "embedding_dim": 8,
+    "dropout": 0.1,
+    "learning_rate": 0.001,
+    "epochs": 3,
+    "batch_size": 16,
+    "seed": 3,
+    "shuffle_buffer": 100,
+    "steps_per_epoch": None,
+    "validation_steps": None,
+    "baseline_windows": 10,
+    "sample_every": 5,
+    "data_dir": "d",
+}
 
 
 def test_differences_and_the_refusal_on_hand_made_dicts():
-    other = {**RUN, "sequence_length": 8, "vocab_hash": "cd34", "units": 32, "learning_rate": 0.05, "epochs": 9}
+    other = {
+        **RUN,
+        "sequence_length": 8,
+        "vocab_hash": "cd34",
+        "units": 32,
+        "learning_rate": 0.05,
+        "epochs": 9,
+    }
     assert resume.differences(RUN, other, resume.MUST_MATCH) == [
-        ("sequence_length", 16, 8), ("vocab_hash", "ab12", "cd34"), ("units", 16, 32)]
-    assert resume.differences(RUN, other, resume.MAY_CHANGE) == [("learning_rate", 0.001, 0.05), ("epochs", 3, 9)]
+        ("sequence_length", 16, 8),
+        ("vocab_hash", "ab12", "cd34"),
+        ("units", 16, 32),
+    ]
+    assert resume.differences(RUN, other, resume.MAY_CHANGE) == [
+        ("learning_rate", 0.001, 0.05),
+        ("epochs", 3, 9),
+    ]
     assert resume.differences(RUN, dict(RUN), resume.MUST_MATCH + resume.MAY_CHANGE) == []
     assert resume.differences({}, {"units": 16}, ["units", "layers"]) == [("units", None, 16)]
 
@@ -189,37 +280,61 @@ def test_differences_and_the_refusal_on_hand_made_dicts():
     assert resume.refusal("JOB/backup", refuse.conflicts) == (
         "JOB/backup holds the backup of a different run (sequence_length 16 → 8; vocab_hash ab12 → cd34; "
         "--units 16 → 32): use another --job-dir, or add --replace-run to set that run aside and start this "
-        "one at epoch 1")
+        "one at epoch 1"
+    )
     assert resume.plan(RUN, other, has_backup=True, replace=True).action == "replace"
 
     changed = {**RUN, "learning_rate": 0.05, "steps_per_epoch": 10}
     # --replace-run resumes its own run
     same = resume.plan(RUN, changed, has_backup=True, replace=True)
     assert same.action == "resume" and same.conflicts == ()
-    assert resume.change_lines(same.changes) == ["--learning-rate 0.001 → 0.05 (changed on resume)",
-                                                 "--steps-per-epoch none → 10 (changed on resume)"]
+    assert resume.change_lines(same.changes) == [
+        "--learning-rate 0.001 → 0.05 (changed on resume)",
+        "--steps-per-epoch none → 10 (changed on resume)",
+    ]
     assert resume.plan(None, RUN, has_backup=False, replace=False) == resume.Plan("fresh")
     # run.json, no ckpt
     assert resume.plan(RUN, other, has_backup=False, replace=False) == resume.Plan("fresh")
-    assert resume.plan(None, RUN, has_backup=True, replace=False) == resume.Plan("resume", recorded=False)
-    assert resume.plan(None, RUN, has_backup=True, replace=True) == resume.Plan("replace", recorded=False)
+    assert resume.plan(None, RUN, has_backup=True, replace=False) == resume.Plan(
+        "resume", recorded=False
+    )
+    assert resume.plan(None, RUN, has_backup=True, replace=True) == resume.Plan(
+        "replace", recorded=False
+    )
     assert resume.from_json(resume.to_json(RUN)) == RUN
     with pytest.raises(ValueError):
         resume.from_json(json.dumps({"version": 99, "run": RUN}))
 
 
 def test_every_training_flag_is_classified_and_the_fingerprint_reads_the_manifest():
-    dests = {a.dest for a in flags.build_parser()._actions if a.dest not in ("help", argparse.SUPPRESS)}  # noqa: SLF001
+    dests = {
+        a.dest for a in flags.build_parser()._actions if a.dest not in ("help", argparse.SUPPRESS)
+    }  # noqa: SLF001
     classified = set(resume.FLAGS) | set(resume.NOT_RECORDED)
     assert dests == classified, dests ^ classified
     assert not set(resume.MUST_MATCH) & set(resume.MAY_CHANGE)
-    manifest = records.Manifest(sequence_length=16, stride=2, vocab_size=20, vocab_hash="ab12", parts="all",
-                                compression="none", validation_fraction=0.1,
-                                counts={"train_windows": 100, "validation_windows": 10},
-                                train_shards=("t",), validation_shards=("v",))
-    args = vars(flags.parse_args(["--data-dir", "d", "--model", "reference", "--embedding-dim", "8"]))
+    manifest = records.Manifest(
+        sequence_length=16,
+        stride=2,
+        vocab_size=20,
+        vocab_hash="ab12",
+        parts="all",
+        compression="none",
+        validation_fraction=0.1,
+        counts={"train_windows": 100, "validation_windows": 10},
+        train_shards=("t",),
+        validation_shards=("v",),
+    )
+    args = vars(
+        flags.parse_args(["--data-dir", "d", "--model", "reference", "--embedding-dim", "8"])
+    )
     run = resume.fingerprint(manifest, args)
     assert set(run) == set(resume.MUST_MATCH + resume.MAY_CHANGE)
-    assert (run["sequence_length"], run["vocab_hash"], run["stride"], run["train_windows"]) == (16, "ab12", 2, 100)
+    assert (run["sequence_length"], run["vocab_hash"], run["stride"], run["train_windows"]) == (
+        16,
+        "ab12",
+        2,
+        100,
+    )
     assert run["embedding_dim"] is None  # the reference network has no embedding
     assert resume.fingerprint(manifest, {**args, "model": "fast"})["embedding_dim"] == 8

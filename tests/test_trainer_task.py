@@ -15,16 +15,21 @@ import uuid
 
 import numpy as np
 import pytest
-
-from helpers import TINY, free_port, scalars
 import synthetic
+from helpers import TINY, free_port, scalars
+
 from trainer import distribute, job_dir, loop, task
 from trainer.export import PRIMER_WINDOWS
 from trainer.flags import UsageError
 
 EPOCH_SCALARS = [
-    "epoch/loss", "epoch/val_loss", "epoch/val_accuracy", "epoch/val_top5_accuracy",
-    "epoch/perplexity", "epoch/learning_rate", "epoch/examples_per_second",
+    "epoch/loss",
+    "epoch/val_loss",
+    "epoch/val_accuracy",
+    "epoch/val_top5_accuracy",
+    "epoch/perplexity",
+    "epoch/learning_rate",
+    "epoch/examples_per_second",
 ]
 
 
@@ -32,8 +37,21 @@ EPOCH_SCALARS = [
 def trained_job(records_dir, tmp_path_factory):
     """One tiny training run (4 epochs, default strategy selection) on the pipeline's output."""
     job = tmp_path_factory.mktemp("job")
-    argv = ["--data-dir", str(records_dir), "--job-dir", str(job), "--epochs", "4", "--batch-size", "16",
-            "--learning-rate", "0.02", "--sample-every", "2", *TINY]
+    argv = [
+        "--data-dir",
+        str(records_dir),
+        "--job-dir",
+        str(job),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "0.02",
+        "--sample-every",
+        "2",
+        *TINY,
+    ]
     assert task.main(argv) == 0
     return {"job": job, "data": records_dir, "scalars": scalars(str(job / "logs"))}
 
@@ -77,7 +95,9 @@ def test_training_logs_listenable_samples(trained_job):
     import tensorflow as tf
     from tensorboard.backend.event_processing import event_accumulator
 
-    acc = event_accumulator.EventAccumulator(str(trained_job["job"] / "logs"), size_guidance={"tensors": 0})
+    acc = event_accumulator.EventAccumulator(
+        str(trained_job["job"] / "logs"), size_guidance={"tensors": 0}
+    )
     acc.Reload()
     for tag in ("sample/piano_roll", "sample/audio", "sample/tokens"):
         assert [e.step for e in acc.Tensors(tag)] == [2, 4], tag
@@ -101,7 +121,12 @@ def test_exported_model_composes(trained_job, tmp_path):
     assert primers["split"] == "validation" and len(primers["windows"]) == PRIMER_WINDOWS
     assert all(len(w) == manifest["sequence_length"] for w in primers["windows"])
     out = tmp_path / "piece.mid"
-    assert generate.main(["--model-dir", str(model_dir), "--output", str(out), "--length", "30", "--seed", "2"]) == 0
+    assert (
+        generate.main(
+            ["--model-dir", str(model_dir), "--output", str(out), "--length", "30", "--seed", "2"]
+        )
+        == 0
+    )
     tokens = json.loads((tmp_path / "piece.json").read_text())["tokens_text"]
     assert reference.tokens_from_midi_bytes(out.read_bytes()) == tokens
 
@@ -114,7 +139,10 @@ def test_tensorboard_event_files_hold_the_epoch_scalars(trained_job):
     for (_, loss), (_, ppl) in zip(values["epoch/val_loss"], values["epoch/perplexity"]):
         assert ppl == pytest.approx(math.exp(loss), rel=1e-5)
     assert all(0 <= v <= 1 for _, v in values["epoch/val_accuracy"])
-    assert all(a <= b for (_, a), (_, b) in zip(values["epoch/val_accuracy"], values["epoch/val_top5_accuracy"]))
+    assert all(
+        a <= b
+        for (_, a), (_, b) in zip(values["epoch/val_accuracy"], values["epoch/val_top5_accuracy"])
+    )
     assert [v for _, v in values["epoch/learning_rate"]] == pytest.approx([0.02] * 4)
     assert all(v > 0 for _, v in values["epoch/examples_per_second"])
     for tag in ("baseline/unigram_val_accuracy", "baseline/bigram_val_accuracy"):
@@ -125,9 +153,21 @@ def test_tensorboard_event_files_hold_the_epoch_scalars(trained_job):
 def test_tensorboard_server_serves_a_scalar(trained_job):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(trained_job["job"] / "logs"),
-         "--host", "127.0.0.1", "--port", str(port), "--load_fast", "false"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(trained_job["job"] / "logs"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast",
+            "false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     query = urllib.parse.urlencode({"run": ".", "tag": "epoch/loss"})
     url = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?{query}"
@@ -161,7 +201,12 @@ def test_ram_job_dir_and_resume(tmp_path, capsys):
     job = f"ram://job-{uuid.uuid4().hex}"
     argv = ["--data-dir", str(data), "--job-dir", job, "--batch-size", "16", *TINY]
     assert task.main(argv + ["--epochs", "2"]) == 0
-    for path in ("model/model.keras", "model/vocab.json", "model/manifest.json", "backup/checkpoint"):
+    for path in (
+        "model/model.keras",
+        "model/vocab.json",
+        "model/manifest.json",
+        "backup/checkpoint",
+    ):
         assert tf.io.gfile.exists(f"{job}/{path}"), path
     assert tf.io.gfile.glob(f"{job}/checkpoints/weights-improvement-01-*.keras")
     assert tf.io.gfile.glob(f"{job}/logs/events.out.tfevents.*")
@@ -172,15 +217,34 @@ def test_ram_job_dir_and_resume(tmp_path, capsys):
 
     assert task.main(argv + ["--epochs", "3"]) == 0
     out = capsys.readouterr().out
-    assert "epoch 2 finished, continuing with epoch 3" in out and "--epochs 2 → 3 (changed on resume)" in out
+    assert (
+        "epoch 2 finished, continuing with epoch 3" in out
+        and "--epochs 2 → 3 (changed on resume)" in out
+    )
     assert "epoch 1/3" not in out and "epoch 3/3 finished" in out
     assert tf.io.gfile.exists(f"{job}/backup/run.json")
 
     # The same job dir with another model width: the backup's run.json names the difference.
     other_width = [a if a != "8" else "4" for a in TINY]  # --embedding-dim 4 instead of 8
     assert other_width != TINY
-    code = task.main(["--data-dir", str(data), "--job-dir", job, "--batch-size", "16", "--epochs", "4", *other_width])
-    assert_one_message(code, capsys.readouterr().err, f"{job}/backup holds the backup of a different run (--embedding-dim 8 → 4)")
+    code = task.main(
+        [
+            "--data-dir",
+            str(data),
+            "--job-dir",
+            job,
+            "--batch-size",
+            "16",
+            "--epochs",
+            "4",
+            *other_width,
+        ]
+    )
+    assert_one_message(
+        code,
+        capsys.readouterr().err,
+        f"{job}/backup holds the backup of a different run (--embedding-dim 8 → 4)",
+    )
 
 
 @pytest.mark.slow
@@ -192,7 +256,22 @@ def test_vertex_ai_environment_chooses_the_folders(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     monkeypatch.delenv("CLUSTER_SPEC", raising=False)
     # --distribute none: the default strategy goes through the same loop.
-    assert task.main(["--data-dir", str(data), "--epochs", "1", "--batch-size", "16", "--distribute", "none", *TINY]) == 0
+    assert (
+        task.main(
+            [
+                "--data-dir",
+                str(data),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--distribute",
+                "none",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "aip_model" / "model.keras").exists()
     assert (tmp_path / "aip_model" / "vocab.json").exists()
     assert list((tmp_path / "aip_checkpoint").glob("weights-improvement-01-*.keras"))
@@ -205,24 +284,43 @@ def test_vertex_ai_environment_chooses_the_folders(tmp_path, monkeypatch):
 
 def test_layout_from_job_dir_and_vertex_variables():
     plain = job_dir.resolve_layout("gs://b/job/", {})
-    assert plain == job_dir.Layout("gs://b/job/checkpoints", "gs://b/job/backup", "gs://b/job/logs", "gs://b/job/model")
-    env = {"AIP_MODEL_DIR": "gs://b/out/model/", "AIP_CHECKPOINT_DIR": "gs://b/out/checkpoints/",
-           "AIP_TENSORBOARD_LOG_DIR": "gs://b/out/logs/"}
+    assert plain == job_dir.Layout(
+        "gs://b/job/checkpoints", "gs://b/job/backup", "gs://b/job/logs", "gs://b/job/model"
+    )
+    env = {
+        "AIP_MODEL_DIR": "gs://b/out/model/",
+        "AIP_CHECKPOINT_DIR": "gs://b/out/checkpoints/",
+        "AIP_TENSORBOARD_LOG_DIR": "gs://b/out/logs/",
+    }
     vertex = job_dir.resolve_layout(None, env)
-    assert vertex == job_dir.Layout("gs://b/out/checkpoints", "gs://b/out/checkpoints/backup", "gs://b/out/logs", "gs://b/out/model")
+    assert vertex == job_dir.Layout(
+        "gs://b/out/checkpoints",
+        "gs://b/out/checkpoints/backup",
+        "gs://b/out/logs",
+        "gs://b/out/model",
+    )
     assert job_dir.resolve_layout("/job", env).backup == "/job/backup"
     with pytest.raises(UsageError, match="--job-dir is required"):
         job_dir.resolve_layout(None, {"AIP_MODEL_DIR": "gs://b/m"})
 
 
 def test_cluster_from_tf_config_and_cluster_spec():
-    two = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
+    two = {
+        "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+        "task": {"type": "worker", "index": 1},
+    }
     config = distribute.cluster_config({"TF_CONFIG": json.dumps(two)})
     assert distribute.worker_count(config) == 2 and not distribute.is_chief(config)
     assert distribute.is_chief({**two, "task": {"type": "worker", "index": 0}})
-    spec = {"cluster": {"workerpool0": ["a:1"], "workerpool1": ["b:1", "c:1"]}, "task": {"type": "workerpool1", "index": 0}}
+    spec = {
+        "cluster": {"workerpool0": ["a:1"], "workerpool1": ["b:1", "c:1"]},
+        "task": {"type": "workerpool1", "index": 0},
+    }
     from_spec = distribute.cluster_config({"CLUSTER_SPEC": json.dumps(spec)})
-    assert from_spec == {"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 0}}
+    assert from_spec == {
+        "cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]},
+        "task": {"type": "worker", "index": 0},
+    }
     assert distribute.worker_count(from_spec) == 3 and not distribute.is_chief(from_spec)
     assert distribute.is_chief({**from_spec, "task": {"type": "chief", "index": 0}})
     assert distribute.cluster_config({}) is None and distribute.is_chief(None)
@@ -241,7 +339,11 @@ def assert_one_message(code: int, err: str, fragment: str) -> None:
     assert code == 2
     assert fragment in err, err
     assert "Traceback" not in err
-    ours = [line for line in err.splitlines() if line.startswith(("lstm-composer train: error:", "usage:"))]
+    ours = [
+        line
+        for line in err.splitlines()
+        if line.startswith(("lstm-composer train: error:", "usage:"))
+    ]
     assert len([line for line in ours if "error:" in line]) == 1, err
 
 
@@ -254,7 +356,9 @@ def tiny_data(tmp_path):
 
 def test_vocab_mismatch_is_one_message(tiny_data, tmp_path, capsys):
     (tiny_data / "vocab.json").write_text(json.dumps(["A4", "B4"]))
-    code, err = run_main(["--data-dir", str(tiny_data), "--job-dir", str(tmp_path / "job"), "--epochs", "1"], capsys)
+    code, err = run_main(
+        ["--data-dir", str(tiny_data), "--job-dir", str(tmp_path / "job"), "--epochs", "1"], capsys
+    )
     assert_one_message(code, err, "does not match the records")
 
 
@@ -267,12 +371,16 @@ def test_ids_outside_the_vocabulary_are_one_message(tiny_data, tmp_path, capsys)
 
     doc.update(vocab_size=3, vocab_hash=records.vocab_hash(vocab))
     (tiny_data / "manifest.json").write_text(json.dumps(doc))
-    code, err = run_main(["--data-dir", str(tiny_data), "--job-dir", str(tmp_path / "job"), "--epochs", "1"], capsys)
+    code, err = run_main(
+        ["--data-dir", str(tiny_data), "--job-dir", str(tmp_path / "job"), "--epochs", "1"], capsys
+    )
     assert_one_message(code, err, "outside the vocabulary of 3 tokens in vocab.json")
 
 
 def test_missing_data_dir_is_one_message(tmp_path, capsys):
-    code, err = run_main(["--data-dir", str(tmp_path / "nothing"), "--job-dir", str(tmp_path / "job")], capsys)
+    code, err = run_main(
+        ["--data-dir", str(tmp_path / "nothing"), "--job-dir", str(tmp_path / "job")], capsys
+    )
     assert_one_message(code, err, "is not a finished preprocessing output")
 
 
@@ -286,7 +394,10 @@ def test_empty_dataset_is_one_message(tmp_path, capsys):
 def test_shards_without_records_are_one_message(tiny_data, tmp_path, capsys):
     for shard in tiny_data.glob("train-*.tfrecord"):
         shard.write_bytes(b"")
-    code, err = run_main(["--data-dir", str(tiny_data), "--job-dir", str(tmp_path / "job"), "--epochs", "1", *TINY], capsys)
+    code, err = run_main(
+        ["--data-dir", str(tiny_data), "--job-dir", str(tmp_path / "job"), "--epochs", "1", *TINY],
+        capsys,
+    )
     assert_one_message(code, err, "holds 0 bytes, manifest.json lists")
 
 
@@ -306,13 +417,34 @@ def test_wrong_flag_is_one_message(tiny_data, capsys):
 
 def test_console_script_and_module_share_the_parser():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    via_script = subprocess.run(["lstm-composer", "train", "--help"], capture_output=True, text=True, env=env, timeout=120)
-    via_module = subprocess.run([sys.executable, "-m", "trainer.task", "--help"], capture_output=True, text=True, env=env, timeout=120)
+    via_script = subprocess.run(
+        ["lstm-composer", "train", "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
+    via_module = subprocess.run(
+        [sys.executable, "-m", "trainer.task", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert via_script.returncode == via_module.returncode == 0
     assert via_script.stdout == via_module.stdout
-    for flag in ("--data-dir", "--job-dir", "--epochs", "--batch-size", "--learning-rate", "--model", "--units",
-                 "--layers", "--embedding-dim", "--dropout", "--seed", "--steps-per-epoch", "--distribute",
-                 "--shuffle-buffer"):
+    for flag in (
+        "--data-dir",
+        "--job-dir",
+        "--epochs",
+        "--batch-size",
+        "--learning-rate",
+        "--model",
+        "--units",
+        "--layers",
+        "--embedding-dim",
+        "--dropout",
+        "--seed",
+        "--steps-per-epoch",
+        "--distribute",
+        "--shuffle-buffer",
+    ):
         assert flag in via_module.stdout
 
 
@@ -326,31 +458,48 @@ def test_mixed_precision_step_learns_on_cpu(tmp_path):
     from trainer import data as data_lib
     from trainer import model as model_lib
 
-    synthetic.write_dataset(str(tmp_path / "d"), train_pieces=4, validation_pieces=1, piece_length=40)
+    synthetic.write_dataset(
+        str(tmp_path / "d"), train_pieces=4, validation_pieces=1, piece_length=40
+    )
     data = data_lib.load(str(tmp_path / "d"))
     strategy = tf.distribute.get_strategy()
-    model = model_lib.fast(8, 20, units=16, num_layers=2, embedding_dim=8, dropout=0.0, learning_rate=0.02,
-                           mixed_precision=True)
+    model = model_lib.fast(
+        8,
+        20,
+        units=16,
+        num_layers=2,
+        embedding_dim=8,
+        dropout=0.0,
+        learning_rate=0.02,
+        mixed_precision=True,
+    )
     model.optimizer.build(model.trainable_variables)
     train_steps = loop.train_steps_function(strategy, model, 16)
     eval_steps = loop.eval_steps_function(strategy, model)
-    iterator = iter(strategy.experimental_distribute_dataset(data_lib.dataset(data, "train", 16, seed=0)))
+    iterator = iter(
+        strategy.experimental_distribute_dataset(data_lib.dataset(data, "train", 16, seed=0))
+    )
     first = float(train_steps(iterator, tf.constant(5))) / 5
     for _ in range(4):
         last = float(train_steps(iterator, tf.constant(20))) / 20
     assert math.isfinite(first) and math.isfinite(last) and last < 0.8 * first, (first, last)
     assert data.windows("validation") == 32
-    val = iter(strategy.experimental_distribute_dataset(data_lib.dataset(data, "validation", 16, weighted=True)))
+    val = iter(
+        strategy.experimental_distribute_dataset(
+            data_lib.dataset(data, "validation", 16, weighted=True)
+        )
+    )
     # 5 steps: 80 rows, 32 weighted
     loss_sum, hits, top5, count = eval_steps(val, tf.constant(5)).numpy()
     assert count == 32 and 0 <= hits <= top5 <= count and loss_sum > 0
 
 
-
 # --------------------------------------------------------------------------- a refused job leaves the job dir as it was
 
 
-@pytest.mark.parametrize("case", ["no data", "no training windows", "vocabulary mismatch", "under a file", "bad flag"])
+@pytest.mark.parametrize(
+    "case", ["no data", "no training windows", "vocabulary mismatch", "under a file", "bad flag"]
+)
 @pytest.mark.parametrize("job_exists", [False, True], ids=["new job dir", "empty job dir"])
 def test_refused_train_leaves_no_folders(case, job_exists, tiny_data, tmp_path, capsys):
     job = tmp_path / "job"
@@ -385,8 +534,14 @@ def test_check_writable_removes_the_folders_it_made(tmp_path):
     """A job dir spread over places (Vertex AI's AIP_* folders) that fails in the last one."""
     (tmp_path / "a-file").write_text("not a folder")
     (tmp_path / "kept").mkdir()
-    paths = [tmp_path / "new" / "checkpoints", tmp_path / "kept" / "logs", tmp_path / "a-file" / "model"]
-    with pytest.raises(UsageError, match=f"cannot write to the job directory {tmp_path / 'a-file' / 'model'}"):
+    paths = [
+        tmp_path / "new" / "checkpoints",
+        tmp_path / "kept" / "logs",
+        tmp_path / "a-file" / "model",
+    ]
+    with pytest.raises(
+        UsageError, match=f"cannot write to the job directory {tmp_path / 'a-file' / 'model'}"
+    ):
         job_dir.check_writable([str(p) for p in paths])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "kept"]
     assert list((tmp_path / "kept").iterdir()) == []

@@ -13,19 +13,41 @@ def test_preparing_the_output_keeps_a_finished_output_and_removes_beam_temp_fold
     (tmp_path / "beam-temp-train-1a2b" / "sub" / "part").write_bytes(b"x")
     (tmp_path / "beam-temp-validation-3c4d").mkdir()  # an empty one too
     files.prepare_output(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "mine.txt", "train-abc-00000-of-00009.tfrecord"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "manifest.json",
+        "mine.txt",
+        "train-abc-00000-of-00009.tfrecord",
+    ]
 
 
 def test_publishing_renames_the_manifest_last_and_stale_files_go_after_it(tmp_path):
-    for name in ("train-00000-of-00002.tfrecord", "train-old-00000-of-00001.tfrecord", "validation-old-00000-of-00001.tfrecord.gz",
-                 "train-new-00000-of-00001.tfrecord", "vocab.json.dead1.tmp", "mine.txt", "vocab.json"):
+    for name in (
+        "train-00000-of-00002.tfrecord",
+        "train-old-00000-of-00001.tfrecord",
+        "validation-old-00000-of-00001.tfrecord.gz",
+        "train-new-00000-of-00001.tfrecord",
+        "vocab.json.dead1.tmp",
+        "mine.txt",
+        "vocab.json",
+    ):
         (tmp_path / name).write_bytes(b"x")
-    files.publish(str(tmp_path), [("dead_letter.jsonl", ""), ("vocab.json", "[]"), ("manifest.json", "{}")], "new")
-    assert (tmp_path / "vocab.json").read_text() == "[]" and (tmp_path / "manifest.json").read_text() == "{}"
+    files.publish(
+        str(tmp_path),
+        [("dead_letter.jsonl", ""), ("vocab.json", "[]"), ("manifest.json", "{}")],
+        "new",
+    )
+    assert (tmp_path / "vocab.json").read_text() == "[]" and (
+        tmp_path / "manifest.json"
+    ).read_text() == "{}"
     removed = files.remove_stale(str(tmp_path), ["train-new-00000-of-00001.tfrecord"])
     assert len(removed) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "dead_letter.jsonl", "manifest.json", "mine.txt", "train-new-00000-of-00001.tfrecord", "vocab.json"]
+        "dead_letter.jsonl",
+        "manifest.json",
+        "mine.txt",
+        "train-new-00000-of-00001.tfrecord",
+        "vocab.json",
+    ]
 
 
 def test_input_patterns():

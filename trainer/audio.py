@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import wave
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,8 +24,11 @@ TAIL_SECONDS = 0.25
 """Silence-and-release after the last note's end: a WAV is ``end of the last note + TAIL_SECONDS`` long."""
 
 
-def synthesize(events: Sequence[NoteEvent], sample_rate: int = SAMPLE_RATE,
-               seconds_per_quarter: float = SECONDS_PER_QUARTER) -> np.ndarray:
+def synthesize(
+    events: Sequence[NoteEvent],
+    sample_rate: int = SAMPLE_RATE,
+    seconds_per_quarter: float = SECONDS_PER_QUARTER,
+) -> np.ndarray:
     """A small additive synthesiser: each note as a decaying harmonic tone, float32 in [-1, 1].
 
     Each note starts at its onset and lasts its duration (quarter notes at ``seconds_per_quarter``,
@@ -34,7 +37,9 @@ def synthesize(events: Sequence[NoteEvent], sample_rate: int = SAMPLE_RATE,
     ``--wav`` file; no soundfont needed.
     """
     end = max((e.onset + e.duration for e in events), default=0.0)
-    out = np.zeros(int(round((end * seconds_per_quarter + TAIL_SECONDS) * sample_rate)), dtype=np.float64)
+    out = np.zeros(
+        int(round((end * seconds_per_quarter + TAIL_SECONDS) * sample_rate)), dtype=np.float64
+    )
     release = int(RELEASE_SECONDS * sample_rate)
     for event in events:
         start = int(round(event.onset * seconds_per_quarter * sample_rate))
@@ -44,7 +49,9 @@ def synthesize(events: Sequence[NoteEvent], sample_rate: int = SAMPLE_RATE,
         envelope = np.minimum(1.0, t / 0.01) * np.exp(-t * 1.5)
         fade = np.clip((held + release - np.arange(t.size)) / release, 0.0, 1.0)
         freq = 440.0 * 2.0 ** ((event.pitch - 69) / 12.0)
-        tone = sum(np.sin(2 * np.pi * freq * h * t) / h for h in (1, 2, 3) if freq * h < sample_rate / 2)
+        tone = sum(
+            np.sin(2 * np.pi * freq * h * t) / h for h in (1, 2, 3) if freq * h < sample_rate / 2
+        )
         out[start : start + t.size] += envelope * fade * tone
     peak = np.max(np.abs(out)) if out.size else 0.0
     return (out / peak * 0.8 if peak > 0 else out).astype(np.float32)

@@ -28,10 +28,15 @@ class Backup:
     def __init__(self, model, backup_dir: str, outputs: WorkerOutputs, run: dict[str, Any]):
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.best_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_loss")
-        self.best_val_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val_loss")
+        self.best_val_loss = tf.Variable(
+            math.inf, dtype=tf.float64, trainable=False, name="best_val_loss"
+        )
         self.optimizer = model.optimizer
         self.checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=model.optimizer, epoch=self.epoch, best_loss=self.best_loss,
+            model=model,
+            optimizer=model.optimizer,
+            epoch=self.epoch,
+            best_loss=self.best_loss,
             best_val_loss=self.best_val_loss,
         )
         self.backup_dir = backup_dir
@@ -55,20 +60,30 @@ class Backup:
             raise UsageError(resume.refusal(self.backup_dir, plan.conflicts))
         if plan.action == "replace":
             if self.outputs.chief:
-                why = f"a different run ({resume.describe(plan.conflicts)})" if plan.recorded else "a run without run.json"
+                why = (
+                    f"a different run ({resume.describe(plan.conflicts)})"
+                    if plan.recorded
+                    else "a run without run.json"
+                )
                 aside = set_aside(self.outputs.layout)
-                log(f"{resume.REPLACE_FLAG}: the backup {latest} is of {why}; moved that run's files into "
-                    f"{aside}/ in backup/, checkpoints/, logs/ and model/; starting at epoch 1")
+                log(
+                    f"{resume.REPLACE_FLAG}: the backup {latest} is of {why}; moved that run's files into "
+                    f"{aside}/ in backup/, checkpoints/, logs/ and model/; starting at epoch 1"
+                )
         elif plan.action == "resume":
             if replace:
                 log(f"{resume.REPLACE_FLAG}: the backup {latest} is of this same run; resuming it")
             self._resume(latest, plan)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory=self.outputs.path("backup"), max_to_keep=2)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, directory=self.outputs.path("backup"), max_to_keep=2
+        )
 
     def _resume(self, latest: str, plan: resume.Plan) -> None:
         if not plan.recorded:
-            log(f"warning: the backup {latest} has no {resume.FILE} (an earlier version made it), so its data and "
-                f"flags cannot be checked; resuming it as this run. If it is not, add {resume.REPLACE_FLAG}")
+            log(
+                f"warning: the backup {latest} has no {resume.FILE} (an earlier version made it), so its data and "
+                f"flags cannot be checked; resuming it as this run. If it is not, add {resume.REPLACE_FLAG}"
+            )
         try:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
@@ -81,7 +96,9 @@ class Backup:
         # The optimizer's learning rate is a variable of the backup; the command line's value wins.
         self.optimizer.learning_rate = self.run["learning_rate"]
         done = self.finished_epochs
-        log(f"resuming from backup {latest}: epoch {done} finished, continuing with epoch {done + 1}")
+        log(
+            f"resuming from backup {latest}: epoch {done} finished, continuing with epoch {done + 1}"
+        )
         for line in resume.change_lines(plan.changes):
             log(line)
 

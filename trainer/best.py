@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 VAL_PATTERN = re.compile(r"^val-improvement-(\d+)-(\d+\.\d+)\.keras$")
 
@@ -28,14 +29,18 @@ def val_checkpoint_name(epoch: int, val_loss: float) -> str:
     return f"val-improvement-{epoch:02d}-{val_loss:.4f}.keras"
 
 
-def pick_checkpoint(names: Iterable[str], finished_epochs: int, best_val_loss: float) -> tuple[int, str] | None:
+def pick_checkpoint(
+    names: Iterable[str], finished_epochs: int, best_val_loss: float
+) -> tuple[int, str] | None:
     """``(epoch, name)`` of the file holding the best weights of the first ``finished_epochs`` epochs.
 
     Files of later epochs are ignored: a job killed between an improvement file and its backup left
     them, and it trains those epochs again. Among the rest, a file whose loss is ``best_val_loss``
     (as the name rounds it) wins; else the latest (each improvement file beats the ones before it).
     """
-    found = [(int(m.group(1)), m.group(2), name) for name in names if (m := VAL_PATTERN.match(name))]
+    found = [
+        (int(m.group(1)), m.group(2), name) for name in names if (m := VAL_PATTERN.match(name))
+    ]
     found = [row for row in found if row[0] <= finished_epochs]
     if not found:
         return None
@@ -66,8 +71,9 @@ class BestEpoch:
         self.weights = model.get_weights()
         self.metrics = dict(metrics)
 
-    def restore(self, model, *, last_epoch: int, checkpoints_dir: str, best_val_loss: float,
-                log) -> tuple[int, bool]:
+    def restore(
+        self, model, *, last_epoch: int, checkpoints_dir: str, best_val_loss: float, log
+    ) -> tuple[int, bool]:
         """Put the best weights into ``model``; ``(exported epoch, whether its metrics are known here)``.
 
         The last epoch stays when it is the best, when there was no validation, or (with a warning)
@@ -84,8 +90,10 @@ class BestEpoch:
         names = tf.io.gfile.listdir(checkpoints_dir) if tf.io.gfile.isdir(checkpoints_dir) else []
         picked = pick_checkpoint(names, last_epoch, best_val_loss)
         if picked is None:
-            log(f"warning: the best epoch (val_loss {best_val_loss:.4f}) came before the restart and no "
-                f"val-improvement file of it is in {checkpoints_dir}; exporting the last epoch, {last_epoch}")
+            log(
+                f"warning: the best epoch (val_loss {best_val_loss:.4f}) came before the restart and no "
+                f"val-improvement file of it is in {checkpoints_dir}; exporting the last epoch, {last_epoch}"
+            )
             return last_epoch, False
         epoch, name = picked
         if epoch != last_epoch:

@@ -21,7 +21,7 @@ TensorBoard samples.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -53,8 +53,11 @@ def step_model(model: keras.Model) -> tuple[keras.Model, list[tuple[layers.LSTM,
             h = keras.Input(shape=(layer.units,), name=f"{layer.name}_h")
             c = keras.Input(shape=(layer.units,), name=f"{layer.name}_c")
             single = layers.LSTM(
-                layer.units, return_sequences=layer.return_sequences, return_state=True,
-                dtype=layer.dtype_policy, name=f"{layer.name}_step",
+                layer.units,
+                return_sequences=layer.return_sequences,
+                return_state=True,
+                dtype=layer.dtype_policy,
+                name=f"{layer.name}_step",
             )
             x, h_out, c_out = single(x, initial_state=[h, c])
             single.set_weights(layer.get_weights())
@@ -63,7 +66,9 @@ def step_model(model: keras.Model) -> tuple[keras.Model, list[tuple[layers.LSTM,
             state_outputs += [h_out, c_out]
         else:
             x = layer(x)
-    return keras.Model([token, *state_inputs], [x, *state_outputs], name=f"{model.name}_step"), pairs
+    return keras.Model(
+        [token, *state_inputs], [x, *state_outputs], name=f"{model.name}_step"
+    ), pairs
 
 
 def lstm_units(model: keras.Model) -> list[int]:
@@ -86,7 +91,9 @@ class Composer:
     def _ensure_step(self):
         if self._step is None:
             single, self._pairs = step_model(self.model)
-            self._step = tf.function(lambda inputs: single(inputs, training=False), reduce_retracing=True)
+            self._step = tf.function(
+                lambda inputs: single(inputs, training=False), reduce_retracing=True
+            )
 
     def sync_weights(self) -> None:
         """Copy the trained LSTM weights into the single-step copy again (after the model was trained on)."""
@@ -105,8 +112,17 @@ class Composer:
     def window_probabilities(self, windows: np.ndarray) -> np.ndarray:
         return np.asarray(self._full(tf.constant(windows, tf.int64)), np.float64)
 
-    def generate(self, primers: np.ndarray, length: int, *, context: str = "carry", temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> np.ndarray:
+    def generate(
+        self,
+        primers: np.ndarray,
+        length: int,
+        *,
+        context: str = "carry",
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> np.ndarray:
         """``length`` new token ids for each primer row (``primers``: ``(samples, sequence_length)``).
 
         Under a grammar, each row's state reads its primer first, then every drawn token; the last
@@ -124,7 +140,7 @@ class Composer:
             return sampling.draw(probs, states, vocab, length - t, temperature, top_k, top_p, rng)
 
         if context == "window":
-            window = primers[:, -self.sequence_length:].copy()
+            window = primers[:, -self.sequence_length :].copy()
             for t in range(length):
                 probs = self.window_probabilities(window)
                 out[:, t] = draw(probs, t)
@@ -142,4 +158,7 @@ class Composer:
 
     def pieces(self, primers: np.ndarray, ids: np.ndarray, vocab: Sequence[str]) -> list[list[str]]:
         """The tokens each row of :meth:`generate` writes (:func:`trainer.sampling.piece_tokens`)."""
-        return [sampling.piece_tokens(self.grammar, vocab, primer, row) for primer, row in zip(primers, ids)]
+        return [
+            sampling.piece_tokens(self.grammar, vocab, primer, row)
+            for primer, row in zip(primers, ids)
+        ]

@@ -16,7 +16,7 @@ import json
 import os
 import posixpath
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -37,8 +37,14 @@ class GenerateError(ValueError):
 # --------------------------------------------------------------------------- primers
 
 
-def primer_from_midi(data: bytes, vocab: Sequence[str], sequence_length: int, parts: str, source: str,
-                     encoding: Encoding) -> list[int]:
+def primer_from_midi(
+    data: bytes,
+    vocab: Sequence[str],
+    sequence_length: int,
+    parts: str,
+    source: str,
+    encoding: Encoding,
+) -> list[int]:
     """The last window of a MIDI file's tokens in the model's ``encoding``; tokens outside the
     vocabulary are skipped with a warning."""
     try:
@@ -49,8 +55,11 @@ def primer_from_midi(data: bytes, vocab: Sequence[str], sequence_length: int, pa
     known = [index[t] for t in tokens if t in index]
     skipped = len(tokens) - len(known)
     if skipped:
-        print(f"warning: --primer {source}: skipped {skipped} of {len(tokens)} tokens that are not in the "
-              "model's vocabulary", file=sys.stderr)
+        print(
+            f"warning: --primer {source}: skipped {skipped} of {len(tokens)} tokens that are not in the "
+            "model's vocabulary",
+            file=sys.stderr,
+        )
     if len(known) < sequence_length:
         raise GenerateError(
             f"--primer {source} has {len(known)} usable tokens; the model needs a window of {sequence_length}"
@@ -58,8 +67,9 @@ def primer_from_midi(data: bytes, vocab: Sequence[str], sequence_length: int, pa
     return known[-sequence_length:]
 
 
-def choose_primers(bundle: Bundle, primer_path: str | None, samples: int, seed: int | None,
-                   encoding: Encoding) -> np.ndarray:
+def choose_primers(
+    bundle: Bundle, primer_path: str | None, samples: int, seed: int | None, encoding: Encoding
+) -> np.ndarray:
     """``samples`` primer windows: the last window of ``--primer`` (in the model's ``encoding``), or
     random windows of the model folder's ``primers.json``, as the reference primes with a random
     window of its data."""
@@ -70,8 +80,9 @@ def choose_primers(bundle: Bundle, primer_path: str | None, samples: int, seed: 
                 data = f.read()
         except (tf.errors.OpError, OSError) as exc:
             raise GenerateError(f"cannot read --primer {primer_path}: {first_line(exc)}") from None
-        window = primer_from_midi(data, bundle.vocab, bundle.sequence_length, bundle.manifest.parts, primer_path,
-                                  encoding)
+        window = primer_from_midi(
+            data, bundle.vocab, bundle.sequence_length, bundle.manifest.parts, primer_path, encoding
+        )
         return np.array([window] * samples, np.int64)
     if not bundle.primers:
         raise GenerateError("the model folder has no primers.json; give a MIDI file with --primer")
@@ -121,7 +132,9 @@ def check_output(output: str, what: str | None = None) -> None:
     """
     what = what or f"--output {output}"
     if tf.io.gfile.isdir(output):
-        raise GenerateError(f"{what} is a folder; give a file name such as {records.join(output, 'piece.mid')}")
+        raise GenerateError(
+            f"{what} is a folder; give a file name such as {records.join(output, 'piece.mid')}"
+        )
     folder = _parent(output) or "."
     if "://" not in output:
         while not tf.io.gfile.exists(folder) and folder not in (".", os.sep):
@@ -148,14 +161,17 @@ def output_paths(output: str, samples: int) -> list[str]:
     return [output if samples == 1 else f"{stem}-{i + 1}.mid" for i in range(samples)]
 
 
-def write_sample(path: str, tokens: list[str], encoding: Encoding, title: str = "",
-                 wav: bool = False) -> SampleSummary:
+def write_sample(
+    path: str, tokens: list[str], encoding: Encoding, title: str = "", wav: bool = False
+) -> SampleSummary:
     """The MIDI file, its piano roll (``.png``), with ``wav`` its audio (``.wav``), and its summary
     (``.json``) side by side."""
     stem = path[:-4] if path.lower().endswith(".mid") else path
     events = encoding.note_events(tokens)
     write_bytes(path, encoding.decode(tokens))
-    write_bytes(stem + ".png", png_bytes(plots.piano_roll(events, title=title or posixpath.basename(path))))
+    write_bytes(
+        stem + ".png", png_bytes(plots.piano_roll(events, title=title or posixpath.basename(path)))
+    )
     if wav:
         write_bytes(stem + ".wav", audio.wav_bytes(audio.synthesize(events)))
     summary = summarize(tokens, encoding)
@@ -164,8 +180,9 @@ def write_sample(path: str, tokens: list[str], encoding: Encoding, title: str = 
     return summary
 
 
-def write_piece(path: str, tokens: list[str], encoding: Encoding, title: str = "",
-                wav: bool = False) -> SampleSummary:
+def write_piece(
+    path: str, tokens: list[str], encoding: Encoding, title: str = "", wav: bool = False
+) -> SampleSummary:
     """:func:`write_sample`, with a failed write as one :class:`GenerateError` line."""
     try:
         return write_sample(path, tokens, encoding, title, wav=wav)

@@ -100,7 +100,9 @@ def _load(soname: str):
 
 def _installed_copy(soname: str, package_dir: str) -> str | None:
     for lib in nvidia_library_dirs():
-        if os.path.basename(os.path.dirname(lib)) == package_dir and os.path.exists(os.path.join(lib, soname)):
+        if os.path.basename(os.path.dirname(lib)) == package_dir and os.path.exists(
+            os.path.join(lib, soname)
+        ):
             return os.path.join(lib, soname)
     return None
 
@@ -108,7 +110,13 @@ def _installed_copy(soname: str, package_dir: str) -> str | None:
 def check_libraries(info: dict | None = None) -> list[Check]:
     info = build_info() if info is None else info
     if not info.get("is_cuda_build"):
-        return [Check("CUDA libraries", False, "this TensorFlow is not a CUDA build; install tensorflow[and-cuda]")]
+        return [
+            Check(
+                "CUDA libraries",
+                False,
+                "this TensorFlow is not a CUDA build; install tensorflow[and-cuda]",
+            )
+        ]
     cuda_major = version_tuple(str(info.get("cuda_version", "12")))[0]
     cudnn_major = version_tuple(str(info.get("cudnn_version", "9")))[0]
     checks = []
@@ -119,15 +127,21 @@ def check_libraries(info: dict | None = None) -> list[Check]:
         except OSError as exc:
             reason = str(exc)
             if "libcuda.so.1" in reason:  # it links the driver, which only a GPU machine mounts
-                checks.append(Check(soname, True, f"found ({purpose}); needs the NVIDIA driver at run time"))
+                checks.append(
+                    Check(soname, True, f"found ({purpose}); needs the NVIDIA driver at run time")
+                )
                 continue
             copy = _installed_copy(soname, package_dir)
             if copy:
-                detail = (f"installed at {copy} but not on the library search path; add every "
-                          "site-packages/nvidia/*/lib folder to LD_LIBRARY_PATH (or ld.so.conf.d + ldconfig)")
+                detail = (
+                    f"installed at {copy} but not on the library search path; add every "
+                    "site-packages/nvidia/*/lib folder to LD_LIBRARY_PATH (or ld.so.conf.d + ldconfig)"
+                )
             else:
-                detail = (f"cannot be loaded ({reason.splitlines()[0]}); install tensorflow[and-cuda], "
-                          f"which ships it as nvidia-{package_dir.replace('_', '-')}-cu{cuda_major}")
+                detail = (
+                    f"cannot be loaded ({reason.splitlines()[0]}); install tensorflow[and-cuda], "
+                    f"which ships it as nvidia-{package_dir.replace('_', '-')}-cu{cuda_major}"
+                )
             checks.append(Check(soname, False, detail))
             continue
         checks.append(Check(soname, True, f"loaded ({purpose})"))
@@ -149,11 +163,17 @@ def check_cudnn_version(cudnn_major: int, cuda_major: int = 12) -> Check:
     shown = ".".join(map(str, loaded))
     floor = required_cuda_packages().get(f"nvidia-cudnn-cu{cuda_major}")
     if loaded[0] != cudnn_major:
-        return Check("cuDNN version", False,
-                     f"the loaded cuDNN is {shown} but TensorFlow was built against cuDNN {cudnn_major}.x")
+        return Check(
+            "cuDNN version",
+            False,
+            f"the loaded cuDNN is {shown} but TensorFlow was built against cuDNN {cudnn_major}.x",
+        )
     if floor and loaded[:2] < floor[:2]:
-        return Check("cuDNN version", False,
-                     f"the loaded cuDNN is {shown}, older than the {floor[0]}.{floor[1]} TensorFlow was "
-                     "compiled with (a minor version must be equal or higher)")
+        return Check(
+            "cuDNN version",
+            False,
+            f"the loaded cuDNN is {shown}, older than the {floor[0]}.{floor[1]} TensorFlow was "
+            "compiled with (a minor version must be equal or higher)",
+        )
     wanted = f" (TensorFlow asks for >= {floor[0]}.{floor[1]})" if floor else ""
     return Check("cuDNN version", True, f"{shown}{wanted}")

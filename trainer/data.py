@@ -93,11 +93,15 @@ def _check_first_records(data: Data, split: str, count: int) -> None:
     """Parse the first ``count`` records of the first shard of ``split`` against the manifest."""
     path = shard_paths(data.data_dir, data.manifest, split)[0]
     spec = records.parse_spec(data.sequence_length)
-    ds = tf.data.TFRecordDataset(path, compression_type=records.tf_compression_type(data.manifest.compression))
+    ds = tf.data.TFRecordDataset(
+        path, compression_type=records.tf_compression_type(data.manifest.compression)
+    )
     try:
         for serialized in ds.take(count):
             parsed = tf.io.parse_single_example(serialized, spec)
-            ids = np.concatenate([parsed[records.INPUTS_FEATURE].numpy(), [parsed[records.TARGET_FEATURE].numpy()]])
+            ids = np.concatenate(
+                [parsed[records.INPUTS_FEATURE].numpy(), [parsed[records.TARGET_FEATURE].numpy()]]
+            )
             if ids.min() < 0 or ids.max() >= data.vocab_size:
                 raise DataError(
                     f"a record in {path} holds token id {int(ids.max() if ids.max() >= data.vocab_size else ids.min())}, "
@@ -164,6 +168,7 @@ def dataset(
         return ds
 
     if weighted:
+
         def counted(record):
             return record, tf.constant(1.0)
 
@@ -191,13 +196,17 @@ def dataset(
     ds = ds.map(parse, num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA if weighted else auto_shard_policy(len(files), num_workers)
+        tf.data.experimental.AutoShardPolicy.DATA
+        if weighted
+        else auto_shard_policy(len(files), num_workers)
     )
     ds = ds.with_options(options)
     return ds.prefetch(AUTOTUNE)
 
 
-def numpy_windows(data: Data, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def numpy_windows(
+    data: Data, split: str, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """All (or the first ``limit``) windows of ``split`` as numpy arrays, in file order."""
     ds = dataset(data, split, 4096, shuffle=False, repeat=False, drop_remainder=False)
     xs, ys, n = [], [], 0
@@ -209,7 +218,9 @@ def numpy_windows(data: Data, split: str, limit: int | None = None) -> tuple[np.
             if limit is not None and n >= limit:
                 break
     except tf.errors.DataLossError as exc:  # a shard damaged after load() checked it
-        raise DataError(f"a {split} shard in {data.data_dir} is damaged: {first_line(exc)}; {records.RERUN}") from None
+        raise DataError(
+            f"a {split} shard in {data.data_dir} is damaged: {first_line(exc)}; {records.RERUN}"
+        ) from None
     if not xs:
         return np.zeros((0, data.sequence_length), np.int64), np.zeros((0,), np.int64)
     x, y = np.concatenate(xs), np.concatenate(ys)
@@ -230,7 +241,9 @@ def baselines(
     unigram = np.bincount(train_y, minlength=vocab_size)
     most_frequent = int(unigram.argmax())
     # Sparse bigram counts (a dense vocab x vocab table would not fit large vocabularies).
-    pairs, counts = np.unique(train_x[:, -1].astype(np.int64) * vocab_size + train_y, return_counts=True)
+    pairs, counts = np.unique(
+        train_x[:, -1].astype(np.int64) * vocab_size + train_y, return_counts=True
+    )
     prev, nxt = pairs // vocab_size, pairs % vocab_size
     order = np.lexsort((-counts, prev))  # by previous token, most frequent follower first
     prev, nxt = prev[order], nxt[order]

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from trainer.flags import UsageError
 
-_VERTEX_ROLES = {"workerpool0": "chief", "workerpool1": "worker", "workerpool2": "ps", "workerpool3": "evaluator"}
+_VERTEX_ROLES = {
+    "workerpool0": "chief",
+    "workerpool1": "worker",
+    "workerpool2": "ps",
+    "workerpool3": "evaluator",
+}
 
 
 def cluster_config(env: Mapping[str, str]) -> dict | None:
@@ -39,11 +44,16 @@ def cluster_config(env: Mapping[str, str]) -> dict | None:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"CLUSTER_SPEC is not valid JSON: {exc}") from None
-    cluster = {_VERTEX_ROLES[k]: v for k, v in spec.get("cluster", {}).items() if k in _VERTEX_ROLES and v}
+    cluster = {
+        _VERTEX_ROLES[k]: v for k, v in spec.get("cluster", {}).items() if k in _VERTEX_ROLES and v
+    }
     task = spec.get("task", {})
     return {
         "cluster": cluster,
-        "task": {"type": _VERTEX_ROLES.get(task.get("type"), "chief"), "index": int(task.get("index", 0))},
+        "task": {
+            "type": _VERTEX_ROLES.get(task.get("type"), "chief"),
+            "index": int(task.get("index", 0)),
+        },
     }
 
 
@@ -59,7 +69,9 @@ def is_chief(config: dict | None) -> bool:
         return True
     task = config.get("task", {})
     kind, index = task.get("type"), int(task.get("index", 0))
-    return kind == "chief" or (kind == "worker" and index == 0 and not config["cluster"].get("chief"))
+    return kind == "chief" or (
+        kind == "worker" and index == 0 and not config["cluster"].get("chief")
+    )
 
 
 def task_name(config: dict | None) -> str:
@@ -79,7 +91,7 @@ class Worker:
     workers: int  # machines taking part in training (1 with --distribute none)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], distribute: str) -> "Worker":
+    def from_env(cls, env: Mapping[str, str], distribute: str) -> Worker:
         config = cluster_config(env)
         workers = worker_count(config) if distribute != "none" else 1
         return cls(config, is_chief(config), task_name(config), workers)
@@ -103,7 +115,9 @@ def make_strategy(kind: str, config: dict | None):
     if kind == "auto":
         kind = "multiworker" if workers > 1 else "mirrored"
     if workers > 1 and kind != "multiworker":
-        raise UsageError(f"TF_CONFIG names {workers} workers but --distribute {kind} runs on one machine")
+        raise UsageError(
+            f"TF_CONFIG names {workers} workers but --distribute {kind} runs on one machine"
+        )
     if kind == "none":
         return tf.distribute.get_strategy()
     if kind == "multiworker":

@@ -23,7 +23,8 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from preprocessing import quiet, records
 from preprocessing.records import DataError
@@ -31,37 +32,81 @@ from trainer import measures
 from trainer.sampling import CONTEXTS
 
 PROG = "lstm-composer evaluate"
-NEXT_TOKEN = ("val_accuracy", "val_top5_accuracy", "perplexity", "val_loss", "bigram_val_accuracy",
-              "unigram_val_accuracy")
+NEXT_TOKEN = (
+    "val_accuracy",
+    "val_top5_accuracy",
+    "perplexity",
+    "val_loss",
+    "bigram_val_accuracy",
+    "unigram_val_accuracy",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG, allow_abbrev=False,
+        prog=PROG,
+        allow_abbrev=False,
         description="Measure a trained model: its next-token accuracy beside the unigram and bigram baselines, and "
-        "the music measures of pieces it composes beside the validation pieces'. Prints one table, writes it as JSON.")
-    p.add_argument("--model-dir", required=True, help="a training job's model/ folder, local or gs://")
-    p.add_argument("--data-dir", required=True, help="the preprocessing output the model was trained on")
-    p.add_argument("--samples", type=int, default=8, help="pieces to compose and measure (default 8)")
-    p.add_argument("--length", type=int, default=500, help="tokens per composed piece (default 500, as generate)")
-    p.add_argument("--temperature", type=float, default=1.0, help="as generate's (default 1.0; 0 = argmax)")
-    p.add_argument("--top-k", type=int, default=None, help="as generate's: sample among the k likeliest tokens")
-    p.add_argument("--top-p", type=float, default=None, help="as generate's: nucleus sampling, 0 < p <= 1")
-    p.add_argument("--seed", type=int, default=1, help="picks the primers and the draws (default 1: a run repeats)")
+        "the music measures of pieces it composes beside the validation pieces'. Prints one table, writes it as JSON.",
+    )
+    p.add_argument(
+        "--model-dir", required=True, help="a training job's model/ folder, local or gs://"
+    )
+    p.add_argument(
+        "--data-dir", required=True, help="the preprocessing output the model was trained on"
+    )
+    p.add_argument(
+        "--samples", type=int, default=8, help="pieces to compose and measure (default 8)"
+    )
+    p.add_argument(
+        "--length",
+        type=int,
+        default=500,
+        help="tokens per composed piece (default 500, as generate)",
+    )
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="as generate's (default 1.0; 0 = argmax)"
+    )
+    p.add_argument(
+        "--top-k", type=int, default=None, help="as generate's: sample among the k likeliest tokens"
+    )
+    p.add_argument(
+        "--top-p", type=float, default=None, help="as generate's: nucleus sampling, 0 < p <= 1"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="picks the primers and the draws (default 1: a run repeats)",
+    )
     p.add_argument("--context", choices=CONTEXTS, default="carry", help="as generate's")
-    p.add_argument("--windows", type=int, default=200_000,
-                   help="at most this many validation windows are scored, and training windows counted for "
-                        "the baselines (default 200,000, as train's --baseline-windows)")
-    p.add_argument("--output", default="evaluation.json", help="the JSON file to write (default evaluation.json)")
+    p.add_argument(
+        "--windows",
+        type=int,
+        default=200_000,
+        help="at most this many validation windows are scored, and training windows counted for "
+        "the baselines (default 200,000, as train's --baseline-windows)",
+    )
+    p.add_argument(
+        "--output",
+        default="evaluation.json",
+        help="the JSON file to write (default evaluation.json)",
+    )
     quiet.add_verbose_flag(p)
     return p
 
 
-def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None) -> argparse.Namespace:
+def parse_args(
+    argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None
+) -> argparse.Namespace:
     parser = build_parser()
     parser.set_defaults(**(defaults or {}))
     args = parser.parse_args(argv)
-    for flag, value in (("--samples", args.samples), ("--length", args.length), ("--windows", args.windows)):
+    for flag, value in (
+        ("--samples", args.samples),
+        ("--length", args.length),
+        ("--windows", args.windows),
+    ):
         if value < 1:
             parser.error(f"{flag} must be at least 1")
     if args.temperature < 0:
@@ -78,12 +123,16 @@ def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = 
 
 def differences(model: records.Manifest, data: records.Manifest) -> list[str]:
     """What makes a data folder's windows mean something else than the model's (empty: the same)."""
-    return [f"{name} {getattr(model, name)!r} in the model, {getattr(data, name)!r} in the data"
-            for name in ("encoding", "sequence_length", "vocab_size", "vocab_hash")
-            if getattr(model, name) != getattr(data, name)]
+    return [
+        f"{name} {getattr(model, name)!r} in the model, {getattr(data, name)!r} in the data"
+        for name in ("encoding", "sequence_length", "vocab_size", "vocab_hash")
+        if getattr(model, name) != getattr(data, name)
+    ]
 
 
-def next_token_scores(probabilities, targets, top_k: int = 5, epsilon: float = 1e-7) -> dict[str, float]:
+def next_token_scores(
+    probabilities, targets, top_k: int = 5, epsilon: float = 1e-7
+) -> dict[str, float]:
     """Accuracy, top-k accuracy, mean cross-entropy and perplexity of probability rows against targets.
 
     As the trainer computes them (Keras' cross-entropy: rows renormalised, clipped to
@@ -97,13 +146,17 @@ def next_token_scores(probabilities, targets, top_k: int = 5, epsilon: float = 1
     chosen = p[np.arange(len(t)), t]
     loss = float(np.mean(-np.log(np.clip(chosen, epsilon, 1 - epsilon))))
     likelier = (p > chosen[:, None]).sum(axis=1)
-    return {"val_accuracy": float(np.mean(p.argmax(axis=1) == t)),
-            "val_top5_accuracy": float(np.mean(likelier < min(top_k, p.shape[1]))),
-            "val_loss": loss, "perplexity": float(math.exp(min(loss, 700.0)))}
+    return {
+        "val_accuracy": float(np.mean(p.argmax(axis=1) == t)),
+        "val_top5_accuracy": float(np.mean(likelier < min(top_k, p.shape[1]))),
+        "val_loss": loss,
+        "perplexity": float(math.exp(min(loss, 700.0))),
+    }
 
 
 def table(report: Mapping[str, Any]) -> str:
     """The report as the one table ``evaluate`` prints."""
+
     def pct(value) -> str:
         return "n/a" if value is None else f"{100 * value:.1f} %"
 
@@ -127,7 +180,9 @@ def table(report: Mapping[str, Any]) -> str:
         f"  {'measure':<32}{'composed':>10}{'validation':>12}",
     ]
     for name in measures.MEASURES:
-        lines.append(f"  {name:<32}{num(music['generated'][name]):>10}{num(music['validation'][name]):>12}")
+        lines.append(
+            f"  {name:<32}{num(music['generated'][name]):>10}{num(music['validation'][name]):>12}"
+        )
     lines.append(f"  {measures.OVERLAP:<32}{num(music[measures.OVERLAP]):>10}")
     lines += [f"  n/a: {name}: {why}" for name, why in music["not_applicable"].items()]
     return "\n".join(lines)
@@ -141,8 +196,10 @@ def model_scores(model, inputs, targets, batch: int = 512) -> dict[str, float]:
     import numpy as np
     import tensorflow as tf
 
-    rows = [np.asarray(model(tf.constant(inputs[i : i + batch]), training=False), np.float64)
-            for i in range(0, len(inputs), batch)]
+    rows = [
+        np.asarray(model(tf.constant(inputs[i : i + batch]), training=False), np.float64)
+        for i in range(0, len(inputs), batch)
+    ]
     return next_token_scores(np.concatenate(rows), targets)
 
 
@@ -174,34 +231,59 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     data = data_lib.load(args.data_dir)
     found = differences(bundle.manifest, data.manifest)
     if found:
-        raise DataError(f"{args.data_dir} is not the data {args.model_dir} was trained on: {'; '.join(found)}")
+        raise DataError(
+            f"{args.data_dir} is not the data {args.model_dir} was trained on: {'; '.join(found)}"
+        )
     inputs, targets = data_lib.numpy_windows(data, records.VALIDATION, args.windows)
     if len(targets) == 0:
-        raise DataError(f"{args.data_dir} has no validation windows to evaluate on: preprocess with a "
-                        "--validation-fraction above 0")
-    next_token = {"validation_windows": int(len(targets)), **model_scores(bundle.model, inputs, targets),
-                  **data_lib.baselines(data_lib.numpy_windows(data, records.TRAIN, args.windows), (inputs, targets),
-                                       data.vocab_size)}
+        raise DataError(
+            f"{args.data_dir} has no validation windows to evaluate on: preprocess with a "
+            "--validation-fraction above 0"
+        )
+    next_token = {
+        "validation_windows": int(len(targets)),
+        **model_scores(bundle.model, inputs, targets),
+        **data_lib.baselines(
+            data_lib.numpy_windows(data, records.TRAIN, args.windows),
+            (inputs, targets),
+            data.vocab_size,
+        ),
+    }
     encoding = encoding_of(args.model_dir, bundle.manifest, remedy=None)
     try:
         primers = choose_primers(bundle, None, args.samples, args.seed, encoding)
     except GenerateError as exc:
         raise DataError(str(exc)) from None
     composer = Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
-    ids = composer.generate(primers, args.length, context=args.context, temperature=args.temperature,
-                            top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    ids = composer.generate(
+        primers,
+        args.length,
+        context=args.context,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
     composed = composer.pieces(primers, ids, bundle.vocab)
     pieces = measures.reassemble(inputs, targets, data.manifest.stride)
     reference = measures.excerpts([[data.vocab[i] for i in piece] for piece in pieces], args.length)
     music = measures.compare(composed, reference, encoding)
     return {
-        "model_dir": args.model_dir, "data_dir": args.data_dir, "encoding": encoding.name,
-        "settings": {key: getattr(args, key) for key in ("samples", "length", "temperature", "top_k", "top_p",
-                                                         "seed", "context")},
+        "model_dir": args.model_dir,
+        "data_dir": args.data_dir,
+        "encoding": encoding.name,
+        "settings": {
+            key: getattr(args, key)
+            for key in ("samples", "length", "temperature", "top_k", "top_p", "seed", "context")
+        },
         "next_token": {key: next_token.get(key) for key in ("validation_windows", *NEXT_TOKEN)},
-        "music": {"generated_pieces": len(composed), "validation_pieces": len(pieces),
-                  "validation_excerpts": len(reference),
-                  "validation_excerpt_tokens": [min(map(len, reference)), max(map(len, reference))], **music},
+        "music": {
+            "generated_pieces": len(composed),
+            "validation_pieces": len(pieces),
+            "validation_excerpts": len(reference),
+            "validation_excerpt_tokens": [min(map(len, reference)), max(map(len, reference))],
+            **music,
+        },
     }
 
 

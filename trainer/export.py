@@ -90,7 +90,9 @@ def load_bundle(model_dir: str) -> Bundle:
 
     for name in (MODEL_FILE, records.VOCAB_FILE, records.MANIFEST_FILE):
         if not tf.io.gfile.exists(join(model_dir, name)):
-            raise DataError(f"{join(model_dir, name)} not found: --model-dir must be a training job's model/ folder")
+            raise DataError(
+                f"{join(model_dir, name)} not found: --model-dir must be a training job's model/ folder"
+            )
     manifest, vocab = reader.read_output(model_dir, shards=False)
     return Bundle(load_keras(join(model_dir, MODEL_FILE)), vocab, manifest, read_primers(model_dir))
 
@@ -117,4 +119,3 @@ def load_keras(path: str):
         local = os.path.join(tmp, MODEL_FILE)
         tf.io.gfile.copy(path, local, overwrite=True)
         return keras.saving.load_model(local, compile=False)
-

@@ -8,7 +8,8 @@ flags from here, so none of them pays TensorFlow's start-up for a parse.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from preprocessing import quiet
 from trainer.model import MODELS
@@ -50,8 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the LSTM on a preprocessing output (tf.distribute, checkpoints, TensorBoard).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--data-dir", required=True, help="the preprocessing pipeline's output (local, gs://, /gcs/...)")
-    p.add_argument("--job-dir", default=None, help="root of every output (local, gs://); AIP_* variables override parts")
+    p.add_argument(
+        "--data-dir",
+        required=True,
+        help="the preprocessing pipeline's output (local, gs://, /gcs/...)",
+    )
+    p.add_argument(
+        "--job-dir",
+        default=None,
+        help="root of every output (local, gs://); AIP_* variables override parts",
+    )
     add_optimisation_flags(p)
     add_network_flags(p)
     add_job_flags(p)
@@ -62,17 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
 def add_optimisation_flags(p: argparse.ArgumentParser) -> None:
     """How long and how fast it learns: epochs, batch, learning rate and its schedule, steps, seed."""
     p.add_argument("--epochs", type=positive_int, default=100)
-    p.add_argument("--batch-size", type=positive_int, default=64, help="GLOBAL batch size (split over all replicas)")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="GLOBAL batch size (split over all replicas)",
+    )
     p.add_argument("--learning-rate", type=positive_float, default=0.001)
-    p.add_argument("--lr-schedule", choices=SCHEDULES, default="constant",
-                   help="constant: --learning-rate throughout; cosine: a linear warm-up over the first 5 %% of "
-                   "the steps, then half a cosine down to 5 %% of --learning-rate at the last step")
+    p.add_argument(
+        "--lr-schedule",
+        choices=SCHEDULES,
+        default="constant",
+        help="constant: --learning-rate throughout; cosine: a linear warm-up over the first 5 %% of "
+        "the steps, then half a cosine down to 5 %% of --learning-rate at the last step",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--shuffle-buffer", type=positive_int, default=10_000)
-    p.add_argument("--steps-per-epoch", type=positive_int, default=None,
-                   help="cap on training steps per epoch (default: one pass over the training windows)")
-    p.add_argument("--validation-steps", type=positive_int, default=None,
-                   help="cap on validation steps (default: one pass over the validation windows)")
+    p.add_argument(
+        "--steps-per-epoch",
+        type=positive_int,
+        default=None,
+        help="cap on training steps per epoch (default: one pass over the training windows)",
+    )
+    p.add_argument(
+        "--validation-steps",
+        type=positive_int,
+        default=None,
+        help="cap on validation steps (default: one pass over the validation windows)",
+    )
 
 
 def add_network_flags(p: argparse.ArgumentParser) -> None:
@@ -87,22 +113,43 @@ def add_network_flags(p: argparse.ArgumentParser) -> None:
 
 def add_job_flags(p: argparse.ArgumentParser) -> None:
     """What the job does around the training: baselines, samples, checks, distribution, reruns."""
-    p.add_argument("--baseline-windows", type=int, default=200_000,
-                   help="training windows counted for the unigram/bigram baselines (0: skip them)")
-    p.add_argument("--sample-every", type=int, default=5,
-                   help="every N epochs, log a short greedy sample (piano roll, audio, tokens) to TensorBoard; 0: never")
-    p.add_argument("--verify-shards", choices=VERIFY_SHARDS, default="quick",
-                   help="before the first step, check every shard's size and content against the manifest: "
-                   "quick hashes its first and last 64 KiB, full every byte")
-    p.add_argument("--distribute", choices=DISTRIBUTE, default="auto",
-                   help="auto: MultiWorkerMirrored when TF_CONFIG/CLUSTER_SPEC name several workers, else Mirrored")
-    p.add_argument("--replace-run", action="store_true",
-                   help="when --job-dir holds the backup of a different run (other data or model flags), move that "
-                        "run's files into previous-run-TIME/ subfolders and start at epoch 1 instead of refusing; "
-                        "a backup of this same run is resumed as always")
+    p.add_argument(
+        "--baseline-windows",
+        type=int,
+        default=200_000,
+        help="training windows counted for the unigram/bigram baselines (0: skip them)",
+    )
+    p.add_argument(
+        "--sample-every",
+        type=int,
+        default=5,
+        help="every N epochs, log a short greedy sample (piano roll, audio, tokens) to TensorBoard; 0: never",
+    )
+    p.add_argument(
+        "--verify-shards",
+        choices=VERIFY_SHARDS,
+        default="quick",
+        help="before the first step, check every shard's size and content against the manifest: "
+        "quick hashes its first and last 64 KiB, full every byte",
+    )
+    p.add_argument(
+        "--distribute",
+        choices=DISTRIBUTE,
+        default="auto",
+        help="auto: MultiWorkerMirrored when TF_CONFIG/CLUSTER_SPEC name several workers, else Mirrored",
+    )
+    p.add_argument(
+        "--replace-run",
+        action="store_true",
+        help="when --job-dir holds the backup of a different run (other data or model flags), move that "
+        "run's files into previous-run-TIME/ subfolders and start at epoch 1 instead of refusing; "
+        "a backup of this same run is resumed as always",
+    )
 
 
-def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None) -> argparse.Namespace:
+def parse_args(
+    argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None
+) -> argparse.Namespace:
     """The job's flags from ``argv``; ``defaults`` (by destination name) replaces flag defaults, which is
     how a preset such as the quickstart's sets values that every flag can still change."""
     parser = build_parser()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import posixpath
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from preprocessing import quiet
 from preprocessing.records import DataError
@@ -35,15 +35,25 @@ def run(args: argparse.Namespace) -> list[tuple[str, SampleSummary]]:
     primers = choose_primers(bundle, args.primer, args.num_samples, args.seed, encoding)
     composer = Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
     ids = composer.generate(
-        primers, args.length, context=args.context, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+        primers,
+        args.length,
+        context=args.context,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
     )
     pieces = composer.pieces(primers, ids, bundle.vocab)
     results = []
     for path, tokens in zip(output_paths(args.output, args.num_samples), pieces):
         title = settings_title(
-            posixpath.basename(path), encoding.name, len(tokens), args.temperature,
-            args.top_k, args.top_p, args.seed,
+            posixpath.basename(path),
+            encoding.name,
+            len(tokens),
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            args.seed,
         )
         results.append((path, write_piece(path, tokens, encoding, title, wav=args.wav)))
     return results

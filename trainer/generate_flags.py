@@ -8,7 +8,8 @@ quickstart applies its preset to this same parser and runs the same checks befor
 from __future__ import annotations
 
 import argparse
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from preprocessing import quiet
 from trainer.sampling import CONTEXTS
@@ -17,25 +18,55 @@ PROG = "lstm-composer generate"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Compose MIDI with a trained model.", allow_abbrev=False)
-    parser.add_argument("--model-dir", required=True, help="a training job's model/ folder, local or gs://")
-    parser.add_argument("--output", required=True,
-                        help="the .mid file to write (a .png, .json and with --wav a .wav go beside it)")
-    parser.add_argument("--length", type=int, default=500, help="tokens to generate (default 500, as the reference)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="0 = argmax (the reference); default 1.0")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens only")
-    parser.add_argument("--top-p", type=float, default=None,
-                        help="nucleus sampling: among the likeliest tokens that together hold probability p "
-                        "(0 < p <= 1)")
-    parser.add_argument("--wav", action=argparse.BooleanOptionalAction, default=False,
-                        help="also write the piece as a .wav file (a simple synthesiser; default: no)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed repeats a run exactly")
-    parser.add_argument("--primer", default=None,
-                        help="a MIDI file whose last window starts the piece (default: a validation window)")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Compose MIDI with a trained model.", allow_abbrev=False
+    )
+    parser.add_argument(
+        "--model-dir", required=True, help="a training job's model/ folder, local or gs://"
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="the .mid file to write (a .png, .json and with --wav a .wav go beside it)",
+    )
+    parser.add_argument(
+        "--length", type=int, default=500, help="tokens to generate (default 500, as the reference)"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="0 = argmax (the reference); default 1.0"
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=None, help="sample among the k likeliest tokens only"
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        help="nucleus sampling: among the likeliest tokens that together hold probability p "
+        "(0 < p <= 1)",
+    )
+    parser.add_argument(
+        "--wav",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also write the piece as a .wav file (a simple synthesiser; default: no)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="random seed: the same seed repeats a run exactly"
+    )
+    parser.add_argument(
+        "--primer",
+        default=None,
+        help="a MIDI file whose last window starts the piece (default: a validation window)",
+    )
     parser.add_argument("--num-samples", type=int, default=1)
-    parser.add_argument("--context", choices=CONTEXTS, default="carry",
-                        help="carry: LSTM state carried forward, one step per token (default, fast); "
-                        "window: the reference's sliding window from a zero state")
+    parser.add_argument(
+        "--context",
+        choices=CONTEXTS,
+        default="carry",
+        help="carry: LSTM state carried forward, one step per token (default, fast); "
+        "window: the reference's sliding window from a zero state",
+    )
     quiet.add_verbose_flag(parser)
     return parser
 
@@ -55,7 +86,9 @@ def problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def parse_args(argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None) -> argparse.Namespace:
+def parse_args(
+    argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None
+) -> argparse.Namespace:
     """The job's flags, checked; ``defaults`` (by destination name) replaces flag defaults (presets)."""
     parser = build_parser()
     parser.set_defaults(**(defaults or {}))

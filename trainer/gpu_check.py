@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from trainer.cuda_libraries import Check, build_info, check_libraries
 
@@ -61,10 +61,16 @@ def check_gpu_visible(expect_gpus: int = 1) -> Check:
     for gpu in gpus:
         details = tf.config.experimental.get_device_details(gpu)
         capability = details.get("compute_capability")
-        names.append(f"{details.get('device_name', gpu.name)}"
-                     + (f" (compute capability {capability[0]}.{capability[1]})" if capability else ""))
+        names.append(
+            f"{details.get('device_name', gpu.name)}"
+            + (f" (compute capability {capability[0]}.{capability[1]})" if capability else "")
+        )
     if len(gpus) < expect_gpus:
-        return Check("GPU visible", False, f"{len(gpus)} GPU(s) visible, {expect_gpus} expected: {', '.join(names)}")
+        return Check(
+            "GPU visible",
+            False,
+            f"{len(gpus)} GPU(s) visible, {expect_gpus} expected: {', '.join(names)}",
+        )
     return Check("GPU visible", True, f"{len(gpus)} GPU(s): {', '.join(names)}")
 
 
@@ -77,8 +83,15 @@ def small_fast_model():
     """The trainer's ``fast`` model at a small size (mixed_float16 when a GPU is present, as in training)."""
     from trainer import model as model_lib
 
-    return model_lib.fast(SEQUENCE_LENGTH, VOCAB_SIZE, units=UNITS, num_layers=LAYERS, dense_units=32,
-                          embedding_dim=16, dropout=0.1)
+    return model_lib.fast(
+        SEQUENCE_LENGTH,
+        VOCAB_SIZE,
+        units=UNITS,
+        num_layers=LAYERS,
+        dense_units=32,
+        embedding_dim=16,
+        dropout=0.1,
+    )
 
 
 def trace_train_step(model):
@@ -87,7 +100,9 @@ def trace_train_step(model):
 
     from trainer import model as model_lib
 
-    inputs = tf.random.stateless_uniform([BATCH, SEQUENCE_LENGTH], seed=[1, 2], maxval=VOCAB_SIZE, dtype=tf.int64)
+    inputs = tf.random.stateless_uniform(
+        [BATCH, SEQUENCE_LENGTH], seed=[1, 2], maxval=VOCAB_SIZE, dtype=tf.int64
+    )
     targets = tf.random.stateless_uniform([BATCH], seed=[3, 4], maxval=VOCAB_SIZE, dtype=tf.int64)
 
     @tf.function
@@ -113,7 +128,9 @@ def graph_op_types(concrete) -> list[str]:
 def cudnn_op_counts(concrete) -> tuple[int, int]:
     """(forward, backward) fused cuDNN RNN ops in the traced step."""
     types = graph_op_types(concrete)
-    forward = sum(1 for t in types if t.startswith("CudnnRNN") and "Backprop" not in t and "Params" not in t)
+    forward = sum(
+        1 for t in types if t.startswith("CudnnRNN") and "Backprop" not in t and "Params" not in t
+    )
     backward = sum(1 for t in types if t.startswith("CudnnRNNBackprop"))
     return forward, backward
 
@@ -149,8 +166,16 @@ def check_lstm_cudnn() -> Check:
         message = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
         return Check("LSTM on cuDNN", False, f"the cuDNN LSTM step failed on the GPU: {message}")
     if not (math.isfinite(loss) and math.isfinite(gradient_sum)):
-        return Check("LSTM on cuDNN", False, f"the cuDNN LSTM step ran but gave loss {loss}, gradient sum {gradient_sum}")
-    precision = "mixed_float16" if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers) else "float32"
+        return Check(
+            "LSTM on cuDNN",
+            False,
+            f"the cuDNN LSTM step ran but gave loss {loss}, gradient sum {gradient_sum}",
+        )
+    precision = (
+        "mixed_float16"
+        if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers)
+        else "float32"
+    )
     return Check(
         "LSTM on cuDNN",
         True,
@@ -180,9 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Fail unless TensorFlow sees a GPU and the trainer's LSTM runs on the cuDNN kernel.",
     )
-    parser.add_argument("--libraries-only", action="store_true",
-                        help="only check that the CUDA libraries load and cuDNN's version fits (no GPU needed)")
-    parser.add_argument("--expect-gpus", type=int, default=1, help="fail if fewer GPUs are visible (default 1)")
+    parser.add_argument(
+        "--libraries-only",
+        action="store_true",
+        help="only check that the CUDA libraries load and cuDNN's version fits (no GPU needed)",
+    )
+    parser.add_argument(
+        "--expect-gpus", type=int, default=1, help="fail if fewer GPUs are visible (default 1)"
+    )
     return parser
 
 
@@ -194,7 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [check for check in checks if not check.ok and not check.skipped]
     what = "library check" if args.libraries_only else "GPU check"
     if failed:
-        print(f"{PROG}: {what} FAILED: {failed[0].name}: {failed[0].detail}", file=sys.stderr, flush=True)
+        print(
+            f"{PROG}: {what} FAILED: {failed[0].name}: {failed[0].detail}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     print(f"{what} passed", flush=True)
     return 0

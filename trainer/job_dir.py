@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from preprocessing.messages import first_line
 from preprocessing.records import join
@@ -48,7 +48,8 @@ class Layout:
 def resolve_layout(job_dir: str | None, env: Mapping[str, str]) -> Layout:
     """The output folders from ``--job-dir`` and Vertex AI's ``AIP_*_DIR`` variables (which win)."""
     aip_model, aip_ckpt, aip_logs = (
-        env.get(k) or None for k in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR")
+        env.get(k) or None
+        for k in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR")
     )
     if not job_dir and not (aip_model and aip_ckpt and aip_logs):
         raise UsageError(
@@ -82,7 +83,9 @@ def check_writable(paths: Sequence[str]) -> None:
             for folder in reversed(made):
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)  # only if still empty
-            raise UsageError(f"cannot write to the job directory {path}: {first_line(exc)}") from None
+            raise UsageError(
+                f"cannot write to the job directory {path}: {first_line(exc)}"
+            ) from None
 
 
 def set_aside(layout: Layout, when: float | None = None) -> str:
@@ -102,7 +105,11 @@ def set_aside(layout: Layout, when: float | None = None) -> str:
     for folder in folders:
         if not tf.io.gfile.isdir(folder):
             continue
-        files = [f for f in tf.io.gfile.listdir(folder) if not tf.io.gfile.isdir(join(folder, f.rstrip("/")))]
+        files = [
+            f
+            for f in tf.io.gfile.listdir(folder)
+            if not tf.io.gfile.isdir(join(folder, f.rstrip("/")))
+        ]
         if files:
             tf.io.gfile.makedirs(join(folder, name))
         for entry in files:
@@ -137,7 +144,7 @@ class WorkerOutputs:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def __enter__(self) -> "WorkerOutputs":
+    def __enter__(self) -> WorkerOutputs:
         return self
 
     def __exit__(self, *exc) -> None:

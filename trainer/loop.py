@@ -145,8 +145,15 @@ class EpochLoop:
 
         def distributed(split: str, shuffle: bool, weighted: bool):
             ds = data_lib.dataset(
-                data, split, steps.global_batch, shuffle_buffer=args.shuffle_buffer, seed=seed,
-                shuffle=shuffle, repeat=True, weighted=weighted, num_workers=workers,
+                data,
+                split,
+                steps.global_batch,
+                shuffle_buffer=args.shuffle_buffer,
+                seed=seed,
+                shuffle=shuffle,
+                repeat=True,
+                weighted=weighted,
+                num_workers=workers,
             )
             return strategy.experimental_distribute_dataset(ds)
 
@@ -161,7 +168,9 @@ class EpochLoop:
         first = self.backup.finished_epochs + 1
         metrics: dict[str, Any] = {**baselines, "epoch": first - 1}
         if first > self.args.epochs:
-            log(f"backup says {first - 1} epochs finished; nothing left to train for --epochs {self.args.epochs}")
+            log(
+                f"backup says {first - 1} epochs finished; nothing left to train for --epochs {self.args.epochs}"
+            )
         for epoch in range(first, self.args.epochs + 1):
             epoch_metrics = self.run_epoch(epoch)
             self.log_scalars(epoch_metrics, epoch)
@@ -181,12 +190,25 @@ class EpochLoop:
     def restore_best(self, last: dict[str, Any], last_epoch: int) -> dict[str, Any]:
         """Put the best epoch's weights (by validation loss) back for the export; its metrics, with
         ``epoch`` the exported epoch and ``last_epoch`` the last one trained."""
-        epoch, known = self.best.restore(self.model, last_epoch=last_epoch, checkpoints_dir=self.outputs.layout.checkpoints,
-                                         best_val_loss=float(self.backup.best_val_loss.numpy()), log=log)
+        epoch, known = self.best.restore(
+            self.model,
+            last_epoch=last_epoch,
+            checkpoints_dir=self.outputs.layout.checkpoints,
+            best_val_loss=float(self.backup.best_val_loss.numpy()),
+            log=log,
+        )
         chosen = {**last, **self.best.metrics} if known else last
-        if not known and self.steps.has_validation and (epoch != last_epoch or "val_loss" not in last):
+        if (
+            not known
+            and self.steps.has_validation
+            and (epoch != last_epoch or "val_loss" not in last)
+        ):
             chosen = {**last, **self.validation_metrics()}  # a best epoch from before a restart
-        why = "the lowest val_loss" if self.steps.has_validation else "the last: no validation windows"
+        why = (
+            "the lowest val_loss"
+            if self.steps.has_validation
+            else "the last: no validation windows"
+        )
         if self.chief:
             log(f"exported epoch {epoch} of {last_epoch} ({why})")
         return {**chosen, "epoch": epoch, "last_epoch": last_epoch}
@@ -194,14 +216,23 @@ class EpochLoop:
     def train_epoch(self, epoch: int) -> float:
         """The epoch's training steps, in chunks with progress between them (:mod:`trainer.progress`);
         the sum of their losses."""
-        progress = EpochProgress(epoch, self.args.epochs, self.steps.per_epoch, terminal=sys.stdout.isatty(),
-                                 timed=self.workers == 1, enabled=self.chief)
+        progress = EpochProgress(
+            epoch,
+            self.args.epochs,
+            self.steps.per_epoch,
+            terminal=sys.stdout.isatty(),
+            timed=self.workers == 1,
+            enabled=self.chief,
+        )
         loss_sum, done = 0.0, 0
         while done < self.steps.per_epoch:
             chunk = progress.next_chunk()
             self.model.optimizer.learning_rate = learning_rate_at(
-                self.args.lr_schedule, self.args.learning_rate, (epoch - 1) * self.steps.per_epoch + done,
-                self.args.epochs * self.steps.per_epoch)
+                self.args.lr_schedule,
+                self.args.learning_rate,
+                (epoch - 1) * self.steps.per_epoch + done,
+                self.args.epochs * self.steps.per_epoch,
+            )
             chunk_loss = float(self.train_steps(self.train_iterator, tf.constant(chunk)))
             done += chunk
             loss_sum += chunk_loss
@@ -228,7 +259,9 @@ class EpochLoop:
                 f"the records in {data_dir} do not match vocab.json / manifest.json: {first_line(exc)}"
             ) from None
         except tf.errors.DataLossError as exc:  # a shard damaged after data.load checked it
-            raise DataError(f"a shard in {data_dir} is damaged: {first_line(exc)}; {RERUN}") from None
+            raise DataError(
+                f"a shard in {data_dir} is damaged: {first_line(exc)}; {RERUN}"
+            ) from None
         metrics = {
             "loss": loss_sum / steps.per_epoch,
             "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
@@ -242,10 +275,16 @@ class EpochLoop:
         """Validation loss, accuracy, top-5 accuracy and perplexity from ``eval_steps``' sums (one
         validation pass of the model as it is now when none are given)."""
         if sums is None:
-            sums = self.eval_steps(iter(self.validation), tf.constant(self.steps.validation)).numpy()
+            sums = self.eval_steps(
+                iter(self.validation), tf.constant(self.steps.validation)
+            ).numpy()
         val_loss = float(sums[0] / sums[3])
-        return {"val_loss": val_loss, "val_accuracy": float(sums[1] / sums[3]),
-                "val_top5_accuracy": float(sums[2] / sums[3]), "perplexity": float(math.exp(min(val_loss, 700.0)))}
+        return {
+            "val_loss": val_loss,
+            "val_accuracy": float(sums[1] / sums[3]),
+            "val_top5_accuracy": float(sums[2] / sums[3]),
+            "perplexity": float(math.exp(min(val_loss, 700.0))),
+        }
 
     def log_scalars(self, metrics: dict[str, float], epoch: int) -> None:
         with self.writer.as_default():
@@ -258,11 +297,18 @@ class EpochLoop:
         backup, loss = self.backup, metrics["loss"]
         if loss < backup.best_loss.numpy():
             backup.best_loss.assign(loss)
-            save_model(self.model, self.outputs.path("checkpoints", f"weights-improvement-{epoch:02d}-{loss:.4f}.keras"))
+            save_model(
+                self.model,
+                self.outputs.path(
+                    "checkpoints", f"weights-improvement-{epoch:02d}-{loss:.4f}.keras"
+                ),
+            )
         val_loss = metrics.get("val_loss")
         if val_loss is not None and val_loss < backup.best_val_loss.numpy():
             backup.best_val_loss.assign(val_loss)
-            save_model(self.model, self.outputs.path("checkpoints", val_checkpoint_name(epoch, val_loss)))
+            save_model(
+                self.model, self.outputs.path("checkpoints", val_checkpoint_name(epoch, val_loss))
+            )
             self.best.keep(self.model, epoch, metrics)
 
     def log_sample(self, epoch: int) -> None:

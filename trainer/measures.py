@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict, deque
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,8 +38,14 @@ from trainer.summary import longest_loop
 RESOLUTION = 12
 """muspy ticks per quarter note: exact for the reference's 0.5-quarter steps, REMI's 16ths and triplets."""
 
-MUSPY_MEASURES = ("pitch_class_entropy", "n_pitch_classes_used", "scale_consistency", "polyphony",
-                  "pitch_range", "empty_beat_rate")
+MUSPY_MEASURES = (
+    "pitch_class_entropy",
+    "n_pitch_classes_used",
+    "scale_consistency",
+    "polyphony",
+    "pitch_range",
+    "empty_beat_rate",
+)
 TOKEN_MEASURES = ("loop_share", "distinct_token_ratio")
 MEASURES = MUSPY_MEASURES + TOKEN_MEASURES
 """Per-piece measures, in table order. :data:`OVERLAP` compares the two sets as a whole."""
@@ -64,8 +70,10 @@ def muspy_module():
 def not_applicable(encoding_name: str) -> dict[str, str]:
     """Measure name → why it means nothing for this encoding (reported as None, never as a number)."""
     if encoding_name == "reference":
-        return {"empty_beat_rate": "the reference encoding writes one token every 0.5 quarter note and has "
-                                   "no rests, so no beat is ever empty (always 0)"}
+        return {
+            "empty_beat_rate": "the reference encoding writes one token every 0.5 quarter note and has "
+            "no rests, so no beat is ever empty (always 0)"
+        }
     return {}
 
 
@@ -107,9 +115,18 @@ def distinct_token_ratio(tokens: Sequence[str]) -> float:
 def music_from_events(events: Sequence[NoteEvent]):
     """A one-track :class:`muspy.Music` of ``events`` at :data:`RESOLUTION` ticks per quarter."""
     muspy = muspy_module()
-    notes = [muspy.Note(time=int(round(e.onset * RESOLUTION)), pitch=int(e.pitch),
-                        duration=max(1, int(round(e.duration * RESOLUTION))), velocity=64) for e in events]
-    return muspy.Music(resolution=RESOLUTION, tracks=[muspy.Track(program=0, is_drum=False, notes=notes)])
+    notes = [
+        muspy.Note(
+            time=int(round(e.onset * RESOLUTION)),
+            pitch=int(e.pitch),
+            duration=max(1, int(round(e.duration * RESOLUTION))),
+            velocity=64,
+        )
+        for e in events
+    ]
+    return muspy.Music(
+        resolution=RESOLUTION, tracks=[muspy.Track(program=0, is_drum=False, notes=notes)]
+    )
 
 
 def _number(value) -> float | None:
@@ -126,7 +143,9 @@ def piece_measures(tokens: Sequence[str], encoding: Encoding) -> dict[str, float
     result: dict[str, float | None] = {}
     music = music_from_events(events) if events else None
     for name in MUSPY_MEASURES:
-        result[name] = None if name in skip or music is None else _number(getattr(muspy, name)(music))
+        result[name] = (
+            None if name in skip or music is None else _number(getattr(muspy, name)(music))
+        )
     result["loop_share"] = loop_share(tokens)
     result["distinct_token_ratio"] = distinct_token_ratio(tokens)
     return result
@@ -141,7 +160,9 @@ def mean_measures(per_piece: Sequence[Mapping[str, float | None]]) -> dict[str, 
     return means
 
 
-def compare(generated: Sequence[Sequence[str]], validation: Sequence[Sequence[str]], encoding: Encoding) -> dict:
+def compare(
+    generated: Sequence[Sequence[str]], validation: Sequence[Sequence[str]], encoding: Encoding
+) -> dict:
     """The measures of two sets of pieces side by side, and the overlap of their pitch-class histograms.
 
     ``{"generated": means, "validation": means, OVERLAP: float | None, "per_piece": [generated pieces'],
@@ -150,7 +171,9 @@ def compare(generated: Sequence[Sequence[str]], validation: Sequence[Sequence[st
     per_piece = [piece_measures(tokens, encoding) for tokens in generated]
     reference = [piece_measures(tokens, encoding) for tokens in validation]
     histogram = {
-        side: sum((pitch_class_histogram(encoding.note_events(t)) for t in pieces), np.zeros(12, np.int64))
+        side: sum(
+            (pitch_class_histogram(encoding.note_events(t)) for t in pieces), np.zeros(12, np.int64)
+        )
         for side, pieces in (("generated", generated), ("validation", validation))
     }
     return {
@@ -188,7 +211,11 @@ def reassemble(inputs: np.ndarray, targets: np.ndarray, stride: int = 1) -> list
         unused[window[:overlap]].append(index)
     # A chain starts where more windows begin with a key than end with it (an Eulerian path's start).
     ending = Counter(window[-overlap:] for window in full)
-    starts = sorted(i for key, indices in unused.items() for i in list(indices)[: max(0, len(indices) - ending[key])])
+    starts = sorted(
+        i
+        for key, indices in unused.items()
+        for i in list(indices)[: max(0, len(indices) - ending[key])]
+    )
     used = np.zeros(len(full), dtype=bool)
     pieces: list[list[int]] = []
     for first in starts + list(range(len(full))):  # then whatever a cycle left over

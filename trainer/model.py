@@ -60,7 +60,9 @@ def reference(
     for index in range(num_layers):
         last = index == num_layers - 1
         model.add(
-            layers.LSTM(units, return_sequences=not last, recurrent_dropout=0.0 if last else dropout)
+            layers.LSTM(
+                units, return_sequences=not last, recurrent_dropout=0.0 if last else dropout
+            )
         )
     model.add(layers.BatchNormalization())
     model.add(layers.Dropout(dropout))

@@ -15,7 +15,7 @@ needed, and the same pixels for the PNG file and the TensorBoard image.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,7 +35,9 @@ def note_name(midi: int) -> str:
     return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
 
 
-def pitch_window(pitches: Sequence[int], margin: int = 2, minimum_span: int = 12) -> tuple[int, int]:
+def pitch_window(
+    pitches: Sequence[int], margin: int = 2, minimum_span: int = 12
+) -> tuple[int, int]:
     """The lowest and highest pitch row to draw: the notes' range plus a margin, at least an octave."""
     if not pitches:
         return 60 - minimum_span // 2, 60 + minimum_span // 2
@@ -78,16 +80,30 @@ def piano_roll(events: Sequence[NoteEvent], title: str = "", beats_per_bar: int 
         ax.set_yticks([m for m in range(low, high + 1) if m % 12 == 0])
         ax.set_yticklabels([note_name(m) for m in ax.get_yticks().astype(int)], fontsize=8)
         ax.yaxis.grid(True, color="#9aa7b8", lw=0.6, zorder=0.5)
-        ax.vlines(np.arange(first, first + row_beats + 1), low - 0.5, high + 0.5, colors="#dde2ea", lw=0.5, zorder=0.6)
+        ax.vlines(
+            np.arange(first, first + row_beats + 1),
+            low - 0.5,
+            high + 0.5,
+            colors="#dde2ea",
+            lw=0.5,
+            zorder=0.6,
+        )
         bars = np.arange(first, first + row_beats + 1, beats_per_bar)
         ax.vlines(bars, low - 0.5, high + 0.5, colors="#4a5566", lw=0.9, zorder=0.7)
         ax.set_xticks(bars)
         ax.tick_params(axis="x", labelsize=8)
-        notes = [Rectangle((e.onset, e.pitch - 0.42), e.duration, 0.84) for e in events
-                 if e.onset < first + row_beats and e.onset + e.duration > first]
-        ax.add_collection(PatchCollection(notes, facecolor=NOTE_COLOUR, edgecolor=NOTE_EDGE, lw=0.4, zorder=2))
+        notes = [
+            Rectangle((e.onset, e.pitch - 0.42), e.duration, 0.84)
+            for e in events
+            if e.onset < first + row_beats and e.onset + e.duration > first
+        ]
+        ax.add_collection(
+            PatchCollection(notes, facecolor=NOTE_COLOUR, edgecolor=NOTE_EDGE, lw=0.4, zorder=2)
+        )
         ax.set_ylabel("pitch", fontsize=8)
-    axes[-1].set_xlabel(f"time in beats (quarter notes); a line at every bar of {beats_per_bar} beats", fontsize=9)
+    axes[-1].set_xlabel(
+        f"time in beats (quarter notes); a line at every bar of {beats_per_bar} beats", fontsize=9
+    )
     figure.suptitle(title or "piano roll", fontsize=11)
     figure.tight_layout()
     figure.canvas.draw()

@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 LINE_SECONDS = 30.0
 BAR_SECONDS = 0.5
@@ -42,8 +43,18 @@ def log(message: str) -> None:
 class EpochProgress:
     """The progress display of one epoch of ``total`` steps (see the module docstring)."""
 
-    def __init__(self, epoch: int, epochs: int, total: int, *, terminal: bool, timed: bool = True,
-                 enabled: bool = True, clock: Callable[[], float] = time.perf_counter, out: TextIO | None = None):
+    def __init__(
+        self,
+        epoch: int,
+        epochs: int,
+        total: int,
+        *,
+        terminal: bool,
+        timed: bool = True,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
+        out: TextIO | None = None,
+    ):
         self.epoch = epoch
         self.epochs = epochs
         self.total = max(1, total)
@@ -60,7 +71,9 @@ class EpochProgress:
         if self.terminal:
             import keras
 
-            self.bar = keras.utils.Progbar(self.total, stateful_metrics=["loss", "steps/s"], unit_name="step")
+            self.bar = keras.utils.Progbar(
+                self.total, stateful_metrics=["loss", "steps/s"], unit_name="step"
+            )
 
     def next_chunk(self) -> int:
         """Steps to run before the next report (at least 1, never past the epoch's end)."""
@@ -85,6 +98,9 @@ class EpochProgress:
         if self.bar is not None:
             self.bar.update(self.done, values=[("loss", loss), ("steps/s", self.rate)])
             return
-        print(f"trainer: epoch {self.epoch}/{self.epochs}: step {self.done}/{self.total} "
-              f"({100 * self.done / self.total:.0f} %), {self.rate:.3g} steps/s, loss {loss:.4f}",
-              file=self.out or sys.stdout, flush=True)
+        print(
+            f"trainer: epoch {self.epoch}/{self.epochs}: step {self.done}/{self.total} "
+            f"({100 * self.done / self.total:.0f} %), {self.rate:.3g} steps/s, loss {loss:.4f}",
+            file=self.out or sys.stdout,
+            flush=True,
+        )

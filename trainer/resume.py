@@ -28,8 +28,9 @@ The decision (:func:`plan`) and the messages are pure; :func:`read` and :func:`w
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from preprocessing.messages import first_line
 from preprocessing.records import TRAIN, VALIDATION, Manifest, join
@@ -40,8 +41,19 @@ VERSION = 1
 
 DATA_MUST_MATCH = ("encoding", "sequence_length", "vocab_size", "vocab_hash")
 FLAGS_MUST_MATCH = ("model", "units", "layers", "dense_units", "embedding_dim", "dropout")
-FLAGS_MAY_CHANGE = ("learning_rate", "lr_schedule", "epochs", "batch_size", "seed", "shuffle_buffer", "steps_per_epoch",
-                    "validation_steps", "baseline_windows", "sample_every", "data_dir")
+FLAGS_MAY_CHANGE = (
+    "learning_rate",
+    "lr_schedule",
+    "epochs",
+    "batch_size",
+    "seed",
+    "shuffle_buffer",
+    "steps_per_epoch",
+    "validation_steps",
+    "baseline_windows",
+    "sample_every",
+    "data_dir",
+)
 DATA_MAY_CHANGE = ("stride", "parts", "train_windows", "validation_windows")
 MUST_MATCH = DATA_MUST_MATCH + FLAGS_MUST_MATCH
 MAY_CHANGE = FLAGS_MAY_CHANGE + DATA_MAY_CHANGE
@@ -73,7 +85,9 @@ def fingerprint(manifest: Manifest, flags: Mapping[str, Any]) -> dict[str, Any]:
     return run
 
 
-def differences(old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[str]) -> list[Difference]:
+def differences(
+    old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[str]
+) -> list[Difference]:
     """``(key, old, new)`` for each of ``keys`` whose value differs (a missing key counts as None)."""
     return [(key, old.get(key), new.get(key)) for key in keys if old.get(key) != new.get(key)]
 
@@ -105,8 +119,13 @@ class Plan:
     recorded: bool = True
 
 
-def plan(recorded: Mapping[str, Any] | None, current: Mapping[str, Any], *, has_backup: bool,
-         replace: bool) -> Plan:
+def plan(
+    recorded: Mapping[str, Any] | None,
+    current: Mapping[str, Any],
+    *,
+    has_backup: bool,
+    replace: bool,
+) -> Plan:
     """Resume only the same run; a different one is refused, or replaced when ``--replace-run`` asks.
 
     A backup without ``run.json`` (made by an earlier version) is resumed with a warning rather than
@@ -136,7 +155,9 @@ def refusal(backup_dir: str, conflicts: Sequence[Difference]) -> str:
 
 def change_lines(changes: Sequence[Difference]) -> list[str]:
     """One log line per value that differs from the backup's run and takes effect now."""
-    return [f"{label(key)} {show(old)} → {show(new)} (changed on resume)" for key, old, new in changes]
+    return [
+        f"{label(key)} {show(old)} → {show(new)} (changed on resume)" for key, old, new in changes
+    ]
 
 
 def to_json(run: Mapping[str, Any]) -> str:
@@ -146,7 +167,11 @@ def to_json(run: Mapping[str, Any]) -> str:
 def from_json(text: str) -> dict[str, Any]:
     """The fingerprint of a ``run.json``; ValueError when it is not one this version reads."""
     doc = json.loads(text)
-    if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("run"), dict):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("version") != VERSION
+        or not isinstance(doc.get("run"), dict)
+    ):
         raise ValueError(f"not a version {VERSION} run record")
     return doc["run"]
 

@@ -9,7 +9,7 @@ encoding.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,8 +33,16 @@ def grammar_states(grammar: Grammar | None, primers: np.ndarray) -> list[Grammar
     return [grammar.start([grammar.vocab[i] for i in row]) for row in np.asarray(primers)]
 
 
-def draw(probabilities: np.ndarray, states: list[GrammarState] | None, vocab: Sequence[str], remaining: int,
-         temperature: float, top_k: int | None, top_p: float | None, rng: np.random.Generator) -> list[int]:
+def draw(
+    probabilities: np.ndarray,
+    states: list[GrammarState] | None,
+    vocab: Sequence[str],
+    remaining: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    rng: np.random.Generator,
+) -> list[int]:
     """One :func:`sample_next` per row of ``probabilities``, each under its row's grammar state (which
     then reads the drawn token, ``vocab[id]``). ``remaining`` (this token included) lets the grammar
     end the piece whole (:meth:`GrammarState.allowed_within`)."""
@@ -48,8 +56,9 @@ def draw(probabilities: np.ndarray, states: list[GrammarState] | None, vocab: Se
     return drawn
 
 
-def piece_tokens(grammar: Grammar | None, vocab: Sequence[str], primer: Sequence[int], ids: Sequence[int]
-                 ) -> list[str]:
+def piece_tokens(
+    grammar: Grammar | None, vocab: Sequence[str], primer: Sequence[int], ids: Sequence[int]
+) -> list[str]:
     """The tokens of a composed piece as written and measured: the generated ids' tokens, behind the
     primer's :meth:`Grammar.lead_in` (REMI: a trailing ``Pitch`` whose ``Duration`` was generated), and
     without a last ``Pitch`` left unfinished (only when ``--length`` is too short to finish a note;
@@ -66,14 +75,21 @@ def _allowed_mask(allowed: np.ndarray | None, size: int) -> np.ndarray | None:
         return None
     mask = np.asarray(allowed, dtype=bool).reshape(-1)
     if mask.size != size:
-        raise ValueError(f"the mask of allowed ids has {mask.size} entries for {size} probabilities")
+        raise ValueError(
+            f"the mask of allowed ids has {mask.size} entries for {size} probabilities"
+        )
     if not mask.any():
         raise ValueError("the mask of allowed ids allows nothing")
     return mask
 
 
-def distribution(probabilities: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, allowed: np.ndarray | None = None) -> np.ndarray:
+def distribution(
+    probabilities: np.ndarray,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    allowed: np.ndarray | None = None,
+) -> np.ndarray:
     """The distribution :func:`sample_next` draws from: ``probabilities`` reshaped by each setting in turn.
 
     In the order Hugging Face's samplers apply them: ids outside ``allowed`` (a boolean mask, e.g. a
@@ -108,8 +124,14 @@ def distribution(probabilities: np.ndarray, temperature: float = 1.0, top_k: int
     return weights
 
 
-def sample_next(probabilities: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator,
-                top_p: float | None = None, allowed: np.ndarray | None = None) -> int:
+def sample_next(
+    probabilities: np.ndarray,
+    temperature: float,
+    top_k: int | None,
+    rng: np.random.Generator,
+    top_p: float | None = None,
+    allowed: np.ndarray | None = None,
+) -> int:
     """The next token id from a probability vector.
 
     ``temperature`` 0 is the argmax among the allowed ids (the reference's decoding). Otherwise one id

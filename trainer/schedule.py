@@ -30,7 +30,9 @@ def learning_rate_at(schedule: str, base: float, step: int, total: int) -> float
     if schedule == "constant":
         return base
     if schedule != "cosine":
-        raise ValueError(f"unknown learning-rate schedule {schedule!r}; expected one of {SCHEDULES}")
+        raise ValueError(
+            f"unknown learning-rate schedule {schedule!r}; expected one of {SCHEDULES}"
+        )
     total = max(1, total)
     warmup = math.ceil(WARMUP_SHARE * total)
     if step < warmup:

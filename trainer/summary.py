@@ -7,8 +7,8 @@ loop (greedy decoding falls into loops, and this shows it; ``evaluate`` reports 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from preprocessing.encodings.base import Encoding
 from trainer.plots import note_name
@@ -53,7 +53,8 @@ class SampleSummary:
         loop = (
             f"{self.loop_covered_tokens} tokens ({self.loop_pattern_length}-token pattern repeated), "
             f"{100 * self.loop_share:.1f} % of the piece"
-            if self.loop_covered_tokens else "none"
+            if self.loop_covered_tokens
+            else "none"
         )
         return [
             f"tokens generated   {self.tokens}",
@@ -78,8 +79,21 @@ def summarize(tokens: Sequence[str], encoding: Encoding) -> SampleSummary:
     )
 
 
-def settings_title(name: str, encoding: str, tokens: int, temperature: float, top_k: int | None = None,
-                   top_p: float | None = None, seed: int | None = None) -> str:
+def settings_title(
+    name: str,
+    encoding: str,
+    tokens: int,
+    temperature: float,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+) -> str:
     """A piano roll's title: the file and every setting that made the piece."""
-    how = "argmax" if temperature == 0 else f"temperature {temperature:g}, top-k {top_k or '-'}, top-p {top_p or '-'}"
-    return f"{name}: {tokens} tokens, {encoding} encoding, {how}, seed {'-' if seed is None else seed}"
+    how = (
+        "argmax"
+        if temperature == 0
+        else f"temperature {temperature:g}, top-k {top_k or '-'}, top-p {top_p or '-'}"
+    )
+    return (
+        f"{name}: {tokens} tokens, {encoding} encoding, {how}, seed {'-' if seed is None else seed}"
+    )

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from preprocessing import quiet
 from preprocessing.records import TRAIN, VALIDATION, DataError, join
@@ -35,7 +36,11 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     with WorkerOutputs(job.layout, chief, job.worker.name) as outputs:
         model = build_model(args, job.data, job.strategy)
         backup = restore_backup(job, model, outputs)
-        writer = tf.summary.create_file_writer(job.layout.logs) if chief else tf.summary.create_noop_writer()
+        writer = (
+            tf.summary.create_file_writer(job.layout.logs)
+            if chief
+            else tf.summary.create_noop_writer()
+        )
         first_start = chief and backup.finished_epochs == 0
         baselines = log_baselines(args, job.data, job.steps, writer, first_start=first_start)
         primer_split = VALIDATION if job.steps.has_validation else TRAIN
@@ -84,7 +89,9 @@ def restore_backup(job: Job, model, outputs):
     from trainer import resume
     from trainer.backup import Backup
 
-    backup = Backup(model, job.layout.backup, outputs, resume.fingerprint(job.data.manifest, vars(job.args)))
+    backup = Backup(
+        model, job.layout.backup, outputs, resume.fingerprint(job.data.manifest, vars(job.args))
+    )
     backup.restore(replace=job.args.replace_run)
     return backup
 
@@ -97,15 +104,26 @@ def fixed_primers(job: Job, split: str):
     return data_lib.numpy_windows(job.data, split, PRIMER_WINDOWS)[0]
 
 
-def run_epochs(job: Job, model, writer, outputs, backup, primers, baselines: dict[str, float]) -> dict[str, Any]:
+def run_epochs(
+    job: Job, model, writer, outputs, backup, primers, baselines: dict[str, float]
+) -> dict[str, Any]:
     """Every epoch not finished yet (:class:`trainer.loop.EpochLoop`); the exported epoch's metrics."""
     from trainer import loop
     from trainer.tensorboard_samples import TensorBoardSamples
 
     samples = TensorBoardSamples(job.args, job.data, primers) if job.args.sample_every > 0 else None
     epochs = loop.EpochLoop(
-        job.args, job.strategy, model, job.data, job.steps, workers=job.worker.workers,
-        chief=job.worker.chief, writer=writer, outputs=outputs, backup=backup, samples=samples,
+        job.args,
+        job.strategy,
+        model,
+        job.data,
+        job.steps,
+        workers=job.worker.workers,
+        chief=job.worker.chief,
+        writer=writer,
+        outputs=outputs,
+        backup=backup,
+        samples=samples,
     )
     return epochs.run(baselines)
 
@@ -118,21 +136,27 @@ def plan_steps(args, data, strategy, worker):
     from trainer.progress import log
 
     replicas = strategy.num_replicas_in_sync
-    log(f"strategy {strategy_name(strategy)} with {replicas} replica(s) on {worker.workers} worker(s); "
-        + worker.describe())
+    log(
+        f"strategy {strategy_name(strategy)} with {replicas} replica(s) on {worker.workers} worker(s); "
+        + worker.describe()
+    )
     if args.batch_size < replicas:
         raise UsageError(
             f"--batch-size {args.batch_size} is smaller than the {replicas} replicas in sync: "
             f"the global batch is split over the replicas, use at least {replicas}"
         )
     if args.batch_size % replicas:
-        log(f"warning: --batch-size {args.batch_size} is not a multiple of {replicas} replicas; batches split unevenly")
+        log(
+            f"warning: --batch-size {args.batch_size} is not a multiple of {replicas} replicas; batches split unevenly"
+        )
     train_windows, val_windows = data.windows(TRAIN), data.windows(VALIDATION)
     has_validation = val_windows > 0 and bool(data.manifest.validation_shards)
     steps = Steps(
         global_batch=args.batch_size,
         per_epoch=data_lib.steps(train_windows, args.batch_size, args.steps_per_epoch),
-        validation=data_lib.steps(val_windows, args.batch_size, args.validation_steps) if has_validation else 0,
+        validation=data_lib.steps(val_windows, args.batch_size, args.validation_steps)
+        if has_validation
+        else 0,
     )
     log(
         f"data {args.data_dir}: vocabulary {data.vocab_size}, sequence length {data.sequence_length}, "
@@ -155,8 +179,14 @@ def build_model(args, data, strategy):
     with strategy.scope():
         try:
             model = model_lib.build(
-                args.model, data.sequence_length, data.vocab_size, units=args.units, num_layers=args.layers,
-                dense_units=args.dense_units, embedding_dim=args.embedding_dim, dropout=args.dropout,
+                args.model,
+                data.sequence_length,
+                data.vocab_size,
+                units=args.units,
+                num_layers=args.layers,
+                dense_units=args.dense_units,
+                embedding_dim=args.embedding_dim,
+                dropout=args.dropout,
                 learning_rate=args.learning_rate,
             )
         except ValueError as exc:
@@ -182,8 +212,10 @@ def log_baselines(args, data, steps, writer, *, first_start: bool) -> dict[str, 
         data.vocab_size,
     )
     if baselines:
-        log(f"baselines (validation next-token accuracy): unigram {baselines['unigram_val_accuracy']:.4f}, "
-            f"bigram {baselines['bigram_val_accuracy']:.4f}")
+        log(
+            f"baselines (validation next-token accuracy): unigram {baselines['unigram_val_accuracy']:.4f}, "
+            f"bigram {baselines['bigram_val_accuracy']:.4f}"
+        )
         with writer.as_default():
             for key, value in baselines.items():
                 tf.summary.scalar(f"baseline/{key}", value, step=0)

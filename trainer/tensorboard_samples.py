@@ -10,7 +10,7 @@ weights (reading them is a collective, so every worker does); only the chief com
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -42,7 +42,9 @@ class TensorBoardSamples:
 
     MEASURE_PIECES, MEASURE_LENGTH, VALIDATION_WINDOWS = 4, 256, 20_000
 
-    def __init__(self, args: argparse.Namespace, data: data_lib.Data, primers: Sequence[Sequence[int]]):
+    def __init__(
+        self, args: argparse.Namespace, data: data_lib.Data, primers: Sequence[Sequence[int]]
+    ):
         self.args = args
         self.data = data
         self.primers = primers
@@ -57,18 +59,28 @@ class TensorBoardSamples:
         if self.composer is None:
             a = self.args
             copy = model_lib.build(
-                a.model, self.data.sequence_length, self.data.vocab_size, units=a.units, num_layers=a.layers,
-                dense_units=a.dense_units, embedding_dim=a.embedding_dim, dropout=a.dropout,
+                a.model,
+                self.data.sequence_length,
+                self.data.vocab_size,
+                units=a.units,
+                num_layers=a.layers,
+                dense_units=a.dense_units,
+                embedding_dim=a.embedding_dim,
+                dropout=a.dropout,
             )
-            self.composer = Composer(copy, self.data.sequence_length, self.encoding.grammar(self.data.vocab))
+            self.composer = Composer(
+                copy, self.data.sequence_length, self.encoding.grammar(self.data.vocab)
+            )
         self.composer.model.set_weights(weights)
         self.composer.sync_weights()
         try:
             log_greedy_sample(self.composer, self.primers[0], self.data.vocab, step, self.encoding)
             self.log_measures(step)
         except Exception as exc:  # noqa: BLE001 - a picture must never end a job: say why, train on
-            log(f"warning: the TensorBoard sample of epoch {step} failed ({type(exc).__name__}: {first_line(exc)}); "
-                "training goes on")
+            log(
+                f"warning: the TensorBoard sample of epoch {step} failed ({type(exc).__name__}: {first_line(exc)}); "
+                "training goes on"
+            )
 
     def log_measures(self, step: int) -> None:
         """``music/<measure>`` of this sample's pieces (skipped, with one warning, where muspy is missing)."""
@@ -86,12 +98,18 @@ class TensorBoardSamples:
             self.reference = self.validation_excerpts()
         rows = min(self.MEASURE_PIECES, len(self.primers))
         primers = np.asarray(self.primers[:rows])
-        ids = self.composer.generate(primers, self.MEASURE_LENGTH, temperature=1.0, seed=self.args.seed)
-        result = measures.compare(self.composer.pieces(primers, ids, self.data.vocab), self.reference, self.encoding)
+        ids = self.composer.generate(
+            primers, self.MEASURE_LENGTH, temperature=1.0, seed=self.args.seed
+        )
+        result = measures.compare(
+            self.composer.pieces(primers, ids, self.data.vocab), self.reference, self.encoding
+        )
         values = {**result["generated"], measures.OVERLAP: result[measures.OVERLAP]}
         shown = {f"music/{name}": value for name, value in values.items()}
         if first:
-            shown.update({f"music_validation/{name}": v for name, v in result["validation"].items()})
+            shown.update(
+                {f"music_validation/{name}": v for name, v in result["validation"].items()}
+            )
         for tag, value in shown.items():
             if value is not None:
                 tf.summary.scalar(tag, value, step=step)
@@ -101,12 +119,22 @@ class TensorBoardSamples:
         if not (self.data.windows(VALIDATION) and self.data.manifest.validation_shards):
             return []
         inputs, targets = data_lib.numpy_windows(self.data, VALIDATION, self.VALIDATION_WINDOWS)
-        pieces = measures.reassemble(inputs, targets, self.data.manifest.stride) if len(targets) else []
-        return measures.excerpts([[self.data.vocab[i] for i in p] for p in pieces], self.MEASURE_LENGTH)
+        pieces = (
+            measures.reassemble(inputs, targets, self.data.manifest.stride) if len(targets) else []
+        )
+        return measures.excerpts(
+            [[self.data.vocab[i] for i in p] for p in pieces], self.MEASURE_LENGTH
+        )
 
 
-def log_greedy_sample(composer: Composer, primer: Sequence[int], vocab: Sequence[str], step: int,
-                      encoding: Encoding, length: int = GREEDY_LENGTH) -> list[str]:
+def log_greedy_sample(
+    composer: Composer,
+    primer: Sequence[int],
+    vocab: Sequence[str],
+    step: int,
+    encoding: Encoding,
+    length: int = GREEDY_LENGTH,
+) -> list[str]:
     """Generate a short greedy sample from ``primer`` and write it to the default TensorBoard writer.
 
     The piano roll as an image, the sample as audio (:func:`trainer.audio.synthesize`), and its

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar
 
 from preprocessing.encodings.grammar import FreeGrammar, Grammar
 from preprocessing.encodings.registry import Registration
@@ -94,7 +95,7 @@ class Encoding(ABC):
         return {}
 
     @classmethod
-    def from_saved(cls, read: Reader) -> "Encoding":
+    def from_saved(cls, read: Reader) -> Encoding:
         """The encoding that :meth:`saved_files` described; ``read`` gives a saved file's bytes."""
         return cls()
 

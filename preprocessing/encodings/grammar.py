@@ -9,7 +9,7 @@ all. REMI's is :mod:`preprocessing.encodings.remi_grammar`. Pure: numpy only.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

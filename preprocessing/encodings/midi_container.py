@@ -35,7 +35,10 @@ def check_midi_container(data: bytes) -> None:
     while position < len(data) and tracks < declared_tracks:
         if position + 8 > len(data):
             raise MidiParseError(f"truncated: a chunk header is cut off at byte {position}")
-        kind, length = data[position : position + 4], int.from_bytes(data[position + 4 : position + 8], "big")
+        kind, length = (
+            data[position : position + 4],
+            int.from_bytes(data[position + 4 : position + 8], "big"),
+        )
         if position + 8 + length > len(data):
             raise MidiParseError(
                 f"truncated: chunk {kind!r} at byte {position} declares {length} bytes, "
@@ -44,11 +47,15 @@ def check_midi_container(data: bytes) -> None:
         tracks += kind == b"MTrk"  # other chunk types are allowed and skipped, as the standard says
         position += 8 + length
     if tracks < declared_tracks:
-        raise MidiParseError(f"truncated: the header declares {declared_tracks} tracks, the file holds {tracks}")
+        raise MidiParseError(
+            f"truncated: the header declares {declared_tracks} tracks, the file holds {tracks}"
+        )
     extra = _whole_track_chunks(data, position)
     if extra:
-        raise MidiParseError(f"the header declares {declared_tracks} tracks, the file holds {tracks + extra}: "
-                             "a parser would read only the declared ones")
+        raise MidiParseError(
+            f"the header declares {declared_tracks} tracks, the file holds {tracks + extra}: "
+            "a parser would read only the declared ones"
+        )
 
 
 def _whole_track_chunks(data: bytes, position: int) -> int:

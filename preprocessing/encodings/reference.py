@@ -20,15 +20,20 @@ why encoding and decoding differ from the reference notebook: ``docs/ENCODING.md
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import music21
 from music21 import chord, converter, instrument, midi, note, pitch, stream
 
 from preprocessing.encodings import registry
 from preprocessing.encodings.base import PARTS_MODES, Encoding, NoteEvent, check_parts, stable_hash
-from preprocessing.encodings.midi_container import MidiParseError, check_midi_container, check_midi_length
+from preprocessing.encodings.midi_container import (
+    MidiParseError,
+    check_midi_container,
+    check_midi_length,
+)
 
 PartsMode = Literal["all", "first"]
 
@@ -130,7 +135,9 @@ def tokens_from_midi_bytes(data: bytes, parts: PartsMode = "all") -> list[str]:
     try:
         return tokens_from_score(score, parts)
     except Exception as exc:  # noqa: BLE001 - a structurally odd score is a bad file, not a crash
-        raise MidiParseError(f"music21 parsed it but its notes could not be read: {type(exc).__name__}: {exc}") from exc
+        raise MidiParseError(
+            f"music21 parsed it but its notes could not be read: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 # --------------------------------------------------------------------------- decoding
@@ -151,7 +158,9 @@ def token_midi_pitches(token: str) -> list[int]:
     return [pitch.Pitch(token).midi]
 
 
-def element_from_token(token: str, offset: float, duration: float = STEP_QUARTER_LENGTH) -> note.Note | chord.Chord:
+def element_from_token(
+    token: str, offset: float, duration: float = STEP_QUARTER_LENGTH
+) -> note.Note | chord.Chord:
     """The reference's predict step for one token, changed only so that every token reads back as itself.
 
     A chord token becomes a chord of those pitch classes in octave 4 (``note.Note(int)``), a note
@@ -261,8 +270,11 @@ class ReferenceEncoding(Encoding):
 
     def note_events(self, tokens: Sequence[str]) -> list[NoteEvent]:
         step = STEP_QUARTER_LENGTH
-        return [NoteEvent(index * step, step, number) for index, token in enumerate(tokens)
-                for number in token_midi_pitches(token)]
+        return [
+            NoteEvent(index * step, step, number)
+            for index, token in enumerate(tokens)
+            for number in token_midi_pitches(token)
+        ]
 
     @property
     def config_hash(self) -> str:

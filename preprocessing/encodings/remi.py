@@ -23,9 +23,9 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from miditok import REMI, TokenizerConfig, TokSequence
@@ -62,17 +62,28 @@ def tokenizer_config() -> TokenizerConfig:
     )
 
 
-UNSUPPORTED = ("use_velocities", "use_time_signatures", "use_tempos", "use_chords", "use_programs",
-               "use_key_signatures", "use_sustain_pedals", "use_pitch_bends", "use_control_changes",
-               "use_pitch_intervals")
+UNSUPPORTED = (
+    "use_velocities",
+    "use_time_signatures",
+    "use_tempos",
+    "use_chords",
+    "use_programs",
+    "use_key_signatures",
+    "use_sustain_pedals",
+    "use_pitch_bends",
+    "use_control_changes",
+    "use_pitch_intervals",
+)
 """Features whose tokens this module's merging, grammar and transposition do not handle."""
 
 
 def check_supported(tokenizer: REMI) -> None:
     on = [flag for flag in UNSUPPORTED if getattr(tokenizer.config, flag, False)]
     if on or not tokenizer.config.using_note_duration_tokens:
-        raise EncodingError(f"this REMI tokenizer uses {', '.join(on) or 'no Duration tokens'}, which this version "
-                            "of lstm-composer does not read")
+        raise EncodingError(
+            f"this REMI tokenizer uses {', '.join(on) or 'no Duration tokens'}, which this version "
+            "of lstm-composer does not read"
+        )
 
 
 def merged_notes(score: Score, parts: str) -> Score | None:
@@ -122,10 +133,13 @@ class RemiEncoding(Encoding):
         per_beat = self.tokenizer.config.max_num_pos_per_beat
         self.positions_per_beat = per_beat
         # The decoder writes time_division ticks per quarter, i.e. one tick per position.
-        self._durations = np.array(sorted(
-            time_value(token.split("_", 1)[1], per_beat) for token in self.tokenizer.vocab
-            if token.startswith("Duration_")
-        ))
+        self._durations = np.array(
+            sorted(
+                time_value(token.split("_", 1)[1], per_beat)
+                for token in self.tokenizer.vocab
+                if token.startswith("Duration_")
+            )
+        )
 
     # ----------------------------------------------------------------------- tokens
 
@@ -135,7 +149,9 @@ class RemiEncoding(Encoding):
         try:
             score = Score.from_midi(data)
         except Exception as exc:  # noqa: BLE001 - symusic raises RuntimeError, but say what it was
-            raise MidiParseError(f"symusic could not parse it: {type(exc).__name__}: {exc}") from exc
+            raise MidiParseError(
+                f"symusic could not parse it: {type(exc).__name__}: {exc}"
+            ) from exc
         try:
             return self._tokens(score, parts)
         except Exception as exc:  # noqa: BLE001 - a structurally odd score is a bad file, not a crash
@@ -178,12 +194,17 @@ class RemiEncoding(Encoding):
     def note_events(self, tokens: Sequence[str]) -> list[NoteEvent]:
         score = self._score(tokens)
         per_quarter = score.ticks_per_quarter
-        events = [NoteEvent(n.time / per_quarter, n.duration / per_quarter, n.pitch)
-                  for track in score.tracks for n in track.notes]
+        events = [
+            NoteEvent(n.time / per_quarter, n.duration / per_quarter, n.pitch)
+            for track in score.tracks
+            for n in track.notes
+        ]
         return sorted(events, key=lambda e: (e.onset, e.pitch))
 
     def grammar(self, vocab: Sequence[str]) -> RemiGrammar:
-        return RemiGrammar(vocab, self.tokenizer.tokens_types_graph, self.positions_per_beat, BEATS_PER_BAR)
+        return RemiGrammar(
+            vocab, self.tokenizer.tokens_types_graph, self.positions_per_beat, BEATS_PER_BAR
+        )
 
     # ----------------------------------------------------------------------- configuration
 
@@ -194,15 +215,19 @@ class RemiEncoding(Encoding):
             return {TOKENIZER_FILE: path.read_bytes()}
 
     @classmethod
-    def from_saved(cls, read: Reader) -> "RemiEncoding":
+    def from_saved(cls, read: Reader) -> RemiEncoding:
         data = read(TOKENIZER_FILE)
         try:
             tokenization = json.loads(data)["tokenization"]
         except (ValueError, KeyError, TypeError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            raise EncodingError(f"{TOKENIZER_FILE} is not a MidiTok tokenizer file: {reason}") from exc
+            raise EncodingError(
+                f"{TOKENIZER_FILE} is not a MidiTok tokenizer file: {reason}"
+            ) from exc
         if tokenization != "REMI":
-            raise EncodingError(f"{TOKENIZER_FILE} holds a MidiTok {tokenization} tokenizer, not REMI")
+            raise EncodingError(
+                f"{TOKENIZER_FILE} holds a MidiTok {tokenization} tokenizer, not REMI"
+            )
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / TOKENIZER_FILE
             path.write_bytes(data)
@@ -211,8 +236,12 @@ class RemiEncoding(Encoding):
     @property
     def config_hash(self) -> str:
         """The hash of MidiTok's own serialised configuration (not of the file, which names library versions)."""
-        return stable_hash({"tokenization": type(self.tokenizer).__name__,
-                            "config": self.tokenizer.config.to_dict(serialize=True)})
+        return stable_hash(
+            {
+                "tokenization": type(self.tokenizer).__name__,
+                "config": self.tokenizer.config.to_dict(serialize=True),
+            }
+        )
 
     @property
     def versions(self) -> dict[str, str]:

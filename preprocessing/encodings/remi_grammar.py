@@ -21,7 +21,7 @@ positions, for 4/4 bars without time-signature tokens, which is the configuratio
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -37,21 +37,30 @@ def time_value(value: str, positions_per_beat: int) -> int:
     beats, part, resolution = (int(x) for x in value.split("."))
     positions, remainder = divmod((beats * resolution + part) * positions_per_beat, resolution)
     if remainder:
-        raise ValueError(f"{value} is not a whole number of positions at {positions_per_beat} per beat")
+        raise ValueError(
+            f"{value} is not a whole number of positions at {positions_per_beat} per beat"
+        )
     return positions
 
 
 class RemiGrammar(Grammar):
     """The REMI grammar over a vocabulary (any subset of the tokenizer's, in id order)."""
 
-    def __init__(self, vocab: Sequence[str], type_graph: Mapping[str, Iterable[str]], positions_per_beat: int,
-                 beats_per_bar: int = 4):
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        type_graph: Mapping[str, Iterable[str]],
+        positions_per_beat: int,
+        beats_per_bar: int = 4,
+    ):
         super().__init__(vocab)
         self.positions_per_beat = positions_per_beat
         self.positions_per_bar = positions_per_beat * beats_per_bar
         size = len(self.vocab)
         self.type_of = [token.split("_", 1)[0] for token in self.vocab]
-        self.is_type = {kind: np.array([t == kind for t in self.type_of], dtype=bool) for kind in TYPES}
+        self.is_type = {
+            kind: np.array([t == kind for t in self.type_of], dtype=bool) for kind in TYPES
+        }
         # Position or Pitch value; Duration or Rest length
         self.number = np.full(size, -1, dtype=np.int64)
         for index, token in enumerate(self.vocab):
@@ -60,10 +69,16 @@ class RemiGrammar(Grammar):
                 self.number[index] = int(value)
             elif kind in ("Duration", "Rest"):
                 self.number[index] = time_value(value, positions_per_beat)
-        missing = [kind for kind in ("Bar", "Position", "Pitch", "Duration") if not self.is_type[kind].any()]
+        missing = [
+            kind
+            for kind in ("Bar", "Position", "Pitch", "Duration")
+            if not self.is_type[kind].any()
+        ]
         if missing:
-            raise ValueError(f"a REMI vocabulary needs Bar, Position, Pitch and Duration tokens; this one has no "
-                             f"{', '.join(missing)}")
+            raise ValueError(
+                f"a REMI vocabulary needs Bar, Position, Pitch and Duration tokens; this one has no "
+                f"{', '.join(missing)}"
+            )
         self.successors: dict[str, frozenset[str]] = {
             kind: frozenset(type_graph.get(kind, ())) & set(TYPES) for kind in TYPES
         }
@@ -71,18 +86,29 @@ class RemiGrammar(Grammar):
         self.successors[START] = frozenset({"Bar", "Position", "Rest"})
         # Precomputed, so that a sampling step is a copy and a few stores: the types each type allows,
         # the Position ids too early for each first allowed position, the id of each pitch.
-        self.type_mask = {kind: np.logical_or.reduce([self.is_type[k] for k in follow] + [np.zeros(size, bool)])
-                          for kind, follow in self.successors.items()}
-        self.too_early = np.stack([self.is_type["Position"] & (self.number < first)
-                                   for first in range(self.positions_per_bar + 1)])
+        self.type_mask = {
+            kind: np.logical_or.reduce([self.is_type[k] for k in follow] + [np.zeros(size, bool)])
+            for kind, follow in self.successors.items()
+        }
+        self.too_early = np.stack(
+            [
+                self.is_type["Position"] & (self.number < first)
+                for first in range(self.positions_per_bar + 1)
+            ]
+        )
         self.pitch_id = {int(self.number[i]): i for i in np.flatnonzero(self.is_type["Pitch"])}
         # Tokens a type still needs after it before the piece decodes whole: a Pitch its Duration, a
         # Position (which only a Pitch may follow) a Pitch and a Duration. Index: the tokens left.
         needs = {"Pitch": 1, "Position": 2}
-        self.unfinishable = [np.logical_or.reduce([self.is_type[kind] for kind, n in needs.items() if n >= left]
-                                                  + [np.zeros(size, bool)]) for left in range(max(needs.values()) + 1)]
+        self.unfinishable = [
+            np.logical_or.reduce(
+                [self.is_type[kind] for kind, n in needs.items() if n >= left]
+                + [np.zeros(size, bool)]
+            )
+            for left in range(max(needs.values()) + 1)
+        ]
 
-    def start(self, tokens: Iterable[str] = ()) -> "RemiState":
+    def start(self, tokens: Iterable[str] = ()) -> RemiState:
         state = RemiState(self)
         for token in tokens:
             state.push(token)
@@ -132,7 +158,9 @@ class RemiState(GrammarState):
         elif kind == "Pitch":
             self.pitches.add(int(value))
         elif kind == "Duration":
-            self.note_end = max(self.note_end, self.time + time_value(value, self.grammar.positions_per_beat))
+            self.note_end = max(
+                self.note_end, self.time + time_value(value, self.grammar.positions_per_beat)
+            )
         self.previous = kind if kind in TYPES else START
 
     def allowed(self) -> np.ndarray:
