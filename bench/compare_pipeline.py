@@ -1,4 +1,5 @@
-"""Benchmark: the preprocessing pipeline of two checkouts against each other, alternating, same input.
+"""Benchmark: the preprocessing pipeline of two checkouts against each other, alternating, same
+input.
 
 For a change that must not slow the pipeline down (a restructuring, a Beam upgrade): check the old
 revision out beside this one (``git worktree add /tmp/base <commit>``), then
@@ -7,10 +8,10 @@ revision out beside this one (``git worktree add /tmp/base <commit>``), then
 
 Each side runs in a fresh process with ``PYTHONPATH`` set to its checkout (Beam's worker processes
 inherit it, so they import that side's code too; the child checks it) and times it with
-``bench/preprocess.py``'s own ``pipeline_run``. The order alternates between rounds, and the figure is the median of
-the rounds' old/new ratios (above 1: the new side is faster), of wall time and of CPU time (the launching
-process and every process below it that was reaped: on a machine shared with other jobs, wall time
-moves with their load, CPU time much less). The last line is a JSON object.
+``bench/preprocess.py``'s own ``pipeline_run``. The order alternates between rounds, and the figure
+is the median of the rounds' old/new ratios (above 1: the new side is faster), of wall time and of
+CPU time (the launching process and every process below it that was reaped: on a machine shared with
+other jobs, wall time moves with their load, CPU time much less). The last line is a JSON object.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Benchmark: what parsing each file in a killable child process costs, against parsing in the worker.
+"""Benchmark: what parsing each file in a killable child process costs, against parsing in the
+worker.
 
 Since every file parses under a time budget (``--max-seconds-per-file``), ``ParseMidi`` sends each
 file's bytes to a long-lived child (``preprocessing.budget.BudgetedFunction``) instead of calling

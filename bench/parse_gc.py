@@ -1,12 +1,13 @@
 """Benchmark: what Python's garbage collector costs music21's parse, with and without Beam loaded.
 
 The pipeline's workers used to parse in processes that hold Beam, protobuf and gRPC besides music21,
-a few hundred thousand long-lived objects that every full collection walks again; ``ParseMidi.setup``
-therefore calls ``preprocessing.direct_runner.freeze_long_lived_objects()`` (``gc.freeze()``) in a
-worker. Since every file parses under a time budget, the parse runs in a child process of the worker
-(``preprocessing.budget``) that imports music21 alone and then freezes it. This benchmark times the
-reference loop (``bench/preprocess.py``'s, same music21 calls) over every ``--every``-th file of the
-embedded dataset in four fresh processes, one after another in each round:
+a few hundred thousand long-lived objects that every full collection walks again;
+``ParseMidi.setup`` therefore calls ``preprocessing.direct_runner.freeze_long_lived_objects()``
+(``gc.freeze()``) in a worker. Since every file parses under a time budget, the parse runs in a
+child process of the worker (``preprocessing.budget``) that imports music21 alone and then freezes
+it. This benchmark times the reference loop (``bench/preprocess.py``'s, same music21 calls) over
+every ``--every``-th file of the embedded dataset in four fresh processes, one after another in each
+round:
 
 * ``lean``: music21 only, as the reference notebook runs (the baseline of ``bench/preprocess.py``);
 * ``beam``: Beam and the pipeline module imported, as in a worker before the freeze;
@@ -14,7 +15,8 @@ embedded dataset in four fresh processes, one after another in each round:
 * ``child``: music21 only, then ``gc.collect()`` and ``gc.freeze()``, as in a parse child now.
 
 Prints each one's time and share spent in the collector (measured with ``gc.callbacks``) and the
-ratios of their times to ``lean`` (median over rounds); the last line is a JSON object of the figures.
+ratios of their times to ``lean`` (median over rounds); the last line is a JSON object of the
+figures.
 
     python bench/parse_gc.py [--every 3] [--repeats 1]
 """

@@ -1,4 +1,5 @@
-"""Benchmark: the reference's sequential parse loop against the Beam pipeline, on the embedded dataset.
+"""Benchmark: the reference's sequential parse loop against the Beam pipeline, on the embedded
+dataset.
 
 Both are timed in this one run on this machine, so the ratio is meaningful even where absolute times
 are not (shared, noisy machines):
@@ -7,8 +8,8 @@ are not (shared, noisy machines):
   Beam), with the same music21 calls (``converter.parse(path)`` then
   ``partitionByInstrument(...).parts[0].recurse()``);
 * pipeline: ``preprocessing.pipeline`` on the DirectRunner in multi-processing mode over all cores,
-  end to end (match, parse, vocabulary, windows, TFRecords, manifest), with ``--parts first`` so that
-  both extract the same reference.
+  end to end (match, parse, vocabulary, windows, TFRecords, manifest), with ``--parts first`` so
+  that both extract the same reference.
 
 Prints files/s of each and the speed-up; the last line is a JSON object of the figures. With
 ``--repeats N`` it times N rounds, alternating which of the two goes first, and reports the median
@@ -25,7 +26,8 @@ per core), with each encoding's vocabulary size and tokens per piece; and the wh
 ``--encoding reference`` and ``--encoding remi`` (wall time, and the CPU time of the process tree in
 a fresh process). ``--compare loop`` runs only the first part, ``--compare encodings`` only this.
 
-    python bench/preprocess.py [--input DIR] [--workers N] [--repeats 1] [--compare all|loop|encodings]
+    python bench/preprocess.py [--input DIR] [--workers N] [--repeats 1] [--compare
+    all|loop|encodings]
 """
 
 from __future__ import annotations
@@ -136,8 +138,8 @@ def midi_paths(input_dir: str) -> list[Path]:
 
 
 def pipeline_run(input_dir: str, workers: int, *flags: str) -> tuple[float, int]:
-    """The Beam pipeline over ``input_dir`` (``--parts first`` unless ``flags`` say otherwise): returns
-    (seconds, tokens)."""
+    """The Beam pipeline over ``input_dir`` (``--parts first`` unless ``flags`` say otherwise):
+    returns (seconds, tokens)."""
     from preprocessing import pipeline
 
     with tempfile.TemporaryDirectory() as out:
@@ -162,9 +164,9 @@ ENCODINGS = ("reference", "remi")
 
 
 def tokenize_both(paths: list[Path]) -> dict:
-    """Each file's bytes through each encoding's ``encode`` (``parts="all"``), alternating which goes
-    first file by file, after one warm-up file each (imports, MidiTok's tables): CPU seconds of this
-    process per encoding, tokens per piece and the vocabulary of the files that parse."""
+    """Each file's bytes through each encoding's ``encode`` (``parts="all"``), alternating which
+    goes first file by file, after one warm-up file each (imports, MidiTok's tables): CPU seconds
+    of this process per encoding, tokens per piece and the vocabulary of the files that parse."""
     from preprocessing.encodings import loader
 
     codecs = {name: loader.get(name) for name in ENCODINGS}
@@ -201,7 +203,8 @@ def tokenize_both(paths: list[Path]) -> dict:
 
 
 def pipeline_in_fresh_process(input_dir: str, workers: int, name: str) -> dict:
-    """``bench/compare_pipeline.py``'s child (wall and reaped CPU time) with ``--encoding name --parts all``."""
+    """``bench/compare_pipeline.py``'s child (wall and reaped CPU time) with
+    ``--encoding name --parts all``."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from compare_pipeline import CHILD
 

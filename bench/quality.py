@@ -1,11 +1,12 @@
-"""What a training setting buys on real data: validation accuracy against the bigram, minutes, CPU time.
+"""What a training setting buys on real data: validation accuracy against the bigram, minutes, CPU
+time.
 
-``python bench/quality.py --data-dir DIR [--label NAME] -- TRAIN FLAGS...`` runs ``lstm-composer train``
-in a child process (a fresh job directory each time) and prints one JSON line: the setting, every
-epoch's validation accuracy, the exported (best by validation loss) epoch and its accuracy, the
-unigram and bigram baselines, wall and CPU seconds of the child, and the load average before and
-after (the machine may be shared: wall time is inflated by load, CPU time much less so).
-``docs/PERFORMANCE.md`` records the table these lines make for the quickstart's dataset.
+``python bench/quality.py --data-dir DIR [--label NAME] -- TRAIN FLAGS...`` runs
+``lstm-composer train`` in a child process (a fresh job directory each time) and prints one JSON
+line: the setting, every epoch's validation accuracy, the exported (best by validation loss) epoch
+and its accuracy, the unigram and bigram baselines, wall and CPU seconds of the child, and the load
+average before and after (the machine may be shared: wall time is inflated by load, CPU time much
+less so). ``docs/PERFORMANCE.md`` records the table these lines make for the quickstart's dataset.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 
     lstm-composer submit --project P --region R --image IMAGE [--machine-type g2-standard-8]
         [--accelerator-type T] [--accelerator-count N] [--replica-count M]
-        [--base-output-dir gs://BUCKET/run] [--tensorboard ID --service-account SA] [--label k=v ...]
+        [--base-output-dir gs://BUCKET/run] [--tensorboard ID --service-account SA]
+        [--label k=v ...]
         [--spot] [--display-name NAME] [--gpu-check] [--dry-run | --kubernetes]
         -- TRAINER FLAGS (python -m trainer.task's own: --data-dir gs://... --epochs ...)
 
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_where_flags(p: argparse.ArgumentParser) -> None:
-    """Where and on what the job runs: project, region, image, machines and GPUs, outputs, identity."""
+    """Where and on what the job runs: project, region, image, machines and GPUs, outputs,
+    identity."""
     p.add_argument("--project", help="Google Cloud project ID (required for Vertex AI)")
     p.add_argument("--region", help="Vertex AI region, e.g. us-central1 (required for Vertex AI)")
     p.add_argument(
@@ -187,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         job = vertex.submit(request, plan.region)
     except Exception as exc:  # noqa: BLE001 - google-auth / google-api-core errors, reported in one line
-        # str(exc), not its .message: google-api-core's str() leads with the HTTP status ("403 ...").
+        # str(exc), not its .message: google-api-core's str() leads with the HTTP status ("403
+        # ...").
         message = first_line(str(exc).strip() or type(exc).__name__)
         if type(exc).__name__ == "DefaultCredentialsError":
             message += " (run: gcloud auth application-default login)"

@@ -1,13 +1,14 @@
-"""The Kubernetes Job for a GKE GPU node pool: ``lstm-composer submit --kubernetes | kubectl apply -f -``.
+"""The Kubernetes Job for a GKE GPU node pool:
+``lstm-composer submit --kubernetes | kubectl apply -f -``.
 
 :func:`kubernetes_manifest` writes the same job as the Vertex AI request from the same checked
 :class:`~cloud.plan.JobPlan`: the trainer image with the trainer's flags, the GPUs as
-``nvidia.com/gpu`` limits on a node pool chosen by its ``cloud.google.com/gke-accelerator`` label, and
-``--base-output-dir`` as the ``AIP_*`` variables Vertex AI would set, so the trainer writes the same
-layout on both. Several replicas become an Indexed Job plus a headless Service: each pod has the stable
-name ``NAME-INDEX.NAME`` and makes its ``TF_CONFIG`` at start from ``JOB_COMPLETION_INDEX`` (worker 0
-is the chief), which is what MultiWorkerMirroredStrategy reads. PyYAML (the ``cloud`` extra) is imported
-only when the manifest is printed.
+``nvidia.com/gpu`` limits on a node pool chosen by its ``cloud.google.com/gke-accelerator`` label,
+and ``--base-output-dir`` as the ``AIP_*`` variables Vertex AI would set, so the trainer writes the
+same layout on both. Several replicas become an Indexed Job plus a headless Service: each pod has
+the stable name ``NAME-INDEX.NAME`` and makes its ``TF_CONFIG`` at start from
+``JOB_COMPLETION_INDEX`` (worker 0 is the chief), which is what MultiWorkerMirroredStrategy reads.
+PyYAML (the ``cloud`` extra) is imported only when the manifest is printed.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def kubernetes_manifest(
 
 
 def trainer_container(plan: JobPlan) -> tuple[dict[str, Any], list[dict]]:
-    """The trainer's container (image, arguments, GPUs) and its environment (the AIP_* folders of the
-    output layout), which the caller adds last."""
+    """The trainer's container (image, arguments, GPUs) and its environment (the AIP_* folders of
+    the output layout), which the caller adds last."""
     env: list[dict] = []
     if plan.base_output_dir:  # the same layout as Vertex AI's
         env += [

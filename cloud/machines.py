@@ -1,12 +1,13 @@
 """Machine types and their GPUs: which accelerators a Vertex AI / GKE machine type can hold.
 
-Accelerator-optimized machine types (``a2-``, ``a3-``, ``a4-``, ``g2-``) come with a fixed number and
-kind of GPU; ``n1-`` machines take T4 / V100 / P100 / P4 attached in counts of 1, 2, 4 (and 8 for V100);
-``n2-``, ``e2-`` and ``c2-`` take none. Only the predefined shapes of these families are accepted: a
-made-up or mistyped machine type (``g2-standard-7``, ``foo-bar-9``) would otherwise be sent to Vertex
-AI, or described as a machine "with no GPU". :func:`resolve_accelerators` turns the flags into the one
-(type, count) the machine can really hold, or stops with a :class:`SubmitError` before any request. This is the lowest
-module of the package, so :class:`SubmitError` lives here and every other module imports it from here.
+Accelerator-optimized machine types (``a2-``, ``a3-``, ``a4-``, ``g2-``) come with a fixed number
+and kind of GPU; ``n1-`` machines take T4 / V100 / P100 / P4 attached in counts of 1, 2, 4 (and 8
+for V100); ``n2-``, ``e2-`` and ``c2-`` take none. Only the predefined shapes of these families are
+accepted: a made-up or mistyped machine type (``g2-standard-7``, ``foo-bar-9``) would otherwise be
+sent to Vertex AI, or described as a machine "with no GPU". :func:`resolve_accelerators` turns the
+flags into the one (type, count) the machine can really hold, or stops with a :class:`SubmitError`
+before any request. This is the lowest module of the package, so :class:`SubmitError` lives here and
+every other module imports it from here.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ BUILT_IN_GPUS: dict[str, tuple[str, int]] = {
         for cpus, gpus in {4: 1, 8: 1, 12: 1, 16: 1, 24: 2, 32: 1, 48: 4, 96: 8}.items()
     },
 }
-# General-purpose machine types (vCPUs per shape): no GPU, except the GPUs n1- machines take attached.
+# General-purpose machine types (vCPUs per shape): no GPU, except the GPUs n1- machines take
+# attached.
 _CPU_SHAPES: dict[str, tuple[int, ...]] = {
     "n1-standard": (1, 2, 4, 8, 16, 32, 64, 96),
     "n1-highmem": (2, 4, 8, 16, 32, 64, 96),
@@ -48,7 +50,8 @@ _CPU_SHAPES: dict[str, tuple[int, ...]] = {
 MACHINE_TYPES: tuple[str, ...] = tuple(BUILT_IN_GPUS) + tuple(
     f"{family}-{cpus}" for family, shapes in _CPU_SHAPES.items() for cpus in shapes
 )
-"""Every machine type ``--machine-type`` accepts: Compute Engine's predefined shapes of these families."""
+"""Every machine type ``--machine-type`` accepts: Compute Engine's predefined shapes of these
+families."""
 
 
 def family(machine_type: str) -> str:
@@ -60,8 +63,8 @@ FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(map(family, MACHINE_TYPES)))
 
 
 def check_machine_type(machine_type: str) -> None:
-    """Refuse a machine type that is not one of :data:`MACHINE_TYPES`, naming the valid shapes of its
-    family, or the known families when the family itself is unknown."""
+    """Refuse a machine type that is not one of :data:`MACHINE_TYPES`, naming the valid shapes of
+    its family, or the known families when the family itself is unknown."""
     if machine_type in MACHINE_TYPES:
         return
     shapes = [m for m in MACHINE_TYPES if family(m) == family(machine_type)]
@@ -116,7 +119,8 @@ def _same_family_with(machine_type: str, count: int) -> str | None:
 def resolve_accelerators(
     machine_type: str, accelerator_type: str | None, count: int | None
 ) -> tuple[str | None, int]:
-    """The (accelerator type, count) for a machine; raises :class:`SubmitError` for what cannot be."""
+    """The (accelerator type, count) for a machine; raises :class:`SubmitError` for what cannot
+    be."""
     check_machine_type(machine_type)
     if accelerator_type is not None and accelerator_type not in GPU_TYPES:
         raise SubmitError(

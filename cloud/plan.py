@@ -4,10 +4,11 @@
 (``cloud.vertex``) and a Kubernetes manifest (``cloud.kubernetes``) are both built from, so both get
 the same checks: a missing project, region or image, a machine that cannot hold the GPUs, an output
 that is not in Cloud Storage, a trainer flag its own parser refuses. Each stops with one
-:class:`SubmitError` before any request. The trainer's flags are checked with the trainer's own parser
-(``trainer.flags``, which imports no TensorFlow), because a job that cannot parse its arguments would
-fail only after its machines had started. The job's container can read and write only Cloud Storage
-(``gs://...``, or Vertex AI's ``/gcs/...`` mount): its own disk is thrown away when the job ends.
+:class:`SubmitError` before any request. The trainer's flags are checked with the trainer's own
+parser (``trainer.flags``, which imports no TensorFlow), because a job that cannot parse its
+arguments would fail only after its machines had started. The job's container can read and write
+only Cloud Storage (``gs://...``, or Vertex AI's ``/gcs/...`` mount): its own disk is thrown away
+when the job ends.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def parse_labels(items: Sequence[str]) -> dict[str, str]:
 
 
 def parse_trainer_args(trainer_args: Sequence[str]) -> argparse.Namespace:
-    """The trainer's flags, checked with the trainer's own parser (``trainer.flags.build_parser``)."""
+    """The trainer's flags, checked with the trainer's own parser
+    (``trainer.flags.build_parser``)."""
     parser = flags.build_parser()
     stderr = io.StringIO()
     try:

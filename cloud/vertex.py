@@ -1,12 +1,14 @@
-"""The Vertex AI request: a ``CustomJob`` built with google-cloud-aiplatform's own types, and sending it.
+"""The Vertex AI request: a ``CustomJob`` built with google-cloud-aiplatform's own types, and
+sending it.
 
-:func:`build_request` makes a ``CreateCustomJobRequest`` from a checked :class:`~cloud.plan.JobPlan`;
-``--dry-run`` prints exactly that request as the REST body (:func:`request_json`) and :func:`submit`
-sends exactly that request with ``JobServiceClient.create_custom_job``, so what is printed is what
-would be sent. google-cloud-aiplatform (the ``cloud`` extra) is imported inside the functions that
-need it, so a flag problem, ``--help`` or ``--kubernetes`` never loads it. Two facts the request
-relies on: the image's ``ENTRYPOINT`` runs ``python -m trainer.task``, so the trainer's flags go into
-the container's ``args`` and a ``command`` (which replaces the entry point) is set only for
+:func:`build_request` makes a ``CreateCustomJobRequest`` from a checked
+:class:`~cloud.plan.JobPlan`; ``--dry-run`` prints exactly that request as the REST body
+(:func:`request_json`) and :func:`submit` sends exactly that request with
+``JobServiceClient.create_custom_job``, so what is printed is what would be sent.
+google-cloud-aiplatform (the ``cloud`` extra) is imported inside the functions that need it, so a
+flag problem, ``--help`` or ``--kubernetes`` never loads it. Two facts the request relies on: the
+image's ``ENTRYPOINT`` runs ``python -m trainer.task``, so the trainer's flags go into the
+container's ``args`` and a ``command`` (which replaces the entry point) is set only for
 ``--gpu-check``; and several replicas are a chief pool of one plus a pool of the other workers, with
 the same GPUs (the chief trains too), restarted together because a collective cannot go on with a
 worker missing.

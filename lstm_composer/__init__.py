@@ -1,4 +1,5 @@
-"""The ``lstm-composer`` console script: one subcommand per job, and the quickstart that chains them.
+"""The ``lstm-composer`` console script: one subcommand per job, and the quickstart that chains
+them.
 
 Each job subcommand hands the rest of the command line to the ``main(argv)`` of the module that owns
 the job's flags, so every job has exactly one flag parser. Modules are imported only when their

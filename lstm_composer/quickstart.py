@@ -167,8 +167,9 @@ class Jobs(NamedTuple):
 
 
 def job_flags(parse: Callable[..., Any], *args: Any) -> Any:
-    """Run a job's own ``parse_args`` (its parser, the preset, its checks) and turn the job's argparse
-    error into a :class:`ValueError` holding the message alone, for the quickstart to say in its name."""
+    """Run a job's own ``parse_args`` (its parser, the preset, its checks) and turn the job's
+    argparse error into a :class:`ValueError` holding the message alone, for the quickstart to
+    say in its name."""
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
@@ -290,8 +291,9 @@ def fail(exc: Exception) -> int:
 
 
 BIGRAM_MARGIN_POINTS = 2.0
-"""How far (percentage points of validation next-token accuracy) the quickstart's model should beat
-the bigram baseline: a network that does not know more than a bigram table has not learned music yet."""
+"""How far (percentage points of validation next-token accuracy) the quickstart's model should
+beat the bigram baseline: a network that does not know more than a bigram table has not learned
+music yet."""
 
 
 def comparison(metrics: dict) -> list[str]:

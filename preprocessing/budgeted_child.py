@@ -9,10 +9,10 @@ always be killed. So :class:`BudgetedFunction` keeps one long-lived child per in
 one from ``setup`` to ``teardown``), sends it each call's arguments and waits for the result; past
 the budget it kills the child, raises :class:`OverBudget` and starts a fresh one.
 
-Why the child is a fresh interpreter (``python -m preprocessing.budgeted_child``) rather than a fork or
-``multiprocessing``: forking a Beam worker copies a process that runs gRPC threads (a lock held by
-one of them stays held in the child), and ``multiprocessing``'s spawn and forkserver re-import the
-parent's ``__main__``, Beam's worker module, in every child. The fresh child imports only the
+Why the child is a fresh interpreter (``python -m preprocessing.budgeted_child``) rather than a fork
+or ``multiprocessing``: forking a Beam worker copies a process that runs gRPC threads (a lock held
+by one of them stays held in the child), and ``multiprocessing``'s spawn and forkserver re-import
+the parent's ``__main__``, Beam's worker module, in every child. The fresh child imports only the
 function's module, freezes what it imported out of the garbage collector's sight (``gc.freeze``, as
 the workers do), and says it is ready; the budget of a call starts when the child is ready and its
 arguments are sent, so start-up never counts against an input.
@@ -77,7 +77,8 @@ class CallFailed(BudgetError):
 
 
 class StartFailed(RuntimeError):
-    """The child could not start (import error, no interpreter): the environment's fault, not an input's."""
+    """The child could not start (import error, no interpreter): the environment's fault, not an
+    input's."""
 
 
 class _TimedOut(Exception):
@@ -94,7 +95,8 @@ def write_frame(fd: int, payload: bytes) -> None:
 
 
 def read_exactly(fd: int, size: int, deadline: float | None) -> bytes:
-    """``size`` bytes from ``fd``; :class:`EOFError` if it closes first, ``_TimedOut`` past ``deadline``."""
+    """``size`` bytes from ``fd``; :class:`EOFError` if it closes first, ``_TimedOut`` past
+    ``deadline``."""
     chunks, remaining = [], size
     while remaining:
         if deadline is not None:
@@ -118,7 +120,8 @@ def read_frame(fd: int, deadline: float | None = None) -> bytes:
 
 
 def function_reference(function: Callable | str) -> str:
-    """``module:qualified.name``, what the child imports; the function must be importable by name."""
+    """``module:qualified.name``, what the child imports; the function must be importable by
+    name."""
     if isinstance(function, str):
         return function
     qualname = getattr(function, "__qualname__", "")
@@ -148,7 +151,8 @@ def death_reason(returncode: int | None) -> str:
 
 
 def exit_reason(process: subprocess.Popen) -> str:
-    """Why ``process`` ended, once its pipe has closed (it is exiting: give it a moment to be reaped)."""
+    """Why ``process`` ended, once its pipe has closed (it is exiting: give it a moment to be
+    reaped)."""
     try:
         process.wait(timeout=5)
     except subprocess.TimeoutExpired:
@@ -200,7 +204,8 @@ class BudgetedFunction:
         return self._process.pid if self._process is not None else None
 
     def start(self) -> None:
-        """Start the child if none is running; it imports the function's module while the caller goes on."""
+        """Start the child if none is running; it imports the function's module while the caller
+        goes on."""
         if self._process is not None and self._process.poll() is None:
             return
         self.stop()
@@ -289,7 +294,8 @@ class BudgetedFunction:
 
 
 def _pump(fd: int, inbox: queue.SimpleQueue) -> None:
-    """Read requests into ``inbox``; when the parent closes the pipe (or dies), end the process now."""
+    """Read requests into ``inbox``; when the parent closes the pipe (or dies), end the process
+    now."""
     try:
         while True:
             inbox.put(pickle.loads(read_frame(fd)))

@@ -1,10 +1,11 @@
-"""Tuning for Beam's DirectRunner, the runner that preprocesses on a laptop; other runners are untouched.
+"""Tuning for Beam's DirectRunner, the runner that preprocesses on a laptop; other runners are
+untouched.
 
 Three things make the DirectRunner parse in parallel and not waste it: the local defaults (worker
 processes over every core, since parsing is CPU-bound Python), spreading the files as exactly one
 size-balanced group per worker (the DirectRunner splits a stage's input once, statically, and never
-rebalances), and freezing each worker's start-up objects out of the garbage collector's sight.
-On Dataflow and other runners the files are spread by a plain ``Reshuffle`` and nothing else changes.
+rebalances), and freezing each worker's start-up objects out of the garbage collector's sight. On
+Dataflow and other runners the files are spread by a plain ``Reshuffle`` and nothing else changes.
 The measurements behind each choice are in ``docs/PERFORMANCE.md``.
 """
 
@@ -28,7 +29,8 @@ _frozen = False
 
 
 def is_direct_runner(runner: str | None) -> bool:
-    """True for Beam's DirectRunner under any of its spellings (None is Beam's default: the DirectRunner)."""
+    """True for Beam's DirectRunner under any of its spellings (None is Beam's default: the
+    DirectRunner)."""
     if runner is None:
         return True
     return isinstance(runner, str) and runner.rsplit(".", 1)[-1].lower() in (
@@ -42,9 +44,9 @@ def _has_flag(beam_args: Sequence[str], name: str) -> bool:
 
 
 WORKER_LOG_LEVEL = "ERROR"
-"""The DirectRunner's worker processes log at this level unless ``--verbose`` (their WARNING lines are
-Beam's start-up notices, relayed to the user's terminal; a file that fails to parse is counted in
-the summary and named in ``dead_letter.jsonl`` all the same)."""
+"""The DirectRunner's worker processes log at this level unless ``--verbose`` (their WARNING
+lines are Beam's start-up notices, relayed to the user's terminal; a file that fails to parse is
+counted in the summary and named in ``dead_letter.jsonl`` all the same)."""
 
 
 def with_local_defaults(beam_args: Sequence[str]) -> list[str]:
@@ -152,7 +154,8 @@ class SpreadFiles(beam.PTransform):
 
 def in_beam_worker_process() -> bool:
     """True in a process that exists to run Beam work: the SDK worker that the DirectRunner's
-    multi-processing mode and Dataflow start as ``python -m apache_beam.runners.worker.sdk_worker_main``."""
+    multi-processing mode and Dataflow start as
+    ``python -m apache_beam.runners.worker.sdk_worker_main``."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     return getattr(spec, "name", None) == BEAM_WORKER_MAIN
 
@@ -160,8 +163,8 @@ def in_beam_worker_process() -> bool:
 def freeze_long_lived_objects() -> None:
     """Move every object this process holds now out of the garbage collector's sight, once.
 
-    A worker carries Beam, protobuf, gRPC and music21, a few hundred thousand long-lived objects, and
-    music21 allocates so heavily while parsing that full collections walk all of them again and
+    A worker carries Beam, protobuf, gRPC and music21, a few hundred thousand long-lived objects,
+    and music21 allocates so heavily while parsing that full collections walk all of them again and
     again (and once more at exit). ``gc.freeze()``, Python's documented tool for this, moves them to
     a permanent generation; garbage is collected first so that none of it is kept, and objects
     created later are collected as usual. Called from ``ParseMidi.setup``, only in worker processes.

@@ -1,4 +1,5 @@
-"""The preprocessing job's side of the file system, through Beam's ``FileSystems`` (local, gs://, ...).
+"""The preprocessing job's side of the file system, through Beam's ``FileSystems`` (local, gs://,
+...).
 
 Which files ``--input`` names, how many shards an input of that size deserves, making ``--output``
 ready, writing a shard's bytes, and the last step's files: the small JSON files published under
@@ -25,10 +26,12 @@ from preprocessing.messages import first_line
 
 MIDI_EXTENSIONS = (".mid", ".midi")
 TARGET_SHARD_BYTES = 64 * 2**20
-"""Aim for shards of about 64 MiB (uncompressed), so tf.data can interleave many on a large dataset."""
+"""Aim for shards of about 64 MiB (uncompressed), so tf.data can interleave many on a large
+dataset."""
 MAX_SHARDS = 1024
 ESTIMATED_MIDI_BYTES_PER_TOKEN = 6.0
-"""Measured on the embedded dataset (multi-track MIDI rendered by music21); only sizes the shards."""
+"""Measured on the embedded dataset (multi-track MIDI rendered by music21); only sizes the
+shards."""
 WRITE_PROBE = ".lstm-composer-write-test"
 BEAM_TEMP = "beam-temp-"
 TEMP_SUFFIX = ".tmp"
@@ -36,7 +39,8 @@ LOGGER = logging.getLogger("preprocessing.pipeline")
 
 
 class PipelineError(RuntimeError):
-    """A problem with the job's flags, input or output, reported as one sentence instead of a traceback."""
+    """A problem with the job's flags, input or output, reported as one sentence instead of a
+    traceback."""
 
 
 def input_pattern(input_arg: str) -> tuple[str, str]:
@@ -83,10 +87,11 @@ def match_inputs(pattern: str) -> list:
 def choose_num_shards(
     total_midi_bytes: int, sequence_length: int, stride: int, transpose: int = 0
 ) -> int:
-    """Train shards for an input of this size: about TARGET_SHARD_BYTES each, between 1 and MAX_SHARDS.
+    """Train shards for an input of this size: about TARGET_SHARD_BYTES each, between 1 and
+    MAX_SHARDS.
 
-    ``--transpose K`` multiplies the training windows by up to 1 + 2K, and a shard is built in memory:
-    the estimate counts the copies, so shards stay near the target size."""
+    ``--transpose K`` multiplies the training windows by up to 1 + 2K, and a shard is built in
+    memory: the estimate counts the copies, so shards stay near the target size."""
     tokens = total_midi_bytes / ESTIMATED_MIDI_BYTES_PER_TOKEN * (1 + 2 * transpose)
     record_bytes = 2 * sequence_length + 32  # varint ids below 16384 take 2 bytes, plus framing
     estimated = tokens / stride * record_bytes
@@ -101,7 +106,8 @@ def validation_shards(train_shards: int, validation_fraction: float) -> int:
 
 
 def prepare_output(output: str) -> None:
-    """Make sure ``--output`` can be written, and remove the ``beam-temp-*`` folders of interrupted runs.
+    """Make sure ``--output`` can be written, and remove the ``beam-temp-*`` folders of interrupted
+    runs.
 
     It deletes nothing else: a finished output there (its manifest, shards and vocabulary) stays
     readable until this run's manifest replaces it (:func:`publish`, then :func:`remove_stale`).
@@ -126,7 +132,8 @@ def _is_local(path: str) -> bool:
 
 
 def beam_temp_folders(output: str) -> list[str]:
-    """The ``beam-temp-*`` folders in ``output``: what Beam's file sinks leave behind when a run dies."""
+    """The ``beam-temp-*`` folders in ``output``: what Beam's file sinks leave behind when a run
+    dies."""
     prefix = records.join(output, BEAM_TEMP)
     (match,) = FileSystems.match([prefix + "**"])
     folders = {
@@ -174,13 +181,15 @@ def publish(output: str, texts: Sequence[tuple[str, str | bytes]], run_id: str) 
 def remove_stale(
     output: str, keep: Iterable[str], published: Sequence[str] = (), replaced: Sequence[str] = ()
 ) -> list[str]:
-    """After a manifest landed: delete every shard (and temporary file) in ``output`` it does not list.
+    """After a manifest landed: delete every shard (and temporary file) in ``output`` it does not
+    list.
 
-    Those are the replaced output's shards and what interrupted runs left (``published`` names the files
-    :func:`publish` wrote besides the three JSON ones, whose temporary names go too). ``replaced`` names
-    files an output of another kind writes and this one does not (another encoding's saved tokenizer):
-    they go too, so nothing in the folder contradicts the new manifest. Returns what it deleted; a
-    failure is logged, not raised (the new output is finished; the next run tries again).
+    Those are the replaced output's shards and what interrupted runs left (``published`` names the
+    files :func:`publish` wrote besides the three JSON ones, whose temporary names go too).
+    ``replaced`` names files an output of another kind writes and this one does not (another
+    encoding's saved tokenizer): they go too, so nothing in the folder contradicts the new manifest.
+    Returns what it deleted; a failure is logged, not raised (the new output is finished; the next
+    run tries again).
     """
     keep = set(keep)
     patterns = [records.shard_pattern(split) for split in records.SPLITS]
@@ -210,7 +219,8 @@ def remove_stale(
 
 
 def write_text(path: str, text: str) -> str:
-    """Write one small text file through Beam's FileSystems (local, gs://, ...); returns its path."""
+    """Write one small text file through Beam's FileSystems (local, gs://, ...); returns its
+    path."""
     with FileSystems.create(path, mime_type="application/json") as f:
         f.write(text.encode("utf-8"))
     return path

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 
 def first_line(exc: BaseException | str | None) -> str:
-    """The first non-empty line of an exception's message (TensorFlow's ``.message`` when it has one),
-    or the exception's type name when the message is empty."""
+    """The first non-empty line of an exception's message (TensorFlow's ``.message`` when it has
+    one), or the exception's type name when the message is empty."""
     if isinstance(exc, BaseException):
         text = getattr(exc, "message", None)
         text = text if isinstance(text, str) and text.strip() else str(exc)

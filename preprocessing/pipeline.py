@@ -1,11 +1,11 @@
 """The preprocessing job: a folder of MIDI files → vocabulary + windowed, sharded TFRecords.
 
-``lstm-composer preprocess --input DIR_OR_GLOB --output DIR`` (or ``python -m preprocessing.pipeline``)
-runs :class:`PreprocessMidi` with Apache Beam: on this machine with the DirectRunner over all cores,
-in the cloud unchanged with ``--runner DataflowRunner``. The flags are in
-:mod:`preprocessing.options`, the steps in :mod:`preprocessing.transforms` and
-:mod:`preprocessing.writing`, the file-system side in
-:mod:`preprocessing.files`, and what only the DirectRunner needs in :mod:`preprocessing.direct_runner`.
+``lstm-composer preprocess --input DIR_OR_GLOB --output DIR`` (or
+``python -m preprocessing.pipeline``) runs :class:`PreprocessMidi` with Apache Beam: on this machine
+with the DirectRunner over all cores, in the cloud unchanged with ``--runner DataflowRunner``. The
+flags are in :mod:`preprocessing.options`, the steps in :mod:`preprocessing.transforms` and
+:mod:`preprocessing.writing`, the file-system side in :mod:`preprocessing.files`, and what only the
+DirectRunner needs in :mod:`preprocessing.direct_runner`.
 """
 
 from __future__ import annotations
@@ -46,16 +46,17 @@ LOGGER = logging.getLogger("preprocessing.pipeline")
 
 
 class PreprocessMidi(beam.PTransform):
-    """MIDI files matching ``pattern`` → shards, ``vocab.json``, ``dead_letter.jsonl``, ``manifest.json``.
+    """MIDI files matching ``pattern`` → shards, ``vocab.json``, ``dead_letter.jsonl``,
+    ``manifest.json``.
 
     ``root`` is the folder that file keys (what the train/validation split hashes) are relative to;
-    ``local_workers`` is the DirectRunner's worker count, None on other runners; ``run_id`` goes into
-    every shard name (a new one by default). The last step takes the vocabulary and both splits'
-    shard entries as side inputs, so it runs only after all of them are final and writes the manifest
-    last: a folder with a manifest is a finished output, on any runner. The encoding is described
-    (token format, hash, versions, saved files) here, in the launching process, as plain values.
-    Transposed copies (``--transpose``) join the pieces after the parse, before the vocabulary and the
-    windows, and only for training pieces (:class:`TransposePieces`).
+    ``local_workers`` is the DirectRunner's worker count, None on other runners; ``run_id`` goes
+    into every shard name (a new one by default). The last step takes the vocabulary and both
+    splits' shard entries as side inputs, so it runs only after all of them are final and writes the
+    manifest last: a folder with a manifest is a finished output, on any runner. The encoding is
+    described (token format, hash, versions, saved files) here, in the launching process, as plain
+    values. Transposed copies (``--transpose``) join the pieces after the parse, before the
+    vocabulary and the windows, and only for training pieces (:class:`TransposePieces`).
     """
 
     def __init__(
@@ -167,7 +168,8 @@ def run(argv: Sequence[str] | None = None) -> Outcome:
 def run_job(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
     """Run the whole job with checked flags, print its summary and return what it wrote.
 
-    Raises :class:`PipelineError` for a missing input or an unwritable output, before any Beam work starts.
+    Raises :class:`PipelineError` for a missing input or an unwritable output, before any Beam work
+    starts.
     """
     options = replace(options, input=resolve_input(options.input))
     pattern, root = files.input_pattern(options.input)
@@ -202,7 +204,8 @@ def run_job(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
 
 
 def counter_values(result) -> dict[str, int]:
-    """The committed values of this job's Beam counters (attempted ones where a runner has no commits)."""
+    """The committed values of this job's Beam counters (attempted ones where a runner has no
+    commits)."""
     query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
     values: dict[str, int] = {}
     for counter in query["counters"]:
@@ -246,7 +249,8 @@ def summary(manifest: records.Manifest, output: str) -> str:
 
 
 def validation_warning(manifest: records.Manifest) -> str | None:
-    """Why no window went to validation, and what to do, when pieces were windowed but none held out.
+    """Why no window went to validation, and what to do, when pieces were windowed but none held
+    out.
 
     Pieces, not windows, are split by a stable hash of their path, so with few pieces the validation
     share can come out empty; the trainer would then train without validation metrics or baselines.

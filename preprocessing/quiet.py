@@ -46,14 +46,15 @@ FATAL lines (``F…``) are never hidden: they say why a process is about to die.
 
 
 def verbose(env: Mapping[str, str] | None = None) -> bool:
-    """True when the user asked for the libraries' log lines (``LSTM_COMPOSER_VERBOSE`` set and not 0)."""
+    """True when the user asked for the libraries' log lines (``LSTM_COMPOSER_VERBOSE`` set and
+    not 0)."""
     value = (os.environ if env is None else env).get(VERBOSE_ENV, "")
     return value.strip().lower() not in ("", "0", "false", "no")
 
 
 class _VerboseAction(argparse.Action):
-    """``--verbose``: sets :data:`VERBOSE_ENV` when parsed, and leaves no attribute on the namespace,
-    so that every job's options stay what they were."""
+    """``--verbose``: sets :data:`VERBOSE_ENV` when parsed, and leaves no attribute on the
+    namespace, so that every job's options stay what they were."""
 
     def __init__(self, option_strings, dest, help=None):  # noqa: A002 - argparse's own keyword
         super().__init__(
@@ -74,15 +75,16 @@ def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def is_native_log_line(line: str) -> bool:
-    """True for a C++ log line in absl's format (INFO, WARNING, ERROR) and absl's start-up notice."""
+    """True for a C++ log line in absl's format (INFO, WARNING, ERROR) and absl's start-up
+    notice."""
     return bool(_NATIVE_LOG_LINE.match(line))
 
 
 @contextlib.contextmanager
 def native_logs_hidden() -> Iterator[None]:
-    """While the block runs, file descriptor 2 goes to a file; afterwards every line written there that
-    is not a C++ log line (:func:`is_native_log_line`) is passed on to stderr, also when the block
-    fails. Does nothing when :func:`verbose`."""
+    """While the block runs, file descriptor 2 goes to a file; afterwards every line written
+    there that is not a C++ log line (:func:`is_native_log_line`) is passed on to stderr, also
+    when the block fails. Does nothing when :func:`verbose`."""
     if verbose():
         yield
         return
@@ -105,7 +107,8 @@ def native_logs_hidden() -> Iterator[None]:
 
 
 def import_tensorflow() -> ModuleType:
-    """Import TensorFlow without its start-up log lines (unless :func:`verbose`); returns the module.
+    """Import TensorFlow without its start-up log lines (unless :func:`verbose`); returns the
+    module.
 
     Call it before anything else imports TensorFlow: a second import prints nothing anyway.
     """

@@ -56,11 +56,11 @@ def read_output(
     """Read and check a finished pipeline output through ``tf.io.gfile`` (local, gs://, ram://):
     its manifest and its vocabulary, each read once.
 
-    Raises :class:`DataError` with one readable sentence when the directory is not a finished output,
-    when ``vocab.json`` does not match the manifest's vocabulary hash, or (``shards=True``) when a
-    listed shard is missing, of another size or of other content than the manifest lists
-    (:func:`verify`; ``full``: hash every byte). A trained model's folder
-    carries the same two files without shards.
+    Raises :class:`DataError` with one readable sentence when the directory is not a finished
+    output, when ``vocab.json`` does not match the manifest's vocabulary hash, or (``shards=True``)
+    when a listed shard is missing, of another size or of other content than the manifest lists
+    (:func:`verify`; ``full``: hash every byte). A trained model's folder carries the same two files
+    without shards.
     """
     tf = _tf()
     path = join(directory, MANIFEST_FILE)
@@ -144,7 +144,8 @@ def read_manifest(data_dir: str) -> Manifest:
 
 
 def count_problem(manifest: Manifest) -> str | None:
-    """Whether the shards' record counts add up to the windows the manifest counts, split by split."""
+    """Whether the shards' record counts add up to the windows the manifest counts, split by
+    split."""
     for split in records.SPLITS:
         listed = sum(shard.records for shard in manifest.shard_entries(split))
         if listed != manifest.windows(split):
@@ -156,7 +157,8 @@ def count_problem(manifest: Manifest) -> str | None:
 
 
 def shard_problem(shard: Shard, path: str, size: int, digest: str | None, full: bool) -> str | None:
-    """What differs between a shard on disk (its ``size`` and hash) and its manifest entry, if anything."""
+    """What differs between a shard on disk (its ``size`` and hash) and its manifest entry, if
+    anything."""
     if size != shard.size:
         how = "truncated or cut" if size < shard.size else "longer than written"
         return (
@@ -187,7 +189,8 @@ def _digest(tf, path: str, size: int, full: bool) -> str:
 
 
 def check_shard(directory: str, shard: Shard, full: bool = False) -> str | None:
-    """One shard against its entry, through ``tf.io.gfile`` (local, gs://, ram://); a problem or None."""
+    """One shard against its entry, through ``tf.io.gfile`` (local, gs://, ram://); a problem or
+    None."""
     tf = _tf()
     path = records.join(directory, shard.name)
     try:
@@ -201,7 +204,8 @@ def check_shard(directory: str, shard: Shard, full: bool = False) -> str | None:
 
 
 def verify(directory: str, manifest: Manifest, *, full: bool = False) -> None:
-    """Check every shard the manifest lists (in parallel); :class:`DataError` naming the first bad one."""
+    """Check every shard the manifest lists (in parallel); :class:`DataError` naming the first
+    bad one."""
     problem = count_problem(manifest)
     if problem:
         raise DataError(problem)

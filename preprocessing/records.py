@@ -33,7 +33,8 @@ with ``encoding_config_hash``, ``encoding_versions`` and ``transpose`` (with its
 before them reads as before, and a reader before them ignores them."""
 
 ENCODING = registry.REFERENCE.token_format
-"""A manifest's default token format: one written before the encoding was recorded is the reference's."""
+"""A manifest's default token format: one written before the encoding was recorded is the
+reference's."""
 
 INPUTS_FEATURE = "inputs"
 TARGET_FEATURE = "target"
@@ -62,8 +63,9 @@ COUNT_KEYS = (
     "validation_windows",
 )
 AUGMENTATION_COUNT_KEYS = ("transposed_pieces", "transpositions_dropped", "windows_augmented")
-"""Counts listed only with ``--transpose K`` (K > 0): copies kept (of training pieces), copies dropped (a
-note left the pitch range), their windows; ``train_windows`` includes them, ``train_pieces`` does not."""
+"""Counts listed only with ``--transpose K`` (K > 0): copies kept (of training pieces), copies
+dropped (a note left the pitch range), their windows; ``train_windows`` includes them,
+``train_pieces`` does not."""
 
 
 class DataError(ValueError):
@@ -71,7 +73,8 @@ class DataError(ValueError):
 
 
 RERUN = "run the preprocessing job again into this folder"
-"""How a refusal of a damaged output ends: a rerun replaces it, and keeps it readable until it does."""
+"""How a refusal of a damaged output ends: a rerun replaces it, and keeps it readable until it
+does."""
 
 
 def shard_suffix(compression: str) -> str:
@@ -91,7 +94,8 @@ def shard_name(split: str, run_id: str, index: int, total: int, compression: str
 
 
 def shard_pattern(split: str) -> str:
-    """A glob for every shard of ``split`` in a folder, of any run (and of format 1, without a run id)."""
+    """A glob for every shard of ``split`` in a folder, of any run (and of format 1, without a
+    run id)."""
     return f"{split}-*.tfrecord*"
 
 
@@ -108,8 +112,8 @@ def tf_compression_type(compression: str) -> str:
 def _example_class():
     """The ``tf.train.Example`` message, declared for plain protobuf (only its int64 branch).
 
-    Same field names and numbers as tensorflow/core/example/{example,feature}.proto, so the bytes are
-    a valid ``tf.train.Example`` (tests parse them with ``tf.io.parse_example`` and
+    Same field names and numbers as tensorflow/core/example/{example,feature}.proto, so the bytes
+    are a valid ``tf.train.Example`` (tests parse them with ``tf.io.parse_example`` and
     ``tf.train.Example.FromString``) while the writer needs protobuf only, not TensorFlow.
     """
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -182,10 +186,12 @@ def decode_example(serialized: bytes) -> tuple[list[int], int]:
 
 
 def parse_spec(sequence_length: int) -> dict[str, Any]:
-    """The feature spec for ``tf.io.parse_example``: fixed-length int64 inputs and a scalar target.
+    """The feature spec for ``tf.io.parse_example``: fixed-length int64 inputs and a scalar
+    target.
 
-    TensorFlow is imported here, on the reader's side only: the Beam pipeline and its workers never
-    import it (a 3-7 s import per worker process, and 600 MB that Dataflow workers would install)."""
+    TensorFlow is imported here, on the reader's side only: the Beam pipeline and its workers
+    never import it (a 3-7 s import per worker process, and 600 MB that Dataflow workers would
+    install)."""
     import tensorflow as tf
 
     return {
@@ -227,9 +233,9 @@ def vocab_hash(tokens: Sequence[str]) -> str:
 class Shard:
     """One shard as the pipeline wrote it: what a reader can check without trusting the file.
 
-    ``size`` and the two hashes are of the bytes on disk (compressed ones for gzip); ``edges_sha256``
-    hashes the first and last :data:`preprocessing.shards.EDGE_BYTES` only, so the trainer's default
-    check reads two small ranges of a shard instead of all of it.
+    ``size`` and the two hashes are of the bytes on disk (compressed ones for gzip);
+    ``edges_sha256`` hashes the first and last :data:`preprocessing.shards.EDGE_BYTES` only, so the
+    trainer's default check reads two small ranges of a shard instead of all of it.
     """
 
     name: str  # relative to the data directory
@@ -244,7 +250,8 @@ SHARD_KEYS = tuple(f.name for f in dataclasses.fields(Shard))
 
 @dataclasses.dataclass(frozen=True)
 class Manifest:
-    """What one pipeline run wrote; ``manifest.json`` is written last, so it marks a finished output."""
+    """What one pipeline run wrote; ``manifest.json`` is written last, so it marks a finished
+    output."""
 
     sequence_length: int
     stride: int
@@ -286,7 +293,8 @@ OPTIONAL_FIELDS = frozenset({"encoding_config_hash", "encoding_versions", "trans
 
 
 def manifest_to_json(manifest: Manifest) -> str:
-    """The manifest's JSON; without augmentation (``transpose`` 0) the same document as before it existed."""
+    """The manifest's JSON; without augmentation (``transpose`` 0) the same document as before it
+    existed."""
     doc = dataclasses.asdict(manifest)  # shards become dicts of SHARD_KEYS
     keys = COUNT_KEYS + AUGMENTATION_COUNT_KEYS if manifest.transpose else COUNT_KEYS
     doc["counts"] = {k: int(manifest.counts.get(k, 0)) for k in keys}

@@ -7,13 +7,14 @@ music21 itself, once, into a per-user cache directory, and reuse that rendering 
 
 Properties this module guarantees, and how:
 
-* **Fixed**: :data:`PIECES` (:mod:`preprocessing.sample_pieces`) is a literal tuple of corpus paths. A piece that fails to render raises;
-  the dataset never silently shrinks.
+* **Fixed**: :data:`PIECES` (:mod:`preprocessing.sample_pieces`) is a literal tuple of corpus paths.
+  A piece that fails to render raises; the dataset never silently shrinks.
 * **Deterministic**: every piece is parsed with ``forceSource=True`` (music21's on-disk parse cache
   cannot change results) and written by music21's MIDI writer, which embeds no time stamps; the same
   music21 version gives the same bytes on every run (the tests render twice and compare).
 * **Never stale**: :data:`DEFAULT_DIR` ends in a folder named after a hash of the selection, the
-  music21 version and :data:`RENDER_VERSION`, so a changed selection or music21 upgrade renders afresh.
+  music21 version and :data:`RENDER_VERSION`, so a changed selection or music21 upgrade renders
+  afresh.
 * **Never half-built**: each file is written to a temporary name and renamed into place, and
   ``index.json`` (file names, corpus paths, sha256) is written last, also by rename. A directory is
   complete only when its index matches the selection and every listed file has the listed hash, so a
@@ -23,8 +24,8 @@ Rendering is music21's own ``score.write("midi")``: one track per part, repeats 
 played (music21 expands them), notated tempo or music21's default. Nothing here quantises or edits
 the music; what the pipeline later reads is whatever music21 makes of these files.
 
-Command line: ``lstm-composer sample-data [--output DIR] [--workers N] [--force]`` (or ``python -m preprocessing.sample_data``).
-Imports music21 only (no Beam, no TensorFlow).
+Command line: ``lstm-composer sample-data [--output DIR] [--workers N] [--force]`` (or
+``python -m preprocessing.sample_data``). Imports music21 only (no Beam, no TensorFlow).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ INDEX_NAME = "index.json"
 
 
 def selection_digest(pieces: Sequence[str] = PIECES) -> str:
-    """A short hash of everything that determines the rendered bytes: the pieces, music21, our renderer."""
+    """A short hash of everything that determines the rendered bytes: the pieces, music21, our
+    renderer."""
     text = json.dumps(
         {"pieces": list(pieces), "music21": music21.__version__, "render_version": RENDER_VERSION},
         sort_keys=True,
@@ -99,7 +101,8 @@ def output_name(corpus_path: str) -> str:
 
 
 def corpus_file(corpus_path: str) -> Path:
-    """The file in music21's bundled corpus that ``corpus_path`` names; raises if it is not there."""
+    """The file in music21's bundled corpus that ``corpus_path`` names; raises if it is not
+    there."""
     try:
         path = Path(str(corpus.getWork(corpus_path)))
     except music21.exceptions21.CorpusException as exc:
@@ -121,7 +124,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def render_piece(corpus_path: str, out_dir: str | os.PathLike) -> str:
-    """Render one corpus piece to ``out_dir/<output_name>``, one MIDI track per part; returns the path.
+    """Render one corpus piece to ``out_dir/<output_name>``, one MIDI track per part; returns the
+    path.
 
     ``forceSource=True`` makes music21 parse the score itself instead of loading a pickled parse
     from its cache, so the result cannot depend on what an earlier run (or another music21) left
@@ -165,8 +169,8 @@ def _render_all(pieces: Sequence[str], out_dir: str, workers: int) -> None:
         for task in tasks:
             _render_task(task)
         return
-    # "spawn": a fresh interpreter per worker; forking a process that may hold threads (a test runner,
-    # Beam) can deadlock, and music21 imports in about a second.
+    # "spawn": a fresh interpreter per worker; forking a process that may hold threads (a test
+    # runner, Beam) can deadlock, and music21 imports in about a second.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)), mp_context=context
@@ -195,7 +199,8 @@ def is_complete(directory: str | os.PathLike, pieces: Sequence[str] = PIECES) ->
     """True when ``directory`` holds a finished rendering of exactly ``pieces``.
 
     The index must exist, name this selection's digest and files, and every file must still have the
-    sha256 the index recorded (hashing a few MB takes milliseconds; it catches truncated or edited files).
+    sha256 the index recorded (hashing a few MB takes milliseconds; it catches truncated or edited
+    files).
     """
     directory = Path(directory)
     index = _read_index(directory)
@@ -238,8 +243,9 @@ def _write_index(directory: Path, pieces: Sequence[str]) -> dict:
 def _remove_previous_rendering(directory: Path, keep: Iterable[str]) -> None:
     """Delete the files an older index listed (ours, from another selection), and the index itself.
 
-    Only files we wrote are removed, so pointing ``--output`` at a folder with other MIDI files is safe;
-    leftovers of an older selection would otherwise be read by the pipeline as part of the dataset.
+    Only files we wrote are removed, so pointing ``--output`` at a folder with other MIDI files is
+    safe; leftovers of an older selection would otherwise be read by the pipeline as part of the
+    dataset.
     """
     keep = set(keep)
     old = _read_index(directory)
@@ -269,9 +275,9 @@ def ensure_dataset(
     """Return a directory holding the rendered MIDI files of ``pieces``, rendering them if needed.
 
     A complete earlier rendering (see :func:`is_complete`) is reused as it is, without touching its
-    files; anything else (no index, a killed run, another selection, a changed file) is rendered again,
-    in parallel over ``workers`` processes (default: all cores). ``pieces`` exists so that tests can
-    use a tiny selection; ``directory`` defaults to the cache folder for that selection.
+    files; anything else (no index, a killed run, another selection, a changed file) is rendered
+    again, in parallel over ``workers`` processes (default: all cores). ``pieces`` exists so that
+    tests can use a tiny selection; ``directory`` defaults to the cache folder for that selection.
     """
     pieces = tuple(pieces)
     if not pieces:
@@ -295,8 +301,9 @@ def ensure_dataset(
 
 
 def dataset_statistics(directory: str | os.PathLike, sequence_length: int = 100) -> dict:
-    """Tokens and windows (stride 1) of a rendered directory, parsed back from the MIDI bytes as the
-    pipeline will read them (``parts="all"``). Slow-ish (a full parse of every file): for reporting."""
+    """Tokens and windows (stride 1) of a rendered directory, parsed back from the MIDI bytes as
+    the pipeline will read them (``parts="all"``). Slow-ish (a full parse of every file): for
+    reporting."""
     directory = Path(directory)
     index = _read_index(directory) or {"files": []}
     lengths = {

@@ -123,8 +123,8 @@ PIECES: tuple[str, ...] = (
 
 A mix of periods and textures so that the model sees more than one style: string-quartet movements
 (Mozart K. 80, Haydn op. 1 no. 1), Joplin's Maple Leaf Rag (piano), five-voice Monteverdi madrigals,
-Palestrina mass movements (Humdrum kern), 14th-century Italian ballate and mass movements (trecento),
-and Bach chorales. Full paths with extensions, because some works exist in two formats
+Palestrina mass movements (Humdrum kern), 14th-century Italian ballate and mass movements
+(trecento), and Bach chorales. Full paths with extensions, because some works exist in two formats
 (``beethoven/opus18no1/movement1`` is both ``.krn`` and ``.mxl``). Changing it changes
 ``sample_data.DEFAULT_DIR``, so the cache is rendered afresh.
 """

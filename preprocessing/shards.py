@@ -30,7 +30,8 @@ from preprocessing.records import Shard
 EDGE_BYTES = 64 * 1024
 """The default check hashes this many bytes at each end of a shard."""
 GZIP_LEVEL = 6
-"""zlib's default level, as Beam's gzip sink used: level 9 costs far more time for a few per cent."""
+"""zlib's default level, as Beam's gzip sink used: level 9 costs far more time for a few per
+cent."""
 
 
 # --------------------------------------------------------------------------- writing (Beam workers)
@@ -42,12 +43,13 @@ def new_run_id() -> str:
 
 
 def window_key(piece_key: str, index: int, shift: int = 0) -> int:
-    """A stable 64-bit key of a piece's ``index``-th window: it picks the shard and the order within it.
+    """A stable 64-bit key of a piece's ``index``-th window: it picks the shard and the order within
+    it.
 
     A hash, not the window's bytes, so that a shard is not sorted by its first token (the trainer's
-    shuffle buffer would then mix only neighbours), and equal windows of different pieces spread out.
-    A transposed copy (``shift`` semitones, ``--transpose``) hashes its shift too, so every copy's
-    windows have keys of their own; the piece itself (0) keeps the key it always had.
+    shuffle buffer would then mix only neighbours), and equal windows of different pieces spread
+    out. A transposed copy (``shift`` semitones, ``--transpose``) hashes its shift too, so every
+    copy's windows have keys of their own; the piece itself (0) keeps the key it always had.
     """
     text = f"{piece_key}\0{index}" if shift == 0 else f"{piece_key}\0{index}\0{shift:+d}"
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()

@@ -1,4 +1,5 @@
-"""The preprocessing job's steps: the DoFns and CombineFns that :mod:`preprocessing.pipeline` wires up.
+"""The preprocessing job's steps: the DoFns and CombineFns that :mod:`preprocessing.pipeline` wires
+up.
 
 Each is a thin adapter around pure functions: the chosen encoding's parse function (MIDI → tokens,
 run by name in a child process), :mod:`preprocessing.windowing` (tokens → windows, the split, the
@@ -39,7 +40,8 @@ class Piece(NamedTuple):
 
 
 def count_matched(metadata) -> bool:
-    """Keep MIDI files only, and count them (``Metrics.counter`` resolves its container per call)."""
+    """Keep MIDI files only, and count them (``Metrics.counter`` resolves its container per
+    call)."""
     if not files.is_midi_path(metadata.path):
         return False
     _FILES_MATCHED.inc()
@@ -59,7 +61,8 @@ def failure_reason(exc: Exception, max_seconds: float) -> str:
 
 
 class ParseMidi(beam.DoFn):
-    """One MIDI file → a :class:`Piece`; a file that cannot be read or parsed in time → the dead letters.
+    """One MIDI file → a :class:`Piece`; a file that cannot be read or parsed in time → the dead
+    letters.
 
     Each instance parses in its own child process (started in ``setup``, killed in ``teardown``), so
     that a file over ``max_seconds`` can be stopped on any runner, threads included. A child that
@@ -112,13 +115,15 @@ class ParseMidi(beam.DoFn):
 
 
 class TransposePieces(beam.DoFn):
-    """Each piece, then (``--transpose K``) its copies moved by −K … +K semitones if it is a training piece.
+    """Each piece, then (``--transpose K``) its copies moved by −K … +K semitones if it is a
+    training piece.
 
     The split comes first: the fate (:func:`windowing.piece_fate`) of the file's own tokens decides,
     and a copy keeps its piece's key, so a validation piece is never transposed and none of its
     transpositions can land in train. A copy a note would push out of the encoding's pitch range is
     dropped and counted (a :class:`Tally` on :data:`DROPPED`). The encoding is imported lazily, in
-    ``setup``, and only when K > 0: the transposition is its own pure ``transpose``, the same on any runner.
+    ``setup``, and only when K > 0: the transposition is its own pure ``transpose``, the same on any
+    runner.
     """
 
     DROPPED = "transpositions_dropped"
@@ -163,7 +168,8 @@ class TransposePieces(beam.DoFn):
 
 
 class MakeWindows(beam.DoFn):
-    """One piece → ``(window key, serialized tf.train.Example)`` per window, tagged with the piece's split.
+    """One piece → ``(window key, serialized tf.train.Example)`` per window, tagged with the piece's
+    split.
 
     The key (:func:`shards.window_key`) picks the window's shard and its place there.
     """
@@ -211,7 +217,8 @@ class MakeWindows(beam.DoFn):
 
 
 class VocabularyFn(beam.CombineFn):
-    """The sorted distinct tokens of all pieces, in one combine (partial sets merge on each worker)."""
+    """The sorted distinct tokens of all pieces, in one combine (partial sets merge on each
+    worker)."""
 
     def create_accumulator(self) -> set:
         return set()
@@ -231,7 +238,8 @@ class VocabularyFn(beam.CombineFn):
 
 
 class Tally(NamedTuple):
-    """What the manifest and the dead-letter file need from the whole run, as one combinable value."""
+    """What the manifest and the dead-letter file need from the whole run, as one combinable
+    value."""
 
     counts: Counter
     dead_letters: list[dict]
@@ -279,7 +287,8 @@ class TallyFn(beam.CombineFn):
     One combine instead of a count, a list and a sum, because every combine costs the DirectRunner a
     fixed share of graph and stages. Every matched MIDI file is either parsed or failed, so
     ``files_matched`` is their sum (the ``files_matched`` Beam counter, counted where the files are
-    listed, must agree). With no input at all it still yields zero counts, so WriteOutputs always runs.
+    listed, must agree). With no input at all it still yields zero counts, so WriteOutputs always
+    runs.
     """
 
     def create_accumulator(self) -> Tally:

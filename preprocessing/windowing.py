@@ -1,4 +1,5 @@
-"""Pure functions that turn token sequences into training windows; no Beam, no TensorFlow, no music21.
+"""Pure functions that turn token sequences into training windows; no Beam, no TensorFlow, no
+music21.
 
 Each piece is windowed on its own (a window and its target always come from the same piece), and
 pieces, not windows, are split between training and validation by a stable hash of their path. Why
@@ -31,8 +32,8 @@ def windows(
 ) -> Iterator[tuple[list[int], int]]:
     """Yield ``(inputs, target)``: ``sequence_length`` ids and the id that follows them.
 
-    Same loop as the reference's ``prepare_sequences`` (``range(0, len - sequence_length, stride)``),
-    applied to one piece.
+    Same loop as the reference's ``prepare_sequences``
+    (``range(0, len - sequence_length, stride)``), applied to one piece.
     """
     if sequence_length < 1 or stride < 1:
         raise ValueError("sequence_length and stride must be at least 1")
@@ -41,7 +42,8 @@ def windows(
 
 
 def vocabulary(tokens: Iterable[str]) -> list[str]:
-    """Sorted distinct tokens: id ``i`` is the ``i``-th token, exactly as the reference's ``note_to_int``."""
+    """Sorted distinct tokens: id ``i`` is the ``i``-th token, exactly as the reference's
+    ``note_to_int``."""
     return sorted(set(tokens))
 
 
@@ -61,7 +63,8 @@ def piece_fate(
     """Where a piece of ``num_tokens`` tokens goes: :data:`EMPTY` (no notes), :data:`TOO_SHORT` (no
     window fits) or its split (``"train"`` / ``"validation"``, see :func:`split_for`).
 
-    The one classification that both the windows and the manifest's counts use, so they cannot disagree.
+    The one classification that both the windows and the manifest's counts use, so they cannot
+    disagree.
     """
     if num_tokens == 0:
         return EMPTY
@@ -71,7 +74,8 @@ def piece_fate(
 
 
 def split_for(key: str, validation_fraction: float) -> str:
-    """``"train"`` or ``"validation"`` for a piece, from a stable hash of ``key`` (never random state).
+    """``"train"`` or ``"validation"`` for a piece, from a stable hash of ``key`` (never random
+    state).
 
     ``key`` is the file's path relative to the input folder, so a folder copied from a laptop to
     ``gs://`` splits the same way. Pieces, not windows, are split: no validation window shares a
@@ -84,10 +88,11 @@ def split_for(key: str, validation_fraction: float) -> str:
     return VALIDATION if position < validation_fraction else TRAIN
 
 
-# --------------------------------------------------------------------------- transposition (augmentation)
+# --------------------------------------------------------------------- transposition (augmentation)
 
 MAX_TRANSPOSE = 12
-"""``--transpose`` at most an octave: beyond it, a chord token (pitch classes) repeats a copy already made."""
+"""``--transpose`` at most an octave: beyond it, a chord token (pitch classes) repeats a copy
+already made."""
 
 
 def semitone_shifts(transpose: int) -> tuple[int, ...]:
@@ -106,9 +111,10 @@ def transposed_copies(
 ) -> tuple[list[tuple[int, list[str]]], int]:
     """``([(shift, tokens moved by shift), ...], dropped)`` for one piece.
 
-    ``transpose`` is the encoding's own (:meth:`preprocessing.encodings.base.Encoding.transpose`): it gives
-    None when a note would leave the encoding's pitch range, and that copy is dropped (counted, never
-    an error). Only training pieces are given to this function: the split comes first.
+    ``transpose`` is the encoding's own (:meth:`preprocessing.encodings.base.Encoding.transpose`):
+    it gives None when a note would leave the encoding's pitch range, and that copy is dropped
+    (counted, never an error). Only training pieces are given to this function: the split comes
+    first.
     """
     copies, dropped = [], 0
     for shift in shifts:

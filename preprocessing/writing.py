@@ -20,7 +20,8 @@ from preprocessing.transforms import Tally
 
 
 class WriteShard(beam.DoFn):
-    """One shard's ``(window key, record)`` pairs → its file, written in one go → its manifest entry."""
+    """One shard's ``(window key, record)`` pairs → its file, written in one go → its manifest
+    entry."""
 
     def __init__(self, output: str, split: str, run_id: str, total: int, compression: str):
         self.output = output
@@ -38,7 +39,8 @@ class WriteShard(beam.DoFn):
 
 
 class WriteShards(beam.PTransform):
-    """Keyed windows of one split → ``total`` shard files named with the run id → their manifest entries.
+    """Keyed windows of one split → ``total`` shard files named with the run id → their manifest
+    entries.
 
     One GroupByKey by shard index (what ``WriteToTFRecord(num_shards=...)`` does too), then one
     :class:`WriteShard` per shard. A shard that no window falls into is neither written nor listed.
@@ -81,13 +83,14 @@ def write_outputs(
     described: dict,
     transpose: int = 0,
 ) -> str:
-    """Publish dead_letter.jsonl, vocab.json, the encoding's saved files and manifest.json (last), then
-    remove what it replaced. ``described`` is :func:`preprocessing.encodings.loader.describe` of the encoding.
+    """Publish dead_letter.jsonl, vocab.json, the encoding's saved files and manifest.json (last),
+    then remove what it replaced. ``described`` is :func:`preprocessing.encodings.loader.describe`
+    of the encoding.
 
     Runs once, after the combines and both shard writes are final (they are its inputs), so a folder
-    with a manifest is a finished output on any runner. Until this step, a finished output already in
-    the folder is untouched; afterwards only the shards the new manifest lists remain. Returns the
-    manifest's path.
+    with a manifest is a finished output on any runner. Until this step, a finished output already
+    in the folder is untouched; afterwards only the shards the new manifest lists remain. Returns
+    the manifest's path.
     """
     lines = [json.dumps(entry, sort_keys=True) + "\n" for entry in tally.dead_letters]
     manifest = records.Manifest(

@@ -1,7 +1,9 @@
-"""Shared fixtures: small real MIDI files written by music21, and a real pipeline output made from them.
+"""Shared fixtures: small real MIDI files written by music21, and a real pipeline output made from
+them.
 
-Every MIDI file here is rendered by music21 from a token list we choose, so each test knows the exact
-tokens a correct parser must read back (the encoding round-trips exactly; see tests/test_reference_encoding.py).
+Every MIDI file here is rendered by music21 from a token list we choose, so each test knows the
+exact tokens a correct parser must read back (the encoding round-trips exactly; see
+tests/test_reference_encoding.py).
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def training_midi_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def records_dir(training_midi_dir, tmp_path_factory) -> Path:
-    """A real pipeline output (sequence length 8, stride 1) of ``training_midi_dir``, for trainer tests."""
+    """A real pipeline output (sequence length 8, stride 1) of ``training_midi_dir``, for trainer
+    tests."""
     from preprocessing import pipeline
 
     out = tmp_path_factory.mktemp("records")

@@ -5,11 +5,11 @@ API that Beam's file sinks use to rename temporary shards. ``STORAGE_EMULATOR_HO
 google-cloud-storage client, and so Beam's GCS file system, at it.
 
 Credentials: Beam looks up Google application-default credentials in every process and, finding
-none, retries with back-off for about 30 seconds before connecting anonymously. So the fixture writes
-a service-account key (a fresh RSA key) whose ``token_uri`` is a token endpoint on 127.0.0.1: the real
-google-auth flow runs (look-up, signed JWT, token exchange, bearer header) and finishes at once, with
-no network. (An ``authorized_user`` file would not do: google-auth always sends those to Google's
-own token endpoint.)
+none, retries with back-off for about 30 seconds before connecting anonymously. So the fixture
+writes a service-account key (a fresh RSA key) whose ``token_uri`` is a token endpoint on 127.0.0.1:
+the real google-auth flow runs (look-up, signed JWT, token exchange, bearer header) and finishes at
+once, with no network. (An ``authorized_user`` file would not do: google-auth always sends those to
+Google's own token endpoint.)
 """
 
 from __future__ import annotations

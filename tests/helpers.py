@@ -71,8 +71,8 @@ def with_silent_gap(data: bytes, ticks: int, before_note: int = 0) -> bytes:
     them) with the delta time before its ``before_note``-th note-on set to ``ticks``.
 
     0x0FFFFFFF ticks is issue 10's reproduction: 3 bytes inserted into an otherwise good file (the
-    delta 00 becomes FF FF FF 7F, and the track chunk's length grows by 3). Written with music21's own
-    MIDI reader and writer, so that the test does not build its input with the code it tests.
+    delta 00 becomes FF FF FF 7F, and the track chunk's length grows by 3). Written with music21's
+    own MIDI reader and writer, so that the test does not build its input with the code it tests.
     """
     from music21 import midi
 
@@ -94,7 +94,8 @@ def with_silent_gap(data: bytes, ticks: int, before_note: int = 0) -> bytes:
 
 
 def is_gone(pid: int) -> bool:
-    """True once process ``pid`` has exited (a zombie that someone else must reap counts as gone)."""
+    """True once process ``pid`` has exited (a zombie that someone else must reap counts as
+    gone)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, ProcessLookupError):

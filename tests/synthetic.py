@@ -1,4 +1,5 @@
-"""A synthetic pipeline output, written through :mod:`preprocessing.records` like the real pipeline's.
+"""A synthetic pipeline output, written through :mod:`preprocessing.records` like the real
+pipeline's.
 
 For the benchmark (``bench/train.py``) and for tests that need a data directory with a given shape
 (or a deliberately broken one) without running Beam. The token streams are learnable: mostly
@@ -35,7 +36,8 @@ def write_dataset(
     compression: str = "none",
     seed: int = 0,
 ) -> records.Manifest:
-    """Write shards, ``vocab.json`` and (last) ``manifest.json`` into ``out``; return the manifest."""
+    """Write shards, ``vocab.json`` and (last) ``manifest.json`` into ``out``; return the
+    manifest."""
     rng = random.Random(seed)
     tf.io.gfile.makedirs(out)
     vocab = [f"tok{i}" for i in range(vocab_size)]

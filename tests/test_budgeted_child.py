@@ -1,8 +1,8 @@
 """preprocessing.budget: a pure function in a child process, each call under a time budgeted_child.
 
 The functions the children run are defined here, at module level, so that a child can import them by
-name (pytest puts this folder on ``sys.path``, and the child inherits the parent's path). This module
-imports nothing heavy, so each child starts in a fraction of a second.
+name (pytest puts this folder on ``sys.path``, and the child inherits the parent's path). This
+module imports nothing heavy, so each child starts in a fraction of a second.
 """
 
 from __future__ import annotations

@@ -170,14 +170,14 @@ def test_quickstart_refuses_a_folder_flag_and_an_unknown_flag_in_one_line(capsys
     assert "unrecognized arguments: --epochz" in err and "Traceback" not in err
 
 
-# --------------------------------------------------------------------------- one line, in the name the user typed
+# ------------------------------------------------------------- one line, in the name the user typed
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def quiet_env() -> dict[str, str]:
-    """This process's environment without the settings the tests' own conftest makes (TF's log level)
-    or a developer may have (verbosity): what a new user's shell has."""
+    """This process's environment without the settings the tests' own conftest makes (TF's log
+    level) or a developer may have (verbosity): what a new user's shell has."""
     from preprocessing import quiet
 
     return {
@@ -186,7 +186,8 @@ def quiet_env() -> dict[str, str]:
 
 
 def lstm_composer_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``lstm-composer ARGS`` in a new process (through ``python -m``, which needs no installed script)."""
+    """``lstm-composer ARGS`` in a new process (through ``python -m``, which needs no installed
+    script)."""
     return subprocess.run(
         [sys.executable, "-m", "lstm_composer", *args],
         capture_output=True,
@@ -267,7 +268,7 @@ def test_job_errors_name_the_command_the_user_typed(tmp_path, capsys):
     assert line.startswith("lstm-composer preprocess: error: no MIDI files")
 
 
-# --------------------------------------------------------------------------- the quickstart checks all before it starts
+# ------------------------------------------------------- the quickstart checks all before it starts
 
 
 @pytest.mark.parametrize(
@@ -339,8 +340,8 @@ def test_verbose_flag_sets_the_environment_and_leaves_the_options_alone(monkeypa
 
 @pytest.mark.slow
 def test_beam_worker_lines_are_hidden_unless_verbose(midi_corpus, tmp_path):
-    """The DirectRunner's worker processes (2 here) log Beam's start-up notices; they reach the terminal
-    only with --verbose, and the job's own output and files are the same either way."""
+    """The DirectRunner's worker processes (2 here) log Beam's start-up notices; they reach the
+    terminal only with --verbose, and the job's own output and files are the same either way."""
     runs = {}
     for name, extra in (("quiet", []), ("verbose", ["--verbose"])):
         runs[name] = lstm_composer_cli(

@@ -9,7 +9,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
-# Cloud Build's built-in substitutions (those of triggered builds can be passed by hand, as SHORT_SHA is).
+# Cloud Build's built-in substitutions (those of triggered builds can be passed by hand, as
+# SHORT_SHA is).
 BUILT_IN = {
     "PROJECT_ID",
     "PROJECT_NUMBER",

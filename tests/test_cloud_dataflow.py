@@ -1,6 +1,7 @@
-"""The preprocessing pipeline built as a Dataflow job, offline: input and output on gs:// (the local GCS
-emulator), ``--dry_run=True --no_auth``; then Beam's own Dataflow client stages the job's files to the
-emulator and fills in the job request's environment, stopping just before the API call."""
+"""The preprocessing pipeline built as a Dataflow job, offline: input and output on gs:// (the
+local GCS emulator), ``--dry_run=True --no_auth``; then Beam's own Dataflow client stages the
+job's files to the emulator and fills in the job request's environment, stopping just before the
+API call."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def dataflow_job(tmp_path_factory):
             outcome = pipeline.run(dataflow_argv())
             job = outcome.result.job
 
-            # What DataflowRunner does next, minus the API call: stage every file, fill the environment.
+            # What DataflowRunner does next, minus the API call: stage every file, fill the
+            # environment.
             from apache_beam.runners.dataflow.internal import apiclient
 
             client_ = apiclient.DataflowApplicationClient(job.options, job.root_staging_location)
@@ -139,8 +141,8 @@ def test_setup_file_is_staged_as_an_sdist_with_the_pipeline_code(dataflow_job):
     ]
     assert "workflow.tar.gz" in packages
     # The workers pip-install this sdist: the DoFns' modules are in it, and its requirements bring
-    # both encodings' libraries (music21; MidiTok and symusic), numpy and protobuf (the base install), and
-    # no TensorFlow.
+    # both encodings' libraries (music21; MidiTok and symusic), numpy and protobuf (the base
+    # install), and no TensorFlow.
     with tarfile.open(fileobj=io.BytesIO(dataflow_job["workflow"]), mode="r:gz") as sdist:
         files = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
         assert {
@@ -161,7 +163,8 @@ def test_setup_file_is_staged_as_an_sdist_with_the_pipeline_code(dataflow_job):
 
 
 def test_job_request_serialises(dataflow_job):
-    """The request is one JSON document (what --dataflow_job_file would hold on a real submission)."""
+    """The request is one JSON document (what --dataflow_job_file would hold on a real
+    submission)."""
     body = json.loads(dataflow_job["job"].json())
     assert body["name"].startswith("beamapp-")
     assert body["environment"]["workerPools"]

@@ -1,5 +1,5 @@
-"""The trainer image, checked without a Docker engine: hadolint, the Dockerfile's structure and pins,
-and what .dockerignore lets into the build context."""
+"""The trainer image, checked without a Docker engine: hadolint, the Dockerfile's structure and
+pins, and what .dockerignore lets into the build context."""
 
 from __future__ import annotations
 
@@ -134,7 +134,8 @@ def test_pins_satisfy_setup_py_base_and_train_requirements():
 
 
 def test_cuda_wheels_are_pinned_to_tensorflows_and_cuda_floors():
-    """Exactly the versions TensorFlow's `and-cuda` extra names as minimums (what TF was built and tested with)."""
+    """Exactly the versions TensorFlow's `and-cuda` extra names as minimums (what TF was built
+    and tested with)."""
     pins = pinned()
     floors = {}
     for text in metadata.requires("tensorflow"):
@@ -237,11 +238,12 @@ def test_every_copy_source_exists_and_is_in_the_context():
     assert not fnmatch.filter(sources, "tests*")
 
 
-# --------------------------------------------------------------------------- job submission stays outside
+# --------------------------------------------------------------------- job submission stays outside
 
 
 def test_the_image_installs_no_submitter():
-    """Submitting jobs (cloud/, google-cloud-aiplatform) runs on the user's machine, never in the image."""
+    """Submitting jobs (cloud/, google-cloud-aiplatform) runs on the user's machine, never in the
+    image."""
     for keyword, args in instructions():
         if keyword == "RUN":
             assert "aiplatform" not in args, args

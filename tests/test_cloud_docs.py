@@ -3,8 +3,8 @@
 The commands are read from the file itself, with the variables of its ``export`` lines, so the
 document cannot drift from what is tested: ``lstm-composer submit`` runs with ``--dry-run`` and its
 request is parsed back into google-cloud-aiplatform's types; the Dataflow command is built into a
-Dataflow job by tests/test_cloud_dataflow.py (against the GCS emulator); the rest are parsed with the
-flags of the program they call. A command this file does not know fails the test.
+Dataflow job by tests/test_cloud_dataflow.py (against the GCS emulator); the rest are parsed with
+the flags of the program they call. A command this file does not know fails the test.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ SETUP = (
 
 
 def documented_commands() -> tuple[list[list[str]], dict[str, str]]:
-    """(every command of the ```bash blocks as argv lists, pipes split off; the exported variables)."""
+    """(every command of the ```bash blocks as argv lists, pipes split off; the exported
+    variables)."""
     text = CLOUD_DOC.read_text()
     text = text[text.index(TITLE) :]
     variables: dict[str, str] = {}

@@ -1,5 +1,6 @@
-"""``trainer.gpu_check`` on a machine without a GPU: it must fail, clearly; and the way it proves the
-cuDNN path (fused CudnnRNN ops in the traced step, which have GPU kernels only) is checked piece by piece."""
+"""``trainer.gpu_check`` on a machine without a GPU: it must fail, clearly; and the way it proves
+the cuDNN path (fused CudnnRNN ops in the traced step, which have GPU kernels only) is checked
+piece by piece."""
 
 from __future__ import annotations
 

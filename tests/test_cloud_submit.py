@@ -1,6 +1,6 @@
-"""``cloud`` (``lstm-composer submit``): Vertex AI requests built with google-cloud-aiplatform's own
-types, the Kubernetes manifest parsed back, and every flag problem stopped with one clear line before
-any request."""
+"""``cloud`` (``lstm-composer submit``): Vertex AI requests built with google-cloud-aiplatform's
+own types, the Kubernetes manifest parsed back, and every flag problem stopped with one clear
+line before any request."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def vertex(*flags: str) -> list[str]:
 
 
 def dry_run(argv: list[str], capsys) -> tuple[types.CreateCustomJobRequest, str]:
-    """Run main(... --dry-run); parse what it printed back into the library's request type (strictly)."""
+    """Run main(... --dry-run); parse what it printed back into the library's request type
+    (strictly)."""
     code = cli.main(
         argv[: argv.index("--")] + ["--dry-run"] + argv[argv.index("--") :]
         if "--" in argv
@@ -302,8 +303,9 @@ def test_kubernetes_multi_worker_indexed_job_builds_tf_config(capsys, tmp_path):
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
     env = {e["name"]: e["value"] for e in container["env"]}
 
-    # Run the container's command with /bin/sh, as the pod would, with a stand-in "python" that prints
-    # the TF_CONFIG and the arguments it got: the trainer must read worker 1 of 2, not the chief.
+    # Run the container's command with /bin/sh, as the pod would, with a stand-in "python" that
+    # prints the TF_CONFIG and the arguments it got: the trainer must read worker 1 of 2, not the
+    # chief.
     fake = tmp_path / "python"
     fake.write_text('#!/bin/sh\nprintf "%s\\n" "$TF_CONFIG"\nprintf "%s\\n" "$@"\n')
     fake.chmod(0o755)
@@ -326,7 +328,7 @@ def test_kubernetes_multi_worker_indexed_job_builds_tf_config(capsys, tmp_path):
     assert distribute.is_chief({**config, "task": {"type": "worker", "index": 0}})
 
 
-# --------------------------------------------------------------------------- clear errors, before any request
+# ----------------------------------------------------------------- clear errors, before any request
 
 
 @pytest.mark.parametrize(
@@ -532,7 +534,8 @@ def test_dry_run_and_kubernetes_exclude_each_other(capsys):
 
 
 def test_module_runs_as_a_script_without_tensorflow_or_aiplatform_on_error():
-    """``python -m cloud.cli`` stops on a bad flag without importing TensorFlow or the Vertex SDK."""
+    """``python -m cloud.cli`` stops on a bad flag without importing TensorFlow or the Vertex
+    SDK."""
     code = (
         "import sys; from cloud import cli; rc = cli.main(['--project', 'x']); "
         "print(rc, 'tensorflow' in sys.modules, 'google.cloud.aiplatform_v1' in sys.modules)"

@@ -1,4 +1,5 @@
-"""DirectRunner tuning: local defaults, size-balanced file groups per worker, gc.freeze in worker processes."""
+"""DirectRunner tuning: local defaults, size-balanced file groups per worker, gc.freeze in worker
+processes."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def test_balance_by_size_is_longest_first_to_the_lightest_bucket():
     sizes = [5, 1, 9, 3, 7, 2, 8]
     assignment = direct_runner.balance_by_size(sizes, 2)
     loads = [sum(s for s, b in zip(sizes, assignment) if b == bucket) for bucket in (0, 1)]
-    # 9→0, 8→1, 7→1, 5→0, 3→0, 2→1, 1→0: loads 18 and 17, where alternating in list order gives 29 and 6
+    # 9→0, 8→1, 7→1, 5→0, 3→0, 2→1, 1→0: loads 18 and 17, where alternating in list order gives 29
+    # and 6
     assert assignment == [0, 0, 0, 0, 1, 1, 1]
     assert sorted(loads) == [17, 18]
     assert direct_runner.balance_by_size(sizes, 1) == [0] * len(sizes)
@@ -92,7 +94,8 @@ def test_the_direct_runner_groups_files_per_worker_and_other_runners_reshuffle(m
 
 @pytest.mark.slow
 def test_each_direct_runner_worker_parses_one_size_balanced_share(midi_corpus):
-    """SpreadFiles relies on the DirectRunner giving each worker one group: check it on real workers."""
+    """SpreadFiles relies on the DirectRunner giving each worker one group: check it on real
+    workers."""
     from apache_beam.testing.util import assert_that
 
     pattern = str(midi_corpus["dir"]) + "/**"

@@ -99,7 +99,7 @@ def test_unknown_parts_mode_is_refused(name):
         loader.get(name).encode(GOOD, parts="second")
 
 
-# --------------------------------------------------------------------------- bad files, both encodings
+# ------------------------------------------------------------------------ bad files, both encodings
 
 
 @pytest.mark.parametrize("case", list(bad_files()))
@@ -121,8 +121,8 @@ def test_the_wrong_track_count_is_caught_before_symusic_reads_the_tracks_it_has(
 
 
 def test_a_header_declaring_fewer_tracks_than_the_file_holds_is_refused_by_both():
-    """Both parsers read only the declared tracks (here the conductor track: no notes at all), so the
-    file would count as empty, or as part of a piece; the container check refuses it instead."""
+    """Both parsers read only the declared tracks (here the conductor track: no notes at all), so
+    the file would count as empty, or as part of a piece; the container check refuses it instead."""
     from music21 import converter
 
     fewer = bad_files()["fewer tracks declared than held"]
@@ -153,7 +153,7 @@ def test_symusics_own_message_reaches_the_error():
         loader.get("remi").encode(bad_files()["header of zeros"])
 
 
-# --------------------------------------------------------------------------- loading a saved configuration
+# -------------------------------------------------------------------- loading a saved configuration
 
 
 def test_the_reference_encoding_saves_nothing_and_loads_without_reading():
@@ -234,7 +234,8 @@ def test_reference_transposition_is_what_music21_reads_from_the_transposed_file(
     directory = Path(sample_data.ensure_dataset())
     smallest = sorted(directory.glob("*.mid"), key=lambda p: p.stat().st_size)[0].read_bytes()
     for data in (smallest, GOOD):
-        # symusic's rewrite of the file reads as the original does (so only the pitches differ below)
+        # symusic's rewrite of the file reads as the original does (so only the pitches differ
+        # below)
         tokens = reference.encode(transposed_midi(data, 0), parts)
         assert tokens == reference.encode(data, parts)
         for semitones in (-5, 1, 6, 11):

@@ -1,6 +1,6 @@
-"""Both encodings end to end from the command line: preprocess → train → generate → evaluate, on real
-MIDI files with bad ones mixed in, and ``--parts first`` under REMI. Tiny on purpose: the whole file is
-a few small DirectRunner runs and a few seconds of training each."""
+"""Both encodings end to end from the command line: preprocess → train → generate → evaluate, on
+real MIDI files with bad ones mixed in, and ``--parts first`` under REMI. Tiny on purpose: the
+whole file is a few small DirectRunner runs and a few seconds of training each."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ BAD = ("empty.mid", "random.mid", "truncated.mid", "text.mid")
 def track(
     rng: np.random.Generator, pitches: range, durations: list[int], notes: int, program: int = 0
 ) -> Track:
-    """A melody of ``notes`` notes, each as long as one of ``durations`` (ticks at 480 per quarter)."""
+    """A melody of ``notes`` notes, each as long as one of ``durations`` (ticks at 480 per
+    quarter)."""
     melody, time = Track(program=program), 0
     for _ in range(notes):
         duration = int(rng.choice(durations))
@@ -56,7 +57,8 @@ def midi(*tracks: Track) -> bytes:
 
 
 def run(*argv: str) -> tuple[int, str, str]:
-    """``lstm-composer ARGV`` in this process (TensorFlow is imported once): exit code, stdout, stderr."""
+    """``lstm-composer ARGV`` in this process (TensorFlow is imported once): exit code, stdout,
+    stderr."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = lstm_composer.main(list(argv))
@@ -65,8 +67,8 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def midi_folder(tmp_path_factory) -> tuple[Path, list[str]]:
-    """Six good one-track files (four train, two validation, by the pipeline's own split) with notes of
-    four lengths, and four bad files: empty, random bytes, truncated, text renamed .mid."""
+    """Six good one-track files (four train, two validation, by the pipeline's own split) with
+    notes of four lengths, and four bad files: empty, random bytes, truncated, text renamed .mid."""
     folder = tmp_path_factory.mktemp("e2e") / "midi"
     folder.mkdir()
     rng, good, wanted = np.random.default_rng(0), [], {records.TRAIN: 4, records.VALIDATION: 2}
@@ -233,8 +235,9 @@ def test_evaluate_and_the_tensorboard_samples_work_for_the_encoding(chain):
 
 @pytest.mark.slow
 def test_parts_first_under_remi_reads_the_first_track_only(tmp_path):
-    """Two tracks that differ in range and rhythm: with --parts first only the upper one's pitches are
-    tokens, in the data, the model's vocabulary and a primer read through the model's encoding."""
+    """Two tracks that differ in range and rhythm: with --parts first only the upper one's
+    pitches are tokens, in the data, the model's vocabulary and a primer read through the model's
+    encoding."""
     rng, folder = np.random.default_rng(5), tmp_path / "midi"
     folder.mkdir()
     upper_range, lower_range = range(64, 77), range(36, 49)
@@ -307,7 +310,8 @@ def test_parts_first_under_remi_reads_the_first_track_only(tmp_path):
 
 
 def test_the_quickstart_gives_remi_longer_windows_and_pieces(tmp_path):
-    """``quickstart --encoding remi``: the REMI preset over the common one; a flag given still wins."""
+    """``quickstart --encoding remi``: the REMI preset over the common one; a flag given still
+    wins."""
     from preprocessing import options
     from trainer import flags, generate_flags
 

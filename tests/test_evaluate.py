@@ -1,5 +1,5 @@
-"""``lstm-composer evaluate`` on a tiny model trained here, the trainer's music measures in TensorBoard,
-and the progress lines a training run prints when its output is not a terminal."""
+"""``lstm-composer evaluate`` on a tiny model trained here, the trainer's music measures in
+TensorBoard, and the progress lines a training run prints when its output is not a terminal."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ PROGRESS_LINE = re.compile(
 
 @pytest.fixture(scope="module")
 def trained(records_dir, tmp_path_factory):
-    """Three epochs of a tiny model, music measures sampled every 2 epochs (so at 2 and, the end, 3);
-    its stdout kept (a StringIO is not a terminal)."""
+    """Three epochs of a tiny model, music measures sampled every 2 epochs (so at 2 and, the end,
+    3); its stdout kept (a StringIO is not a terminal)."""
     job = tmp_path_factory.mktemp("evaluated-job")
     argv = [
         "--data-dir",

@@ -1,4 +1,5 @@
-"""Generation: the single-step copy, the reference's window loop, sampling, and what gets written."""
+"""Generation: the single-step copy, the reference's window loop, sampling, and what gets
+written."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def tiny(name: str, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """A model/ folder as the trainer exports it: model.keras, vocab.json, manifest.json, primers.json."""
+    """A model/ folder as the trainer exports it: model.keras, vocab.json, manifest.json,
+    primers.json."""
     out = tmp_path_factory.mktemp("model")
     tiny("fast").save(out / "model.keras")
     (out / "vocab.json").write_text(records.vocab_to_json(VOCAB))
@@ -363,7 +365,7 @@ def test_tensorboard_sample_summaries_hold_image_and_audio(model_dir, tmp_path):
     assert text.reshape(-1)[0].decode() == " ".join(tokens) and len(tokens) == 16
 
 
-# --------------------------------------------------------------------------- paths checked before composing
+# ------------------------------------------------------------------- paths checked before composing
 
 
 def one_error_line(err: str, prog: str = "lstm-composer generate") -> str:

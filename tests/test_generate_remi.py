@@ -1,5 +1,5 @@
-"""Generation under REMI: grammar-masked sampling on untrained networks, the model folder's tokenizer,
-a primer MIDI through the encoding, and the reference's draws left as they were."""
+"""Generation under REMI: grammar-masked sampling on untrained networks, the model folder's
+tokenizer, a primer MIDI through the encoding, and the reference's draws left as they were."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from trainer.composer import Composer
 SEQ = 16
 REMI = RemiEncoding()
 VOCAB = windowing.vocabulary(t for t in REMI.tokenizer.vocab if t != "PAD_None")
-"""MidiTok's whole REMI vocabulary of this configuration (153 tokens), sorted as the pipeline sorts."""
+"""MidiTok's whole REMI vocabulary of this configuration (153 tokens), sorted as the pipeline
+sorts."""
 INDEX = {token: i for i, token in enumerate(VOCAB)}
 
 
@@ -45,7 +46,8 @@ def melody_midi(seed: int = 0, notes: int = 48, pitches: range = range(55, 80)) 
 def primers_ending_in(
     tokens: list[str], kinds=("Pitch", "Position", "Duration", "Bar")
 ) -> np.ndarray:
-    """A window of ``SEQ`` tokens ending in each of ``kinds``: where a piece continues from matters."""
+    """A window of ``SEQ`` tokens ending in each of ``kinds``: where a piece continues from
+    matters."""
     rows = []
     for kind in kinds:
         end = next(i for i in range(SEQ + 5, len(tokens)) if tokens[i - 1].startswith(kind))
@@ -98,8 +100,9 @@ def test_an_untrained_network_under_the_grammar_writes_pieces_that_decode_whole(
 
 
 def test_the_mask_holds_against_a_network_that_prefers_illegal_tokens():
-    """The output layer's bias makes Pitch_60 the likeliest token by far, after every token: repeated at
-    one position, after a Pitch, before any Position. Greedy and sampled draws must still be legal."""
+    """The output layer's bias makes Pitch_60 the likeliest token by far, after every token:
+    repeated at one position, after a Pitch, before any Position. Greedy and sampled draws must
+    still be legal."""
     model = untrained(1)
     dense = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Dense)][-1]
     kernel, bias = dense.get_weights()
@@ -184,7 +187,8 @@ def test_the_grammar_ends_a_piece_whole_and_leads_in_a_trailing_pitch():
 
 @pytest.fixture(scope="module")
 def remi_model_dir(tmp_path_factory) -> Path:
-    """A model/ folder as the trainer exports it from REMI data: tokenizer.json beside vocab.json."""
+    """A model/ folder as the trainer exports it from REMI data: tokenizer.json beside
+    vocab.json."""
     out = tmp_path_factory.mktemp("remi_model")
     untrained(2).save(out / export.MODEL_FILE)
     (out / records.VOCAB_FILE).write_text(records.vocab_to_json(VOCAB))

@@ -180,7 +180,8 @@ def test_the_flag_modules_import_no_tensorflow(module):
     "command", [["format", "--check", "--diff"], ["check"]], ids=["format", "lint"]
 )
 def test_ruff_would_change_nothing(command):
-    """The formatter decides the layout and the linter finds nothing (ruff.toml), over the whole tree."""
+    """The formatter decides the layout and the linter finds nothing (ruff.toml), over the whole
+    tree."""
     result = subprocess.run(
         [sys.executable, "-m", "ruff", *command, "."],
         capture_output=True,

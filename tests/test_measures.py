@@ -79,7 +79,7 @@ def test_pitch_class_histogram_and_its_overlap():
     assert measures.histogram_overlap(a, np.zeros(12)) is None
 
 
-# --------------------------------------------------------------------------- muspy's measures, one piece
+# ---------------------------------------------------------------------- muspy's measures, one piece
 
 
 def test_piece_measures_of_a_reference_piece():
@@ -123,7 +123,8 @@ def test_empty_beat_rate_of_a_remi_piece():
         (2, 0.5, 62),
     ]
     result = measures.piece_measures(tokens, encoding)
-    # muspy counts the beats up to the last note's end (tick 30 of 12 per beat: beats 0, 1, 2), one empty
+    # muspy counts the beats up to the last note's end (tick 30 of 12 per beat: beats 0, 1, 2), one
+    # empty
     assert result["empty_beat_rate"] == pytest.approx(1 / 3)
     assert (
         result["polyphony"] == 1.0
@@ -141,7 +142,8 @@ def test_a_piece_without_notes_has_no_pitch_measures():
 
 def test_compare_two_sets():
     result = measures.compare([["C4", "E4"], ["C4", "E4", "G4", "C4"]], [["C4", "D4"]], REF)
-    # generated pitch classes C:3 E:2 G:1 (1/2, 1/3, 1/6); validation C:1 D:1: overlap min(1/2, 1/2) = 0.5
+    # generated pitch classes C:3 E:2 G:1 (1/2, 1/3, 1/6); validation C:1 D:1: overlap min(1/2, 1/2)
+    # = 0.5
     assert result[measures.OVERLAP] == pytest.approx(0.5)
     assert result["generated"]["n_pitch_classes_used"] == pytest.approx((2 + 3) / 2)
     assert result["validation"]["pitch_range"] == 2
@@ -188,9 +190,10 @@ def test_reassemble_a_piece_that_is_one_loop():
 
 
 def test_reassemble_the_pipelines_validation_windows(records_dir):
-    """On a real pipeline output, whose shards order windows by a hash: the stretches that come back
-    hold exactly the validation pieces' windows, each once. (These patterned pieces repeat more than a
-    window's overlap, so the chaining may take either branch: the stretches need not be the pieces.)"""
+    """On a real pipeline output, whose shards order windows by a hash: the stretches that come
+    back hold exactly the validation pieces' windows, each once. (These patterned pieces repeat
+    more than a window's overlap, so the chaining may take either branch: the stretches need not
+    be the pieces.)"""
     from conftest import patterned_tokens
 
     from preprocessing import records, windowing
@@ -311,7 +314,8 @@ def test_synthesis_follows_the_notes_durations():
         wave_ = audio.synthesize(events + [NoteEvent(4, 0.5, 72)])  # same length and peak scale
         return float(np.sqrt(np.mean(wave_[int(start_s * rate) : int(end_s * rate)] ** 2)))
 
-    # a whole note (4 quarters = 2 s) still sounds at 1.0-1.5 s; an eighth note (0.25 s + release) does not
+    # a whole note (4 quarters = 2 s) still sounds at 1.0-1.5 s; an eighth note (0.25 s + release)
+    # does not
     assert rms_between([NoteEvent(0, 4, 60)], 1.0, 1.5) > 0.01
     assert rms_between([NoteEvent(0, 0.5, 60)], 1.0, 1.5) == 0.0
 
@@ -355,7 +359,7 @@ def test_piano_roll_draws_real_durations():
     assert 3 < orange(long) / orange(short) < 5  # four times as wide, give or take the edges
 
 
-# --------------------------------------------------------------------------- progress inside an epoch
+# ------------------------------------------------------------------------- progress inside an epoch
 
 
 class Clock:

@@ -2,10 +2,10 @@
 
 The reproduction: a small valid MIDI file with one absurd delta time (0x0FFFFFFF ticks before a
 note-on, 3 bytes inserted) keeps music21 busy for about a minute on this machine (38-57 s measured;
-more than 180 s where it was reported), against 0.04 s for the file without it. The length
-pre-check of ``preprocessing.notes`` refuses that file at once; a file that passes the pre-check and
-is still slow is stopped by ``--max-seconds-per-file``. Both end as one dead letter each, the job goes
-on, every good file's windows are written, and no parse child outlives the run.
+more than 180 s where it was reported), against 0.04 s for the file without it. The length pre-check
+of ``preprocessing.notes`` refuses that file at once; a file that passes the pre-check and is still
+slow is stopped by ``--max-seconds-per-file``. Both end as one dead letter each, the job goes on,
+every good file's windows are written, and no parse child outlives the run.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ GENEROUS_SECONDS = 240  # a whole run on this shared 2-core machine takes 10-40 
 
 
 def tfrecords(path: Path):
-    """The records of one uncompressed TFRecord file (8-byte length, 4-byte CRC, data, 4-byte CRC)."""
+    """The records of one uncompressed TFRecord file (8-byte length, 4-byte CRC, data, 4-byte
+    CRC)."""
     data, position = path.read_bytes(), 0
     while position < len(data):
         length = int.from_bytes(data[position : position + 8], "little")
@@ -110,7 +111,8 @@ def folder_with(tmp_path: Path, bad_name: str, gap_ticks: int) -> tuple[Path, di
 def run_and_check(
     folder: Path, good: dict[str, list[str]], out: Path, *flags: str
 ) -> tuple[dict, float]:
-    """Run the job; check that no good file is lost; return the one dead letter and the wall time."""
+    """Run the job; check that no good file is lost; return the one dead letter and the wall
+    time."""
     started = time.monotonic()
     outcome = pipeline.run(
         [
@@ -208,8 +210,8 @@ def test_the_budget_flag_is_checked_and_documented(capsys):
 
 
 def test_the_beam_workers_modules_do_not_import_music21():
-    """A worker unpickles the DoFns of transforms and direct_runner: it imports Beam alone, and its parse
-    child music21 alone (the child's import replaces the one the worker made before)."""
+    """A worker unpickles the DoFns of transforms and direct_runner: it imports Beam alone, and
+    its parse child music21 alone (the child's import replaces the one the worker made before)."""
     code = (
         "import sys, preprocessing.transforms, preprocessing.direct_runner, preprocessing.budgeted_child; "
         "assert 'music21' not in sys.modules, 'music21 imported'"

@@ -1,4 +1,5 @@
-"""The pipeline with --input and --output on gs://, against a local GCS emulator started by the test."""
+"""The pipeline with --input and --output on gs://, against a local GCS emulator started by the
+test."""
 
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ def test_pipeline_reads_and_writes_gcs(gcs, midi_corpus, tmp_path):
         f"gs://{BUCKET}/midi/{name}" for name in midi_corpus["bad"]
     )
 
-    # TensorFlow's gs:// reader ignores the emulator: download the shards and read them with tf.data.
+    # TensorFlow's gs:// reader ignores the emulator: download the shards and read them with
+    # tf.data.
     total = Counter()
     for split in records.SPLITS:
         for shard in manifest.shard_entries(split):

@@ -1,4 +1,5 @@
-"""``lstm-composer preprocess --encoding remi`` on the DirectRunner: real MIDI files, bad ones mixed in."""
+"""``lstm-composer preprocess --encoding remi`` on the DirectRunner: real MIDI files, bad ones
+mixed in."""
 
 from __future__ import annotations
 
@@ -213,7 +214,8 @@ def test_the_beam_workers_modules_do_not_import_miditok():
 
 
 def test_a_manifest_written_before_the_encoding_fields_still_reads():
-    """Format version 2 without ``encoding_config_hash`` / ``encoding_versions``: read with their defaults."""
+    """Format version 2 without ``encoding_config_hash`` / ``encoding_versions``: read with their
+    defaults."""
     manifest = records.Manifest(
         sequence_length=8,
         stride=1,
@@ -248,7 +250,8 @@ def test_a_manifest_written_before_the_encoding_fields_still_reads():
 
 @pytest.mark.slow
 def test_the_time_budget_holds_under_remi(midi_corpus, tmp_path):
-    """A valid file MidiTok needs seconds for (100,000 notes) is stopped at the budget; the good file is kept."""
+    """A valid file MidiTok needs seconds for (100,000 notes) is stopped at the budget; the good
+    file is kept."""
     from symusic import Note, Score, Track
 
     score, track = Score(480), Track(program=0)

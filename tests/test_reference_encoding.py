@@ -1,4 +1,5 @@
-"""The token encoding against music21 streams: the reference's tokens, all-parts merging, the inverse."""
+"""The token encoding against music21 streams: the reference's tokens, all-parts merging, the
+inverse."""
 
 from __future__ import annotations
 
@@ -72,8 +73,8 @@ def test_first_part_mode_equals_the_reference_loop(tmp_path):
 def test_all_parts_mode_merges_simultaneous_onsets_and_drops_percussion(tmp_path):
     path = _score_with_parts(tmp_path)
     tokens = reference.tokens_from_midi_bytes(path.read_bytes(), parts="all")
-    # beat 0: E-4 (piano) + G3 (violin) -> chord 3.7; beat 1: C E G; beat 2: A3 (violin, piano rests);
-    # beat 3: C#5. The drum part on channel 10 contributes nothing.
+    # beat 0: E-4 (piano) + G3 (violin) -> chord 3.7; beat 1: C E G; beat 2: A3 (violin, piano
+    # rests); beat 3: C#5. The drum part on channel 10 contributes nothing.
     assert tokens == ["3.7", "0.4.7", "A3", "C#5"]
 
 
@@ -170,7 +171,8 @@ def test_unknown_parts_mode_is_refused():
 
 
 def _music21_length_quarters(data: bytes) -> float:
-    """The longest track's summed delta times over ticks per quarter, as music21's own MIDI reader sees them."""
+    """The longest track's summed delta times over ticks per quarter, as music21's own MIDI
+    reader sees them."""
     from music21 import midi
 
     midi_file = midi.MidiFile()

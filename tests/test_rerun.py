@@ -77,7 +77,8 @@ def test_a_rerun_that_fails_after_writing_its_shards_leaves_the_old_output_reada
     old = run(first, out, "--num-shards", "2", "--validation-fraction", "0.3")
     assert old.counts["files_failed"] == 1
     before = snapshot(out)
-    # Make the last step fail where it publishes its files: after every shard of the new run is written.
+    # Make the last step fail where it publishes its files: after every shard of the new run is
+    # written.
     (out / records.DEAD_LETTER_FILE).unlink()
     (out / records.DEAD_LETTER_FILE).mkdir()
     (out / records.DEAD_LETTER_FILE / "in-the-way").write_text("")
@@ -115,8 +116,9 @@ def test_a_rerun_that_fails_after_writing_its_shards_leaves_the_old_output_reada
 
 @pytest.mark.slow
 def test_a_rerun_killed_midway_leaves_a_finished_output(inputs, tmp_path):
-    """SIGTERM as soon as the rerun's first shard exists: whatever it had done by then, the folder
-    holds a complete output the trainer accepts, the old one (while the new manifest has not landed)."""
+    """SIGTERM as soon as the rerun's first shard exists: whatever it had done by then, the
+    folder holds a complete output the trainer accepts, the old one (while the new manifest has
+    not landed)."""
     first, other = inputs
     out = tmp_path / "out"
     old = run(first, out, "--num-shards", "2", "--validation-fraction", "0.3")
@@ -156,7 +158,8 @@ def test_a_rerun_killed_midway_leaves_a_finished_output(inputs, tmp_path):
     assert rerun.returncode == -signal.SIGTERM or rerun.returncode == 0, (
         rerun.stderr.read().decode()[-2000:]
     )
-    # Never neither: the old output (the kill came before the new manifest, as nearly always) or the new.
+    # Never neither: the old output (the kill came before the new manifest, as nearly always) or the
+    # new.
     manifest = records.manifest_from_json((out / "manifest.json").read_text())
     assert manifest == old or manifest.run_id != old.run_id
     assert_finished_output(out, manifest)

@@ -1,4 +1,5 @@
-"""The embedded default dataset: a fixed selection, rendered deterministically, reused only when complete.
+"""The embedded default dataset: a fixed selection, rendered deterministically, reused only when
+complete.
 
 Fast tests only: they render two short chorales of the selection (about a second each), never the
 whole dataset. Everything is real music21 rendering and parsing; nothing is mocked.

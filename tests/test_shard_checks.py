@@ -137,7 +137,8 @@ def test_another_runs_shard_of_another_size_is_refused(data_dir, tmp_path, capsy
 
 @pytest.mark.parametrize("verify", ["quick", "full"])
 def test_another_runs_shard_of_the_same_size_is_refused(tmp_path, capsys, verify):
-    """Ids below 128 make every record the same size: the same record count is the same byte size."""
+    """Ids below 128 make every record the same size: the same record count is the same byte
+    size."""
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     synthetic.write_dataset(str(ours), seed=1)
     synthetic.write_dataset(str(theirs), seed=2)

@@ -1,4 +1,5 @@
-"""The shard files: the pipeline's own TFRecord writer against TensorFlow's, and the reader's checks."""
+"""The shard files: the pipeline's own TFRecord writer against TensorFlow's, and the reader's
+checks."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from preprocessing import reader, records, shards
 
 
 def _records(count: int, seed: int = 0, length: int = 8, below: int = 128) -> list[bytes]:
-    """Random windows; with ids ``below`` 128 every record has the same size (one varint byte per id)."""
+    """Random windows; with ids ``below`` 128 every record has the same size (one varint byte per
+    id)."""
     rng = random.Random(seed)
     return [
         records.encode_example([rng.randrange(below) for _ in range(length)], rng.randrange(below))

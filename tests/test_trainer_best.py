@@ -1,4 +1,5 @@
-"""model/model.keras holds the best epoch by validation loss (trainer.best), and --lr-schedule (trainer.schedule).
+"""model/model.keras holds the best epoch by validation loss (trainer.best), and --lr-schedule
+(trainer.schedule).
 
 The reproduction of issue 12: the quickstart exported the last epoch although an earlier one was
 better. Here a real tiny job trains two good epochs, is started again with a learning rate far too
@@ -40,7 +41,8 @@ def test_pick_checkpoint_prefers_the_file_with_the_backups_best_loss():
 
 
 def test_pick_checkpoint_takes_the_matching_file_of_a_rerun_epoch():
-    """Epoch 2 ran twice (killed after its file, then again): the backup's loss says which run counts."""
+    """Epoch 2 ran twice (killed after its file, then again): the backup's loss says which run
+    counts."""
     names = ["val-improvement-02-2.5000.keras", "val-improvement-02-2.6000.keras"]
     assert best.pick_checkpoint(names, 2, 2.6) == (2, "val-improvement-02-2.6000.keras")
     assert best.val_checkpoint_name(2, 2.6) == "val-improvement-02-2.6000.keras"

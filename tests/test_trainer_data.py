@@ -177,7 +177,8 @@ def test_gzip_shards_are_read(tmp_path):
 
 
 def test_baselines_count_unigram_and_bigram():
-    # Training: after token 1 comes 2 (twice), after 2 comes 0; 0 is the most frequent target overall.
+    # Training: after token 1 comes 2 (twice), after 2 comes 0; 0 is the most frequent target
+    # overall.
     train_x = np.array([[9, 1], [9, 1], [9, 2], [9, 3], [9, 3], [9, 3]])
     train_y = np.array([2, 2, 0, 0, 0, 0])
     val_x = np.array([[0, 1], [0, 2], [0, 3], [0, 4]])

@@ -1,5 +1,5 @@
-"""trainer.task as real processes: MirroredStrategy on 2 logical CPUs, two MultiWorkerMirrored workers
-on 127.0.0.1, and a job killed with SIGKILL that resumes from its last finished epoch."""
+"""trainer.task as real processes: MirroredStrategy on 2 logical CPUs, two MultiWorkerMirrored
+workers on 127.0.0.1, and a job killed with SIGKILL that resumes from its last finished epoch."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ for _name in (
     ENV.pop(_name, None)
 
 # TensorFlow fixes its logical devices when it initialises, so the split happens in a fresh process,
-# before trainer.task runs; the job itself is unchanged (MirroredStrategy over the local CPU devices).
+# before trainer.task runs; the job itself is unchanged (MirroredStrategy over the local CPU
+# devices).
 TWO_CPUS = (
     "import sys, tensorflow as tf\n"
     "cpu = tf.config.list_physical_devices('CPU')[0]\n"
@@ -121,7 +122,8 @@ def test_mirrored_strategy_on_two_logical_cpus(records_dir, tmp_path):
 
 
 def two_workers(argv) -> tuple[list[subprocess.Popen], list[tuple[int, str, str]]]:
-    """``argv`` as two MultiWorkerMirrored workers on 127.0.0.1; the processes and their (rc, out, err)."""
+    """``argv`` as two MultiWorkerMirrored workers on 127.0.0.1; the processes and their (rc,
+    out, err)."""
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
@@ -180,7 +182,8 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
     )
     assert "this is worker-1" in worker_out and "(chief)" not in worker_out
     assert sorted(epoch_losses(chief_out)) == [1, 2]
-    # Only the chief writes: epoch lines, the model and the TensorBoard events (named after its pid).
+    # Only the chief writes: epoch lines, the model and the TensorBoard events (named after its
+    # pid).
     assert not epoch_losses(worker_out) and "model written" not in worker_out
     assert "model written" in chief_out
     assert sorted(p.name for p in job.iterdir()) == ["backup", "checkpoints", "logs", "model"]
@@ -218,7 +221,8 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
     assert "epoch 2 finished, continuing with epoch 3" in resumed.stdout
     assert sorted(epoch_losses(resumed.stdout)) == [3]
 
-    # Two workers started again with another network: both read the chief's run.json and refuse alike.
+    # Two workers started again with another network: both read the chief's run.json and refuse
+    # alike.
     backup = {p.name: p.read_bytes() for p in (job / "backup").iterdir()}
     _, refusals = two_workers(argv[: -len(TINY)] + [*TINY, "--units", "32"])
     lines = [

@@ -1,4 +1,5 @@
-"""A job started again into its --job-dir resumes only the run its backup belongs to (trainer.resume).
+"""A job started again into its --job-dir resumes only the run its backup belongs to
+(trainer.resume).
 
 Each reproduction starts from one tiny job whose backup holds one finished epoch, as a job killed
 after its first backup leaves it (tests/test_trainer_distributed.py kills one for real), and starts
@@ -24,7 +25,8 @@ ERROR = "lstm-composer train: error:"
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` with its bytes: equal snapshots mean nothing was written or lost."""
+    """Every file under ``root`` with its bytes: equal snapshots mean nothing was written or
+    lost."""
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
@@ -41,7 +43,8 @@ def one_error_line(code: int, err: str) -> str:
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
-    """Data at sequence length 8 and a job dir whose backup holds epoch 1 of a run at learning rate 0.02."""
+    """Data at sequence length 8 and a job dir whose backup holds epoch 1 of a run at learning
+    rate 0.02."""
     root = tmp_path_factory.mktemp("first_run")
     data = root / "data8"
     synthetic.write_dataset(str(data), train_pieces=4, validation_pieces=2, piece_length=30)
@@ -89,7 +92,8 @@ def argv(data: Path, job: Path, *extra: str) -> list[str]:
 
 
 def refused(argv_: list[str], job: Path, capsys) -> str:
-    """Run a restart that must be refused; check it took no step and left every file; its error line."""
+    """Run a restart that must be refused; check it took no step and left every file; its error
+    line."""
     before = snapshot(job)
     code = task.main(argv_)
     out, err = capsys.readouterr()

@@ -1,4 +1,5 @@
-"""trainer.task in-process: training on a real pipeline output, the job directory, TensorBoard, errors."""
+"""trainer.task in-process: training on a real pipeline output, the job directory, TensorBoard,
+errors."""
 
 from __future__ import annotations
 
@@ -192,7 +193,8 @@ def test_tensorboard_server_serves_a_scalar(trained_job):
 
 @pytest.mark.slow
 def test_ram_job_dir_and_resume(tmp_path, capsys):
-    """ram:// takes Keras' and tf.io.gfile's remote-path code, as gs:// does: write, resume, refuse."""
+    """ram:// takes Keras' and tf.io.gfile's remote-path code, as gs:// does: write, resume,
+    refuse."""
     import keras
     import tensorflow as tf
 
@@ -452,7 +454,8 @@ def test_console_script_and_module_share_the_parser():
 
 
 def test_mixed_precision_step_learns_on_cpu(tmp_path):
-    """The GPU path's loss scaling (mixed_float16 + LossScaleOptimizer) through the trainer's own step."""
+    """The GPU path's loss scaling (mixed_float16 + LossScaleOptimizer) through the trainer's own
+    step."""
     import tensorflow as tf
 
     from trainer import data as data_lib
@@ -494,7 +497,7 @@ def test_mixed_precision_step_learns_on_cpu(tmp_path):
     assert count == 32 and 0 <= hits <= top5 <= count and loss_sum > 0
 
 
-# --------------------------------------------------------------------------- a refused job leaves the job dir as it was
+# ------------------------------------------------------- a refused job leaves the job dir as it was
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The pipeline's parts on their own: the file-system helpers and the tally of counts and dead letters."""
+"""The pipeline's parts on their own: the file-system helpers and the tally of counts and dead
+letters."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""``lstm-composer preprocess --transpose K`` on the DirectRunner, for both encodings: real MIDI files
-(bad ones mixed in), real TFRecords read back with tf.data, every window accounted for.
+"""``lstm-composer preprocess --transpose K`` on the DirectRunner, for both encodings: real MIDI
+files (bad ones mixed in), real TFRecords read back with tf.data, every window accounted for.
 
 What must hold: only training pieces are transposed, after the split by piece (no transposition of a
-validation piece reaches train); a copy with a note outside the encoding's pitch range is dropped and
-counted; the vocabulary holds what the copies add; ``--transpose 0`` writes today's output byte for
-byte; and the held-out-style bad files are dead letters under both encodings while every good file
-is kept.
+validation piece reaches train); a copy with a note outside the encoding's pitch range is dropped
+and counted; the vocabulary holds what the copies add; ``--transpose 0`` writes today's output byte
+for byte; and the held-out-style bad files are dead letters under both encodings while every good
+file is kept.
 """
 
 from __future__ import annotations
@@ -157,8 +157,9 @@ def test_training_pieces_and_their_copies_are_exactly_the_train_windows(augmente
 
 @pytest.mark.slow
 def test_no_transposition_of_a_validation_piece_is_in_train(augmented):
-    """The windows that only a transposed validation piece would give are nowhere in train (windows
-    that a training piece or its copies give too are the same music, not a leak: scale runs repeat)."""
+    """The windows that only a transposed validation piece would give are nowhere in train
+    (windows that a training piece or its copies give too are the same music, not a leak: scale
+    runs repeat)."""
     name, codec, out, manifest, tokens = augmented
     vocab = reader.read_vocab(str(out))
     index = {token: i for i, token in enumerate(vocab)}

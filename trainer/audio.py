@@ -15,13 +15,15 @@ import numpy as np
 from preprocessing.encodings.base import NoteEvent
 
 SAMPLE_RATE = 16_000
-"""Audio previews: 16 kHz mono is plenty for a piano sketch and keeps TensorBoard event files small."""
+"""Audio previews: 16 kHz mono is plenty for a piano sketch and keeps TensorBoard event files
+small."""
 SECONDS_PER_QUARTER = 0.5
 """120 bpm, the tempo both encodings' ``decode`` writes into the MIDI file."""
 RELEASE_SECONDS = 0.08
 """Each synthesised note fades out over this long after its end, so notes do not click off."""
 TAIL_SECONDS = 0.25
-"""Silence-and-release after the last note's end: a WAV is ``end of the last note + TAIL_SECONDS`` long."""
+"""Silence-and-release after the last note's end: a WAV is
+``end of the last note + TAIL_SECONDS`` long."""
 
 
 def synthesize(

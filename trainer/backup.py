@@ -4,7 +4,8 @@ Saved after every finished epoch (a ``tf.train.CheckpointManager`` in ``backup/`
 fingerprint of the run that made it beside it (``run.json``, :mod:`trainer.resume`, which decides
 whether a backup is this run's). A restarted job restores it and goes on with the next epoch, so a
 job loses at most the epoch it was in. Every worker takes part in every save (reading distributed
-variables can be a collective); only the chief's lands in the job directory (:mod:`trainer.job_dir`).
+variables can be a collective); only the chief's lands in the job directory
+(:mod:`trainer.job_dir`).
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ class Backup:
         return int(self.epoch.numpy())
 
     def restore(self, *, replace: bool = False) -> None:
-        """Check the chief's backup against this run, before anything is restored, then resume it, set
-        it aside (``--replace-run``, the chief only) or refuse it. Every worker reads the chief's folder,
-        so all take the same decision (a worker that reads after the chief set it aside finds none)."""
+        """Check the chief's backup against this run, before anything is restored, then resume
+        it, set it aside (``--replace-run``, the chief only) or refuse it. Every worker reads the
+        chief's folder, so all take the same decision (a worker that reads after the chief set it
+        aside finds none)."""
         latest = tf.train.latest_checkpoint(self.backup_dir)
         recorded = resume.read(self.backup_dir) if latest else None
         plan = resume.plan(recorded, self.run, has_backup=bool(latest), replace=replace)
@@ -103,7 +105,8 @@ class Backup:
             log(line)
 
     def save(self, epoch: int) -> None:
-        """The run's fingerprint, then the checkpoint: no checkpoint is newer than the ``run.json`` beside it."""
+        """The run's fingerprint, then the checkpoint: no checkpoint is newer than the
+        ``run.json`` beside it."""
         self.epoch.assign(epoch)
         resume.write(self.outputs.path("backup"), self.run)
         self.manager.save(checkpoint_number=epoch)

@@ -32,7 +32,8 @@ def val_checkpoint_name(epoch: int, val_loss: float) -> str:
 def pick_checkpoint(
     names: Iterable[str], finished_epochs: int, best_val_loss: float
 ) -> tuple[int, str] | None:
-    """``(epoch, name)`` of the file holding the best weights of the first ``finished_epochs`` epochs.
+    """``(epoch, name)`` of the file holding the best weights of the first ``finished_epochs``
+    epochs.
 
     Files of later epochs are ignored: a job killed between an improvement file and its backup left
     them, and it trains those epochs again. Among the rest, a file whose loss is ``best_val_loss``
@@ -51,7 +52,8 @@ def pick_checkpoint(
 
 
 def load_weights(path: str) -> list:
-    """The weights of a saved ``.keras`` file (local, gs://), read as generation reads ``model/``."""
+    """The weights of a saved ``.keras`` file (local, gs://), read as generation reads
+    ``model/``."""
     from trainer.export import load_keras
 
     return load_keras(path).get_weights()
@@ -74,7 +76,8 @@ class BestEpoch:
     def restore(
         self, model, *, last_epoch: int, checkpoints_dir: str, best_val_loss: float, log
     ) -> tuple[int, bool]:
-        """Put the best weights into ``model``; ``(exported epoch, whether its metrics are known here)``.
+        """Put the best weights into ``model``;
+        ``(exported epoch, whether its metrics are known here)``.
 
         The last epoch stays when it is the best, when there was no validation, or (with a warning)
         when a best epoch from before a restart has no improvement file any more.

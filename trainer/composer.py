@@ -2,11 +2,11 @@
 
 Two ways to run the network over time (``--context``, :data:`trainer.sampling.CONTEXTS`):
 
-* ``carry`` (default, fast): a single-step copy of the trained network (same weights; each LSTM takes
-  and returns its state) reads the primer one token at a time and then each new token, carrying the
-  LSTM states forward. One step per token instead of a whole window: the cost of a token no longer
-  grows with ``sequence_length``. The model of context differs from the reference: the state
-  remembers everything since the primer, as char-rnn style samplers do.
+* ``carry`` (default, fast): a single-step copy of the trained network (same weights; each LSTM
+  takes and returns its state) reads the primer one token at a time and then each new token,
+  carrying the LSTM states forward. One step per token instead of a whole window: the cost of a
+  token no longer grows with ``sequence_length``. The model of context differs from the reference:
+  the state remembers everything since the primer, as char-rnn style samplers do.
 * ``window`` (the reference's method, exactly): for each new token the last ``sequence_length``
   tokens are run through the full network from a zero state, then the window slides by one.
 
@@ -33,13 +33,14 @@ from trainer import sampling
 
 
 def step_model(model: keras.Model) -> tuple[keras.Model, list[tuple[layers.LSTM, layers.LSTM]]]:
-    """A copy of ``model`` that reads one token and the LSTM states, and returns probabilities and states.
+    """A copy of ``model`` that reads one token and the LSTM states, and returns probabilities and
+    states.
 
-    Inputs ``[token_ids (batch, 1), h_1, c_1, …, h_n, c_n]``; outputs ``[probabilities, h_1', c_1', …]``.
-    LSTM layers are rebuilt with ``return_state=True`` and the trained weights; every other layer
-    (embedding or rescaling, dropout, batch norm, dense) is the trained layer itself, shared. Also
-    returns the (trained, single-step) LSTM pairs, whose weights must be copied again when the
-    trained model changes (:meth:`Composer.sync_weights`).
+    Inputs ``[token_ids (batch, 1), h_1, c_1, …, h_n, c_n]``; outputs
+    ``[probabilities, h_1', c_1', …]``. LSTM layers are rebuilt with ``return_state=True`` and the
+    trained weights; every other layer (embedding or rescaling, dropout, batch norm, dense) is the
+    trained layer itself, shared. Also returns the (trained, single-step) LSTM pairs, whose weights
+    must be copied again when the trained model changes (:meth:`Composer.sync_weights`).
     """
     token = keras.Input(shape=(1,), dtype="int64", name="token_id")
     x = token
@@ -77,7 +78,8 @@ def lstm_units(model: keras.Model) -> list[int]:
 
 class Composer:
     """Runs a trained network token by token, in either context mode, each draw under ``grammar``
-    (an encoding's sampling grammar over the model's vocabulary; None or a free one masks nothing)."""
+    (an encoding's sampling grammar over the model's vocabulary; None or a free one masks
+    nothing)."""
 
     def __init__(self, model: keras.Model, sequence_length: int, grammar: Grammar | None = None):
         self.model = model
@@ -96,7 +98,8 @@ class Composer:
             )
 
     def sync_weights(self) -> None:
-        """Copy the trained LSTM weights into the single-step copy again (after the model was trained on)."""
+        """Copy the trained LSTM weights into the single-step copy again (after the model was
+        trained on)."""
         for trained, single in self._pairs:
             single.set_weights(trained.get_weights())
 
@@ -123,7 +126,8 @@ class Composer:
         top_p: float | None = None,
         seed: int | None = None,
     ) -> np.ndarray:
-        """``length`` new token ids for each primer row (``primers``: ``(samples, sequence_length)``).
+        """``length`` new token ids for each primer row (``primers``:
+        ``(samples, sequence_length)``).
 
         Under a grammar, each row's state reads its primer first, then every drawn token; the last
         tokens are drawn so that the piece ends whole (:meth:`GrammarState.allowed_within`).
@@ -157,7 +161,8 @@ class Composer:
         return out
 
     def pieces(self, primers: np.ndarray, ids: np.ndarray, vocab: Sequence[str]) -> list[list[str]]:
-        """The tokens each row of :meth:`generate` writes (:func:`trainer.sampling.piece_tokens`)."""
+        """The tokens each row of :meth:`generate` writes
+        (:func:`trainer.sampling.piece_tokens`)."""
         return [
             sampling.piece_tokens(self.grammar, vocab, primer, row)
             for primer, row in zip(primers, ids)

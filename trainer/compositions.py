@@ -122,7 +122,8 @@ def write_bytes(path: str, data: bytes) -> None:
 
 
 def check_output(output: str, what: str | None = None) -> None:
-    """Refuse an ``--output`` that could not be written, before anything is composed, and leave no trace.
+    """Refuse an ``--output`` that could not be written, before anything is composed, and leave no
+    trace.
 
     A folder is refused by name. Locally, the nearest folder that already exists on the way to the
     file must be a folder (not a regular file) that takes a new file, which a probe file written and

@@ -1,11 +1,11 @@
 """The CUDA libraries TensorFlow loads at run time, checked without a GPU (part 1 of the GPU check).
 
-Each CUDA library TensorFlow loads at run time (cudart, cuBLAS, cuFFT, cuRAND,
-cuSOLVER, cuSPARSE, nvJitLink, cuDNN, NCCL) must load by its soname through the normal loader search
+Each CUDA library TensorFlow loads at run time (cudart, cuBLAS, cuFFT, cuRAND, cuSOLVER, cuSPARSE,
+nvJitLink, cuDNN, NCCL) must load by its soname through the normal loader search
 (``LD_LIBRARY_PATH`` / ``ld.so.cache``), the way TensorFlow ``dlopen``\\ s them. A library that is
 installed under ``site-packages/nvidia/*/lib`` but not on the search path is reported as such: TF
-2.21's own RUNPATH lists only some of those folders (not cusolver, curand or nvjitlink), which is the
-"Cannot dlopen some GPU libraries" failure of ``tensorflow[and-cuda]`` on a plain Python image.
+2.21's own RUNPATH lists only some of those folders (not cusolver, curand or nvjitlink), which is
+the "Cannot dlopen some GPU libraries" failure of ``tensorflow[and-cuda]`` on a plain Python image.
 The **cuDNN version** is read from the library itself (``cudnnGetVersion()``) and must have the
 major version TensorFlow was built with (``tf.sysconfig.get_build_info()``) and be at least the
 version TensorFlow's ``and-cuda`` extra asks for: the "Loaded runtime CuDNN library: X but source
@@ -36,7 +36,8 @@ class Check:
 
 
 # soname stem -> the pip package (site-packages/nvidia/<dir>/lib) that ships it. The soname's number
-# is the CUDA major for most (cudart, cublas, cusparse, nvjitlink), the library's own major otherwise.
+# is the CUDA major for most (cudart, cublas, cusparse, nvjitlink), the library's own major
+# otherwise.
 CUDA_LIBRARIES: tuple[tuple[str, str, str], ...] = (
     # (soname, nvidia/<dir>, what TensorFlow uses it for)
     ("libcudart.so.{cuda}", "cuda_runtime", "CUDA runtime"),
@@ -81,7 +82,8 @@ def required_cuda_packages() -> dict[str, tuple[int, ...]]:
 
 
 def nvidia_library_dirs() -> list[str]:
-    """Every ``site-packages/nvidia/*/lib`` folder on ``sys.path`` (what the Dockerfile registers)."""
+    """Every ``site-packages/nvidia/*/lib`` folder on ``sys.path`` (what the Dockerfile
+    registers)."""
     found = []
     for entry in sys.path:
         root = os.path.join(entry, "nvidia")

@@ -1,4 +1,5 @@
-"""tf.data input for the trainer, read through :mod:`preprocessing.records` (the one owner of the format).
+"""tf.data input for the trainer, read through :mod:`preprocessing.records` (the one owner of the
+format).
 
 ``load(data_dir)`` checks a pipeline output (finished manifest, vocabulary hash, every shard present
 with the manifest's size and content, the first records parse with the manifest's sequence length
@@ -8,7 +9,8 @@ something is wrong, before the first training step.
 ``dataset(...)`` builds the stream for one split::
 
     shard names (manifest) -> interleave(TFRecordDataset, parallel) -> [shuffle] -> repeat
-        -> batch(GLOBAL batch size) -> parse_example (batched, records.parse_spec) -> prefetch(AUTOTUNE)
+        -> batch(GLOBAL batch size) -> parse_example (batched, records.parse_spec)
+        -> prefetch(AUTOTUNE)
 
 * Shuffling happens on serialized records before parsing (cheaper), with ``--shuffle-buffer`` and
   ``--seed``; the file order is shuffled with the same seed.
@@ -70,8 +72,8 @@ def load(data_dir: str, check_records: int = 16, *, full: bool = False) -> Data:
     """Read and check ``data_dir``; raise :class:`DataError` with one readable sentence if unusable.
 
     Every listed shard is checked before anything trains: present, of the manifest's size and of its
-    content (the hash of its first and last 64 KiB; ``full``: of every byte), with the shards' record
-    counts adding up to the manifest's windows (:func:`preprocessing.reader.verify`).
+    content (the hash of its first and last 64 KiB; ``full``: of every byte), with the shards'
+    record counts adding up to the manifest's windows (:func:`preprocessing.reader.verify`).
     """
     # finished? vocab hash? every shard intact?
     manifest, vocab = reader.read_output(data_dir, full=full)
@@ -135,13 +137,14 @@ def dataset(
     num_workers: int = 1,
     drop_remainder: bool = True,
 ) -> tf.data.Dataset:
-    """``(inputs [B, seq] int64, target [B] int64)`` batches of ``split``, ``B`` = the global batch size.
+    """``(inputs [B, seq] int64, target [B] int64)`` batches of ``split``, ``B`` = the global batch
+    size.
 
-    ``weighted=True`` (for evaluation) yields ``(inputs, target, weight)``: one pass over the windows
-    with weight 1, then the same windows again and again with weight 0, so a fixed number of steps
-    (``steps(windows, B)``, the same on every worker) covers every window exactly once in the weighted
-    sums. It is sharded by data (every worker reads all shards and keeps its share), so the split of
-    weight-1 windows between workers does not depend on how the windows fall into shards.
+    ``weighted=True`` (for evaluation) yields ``(inputs, target, weight)``: one pass over the
+    windows with weight 1, then the same windows again and again with weight 0, so a fixed number of
+    steps (``steps(windows, B)``, the same on every worker) covers every window exactly once in the
+    weighted sums. It is sharded by data (every worker reads all shards and keeps its share), so the
+    split of weight-1 windows between workers does not depend on how the windows fall into shards.
     """
     if global_batch_size < 1:
         raise DataError(f"batch size must be at least 1, not {global_batch_size}")
@@ -154,18 +157,7 @@ def dataset(
     vocab_size = data.vocab_size
 
     def read(shuffled: bool) -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_tensor_slices(files)
-        if shuffled and len(files) > 1:
-            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.interleave(
-            lambda path: tf.data.TFRecordDataset(path, compression_type=compression),
-            cycle_length=min(len(files), 8),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=True,  # with --seed, the same order every run
-        )
-        if shuffled and shuffle_buffer > 1:
-            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        return ds
+        return serialized_records(files, compression, shuffled, seed, shuffle_buffer)
 
     if weighted:
 
@@ -204,6 +196,25 @@ def dataset(
     return ds.prefetch(AUTOTUNE)
 
 
+def serialized_records(
+    files: list[str], compression: str, shuffled: bool, seed: int | None, shuffle_buffer: int
+) -> tf.data.Dataset:
+    """The shards' records, interleaved in a fixed order; with ``shuffled``, the files and then the
+    records shuffled (seeded)."""
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffled and len(files) > 1:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=compression),
+        cycle_length=min(len(files), 8),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,  # with --seed, the same order every run
+    )
+    if shuffled and shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
 def numpy_windows(
     data: Data, split: str, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +241,8 @@ def numpy_windows(
 def baselines(
     train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray], vocab_size: int
 ) -> dict[str, float]:
-    """Validation next-token accuracy of a unigram and a bigram model counted from the training windows.
+    """Validation next-token accuracy of a unigram and a bigram model counted from the training
+    windows.
 
     unigram: always predict the most frequent training target. bigram: predict the most frequent
     target that followed the window's last token in training (unigram's guess for unseen tokens).

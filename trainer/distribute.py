@@ -25,7 +25,8 @@ _VERTEX_ROLES = {
 
 
 def cluster_config(env: Mapping[str, str]) -> dict | None:
-    """``TF_CONFIG`` as a dict, or one derived from Vertex AI's ``CLUSTER_SPEC``; None when neither is set.
+    """``TF_CONFIG`` as a dict, or one derived from Vertex AI's ``CLUSTER_SPEC``; None when neither
+    is set.
 
     CLUSTER_SPEC's worker pools map to TF roles: workerpool0 -> chief, workerpool1 -> worker,
     workerpool2 -> ps, workerpool3 -> evaluator.

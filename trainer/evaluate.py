@@ -7,8 +7,8 @@ Two questions, one table on stdout and one JSON file (``--output``):
   (:func:`trainer.data.baselines`) on the same windows. Named as the trainer's TensorBoard scalars
   (``val_accuracy``, ``val_top5_accuracy``, ``perplexity``, ``bigram_val_accuracy``, …).
 * **Does what it composes look like the music it learned from?** ``--samples`` seeded pieces of
-  ``--length`` tokens, composed as ``generate`` composes (same primers, same sampling flags), against
-  the validation pieces, put back together from the windows and cut to the same length: the
+  ``--length`` tokens, composed as ``generate`` composes (same primers, same sampling flags),
+  against the validation pieces, put back together from the windows and cut to the same length: the
   measures of :mod:`trainer.measures` (named as the trainer's ``music/…`` scalars).
 
 The data folder must be the one the model was trained on (same encoding, sequence length and
@@ -133,7 +133,8 @@ def differences(model: records.Manifest, data: records.Manifest) -> list[str]:
 def next_token_scores(
     probabilities, targets, top_k: int = 5, epsilon: float = 1e-7
 ) -> dict[str, float]:
-    """Accuracy, top-k accuracy, mean cross-entropy and perplexity of probability rows against targets.
+    """Accuracy, top-k accuracy, mean cross-entropy and perplexity of probability rows against
+    targets.
 
     As the trainer computes them (Keras' cross-entropy: rows renormalised, clipped to
     ``[epsilon, 1 - epsilon]``; a target is in the top k when fewer than k ids are likelier).

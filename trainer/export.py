@@ -1,11 +1,12 @@
-"""The ``model/`` folder: everything generation needs, written by the trainer and loaded by generation.
+"""The ``model/`` folder: everything generation needs, written by the trainer and loaded by
+generation.
 
 ::
 
     model/  model.keras     the trained network (Keras 3 format)
-            vocab.json      the token strings in id order     } copied from the data directory, so the
-            manifest.json   sequence length, encoding, ...    } folder is read with the records' own checks
-            tokenizer.json  (REMI) the encoding's saved files }
+            vocab.json      the token strings in id order     } copied from the data directory,
+            manifest.json   sequence length, encoding, ...    } so the folder is read with the
+            tokenizer.json  (REMI) the encoding's saved files } records' own checks
             primers.json    a few data windows: generation's default primers, as the reference
                             primes with a random window of the data
 
@@ -41,10 +42,10 @@ def save_model(model, path: str) -> None:
 
 
 def model_dir_files(manifest: records.Manifest) -> tuple[str, ...]:
-    """The files copied from the data directory, the manifest last: the vocabulary, then the encoding's
-    saved files (the registration's ``saved_files``; REMI's ``tokenizer.json``, which generation
-    decodes with and :func:`preprocessing.reader.read_output` checks against the manifest's hash),
-    then the manifest."""
+    """The files copied from the data directory, the manifest last: the vocabulary, then the
+    encoding's saved files (the registration's ``saved_files``; REMI's ``tokenizer.json``, which
+    generation decodes with and :func:`preprocessing.reader.read_output` checks against the
+    manifest's hash), then the manifest."""
     saved = registry.by_token_format(manifest.encoding).saved_files
     return (records.VOCAB_FILE, *saved, records.MANIFEST_FILE)
 
@@ -109,7 +110,8 @@ def read_primers(model_dir: str) -> list[list[int]]:
 
 
 def load_keras(path: str):
-    """``keras.saving.load_model`` on a local copy (it reads local files; the model may be on gs://)."""
+    """``keras.saving.load_model`` on a local copy (it reads local files; the model may be on
+    gs://)."""
     import keras
     import tensorflow as tf
 

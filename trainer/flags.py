@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_optimisation_flags(p: argparse.ArgumentParser) -> None:
-    """How long and how fast it learns: epochs, batch, learning rate and its schedule, steps, seed."""
+    """How long and how fast it learns: epochs, batch, learning rate and its schedule, steps,
+    seed."""
     p.add_argument("--epochs", type=positive_int, default=100)
     p.add_argument(
         "--batch-size",
@@ -150,8 +151,8 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
 def parse_args(
     argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None
 ) -> argparse.Namespace:
-    """The job's flags from ``argv``; ``defaults`` (by destination name) replaces flag defaults, which is
-    how a preset such as the quickstart's sets values that every flag can still change."""
+    """The job's flags from ``argv``; ``defaults`` (by destination name) replaces flag defaults,
+    which is how a preset such as the quickstart's sets values that every flag can still change."""
     parser = build_parser()
     parser.set_defaults(**(defaults or {}))
     return parser.parse_args(argv)

@@ -3,10 +3,10 @@
 Its flags are :mod:`trainer.generate_flags`, parsed and checked before TensorFlow is imported, so
 ``--help`` and a wrong flag answer at once and print nothing of TensorFlow's. Then :func:`run`
 checks the output and the primer (:func:`trainer.compositions.check_paths`), loads the model folder
-(:mod:`trainer.export`) and its encoding, composes with :class:`trainer.composer.Composer` and writes
-each piece (:mod:`trainer.compositions`); :func:`compose` prints what it wrote, or one error line.
-Like :mod:`trainer.task`, the modules built on TensorFlow are imported when a job runs, not when
-this module is imported: the quickstart and ``evaluate`` read the flags from here cheaply.
+(:mod:`trainer.export`) and its encoding, composes with :class:`trainer.composer.Composer` and
+writes each piece (:mod:`trainer.compositions`); :func:`compose` prints what it wrote, or one error
+line. Like :mod:`trainer.task`, the modules built on TensorFlow are imported when a job runs, not
+when this module is imported: the quickstart and ``evaluate`` read the flags from here cheaply.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from trainer.summary import SampleSummary, settings_title
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, SampleSummary]]:
-    """Compose ``--num-samples`` pieces as the flags say and write each; (path, summary) per piece."""
+    """Compose ``--num-samples`` pieces as the flags say and write each; (path, summary) per
+    piece."""
     from preprocessing.reader import encoding_of
     from trainer.composer import Composer
     from trainer.compositions import check_paths, choose_primers, output_paths, write_piece

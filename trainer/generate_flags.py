@@ -89,7 +89,8 @@ def problem(args: argparse.Namespace) -> str | None:
 def parse_args(
     argv: Sequence[str] | None, defaults: Mapping[str, Any] | None = None
 ) -> argparse.Namespace:
-    """The job's flags, checked; ``defaults`` (by destination name) replaces flag defaults (presets)."""
+    """The job's flags, checked; ``defaults`` (by destination name) replaces flag defaults
+    (presets)."""
     parser = build_parser()
     parser.set_defaults(**(defaults or {}))
     args = parser.parse_args(argv)

@@ -1,4 +1,5 @@
-"""The GPU smoke check: ``python -m trainer.gpu_check`` (run it first in a new image or on a new machine).
+"""The GPU smoke check: ``python -m trainer.gpu_check`` (run it first in a new image or on a new
+machine).
 
 It passes only when TensorFlow sees a GPU *and* the trainer's LSTM runs on the fused cuDNN kernel;
 anything less exits with status 1 and says which step failed. Checks, in order:
@@ -8,20 +9,21 @@ anything less exits with status 1 and says which step failed. Checks, in order:
    TensorFlow's build (:mod:`trainer.cuda_libraries`).
 2. **A GPU is visible**: ``tf.config.list_physical_devices("GPU")`` is not empty (and holds at least
    ``--expect-gpus`` devices).
-3. **The LSTM runs on cuDNN.** A small copy of the trainer's own ``fast`` model (``trainer.model.fast``,
-   so mixed precision and every layer setting are the ones training uses) is traced into a training
-   step (forward, loss, gradients) inside ``tf.function``. How the cuDNN path is detected:
+3. **The LSTM runs on cuDNN.** A small copy of the trainer's own ``fast`` model
+   (``trainer.model.fast``, so mixed precision and every layer setting are the ones training uses)
+   is traced into a training step (forward, loss, gradients) inside ``tf.function``. How the cuDNN
+   path is detected:
 
-   * Keras 3 on TensorFlow chooses the kernel while tracing: when the layer's settings allow it and a
-     GPU is listed, ``keras.src.backend.tensorflow.rnn.lstm`` emits the fused op ``CudnnRNNV3``;
-     otherwise it falls back to the generic ``while`` loop of per-step matmuls, silently. So the traced
-     graph (its ops and the ops of every function in its library) must hold one ``CudnnRNN*`` forward
-     op per LSTM layer and the matching ``CudnnRNNBackprop*`` ops.
+   * Keras 3 on TensorFlow chooses the kernel while tracing: when the layer's settings allow it and
+     a GPU is listed, ``keras.src.backend.tensorflow.rnn.lstm`` emits the fused op ``CudnnRNNV3``;
+     otherwise it falls back to the generic ``while`` loop of per-step matmuls, silently. So the
+     traced graph (its ops and the ops of every function in its library) must hold one ``CudnnRNN*``
+     forward op per LSTM layer and the matching ``CudnnRNNBackprop*`` ops.
    * Those ops have **GPU kernels only** (TensorFlow registers no CPU kernel for ``CudnnRNNV3``; the
      test suite checks this with ``get_registered_kernels_for_op``), and the step is run with soft
      device placement turned off. So a step that completes with a finite loss and finite gradients
-     has executed cuDNN's LSTM on the GPU; a cuDNN that cannot initialise or does not fit fails here,
-     loudly, instead of Keras quietly training on the slow kernel.
+     has executed cuDNN's LSTM on the GPU; a cuDNN that cannot initialise or does not fit fails
+     here, loudly, instead of Keras quietly training on the slow kernel.
 
 On a machine without a GPU the check fails (status 1) with "no GPU visible to TensorFlow" and says
 what it found instead.
@@ -80,7 +82,8 @@ SEQUENCE_LENGTH, VOCAB_SIZE, UNITS, LAYERS, BATCH = 20, 48, 64, 2, 32
 
 
 def small_fast_model():
-    """The trainer's ``fast`` model at a small size (mixed_float16 when a GPU is present, as in training)."""
+    """The trainer's ``fast`` model at a small size (mixed_float16 when a GPU is present, as in
+    training)."""
     from trainer import model as model_lib
 
     return model_lib.fast(
@@ -95,7 +98,8 @@ def small_fast_model():
 
 
 def trace_train_step(model):
-    """A training step (forward, loss, gradients) as a concrete ``tf.function``, and inputs for it."""
+    """A training step (forward, loss, gradients) as a concrete ``tf.function``, and inputs for
+    it."""
     import tensorflow as tf
 
     from trainer import model as model_lib

@@ -2,7 +2,8 @@
 
 ::
 
-    checkpoints/  weights-improvement-{epoch:02d}-{loss:.4f}.keras   (best by training loss, as the reference)
+    checkpoints/  weights-improvement-{epoch:02d}-{loss:.4f}.keras   (best by training loss, as
+                                                                       the reference)
                   val-improvement-{epoch:02d}-{val_loss:.4f}.keras   (best by validation loss)
     backup/       tf.train.CheckpointManager: model, optimizer, epoch, best losses (pre-emption),
                   and run.json: the run they belong to (:mod:`trainer.resume`)
@@ -66,8 +67,9 @@ def resolve_layout(job_dir: str | None, env: Mapping[str, str]) -> Layout:
 
 
 def check_writable(paths: Sequence[str]) -> None:
-    """Make each folder and write and delete a probe file in it; one clear :class:`UsageError` if any
-    fails, after removing the (empty, local) folders this call made, so a refused job leaves none."""
+    """Make each folder and write and delete a probe file in it; one clear :class:`UsageError` if
+    any fails, after removing the (empty, local) folders this call made, so a refused job leaves
+    none."""
     import tensorflow as tf
 
     made: list[str] = []
@@ -89,7 +91,8 @@ def check_writable(paths: Sequence[str]) -> None:
 
 
 def set_aside(layout: Layout, when: float | None = None) -> str:
-    """Move the files directly in each folder of ``layout`` into its ``previous-run-TIME/`` subfolder.
+    """Move the files directly in each folder of ``layout`` into its ``previous-run-TIME/``
+    subfolder.
 
     Only files move (earlier ``previous-run-*`` folders, and ``backup/`` when it lies inside
     ``checkpoints/``, stay where they are). Returns the subfolder's name. Only the chief calls this.
@@ -118,7 +121,8 @@ def set_aside(layout: Layout, when: float | None = None) -> str:
 
 
 def _missing_local_folders(path: str) -> list[str]:
-    """The local folders that making ``path`` would create, outermost first (none for gs:// and the like)."""
+    """The local folders that making ``path`` would create, outermost first (none for gs:// and
+    the like)."""
     if "://" in path:
         return []
     missing = []
@@ -130,7 +134,8 @@ def _missing_local_folders(path: str) -> list[str]:
 
 
 class WorkerOutputs:
-    """Where this worker writes: the real folders on the chief, a local temporary folder elsewhere."""
+    """Where this worker writes: the real folders on the chief, a local temporary folder
+    elsewhere."""
 
     def __init__(self, layout: Layout, chief: bool, name: str):
         self.layout, self.chief = layout, chief

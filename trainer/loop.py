@@ -58,8 +58,8 @@ class Steps:
 
 
 def train_steps_function(strategy, model, global_batch: int):
-    """``train_steps(iterator, n)``: ``n`` distributed gradient steps in one ``tf.function``; returns
-    the sum of the ``n`` global-batch mean losses."""
+    """``train_steps(iterator, n)``: ``n`` distributed gradient steps in one ``tf.function``;
+    returns the sum of the ``n`` global-batch mean losses."""
     optimizer = model.optimizer
     mixed = model_lib.is_mixed(model)
 
@@ -85,8 +85,9 @@ def train_steps_function(strategy, model, global_batch: int):
 
 
 def eval_steps_function(strategy, model):
-    """``eval_steps(iterator, n)`` on the weighted stream of ``trainer.data.dataset(..., weighted=True)``:
-    the weighted sums of (cross-entropy, top-1 hits, top-5 hits, examples) over ``n`` steps."""
+    """``eval_steps(iterator, n)`` on the weighted stream of
+    ``trainer.data.dataset(..., weighted=True)``: the weighted sums of (cross-entropy, top-1
+    hits, top-5 hits, examples) over ``n`` steps."""
     top_k = min(5, int(model.output_shape[-1]))
 
     def step(inputs, targets, weights):
@@ -214,8 +215,8 @@ class EpochLoop:
         return {**chosen, "epoch": epoch, "last_epoch": last_epoch}
 
     def train_epoch(self, epoch: int) -> float:
-        """The epoch's training steps, in chunks with progress between them (:mod:`trainer.progress`);
-        the sum of their losses."""
+        """The epoch's training steps, in chunks with progress between them
+        (:mod:`trainer.progress`); the sum of their losses."""
         progress = EpochProgress(
             epoch,
             self.args.epochs,

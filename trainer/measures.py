@@ -1,4 +1,5 @@
-"""What a generated piece sounds like, in numbers: the objective measures of the literature, per piece.
+"""What a generated piece sounds like, in numbers: the objective measures of the literature, per
+piece.
 
 Shared by ``lstm-composer evaluate`` (:mod:`trainer.evaluate`) and the trainer's TensorBoard samples
 (:class:`trainer.loop.Sampler`), under the same names (:data:`MEASURES`). Every measure is taken
@@ -7,14 +8,16 @@ every encoding:
 
 * from **muspy** (pinned in ``setup.py``'s ``eval`` extra; a :class:`muspy.Music` is built from the
   notes at :data:`RESOLUTION` ticks per quarter): ``pitch_class_entropy`` (bits, of the pitch-class
-  histogram), ``n_pitch_classes_used``, ``scale_consistency`` (largest share of notes in one major or
-  minor scale), ``polyphony`` (mean pitches sounding where any sounds), ``pitch_range`` (semitones),
-  ``empty_beat_rate`` (beats with no note sounding or ending in them, muspy's convention);
+  histogram), ``n_pitch_classes_used``, ``scale_consistency`` (largest share of notes in one major
+  or minor scale), ``polyphony`` (mean pitches sounding where any sounds), ``pitch_range``
+  (semitones), ``empty_beat_rate`` (beats with no note sounding or ending in them, muspy's
+  convention);
 * written here, because muspy has none: ``loop_share`` (the longest repeated loop,
-  :func:`trainer.sampling.longest_loop`, as a share of the piece's tokens), ``distinct_token_ratio``,
-  and :func:`histogram_overlap`, the overlap area of two pitch-class histograms (Yang and Lerch, "On
-  the evaluation of generative models in music", 2018, compare sets by the overlap of their
-  distributions; here the distributions are the pooled pitch-class histograms of the two sets).
+  :func:`trainer.sampling.longest_loop`, as a share of the piece's tokens),
+  ``distinct_token_ratio``, and :func:`histogram_overlap`, the overlap area of two pitch-class
+  histograms (Yang and Lerch, "On the evaluation of generative models in music", 2018, compare sets
+  by the overlap of their distributions; here the distributions are the pooled pitch-class
+  histograms of the two sets).
 
 A measure that says nothing about an encoding is reported as None with the reason
 (:func:`not_applicable`): the reference encoding writes one token every 0.5 quarter and has no
@@ -36,7 +39,8 @@ from preprocessing.encodings.base import Encoding, NoteEvent
 from trainer.summary import longest_loop
 
 RESOLUTION = 12
-"""muspy ticks per quarter note: exact for the reference's 0.5-quarter steps, REMI's 16ths and triplets."""
+"""muspy ticks per quarter note: exact for the reference's 0.5-quarter steps, REMI's 16ths and
+triplets."""
 
 MUSPY_MEASURES = (
     "pitch_class_entropy",
@@ -55,7 +59,8 @@ EXTRA_HINT = "pip install 'lstm-composer[eval]'"
 
 
 class MeasureError(RuntimeError):
-    """The music measures cannot be taken here (muspy is missing); the message says how to fix it."""
+    """The music measures cannot be taken here (muspy is missing); the message says how to fix
+    it."""
 
 
 def muspy_module():
@@ -68,7 +73,8 @@ def muspy_module():
 
 
 def not_applicable(encoding_name: str) -> dict[str, str]:
-    """Measure name → why it means nothing for this encoding (reported as None, never as a number)."""
+    """Measure name → why it means nothing for this encoding (reported as None, never as a
+    number)."""
     if encoding_name == "reference":
         return {
             "empty_beat_rate": "the reference encoding writes one token every 0.5 quarter note and has "
@@ -91,7 +97,8 @@ def pitch_class_histogram(events: Iterable[NoteEvent]) -> np.ndarray:
 def histogram_overlap(a: np.ndarray, b: np.ndarray) -> float | None:
     """The overlap area of two histograms, each normalised to sum 1: ``sum(min(p, q))``.
 
-    1 for the same distribution, 0 for distributions with no bin in common; None when either is empty.
+    1 for the same distribution, 0 for distributions with no bin in common; None when either is
+    empty.
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.sum() <= 0 or b.sum() <= 0:
@@ -100,7 +107,8 @@ def histogram_overlap(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def loop_share(tokens: Sequence[str]) -> float:
-    """The tokens the longest repeated loop covers, as a share of the piece (0 when nothing repeats)."""
+    """The tokens the longest repeated loop covers, as a share of the piece (0 when nothing
+    repeats)."""
     return longest_loop(tokens)[1] / len(tokens) if len(tokens) else 0.0
 
 
@@ -163,10 +171,11 @@ def mean_measures(per_piece: Sequence[Mapping[str, float | None]]) -> dict[str, 
 def compare(
     generated: Sequence[Sequence[str]], validation: Sequence[Sequence[str]], encoding: Encoding
 ) -> dict:
-    """The measures of two sets of pieces side by side, and the overlap of their pitch-class histograms.
+    """The measures of two sets of pieces side by side, and the overlap of their pitch-class
+    histograms.
 
-    ``{"generated": means, "validation": means, OVERLAP: float | None, "per_piece": [generated pieces'],
-    "not_applicable": {name: reason}}``.
+    ``{"generated": means, "validation": means, OVERLAP: float | None,
+    "per_piece": [generated pieces'], "not_applicable": {name: reason}}``.
     """
     per_piece = [piece_measures(tokens, encoding) for tokens in generated]
     reference = [piece_measures(tokens, encoding) for tokens in validation]
@@ -189,17 +198,18 @@ def compare(
 
 
 def reassemble(inputs: np.ndarray, targets: np.ndarray, stride: int = 1) -> list[list[int]]:
-    """The token-id sequences that the windows ``(inputs[i], targets[i])`` were cut from, in any order.
+    """The token-id sequences that the windows ``(inputs[i], targets[i])`` were cut from, in any
+    order.
 
     A window of ``L`` inputs and its target is ``L + 1`` tokens; at ``stride`` s the next window of
-    the same piece starts s tokens later, so it overlaps this one by ``L + 1 - s`` tokens. Windows are
-    chained wherever one's first ``L + 1 - s`` tokens are another's last ones, so the order the
+    the same piece starts s tokens later, so it overlaps this one by ``L + 1 - s`` tokens. Windows
+    are chained wherever one's first ``L + 1 - s`` tokens are another's last ones, so the order the
     shards hold them in does not matter. A chain starts where more windows begin with those tokens
     than end with them (where an Eulerian path starts), so a piece that loops back on itself still
     comes back whole. Every window is used exactly once; each stretch's windows are windows of the
     data. Where a piece repeats more than ``L + 1 - s`` tokens the chaining may take either branch
-    (a stretch may then differ from its piece, or a piece come back in two stretches, always with the
-    same windows). With ``s > L`` windows do not overlap: each stays alone.
+    (a stretch may then differ from its piece, or a piece come back in two stretches, always with
+    the same windows). With ``s > L`` windows do not overlap: each stays alone.
     """
     inputs, targets = np.asarray(inputs), np.asarray(targets)
     full = [tuple(row) + (int(t),) for row, t in zip(inputs.tolist(), targets.tolist())]
@@ -209,7 +219,8 @@ def reassemble(inputs: np.ndarray, targets: np.ndarray, stride: int = 1) -> list
     unused: dict[tuple, deque[int]] = defaultdict(deque)
     for index, window in enumerate(full):
         unused[window[:overlap]].append(index)
-    # A chain starts where more windows begin with a key than end with it (an Eulerian path's start).
+    # A chain starts where more windows begin with a key than end with it (an Eulerian path's
+    # start).
     ending = Counter(window[-overlap:] for window in full)
     starts = sorted(
         i
@@ -233,11 +244,13 @@ def reassemble(inputs: np.ndarray, targets: np.ndarray, stride: int = 1) -> list
 
 
 def excerpts(pieces: Iterable[Sequence], length: int) -> list[list]:
-    """Each piece cut into consecutive excerpts of ``length`` tokens, for a comparison at equal length.
+    """Each piece cut into consecutive excerpts of ``length`` tokens, for a comparison at equal
+    length.
 
-    A last excerpt shorter than ``length`` is kept when it has at least half of it, so a piece between
-    ``length / 2`` and ``length`` tokens counts whole; shorter remnants are dropped. When no piece
-    reaches ``length / 2`` at all, the pieces are returned whole (better a shorter reference than none).
+    A last excerpt shorter than ``length`` is kept when it has at least half of it, so a piece
+    between ``length / 2`` and ``length`` tokens counts whole; shorter remnants are dropped. When no
+    piece reaches ``length / 2`` at all, the pieces are returned whole (better a shorter reference
+    than none).
     """
     if length < 1:
         raise ValueError("length must be at least 1")

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 def _keras():
-    """Keras, imported when a network is built: the flag parsers read :data:`MODELS` without TensorFlow."""
+    """Keras, imported when a network is built: the flag parsers read :data:`MODELS` without
+    TensorFlow."""
     import keras
 
     return keras
@@ -88,7 +89,8 @@ def fast(
     learning_rate: float = 0.001,
     mixed_precision: bool | None = None,
 ) -> keras.Model:
-    """Embedding + cuDNN-eligible LSTMs + the reference's head; mixed_float16 when a GPU is present."""
+    """Embedding + cuDNN-eligible LSTMs + the reference's head; mixed_float16 when a GPU is
+    present."""
     _check_sizes(sequence_length, vocab_size, units, num_layers, dense_units, dropout)
     if embedding_dim < 1:
         raise ValueError(f"--embedding-dim must be at least 1, not {embedding_dim}")
@@ -118,7 +120,8 @@ def fast(
 
 BUILDERS = {"fast": fast, "reference": reference}
 MODELS: tuple[str, ...] = tuple(BUILDERS)
-"""The network names ``--model`` takes (the trainer's flags and the quickstart read them from here)."""
+"""The network names ``--model`` takes (the trainer's flags and the quickstart read them from
+here)."""
 
 
 def build(name: str, sequence_length: int, vocab_size: int, **sizes) -> keras.Model:
@@ -135,7 +138,8 @@ def is_mixed(model: keras.Model) -> bool:
 
 
 def loss_fn(targets, probabilities):
-    """Per-example cross-entropy of integer targets (the notebook's one-hot categorical cross-entropy)."""
+    """Per-example cross-entropy of integer targets (the notebook's one-hot categorical
+    cross-entropy)."""
     return _keras().losses.sparse_categorical_crossentropy(targets, probabilities)
 
 

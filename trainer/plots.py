@@ -4,8 +4,8 @@ Pitch runs up the y axis, labelled with the note name of every C (``C4`` is MIDI
 black keys shaded as on a keyboard; time runs along the x axis in beats (quarter notes), with a line
 at every bar (4/4 unless told otherwise: neither encoding records a metre, see ``docs/ENCODING.md``)
 and fainter ones at every beat. Each note is a bar from its onset for its real duration, as the
-encoding's ``note_events`` give it. A long piece is folded into rows of :data:`BARS_PER_ROW` bars, as
-a score is folded into systems, so a 500-token piece (62 bars in the reference encoding) stays
+encoding's ``note_events`` give it. A long piece is folded into rows of :data:`BARS_PER_ROW` bars,
+as a score is folded into systems, so a 500-token piece (62 bars in the reference encoding) stays
 readable at a glance in an image viewer and in TensorBoard (4 rows, 1400 pixels wide).
 
 Drawn with matplotlib's object API on an Agg canvas: no pyplot, no global backend switch, no display
@@ -31,14 +31,16 @@ NOTE_COLOUR, NOTE_EDGE = "#e8902a", "#7a3f00"
 
 
 def note_name(midi: int) -> str:
-    """``C4`` for 60: scientific pitch notation, the names music21 gives the reference's note tokens."""
+    """``C4`` for 60: scientific pitch notation, the names music21 gives the reference's note
+    tokens."""
     return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
 
 
 def pitch_window(
     pitches: Sequence[int], margin: int = 2, minimum_span: int = 12
 ) -> tuple[int, int]:
-    """The lowest and highest pitch row to draw: the notes' range plus a margin, at least an octave."""
+    """The lowest and highest pitch row to draw: the notes' range plus a margin, at least an
+    octave."""
     if not pitches:
         return 60 - minimum_span // 2, 60 + minimum_span // 2
     low, high = min(pitches) - margin, max(pitches) + margin
@@ -56,7 +58,8 @@ def layout(total_beats: float, beats_per_bar: int) -> tuple[int, int]:
 
 
 def piano_roll(events: Sequence[NoteEvent], title: str = "", beats_per_bar: int = 4) -> np.ndarray:
-    """The figure described in the module docstring, rendered as ``uint8`` RGB ``(height, width, 3)``."""
+    """The figure described in the module docstring, rendered as ``uint8`` RGB
+    ``(height, width, 3)``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PatchCollection
     from matplotlib.figure import Figure

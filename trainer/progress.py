@@ -6,8 +6,8 @@ terminal, a line now and then in a log.
 
 A reference-size epoch takes tens of minutes on a CPU, so waiting for the epoch's end line is not
 enough. The epoch loop runs its training steps in chunks (one ``tf.function`` call each, the step
-count a tensor, so nothing is traced again) and reports after each chunk; :meth:`EpochProgress.next_chunk`
-says how many steps the next chunk takes:
+count a tensor, so nothing is traced again) and reports after each chunk;
+:meth:`EpochProgress.next_chunk` says how many steps the next chunk takes:
 
 * **terminal** (``sys.stdout.isatty()``): Keras' ``Progbar``, updated about every
   :data:`BAR_SECONDS`, with the running loss and steps/s.

@@ -14,7 +14,8 @@ its own before it restores anything.
   of the restarted job is the truth), and what else the data folder says (windows, stride, parts).
   Each change is logged once.
 * Not recorded: ``--job-dir`` (it holds the backup), ``--distribute`` (a job may resume on another
-  cluster), ``--replace-run``, ``--verify-shards`` (how the data is checked); ``--verbose`` keeps no value (it sets the environment).
+  cluster), ``--replace-run``, ``--verify-shards`` (how the data is checked); ``--verbose`` keeps no
+  value (it sets the environment).
 
 ``--seed`` and ``--batch-size`` may change: the seed only sets the initial weights (replaced by the
 backup) and the shuffle order; the batch size is not part of any weight or optimizer slot, and a
@@ -59,7 +60,8 @@ MUST_MATCH = DATA_MUST_MATCH + FLAGS_MUST_MATCH
 MAY_CHANGE = FLAGS_MAY_CHANGE + DATA_MAY_CHANGE
 FLAGS = FLAGS_MUST_MATCH + FLAGS_MAY_CHANGE
 NOT_RECORDED = ("job_dir", "distribute", "replace_run", "verify_shards")
-"""Every other flag of :func:`trainer.flags.build_parser` is in one of the lists above (a test checks)."""
+"""Every other flag of :func:`trainer.flags.build_parser` is in one of the lists above (a test
+checks)."""
 
 REPLACE_FLAG = "--replace-run"
 
@@ -67,7 +69,8 @@ Difference = tuple[str, Any, Any]  # (key, value in the backup's run.json, value
 
 
 def fingerprint(manifest: Manifest, flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The run a backup belongs to: the data (from its manifest) and the training flags (by dest name)."""
+    """The run a backup belongs to: the data (from its manifest) and the training flags (by dest
+    name)."""
     run: dict[str, Any] = {
         "encoding": manifest.encoding,
         "sequence_length": manifest.sequence_length,
@@ -88,7 +91,8 @@ def fingerprint(manifest: Manifest, flags: Mapping[str, Any]) -> dict[str, Any]:
 def differences(
     old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[str]
 ) -> list[Difference]:
-    """``(key, old, new)`` for each of ``keys`` whose value differs (a missing key counts as None)."""
+    """``(key, old, new)`` for each of ``keys`` whose value differs (a missing key counts as
+    None)."""
     return [(key, old.get(key), new.get(key)) for key in keys if old.get(key) != new.get(key)]
 
 
@@ -109,8 +113,9 @@ def describe(diffs: Sequence[Difference]) -> str:
 class Plan:
     """What to do with the backup found in the job directory.
 
-    ``action``: ``fresh`` (there is none), ``resume``, ``replace`` (set the other run aside and start
-    at epoch 1) or ``refuse``. ``recorded`` is False for a backup made before ``run.json`` existed.
+    ``action``: ``fresh`` (there is none), ``resume``, ``replace`` (set the other run aside and
+    start at epoch 1) or ``refuse``. ``recorded`` is False for a backup made before ``run.json``
+    existed.
     """
 
     action: str
@@ -126,14 +131,15 @@ def plan(
     has_backup: bool,
     replace: bool,
 ) -> Plan:
-    """Resume only the same run; a different one is refused, or replaced when ``--replace-run`` asks.
+    """Resume only the same run; a different one is refused, or replaced when ``--replace-run``
+    asks.
 
     A backup without ``run.json`` (made by an earlier version) is resumed with a warning rather than
     refused: a pre-empted job is almost always started again with its own command line, and refusing
-    would leave ``--replace-run`` (losing its epochs) as the only way on; the restore still refuses a
-    change of weight shapes. With ``--replace-run`` it is set aside, as nothing shows it is this run.
-    A backup of this same run is resumed even with ``--replace-run``, so a job submitted with the flag
-    and restarted by its platform after its first save keeps its progress.
+    would leave ``--replace-run`` (losing its epochs) as the only way on; the restore still refuses
+    a change of weight shapes. With ``--replace-run`` it is set aside, as nothing shows it is this
+    run. A backup of this same run is resumed even with ``--replace-run``, so a job submitted with
+    the flag and restarted by its platform after its first save keeps its progress.
     """
     if not has_backup:
         return Plan("fresh")
@@ -177,7 +183,8 @@ def from_json(text: str) -> dict[str, Any]:
 
 
 def read(backup_dir: str) -> dict[str, Any] | None:
-    """The fingerprint in ``backup_dir``; None when there is none; one line when it cannot be read."""
+    """The fingerprint in ``backup_dir``; None when there is none; one line when it cannot be
+    read."""
     import tensorflow as tf
 
     path = join(backup_dir, FILE)

@@ -21,7 +21,7 @@ forward, one step per token; ``window`` runs the last window from a zero state f
 the reference does (:class:`trainer.composer.Composer`)."""
 
 
-# --------------------------------------------------------------------------- the grammar while sampling
+# ----------------------------------------------------------------------- the grammar while sampling
 
 
 def grammar_states(grammar: Grammar | None, primers: np.ndarray) -> list[GrammarState] | None:
@@ -43,9 +43,9 @@ def draw(
     top_p: float | None,
     rng: np.random.Generator,
 ) -> list[int]:
-    """One :func:`sample_next` per row of ``probabilities``, each under its row's grammar state (which
-    then reads the drawn token, ``vocab[id]``). ``remaining`` (this token included) lets the grammar
-    end the piece whole (:meth:`GrammarState.allowed_within`)."""
+    """One :func:`sample_next` per row of ``probabilities``, each under its row's grammar state
+    (which then reads the drawn token, ``vocab[id]``). ``remaining`` (this token included) lets
+    the grammar end the piece whole (:meth:`GrammarState.allowed_within`)."""
     if states is None:
         return [sample_next(p, temperature, top_k, rng, top_p) for p in probabilities]
     drawn = []
@@ -59,10 +59,11 @@ def draw(
 def piece_tokens(
     grammar: Grammar | None, vocab: Sequence[str], primer: Sequence[int], ids: Sequence[int]
 ) -> list[str]:
-    """The tokens of a composed piece as written and measured: the generated ids' tokens, behind the
-    primer's :meth:`Grammar.lead_in` (REMI: a trailing ``Pitch`` whose ``Duration`` was generated), and
-    without a last ``Pitch`` left unfinished (only when ``--length`` is too short to finish a note;
-    :meth:`GrammarState.allowed_within` ends every longer piece whole). The reference: the tokens."""
+    """The tokens of a composed piece as written and measured: the generated ids' tokens, behind
+    the primer's :meth:`Grammar.lead_in` (REMI: a trailing ``Pitch`` whose ``Duration`` was
+    generated), and without a last ``Pitch`` left unfinished (only when ``--length`` is too short
+    to finish a note; :meth:`GrammarState.allowed_within` ends every longer piece whole). The
+    reference: the tokens."""
     tokens = [vocab[i] for i in ids]
     if grammar is None or grammar.free:
         return tokens
@@ -90,13 +91,14 @@ def distribution(
     top_p: float | None = None,
     allowed: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The distribution :func:`sample_next` draws from: ``probabilities`` reshaped by each setting in turn.
+    """The distribution :func:`sample_next` draws from: ``probabilities`` reshaped by each setting
+    in turn.
 
     In the order Hugging Face's samplers apply them: ids outside ``allowed`` (a boolean mask, e.g. a
-    grammar's) get probability 0 exactly (``-inf`` logits, so no floor gives them a chance); then the
-    temperature (``p ** (1 / temperature)``, renormalised); then ``top_k`` keeps the ``k`` likeliest
-    ids (ties at the cut stay); then ``top_p`` (nucleus sampling, Holtzman et al. 2020) keeps the
-    smallest set of likeliest ids whose probability reaches ``top_p``, at least one id.
+    grammar's) get probability 0 exactly (``-inf`` logits, so no floor gives them a chance); then
+    the temperature (``p ** (1 / temperature)``, renormalised); then ``top_k`` keeps the ``k``
+    likeliest ids (ties at the cut stay); then ``top_p`` (nucleus sampling, Holtzman et al. 2020)
+    keeps the smallest set of likeliest ids whose probability reaches ``top_p``, at least one id.
     """
     if not temperature > 0:
         raise ValueError("temperature must be > 0 for a distribution (0 is the argmax)")
@@ -134,8 +136,8 @@ def sample_next(
 ) -> int:
     """The next token id from a probability vector.
 
-    ``temperature`` 0 is the argmax among the allowed ids (the reference's decoding). Otherwise one id
-    is drawn with ``rng`` (so a seed makes a run repeatable) from :func:`distribution`.
+    ``temperature`` 0 is the argmax among the allowed ids (the reference's decoding). Otherwise one
+    id is drawn with ``rng`` (so a seed makes a run repeatable) from :func:`distribution`.
     """
     if temperature < 0:
         raise ValueError("temperature must be >= 0")

@@ -15,7 +15,8 @@ from trainer.plots import note_name
 
 
 def longest_loop(tokens: Sequence[str]) -> tuple[int, int]:
-    """``(pattern_length, covered_tokens)`` of the longest stretch that is one pattern repeated back to back.
+    """``(pattern_length, covered_tokens)`` of the longest stretch that is one pattern repeated back
+    to back.
 
     A stretch counts when the pattern occurs at least twice in a row; ``(0, 0)`` when nothing
     repeats. Greedy decoding tends to fall into such loops, and this number makes them visible.
@@ -43,7 +44,8 @@ class SampleSummary:
 
     @property
     def loop_share(self) -> float:
-        """The longest loop as a share of the piece (what ``evaluate`` reports as ``loop_share``)."""
+        """The longest loop as a share of the piece (what ``evaluate`` reports as
+        ``loop_share``)."""
         return self.loop_covered_tokens / self.tokens if self.tokens else 0.0
 
     def lines(self) -> list[str]:

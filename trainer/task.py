@@ -1,4 +1,5 @@
-"""The training job: ``lstm-composer train`` / ``python -m trainer.task`` (the trainer image's entry point).
+"""The training job: ``lstm-composer train`` / ``python -m trainer.task`` (the trainer image's entry
+point).
 
 Reads a preprocessing output (``--data-dir``), trains the LSTM of :mod:`trainer.model` under the
 strategy of :mod:`trainer.distribute` with the loop of :mod:`trainer.loop`, and writes the job
@@ -25,8 +26,9 @@ from trainer.flags import PROG, UsageError, parse_args
 
 
 def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Run the job described by ``args``; returns the exported (best by validation loss) epoch's metrics,
-    with ``epoch`` that epoch and ``last_epoch`` the last one trained (and the baselines)."""
+    """Run the job described by ``args``; returns the exported (best by validation loss) epoch's
+    metrics, with ``epoch`` that epoch and ``last_epoch`` the last one trained (and the
+    baselines)."""
     import tensorflow as tf
 
     from trainer.job_dir import WorkerOutputs
@@ -64,8 +66,8 @@ class Job:
 
 
 def prepare(args, env: Mapping[str, str]) -> Job:
-    """The job directory and this worker, the strategy, the data (every shard checked) and the steps:
-    everything that can refuse the job, before the chief makes a folder."""
+    """The job directory and this worker, the strategy, the data (every shard checked) and the
+    steps: everything that can refuse the job, before the chief makes a folder."""
     from trainer import data as data_lib
     from trainer.distribute import Worker, make_strategy
     from trainer.job_dir import check_writable, resolve_layout
@@ -84,8 +86,8 @@ def prepare(args, env: Mapping[str, str]) -> Job:
 
 
 def restore_backup(job: Job, model, outputs):
-    """The backup of this run: resumed, set aside (``--replace-run``) or refused, by its ``run.json``,
-    before anything is restored."""
+    """The backup of this run: resumed, set aside (``--replace-run``) or refused, by its
+    ``run.json``, before anything is restored."""
     from trainer import resume
     from trainer.backup import Backup
 
@@ -107,7 +109,8 @@ def fixed_primers(job: Job, split: str):
 def run_epochs(
     job: Job, model, writer, outputs, backup, primers, baselines: dict[str, float]
 ) -> dict[str, Any]:
-    """Every epoch not finished yet (:class:`trainer.loop.EpochLoop`); the exported epoch's metrics."""
+    """Every epoch not finished yet (:class:`trainer.loop.EpochLoop`); the exported epoch's
+    metrics."""
     from trainer import loop
     from trainer.tensorboard_samples import TensorBoardSamples
 
@@ -169,7 +172,8 @@ def plan_steps(args, data, strategy, worker):
 
 
 def build_model(args, data, strategy):
-    """The network of ``--model``, seeded, with its optimizer's variables made under the strategy."""
+    """The network of ``--model``, seeded, with its optimizer's variables made under the
+    strategy."""
     import keras
 
     from trainer import model as model_lib
@@ -198,7 +202,8 @@ def build_model(args, data, strategy):
 
 
 def log_baselines(args, data, steps, writer, *, first_start: bool) -> dict[str, float]:
-    """The unigram and bigram baselines' validation accuracy, logged once (by the chief, on a first start)."""
+    """The unigram and bigram baselines' validation accuracy, logged once (by the chief, on a
+    first start)."""
     import tensorflow as tf
 
     from trainer import data as data_lib
@@ -224,7 +229,8 @@ def log_baselines(args, data, steps, writer, *, first_start: bool) -> dict[str, 
 
 
 def export_model(model, outputs, data_dir: str, primers, primer_split: str, *, chief: bool) -> None:
-    """``model/``: every worker saves the model (a collective), the chief adds vocabulary, manifest, primers."""
+    """``model/``: every worker saves the model (a collective), the chief adds vocabulary,
+    manifest, primers."""
     from trainer.export import MODEL_FILE, save_model, write_model_dir
     from trainer.progress import log
 

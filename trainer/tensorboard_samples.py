@@ -1,9 +1,10 @@
-"""What the trainer shows in TensorBoard while it trains: a sample to see and hear, and its measures.
+"""What the trainer shows in TensorBoard while it trains: a sample to see and hear, and its
+measures.
 
 Every ``--sample-every`` epochs, and after the last, the chief composes from fixed primers with the
 model as it is: a greedy piece as piano roll, audio and text (:func:`log_greedy_sample`), and a few
-seeded pieces measured as ``evaluate`` measures them (``music/…``, :mod:`trainer.measures`), under the
-data's encoding and its sampling grammar, as ``generate`` composes. The epoch loop hands it the
+seeded pieces measured as ``evaluate`` measures them (``music/…``, :mod:`trainer.measures`), under
+the data's encoding and its sampling grammar, as ``generate`` composes. The epoch loop hands it the
 weights (reading them is a collective, so every worker does); only the chief composes.
 """
 
@@ -30,14 +31,15 @@ GREEDY_LENGTH = 64
 
 
 class TensorBoardSamples:
-    """The chief's TensorBoard samples: a plain copy of the network (built once, outside any strategy,
-    weights copied in at each sample) run by :class:`~trainer.composer.Composer` from fixed primers.
+    """The chief's TensorBoard samples: a plain copy of the network (built once, outside any
+    strategy, weights copied in at each sample) run by :class:`~trainer.composer.Composer` from
+    fixed primers.
 
     Each sample is a greedy piece from the first primer (piano roll, audio, tokens: consecutive
     samples differ only because the model changed) and the music measures of :mod:`trainer.measures`
     (``music/<measure>``, the names ``evaluate`` reports) of :data:`MEASURE_PIECES` seeded pieces of
-    :data:`MEASURE_LENGTH` tokens at temperature 1 (generation's default) against validation excerpts
-    of the same length (``music_validation/<measure>``, logged once).
+    :data:`MEASURE_LENGTH` tokens at temperature 1 (generation's default) against validation
+    excerpts of the same length (``music_validation/<measure>``, logged once).
     """
 
     MEASURE_PIECES, MEASURE_LENGTH, VALIDATION_WINDOWS = 4, 256, 20_000
@@ -83,7 +85,8 @@ class TensorBoardSamples:
             )
 
     def log_measures(self, step: int) -> None:
-        """``music/<measure>`` of this sample's pieces (skipped, with one warning, where muspy is missing)."""
+        """``music/<measure>`` of this sample's pieces (skipped, with one warning, where muspy is
+        missing)."""
         if self.can_measure is None:
             try:
                 measures.muspy_module()
@@ -115,7 +118,8 @@ class TensorBoardSamples:
                 tf.summary.scalar(tag, value, step=step)
 
     def validation_excerpts(self) -> list[list[str]]:
-        """The validation pieces (reassembled from the windows) cut to :data:`MEASURE_LENGTH` tokens."""
+        """The validation pieces (reassembled from the windows) cut to :data:`MEASURE_LENGTH`
+        tokens."""
         if not (self.data.windows(VALIDATION) and self.data.manifest.validation_shards):
             return []
         inputs, targets = data_lib.numpy_windows(self.data, VALIDATION, self.VALIDATION_WINDOWS)
@@ -135,7 +139,8 @@ def log_greedy_sample(
     encoding: Encoding,
     length: int = GREEDY_LENGTH,
 ) -> list[str]:
-    """Generate a short greedy sample from ``primer`` and write it to the default TensorBoard writer.
+    """Generate a short greedy sample from ``primer`` and write it to the default TensorBoard
+    writer.
 
     The piano roll as an image, the sample as audio (:func:`trainer.audio.synthesize`), and its
     tokens as text. Greedy (temperature 0) so consecutive samples differ only because the model

@@ -27,7 +27,8 @@ PARTS_MODES: tuple[str, ...] = ("all", "first")
 """Which notes of a file to read: every non-percussion part merged (default), or the first one."""
 
 Reader = Callable[[str], bytes]
-"""Reads one file of a data or model folder by name, e.g. ``lambda name: read_bytes(join(folder, name))``."""
+"""Reads one file of a data or model folder by name, e.g.
+``lambda name: read_bytes(join(folder, name))``."""
 
 
 def check_parts(parts: str) -> None:
@@ -43,7 +44,8 @@ def stable_hash(document: object) -> str:
 
 @dataclass(frozen=True)
 class NoteEvent:
-    """One sounding note as a decoded piece plays it: onset and duration in quarter notes, MIDI pitch."""
+    """One sounding note as a decoded piece plays it: onset and duration in quarter notes, MIDI
+    pitch."""
 
     onset: float
     duration: float
@@ -64,13 +66,15 @@ class Encoding(ABC):
 
     @property
     def token_format(self) -> str:
-        """What ``manifest.json`` records as the token encoding: changes whenever a token's meaning does."""
+        """What ``manifest.json`` records as the token encoding: changes whenever a token's
+        meaning does."""
         return self.registration.token_format
 
     @abstractmethod
     def encode(self, data: bytes, parts: str = "all") -> list[str]:
-        """The tokens of one MIDI file; raises :class:`preprocessing.encodings.midi_container.MidiParseError`
-        (one readable line, the parser's own message in it) for a file that is not MIDI."""
+        """The tokens of one MIDI file; raises
+        :class:`preprocessing.encodings.midi_container.MidiParseError` (one readable line, the
+        parser's own message in it) for a file that is not MIDI."""
 
     @abstractmethod
     def decode(self, tokens: Sequence[str]) -> bytes:
@@ -102,7 +106,8 @@ class Encoding(ABC):
     @property
     @abstractmethod
     def config_hash(self) -> str:
-        """A stable hash of everything that decides the tokens (recorded in the manifest, checked on load)."""
+        """A stable hash of everything that decides the tokens (recorded in the manifest, checked
+        on load)."""
 
     @property
     @abstractmethod

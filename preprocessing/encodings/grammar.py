@@ -23,7 +23,8 @@ class GrammarState(ABC):
 
     @abstractmethod
     def allowed(self) -> np.ndarray:
-        """A boolean mask over the vocabulary ids: True where the id may come next. Never all False."""
+        """A boolean mask over the vocabulary ids: True where the id may come next. Never all
+        False."""
 
     def allowed_within(self, remaining: int) -> np.ndarray:
         """:meth:`allowed`, less the ids after which the sequence could not be finished (see
@@ -38,7 +39,8 @@ class GrammarState(ABC):
 
 
 class Grammar(ABC):
-    """The successions an encoding allows, over a data-derived vocabulary (its ids are the positions)."""
+    """The successions an encoding allows, over a data-derived vocabulary (its ids are the
+    positions)."""
 
     def __init__(self, vocab: Sequence[str]):
         self.vocab: tuple[str, ...] = tuple(vocab)
@@ -52,8 +54,9 @@ class Grammar(ABC):
         return self.start(tokens).allowed()
 
     def lead_in(self, primer: Sequence[str]) -> list[str]:
-        """The primer's last tokens that a piece continuing ``primer`` needs in front of it to decode on
-        its own (REMI: a trailing ``Pitch``, whose ``Duration`` is the first generated token)."""
+        """The primer's last tokens that a piece continuing ``primer`` needs in front of it to
+        decode on its own (REMI: a trailing ``Pitch``, whose ``Duration`` is the first generated
+        token)."""
         return []
 
     @property
@@ -74,7 +77,8 @@ class _FreeState(GrammarState):
 
 
 class FreeGrammar(Grammar):
-    """Every token may follow every token (the reference encoding: each token decodes on its own)."""
+    """Every token may follow every token (the reference encoding: each token decodes on its
+    own)."""
 
     def start(self, tokens: Iterable[str] = ()) -> GrammarState:
         return _FreeState(len(self.vocab))

@@ -32,8 +32,9 @@ def get(name: str) -> Encoding:
 
 
 def describe(name: str) -> dict:
-    """What a preprocessing output records of the encoding ``name``: its token format, configuration
-    hash, library versions and saved files (plain values, so the last Beam step needs no encoder)."""
+    """What a preprocessing output records of the encoding ``name``: its token format,
+    configuration hash, library versions and saved files (plain values, so the last Beam step
+    needs no encoder)."""
     chosen = get(name)
     return {
         "token_format": chosen.token_format,

@@ -14,14 +14,16 @@ class MidiParseError(ValueError):
 
 
 def check_midi_container(data: bytes) -> None:
-    """Raise :class:`MidiParseError` unless the file holds exactly the tracks its header declares, in full.
+    """Raise :class:`MidiParseError` unless the file holds exactly the tracks its header declares,
+    in full.
 
     music21 reads a truncated file without complaint and returns the notes before the cut, symusic
     reads a file whose header declares more tracks than it holds, and both read only the declared
-    tracks of a file that holds more (the rest of the music is silently lost); each would put part of
-    a piece into the dataset unnoticed. The container makes the check cheap: the header declares the
-    number of tracks, and every chunk declares its length. Bytes after the last track that do not
-    form a whole track chunk (padding, junk some writers leave) are allowed, as both parsers skip them.
+    tracks of a file that holds more (the rest of the music is silently lost); each would put part
+    of a piece into the dataset unnoticed. The container makes the check cheap: the header declares
+    the number of tracks, and every chunk declares its length. Bytes after the last track that do
+    not form a whole track chunk (padding, junk some writers leave) are allowed, as both parsers
+    skip them.
     """
     if not data:
         raise MidiParseError("empty file (0 bytes)")
@@ -88,7 +90,8 @@ def _variable_length(data: bytes, position: int) -> tuple[int, int]:
 
 
 def track_ticks(track: bytes) -> int:
-    """The sum of one track chunk's delta times: its length in ticks, up to a malformed event if any."""
+    """The sum of one track chunk's delta times: its length in ticks, up to a malformed event if
+    any."""
     ticks, position, status = 0, 0, 0
     try:
         while position < len(track):
@@ -133,8 +136,8 @@ def midi_length_quarters(data: bytes) -> float | None:
 
 
 def check_midi_length(data: bytes) -> None:
-    """Raise :class:`MidiParseError` for a file longer than :data:`MAX_QUARTER_NOTES`, before music21
-    spends a minute or more on it. Cheap and structural; the pipeline's time budget
+    """Raise :class:`MidiParseError` for a file longer than :data:`MAX_QUARTER_NOTES`, before
+    music21 spends a minute or more on it. Cheap and structural; the pipeline's time budget
     (``--max-seconds-per-file``) remains the guarantee."""
     quarters = midi_length_quarters(data)
     if quarters is not None and quarters > MAX_QUARTER_NOTES:

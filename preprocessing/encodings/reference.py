@@ -1,7 +1,9 @@
-"""The reference encoding: the reference notebook's pitches and chords, via music21, and its inverse.
+"""The reference encoding: the reference notebook's pitches and chords, via music21, and its
+inverse.
 
 A token is what the reference's ``get_notes`` appends: a single note is ``str(note.pitch)``
-(``E-4``, ``C#5``), a chord is its ``normalOrder`` joined with dots (``4.7.11``). Rests are not tokens.
+(``E-4``, ``C#5``), a chord is its ``normalOrder`` joined with dots (``4.7.11``). Rests are not
+tokens.
 
 Two ways to choose the notes of a piece (``parts``):
 
@@ -68,7 +70,8 @@ def element_token(element) -> str | None:
 
 
 def is_percussion_part(part: stream.Stream) -> bool:
-    """True when the part plays on MIDI channel 10 (index 9) or holds an unpitched-percussion instrument."""
+    """True when the part plays on MIDI channel 10 (index 9) or holds an unpitched-percussion
+    instrument."""
     for inst in part.recurse().getElementsByClass(instrument.Instrument):
         if isinstance(inst, instrument.UnpitchedPercussion) or inst.midiChannel == 9:
             return True
@@ -130,7 +133,8 @@ def parse_midi_bytes(data: bytes) -> stream.Score:
 
 
 def tokens_from_midi_bytes(data: bytes, parts: PartsMode = "all") -> list[str]:
-    """Tokens of one MIDI file's bytes; raises :class:`MidiParseError` for a file that is not MIDI."""
+    """Tokens of one MIDI file's bytes; raises :class:`MidiParseError` for a file that is not
+    MIDI."""
     score = parse_midi_bytes(data)
     try:
         return tokens_from_score(score, parts)
@@ -144,7 +148,8 @@ def tokens_from_midi_bytes(data: bytes, parts: PartsMode = "all") -> list[str]:
 
 
 def is_chord_token(token: str) -> bool:
-    """Chord tokens are pitch-class numbers joined by dots (``0``, ``4.7.11``); note tokens are names."""
+    """Chord tokens are pitch-class numbers joined by dots (``0``, ``4.7.11``); note tokens are
+    names."""
     return "." in token or token.isdigit()
 
 
@@ -161,7 +166,8 @@ def token_midi_pitches(token: str) -> list[int]:
 def element_from_token(
     token: str, offset: float, duration: float = STEP_QUARTER_LENGTH
 ) -> note.Note | chord.Chord:
-    """The reference's predict step for one token, changed only so that every token reads back as itself.
+    """The reference's predict step for one token, changed only so that every token reads back as
+    itself.
 
     A chord token becomes a chord of those pitch classes in octave 4 (``note.Note(int)``), a note
     token keeps its octave; both on a piano. Each element lasts ``duration`` (the step), and a chord
@@ -187,7 +193,8 @@ def element_from_token(
 
 
 def stream_from_tokens(tokens: Sequence[str], step: float = STEP_QUARTER_LENGTH) -> stream.Stream:
-    """A piano stream playing ``tokens`` one every ``step`` quarter lengths (the reference's output)."""
+    """A piano stream playing ``tokens`` one every ``step`` quarter lengths (the reference's
+    output)."""
     output = stream.Stream()
     output.insert(0, instrument.Piano())
     for index, token in enumerate(tokens):
@@ -230,8 +237,8 @@ def transpose_chord_token(token: str, semitones: int) -> str:
     trying the chord's pitch classes in ascending order as its first note; the first that gives the
     chord's set wins. A token is such a normal order, so its shape (the token minus its first pitch
     class) is that normal form, and the same search over the moved set gives music21's answer
-    (checked against music21 for every set of pitch classes and every shift), thousands of times faster
-    than building the chord (microseconds against tens of milliseconds for ``normalOrder``).
+    (checked against music21 for every set of pitch classes and every shift), thousands of times
+    faster than building the chord (microseconds against tens of milliseconds for ``normalOrder``).
     """
     order = [int(pc) for pc in token.split(".")]
     shape = [(pc - order[0]) % 12 for pc in order]

@@ -49,7 +49,8 @@ class Registration:
     @property
     def parse_function(self) -> str:
         """What a parse child runs, by name: the module's ``tokens_from_midi_bytes``. The child
-        imports the module (and with it music21 or MidiTok) when it starts, never the Beam worker."""
+        imports the module (and with it music21 or MidiTok) when it starts, never the Beam
+        worker."""
         return f"{self.module}:tokens_from_midi_bytes"
 
 

@@ -13,9 +13,9 @@ tokenizer is MidiTok's own (pinned in ``setup.py``); this module only chooses it
   notes of one pitch on one channel, so without the cut ``decode`` would write notes that read back
   with other durations; with it, ``encode(decode(tokens)) == tokens`` for every encoded piece.
 
-Bad files raise :class:`preprocessing.encodings.midi_container.MidiParseError` with symusic's or MidiTok's
-message, after the same container check as the reference encoding. No TensorFlow, no Beam, no
-music21.
+Bad files raise :class:`preprocessing.encodings.midi_container.MidiParseError` with symusic's or
+MidiTok's message, after the same container check as the reference encoding. No TensorFlow, no Beam,
+no music21.
 """
 
 from __future__ import annotations
@@ -41,11 +41,13 @@ from preprocessing.encodings.remi_grammar import RemiGrammar, time_value
 """MidiTok's own saved tokenizer (``REMI.save``), written beside ``vocab.json``."""
 
 BEATS_PER_BAR = 4
-"""No time-signature tokens: MidiTok then counts every bar as 4/4 (``docs/ENCODING.md`` says why)."""
+"""No time-signature tokens: MidiTok then counts every bar as 4/4 (``docs/ENCODING.md`` says
+why)."""
 
 
 def tokenizer_config() -> TokenizerConfig:
-    """The REMI configuration this project records in its data (``docs/ENCODING.md``: the measurements)."""
+    """The REMI configuration this project records in its data (``docs/ENCODING.md``: the
+    measurements)."""
     return TokenizerConfig(
         pitch_range=(21, 108),  # the piano's 88 keys, both ends included
         beat_res={(0, 4): 4, (4, 12): 2},  # 16th notes up to 4 beats, 8th notes up to 12 beats
@@ -87,7 +89,8 @@ def check_supported(tokenizer: REMI) -> None:
 
 
 def merged_notes(score: Score, parts: str) -> Score | None:
-    """One track with the notes of every non-drum track (or the first with notes); None if none has any."""
+    """One track with the notes of every non-drum track (or the first with notes); None if none
+    has any."""
     tracks = [t for t in score.tracks if not t.is_drum and t.note_num() > 0]
     if parts == "first":
         tracks = tracks[:1]
@@ -106,7 +109,8 @@ def cut_overlaps(track: Track, durations: np.ndarray) -> None:
     """Cut each note that still sounds when the next note of its pitch starts, in place.
 
     The cut length is the longest of ``durations`` (the tokenizer's, in this score's ticks, sorted)
-    that ends by the next onset, so the result stays on the duration grid. The notes keep their order.
+    that ends by the next onset, so the result stays on the duration grid. The notes keep their
+    order.
     """
     notes = track.notes.numpy()
     if len(notes["time"]) < 2:
@@ -123,7 +127,8 @@ def cut_overlaps(track: Track, durations: np.ndarray) -> None:
 
 
 class RemiEncoding(Encoding):
-    """MidiTok's REMI with :func:`tokenizer_config`, or with a saved tokenizer (:meth:`from_saved`)."""
+    """MidiTok's REMI with :func:`tokenizer_config`, or with a saved tokenizer
+    (:meth:`from_saved`)."""
 
     registration = registry.REMI
 
@@ -176,7 +181,8 @@ class RemiEncoding(Encoding):
         return score
 
     def decode(self, tokens: Sequence[str]) -> bytes:
-        """A piano track at 120 bpm in 4/4; generated tokens whose notes overlap are cut as in encoding."""
+        """A piano track at 120 bpm in 4/4; generated tokens whose notes overlap are cut as in
+        encoding."""
         return self._score(tokens).dumps_midi()
 
     def transpose(self, tokens: Sequence[str], semitones: int) -> list[str] | None:
@@ -235,7 +241,8 @@ class RemiEncoding(Encoding):
 
     @property
     def config_hash(self) -> str:
-        """The hash of MidiTok's own serialised configuration (not of the file, which names library versions)."""
+        """The hash of MidiTok's own serialised configuration (not of the file, which names
+        library versions)."""
         return stable_hash(
             {
                 "tokenization": type(self.tokenizer).__name__,
@@ -254,5 +261,6 @@ def _default_encoding() -> RemiEncoding:
 
 
 def tokens_from_midi_bytes(data: bytes, parts: str = "all") -> list[str]:
-    """What a parse child runs for ``--encoding remi`` (``Registration.parse_function``): one tokenizer per child."""
+    """What a parse child runs for ``--encoding remi`` (``Registration.parse_function``): one
+    tokenizer per child."""
     return _default_encoding().encode(data, parts)

@@ -33,7 +33,8 @@ TYPES = ("Bar", "Position", "Pitch", "Duration", "Rest")
 
 
 def time_value(value: str, positions_per_beat: int) -> int:
-    """``Duration_1.2.4`` / ``Rest_1.2.4`` (1 beat + 2/4 beat) in positions: 6 at 4 positions per beat."""
+    """``Duration_1.2.4`` / ``Rest_1.2.4`` (1 beat + 2/4 beat) in positions: 6 at 4 positions per
+    beat."""
     beats, part, resolution = (int(x) for x in value.split("."))
     positions, remainder = divmod((beats * resolution + part) * positions_per_beat, resolution)
     if remainder:
@@ -84,8 +85,8 @@ class RemiGrammar(Grammar):
         }
         self.successors["Rest"] -= {"Pitch"}
         self.successors[START] = frozenset({"Bar", "Position", "Rest"})
-        # Precomputed, so that a sampling step is a copy and a few stores: the types each type allows,
-        # the Position ids too early for each first allowed position, the id of each pitch.
+        # Precomputed, so that a sampling step is a copy and a few stores: the types each type
+        # allows, the Position ids too early for each first allowed position, the id of each pitch.
         self.type_mask = {
             kind: np.logical_or.reduce([self.is_type[k] for k in follow] + [np.zeros(size, bool)])
             for kind, follow in self.successors.items()
@@ -115,8 +116,8 @@ class RemiGrammar(Grammar):
         return state
 
     def lead_in(self, primer: Sequence[str]) -> list[str]:
-        """A primer that ends on a ``Pitch`` makes the first generated token its ``Duration``: the piece
-        keeps that ``Pitch`` in front, or the ``Duration`` would decode as nothing."""
+        """A primer that ends on a ``Pitch`` makes the first generated token its ``Duration``:
+        the piece keeps that ``Pitch`` in front, or the ``Duration`` would decode as nothing."""
         return list(primer[-1:]) if primer and primer[-1].startswith("Pitch_") else []
 
 
@@ -178,9 +179,9 @@ class RemiState(GrammarState):
         return mask
 
     def allowed_within(self, remaining: int) -> np.ndarray:
-        """No ``Position`` among the last two tokens and no ``Pitch`` as the last: a piece of a fixed
-        length then ends after a whole note (or a ``Bar``/``Rest``), never on a ``Pitch`` without its
-        ``Duration``."""
+        """No ``Position`` among the last two tokens and no ``Pitch`` as the last: a piece of a
+        fixed length then ends after a whole note (or a ``Bar``/``Rest``), never on a ``Pitch``
+        without its ``Duration``."""
         mask = self.allowed()
         if remaining < len(self.grammar.unfinishable):
             narrowed = mask & ~self.grammar.unfinishable[max(remaining, 0)]
