@@ -192,6 +192,26 @@ def test_ruff_would_change_nothing(command):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
+def prose_lines(text: str) -> list[str]:
+    """The lines of a Markdown document that are prose: not in a code block, not a table row."""
+    lines, in_code = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+        elif not in_code and not line.lstrip().startswith("|"):
+            lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize(
+    "doc",
+    ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))],
+)
+def test_no_prose_line_is_over_100_characters(doc):
+    long = [line for line in prose_lines((ROOT / doc).read_text()) if len(line) > 100]
+    assert not long, long[:3]
+
+
 def test_readme_is_short_and_the_cloud_path_has_its_own_page():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 200
