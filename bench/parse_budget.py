@@ -2,9 +2,9 @@
 worker.
 
 Since every file parses under a time budget (``--max-seconds-per-file``), ``ParseMidi`` sends each
-file's bytes to a long-lived child (``preprocessing.budget.BudgetedFunction``) instead of calling
-``reference.tokens_from_midi_bytes`` itself. This benchmark isolates that change from Beam's own
-scheduling: in one process set up as a worker was before (Beam imported, then
+file's bytes to a long-lived child (``preprocessing.budgeted_child.BudgetedFunction``) instead of
+calling ``reference.tokens_from_midi_bytes`` itself. This benchmark isolates that change from Beam's
+own scheduling: in one process set up as a worker was before (Beam imported, then
 ``freeze_long_lived_objects()``) it parses every file of the embedded dataset both ways, alternating
 which goes first from file to file, and adds up wall time and CPU time (for the child way: this
 process's CPU during the calls plus the child's, from ``/proc``). CPU time moves little with other

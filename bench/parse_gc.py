@@ -4,10 +4,10 @@ The pipeline's workers used to parse in processes that hold Beam, protobuf and g
 a few hundred thousand long-lived objects that every full collection walks again;
 ``ParseMidi.setup`` therefore calls ``preprocessing.direct_runner.freeze_long_lived_objects()``
 (``gc.freeze()``) in a worker. Since every file parses under a time budget, the parse runs in a
-child process of the worker (``preprocessing.budget``) that imports music21 alone and then freezes
-it. This benchmark times the reference loop (``bench/preprocess.py``'s, same music21 calls) over
-every ``--every``-th file of the embedded dataset in four fresh processes, one after another in each
-round:
+child process of the worker (``preprocessing.budgeted_child``) that imports music21 alone and then
+freezes it. This benchmark times the reference loop (``bench/preprocess.py``'s, same music21 calls)
+over every ``--every``-th file of the embedded dataset in four fresh processes, one after another in
+each round:
 
 * ``lean``: music21 only, as the reference notebook runs (the baseline of ``bench/preprocess.py``);
 * ``beam``: Beam and the pipeline module imported, as in a worker before the freeze;
@@ -47,10 +47,12 @@ def child(config: str, input_dir: str, every: int) -> dict:
 
         if config == "beam_frozen":
             direct_runner.freeze_long_lived_objects()
-    if config == "child":  # what preprocessing.budget.serve does before its first call
+    if config == "child":  # what preprocessing.budgeted_child.serve does before its first call
         import gc
 
-        from preprocessing import notes  # noqa: F401 - the parse function's module: music21
+        from preprocessing.encodings import (
+            reference,  # noqa: F401 - the parse function's module: music21
+        )
 
         gc.collect()
         gc.freeze()

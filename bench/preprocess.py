@@ -9,7 +9,7 @@ are not (shared, noisy machines):
   ``partitionByInstrument(...).parts[0].recurse()``);
 * pipeline: ``preprocessing.pipeline`` on the DirectRunner in multi-processing mode over all cores,
   end to end (match, parse, vocabulary, windows, TFRecords, manifest), with ``--parts first`` so
-  that both extract the same reference.
+  that both extract the same notes.
 
 Prints files/s of each and the speed-up; the last line is a JSON object of the figures. With
 ``--repeats N`` it times N rounds, alternating which of the two goes first, and reports the median
@@ -142,9 +142,12 @@ def pipeline_run(input_dir: str, workers: int, *flags: str) -> tuple[float, int]
     returns (seconds, tokens)."""
     from preprocessing import pipeline
 
+    # run(argv); a checkout from before the rename (bench/compare_pipeline.py --old) calls it
+    # run_pipeline
+    run = getattr(pipeline, "run_pipeline", pipeline.run)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        outcome = pipeline.run(
+        outcome = run(
             [
                 "--input",
                 input_dir,

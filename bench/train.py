@@ -7,7 +7,7 @@
 3. fast / reference: training examples/s of ``--model fast`` against ``--model reference`` at the
    same size, on the TFRecord stream. Expect >= 1.5 on CPU; far more with cuDNN on a GPU.
 
-Both training measurements use the trainer's own step function (trainer.loop.make_step_functions,
+Both training measurements use the trainer's own step function (trainer.loop.train_steps_function,
 under the strategy the job would pick), on a synthetic pipeline output written through
 preprocessing.records. Each of ``--repeats`` rounds times the four rates back to back in short
 windows (after a warm-up call that traced the tf.function), and a ratio is the median over the
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     from trainer import data as data_lib
     from trainer import model as model_lib
     from trainer.distribute import make_strategy, strategy_name
-    from trainer.loop import make_step_functions
+    from trainer.loop import train_steps_function
 
     strategy = make_strategy("auto", None)
     tmp = tempfile.mkdtemp(prefix="bench-train-")
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
                 embedding_dim=args.embedding_dim,
             )
             model.optimizer.build(model.trainable_variables)
-        train_steps, _ = make_step_functions(strategy, model, gb)
+        train_steps = train_steps_function(strategy, model, gb)
         iterator = iter(strategy.experimental_distribute_dataset(make_dataset()))
         float(train_steps(iterator, tf.constant(3)))  # trace + warm up
 

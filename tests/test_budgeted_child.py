@@ -1,4 +1,4 @@
-"""preprocessing.budget: a pure function in a child process, each call under a time budgeted_child.
+"""preprocessing.budgeted_child: a pure function in a child process, each call under a time budget.
 
 The functions the children run are defined here, at module level, so that a child can import them by
 name (pytest puts this folder on ``sys.path``, and the child inherits the parent's path). This

@@ -100,7 +100,7 @@ def test_piece_measures_of_a_reference_piece():
 def test_scale_consistency_and_entropy_of_a_chromatic_run():
     result = measures.piece_measures(["C4", "C#4", "D4", "E4"], REF)
     assert result["pitch_class_entropy"] == pytest.approx(2.0)  # four classes, once each
-    # No major or minor scale holds three chromatic neighbours: the best hold 3 of the 4 reference.
+    # No major or minor scale holds three chromatic neighbours: the best hold 3 of the 4 notes.
     assert result["scale_consistency"] == pytest.approx(0.75)
 
 

@@ -3,9 +3,9 @@
 The reproduction: a small valid MIDI file with one absurd delta time (0x0FFFFFFF ticks before a
 note-on, 3 bytes inserted) keeps music21 busy for about a minute on this machine (38-57 s measured;
 more than 180 s where it was reported), against 0.04 s for the file without it. The length pre-check
-of ``preprocessing.notes`` refuses that file at once; a file that passes the pre-check and is still
-slow is stopped by ``--max-seconds-per-file``. Both end as one dead letter each, the job goes on,
-every good file's windows are written, and no parse child outlives the run.
+of ``preprocessing.encodings.midi_container`` refuses that file at once; a file that passes the
+pre-check and is still slow is stopped by ``--max-seconds-per-file``. Both end as one dead letter
+each, the job goes on, every good file's windows are written, and no parse child outlives the run.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def run_and_check(
 @pytest.mark.slow
 def test_the_reproduction_is_one_dead_letter_and_no_good_file_is_lost(tmp_path, monkeypatch):
     """Issue 10's file, exactly (0x0FFFFFFF ticks, 3 bytes inserted), on the default runner (the
-    DirectRunner's worker processes), with a small budgeted_child."""
+    DirectRunner's worker processes), with a small budget."""
     folder, good = folder_with(tmp_path, "stalls.mid", 0x0FFFFFFF)
     with ParseChildren(monkeypatch) as children:
         dead, seconds = run_and_check(
