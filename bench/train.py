@@ -124,11 +124,11 @@ def main(argv=None) -> int:
             model.optimizer.build(model.trainable_variables)
         train_steps = train_steps_function(strategy, model, gb)
         iterator = iter(strategy.experimental_distribute_dataset(make_dataset()))
-        float(train_steps(iterator, tf.constant(3)))  # trace + warm up
+        float(train_steps(iterator, tf.constant(3))[0])  # trace + warm up
 
         def rate():
             start = time.perf_counter()
-            float(train_steps(iterator, tf.constant(args.steps)))
+            float(train_steps(iterator, tf.constant(args.steps))[0])
             return args.steps * gb / (time.perf_counter() - start)
 
         return rate

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from preprocessing import quiet
+from preprocessing.messages import interrupted
 
 PROG = "lstm-composer quickstart"
 
@@ -142,10 +143,12 @@ class Stages:
     def __init__(self, total: int):
         self.total = total
         self.index = 0
+        self.what = "before the first stage"
         self.started = time.perf_counter()
 
     def start(self, what: str) -> None:
         self.index += 1
+        self.what = what
         self._t = time.perf_counter()
         print(f"\n[{self.index}/{self.total}] {what} ...", flush=True)
 
@@ -223,9 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every flag of every job, the composition's folder and any ``--primer`` are checked before the
     first stage, and every refusal is one ``lstm-composer quickstart: error: ...`` line.
     """
-    from preprocessing import options, pipeline, sample_data
-    from preprocessing.files import PipelineError
-    from preprocessing.records import TRAIN, DataError
+    from preprocessing import options
     from trainer import flags, generate_flags
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -240,13 +241,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         return fail(exc)
     quiet.import_tensorflow()
-    from trainer import compositions, generate, task
+    from trainer import compositions
 
     try:
         compositions.check_paths(jobs.generate, output_flag=f"--workdir {jobs.workdir}")
     except compositions.GenerateError as exc:
         return fail(exc)
     stages = Stages(4)
+    try:
+        return run_stages(jobs, stages)
+    except KeyboardInterrupt:
+        where = f"in stage {stages.index} of {stages.total} ({stages.what})"
+        return interrupted(PROG, f"{where}; {RESUME}")
+
+
+RESUME = (
+    "run the same command again: the rendered dataset is kept, and training resumes after its "
+    "last finished epoch"
+)
+
+
+def run_stages(jobs: Jobs, stages: Stages) -> int:
+    """The four stages, each job with its own checked flags; the exit status."""
+    from preprocessing import pipeline, sample_data
+    from preprocessing.files import PipelineError
+    from preprocessing.records import TRAIN, DataError
+    from trainer import flags, generate, task
 
     stages.start("embedded dataset (music21 corpus rendered to MIDI; reused when already there)")
     prep = replace(jobs.preprocess, input=jobs.preprocess.input or sample_data.ensure_dataset())
@@ -257,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = pipeline.run_job(prep, jobs.beam_args)
     except PipelineError as exc:
         return fail(exc)
+    if outcome.failed:
+        return fail(pipeline.failure_line(outcome.failed))
     stages.done()
 
     a = jobs.train
@@ -285,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def fail(exc: Exception) -> int:
+def fail(exc: Exception | str) -> int:
     print(f"{PROG}: error: {exc}", file=sys.stderr)
     return 2
 

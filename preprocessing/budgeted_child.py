@@ -9,6 +9,13 @@ always be killed. So :class:`BudgetedFunction` keeps one long-lived child per in
 one from ``setup`` to ``teardown``), sends it each call's arguments and waits for the result; past
 the budget it kills the child, raises :class:`OverBudget` and starts a fresh one.
 
+The budget counts the child's CPU time (user + system, read from ``/proc`` while the call runs), not
+the clock: on a busy machine a parse takes longer by the clock but not in CPU time, so the same
+files give the same dataset however loaded the machine is. A child that sleeps, or that a starved
+machine never runs, uses no CPU; a much larger wall-clock backstop (:data:`WALL_FACTOR` times the
+budget, at least :data:`WALL_EXTRA_SECONDS` more than it) stops it. :class:`OverBudget` says which
+limit was hit. Where there is no ``/proc`` (not Linux), the budget is the clock's, as before.
+
 Why the child is a fresh interpreter (``python -m preprocessing.budgeted_child``) rather than a fork
 or ``multiprocessing``: forking a Beam worker copies a process that runs gRPC threads (a lock held
 by one of them stays held in the child), and ``multiprocessing``'s spawn and forkserver re-import
@@ -21,7 +28,9 @@ The child never outlives its parent: a thread in the child reads the requests, a
 parent goes away (job finished, crashed, killed, Ctrl-C) the pipe closes and that thread ends the
 child at once, even mid-call. The parent also kills it on :meth:`BudgetedFunction.stop`, when the
 instance is garbage-collected and at interpreter exit (``weakref.finalize``). Ctrl-C reaches the
-child too (same process group; its SIGINT is the default action, so it ends even inside C code).
+child where it shares the terminal's process group (its SIGINT is the default action, so it ends
+even inside C code); below a DirectRunner worker, which leaves that group, the launcher kills it
+(:func:`preprocessing.direct_runner.stop_local_workers`).
 
 Wire format: frames of an 8-byte big-endian length and a pickle, requests on the child's stdin,
 replies on a copy of its stdout; the child's fd 1 then points at stderr, so a function that prints
@@ -49,18 +58,31 @@ from typing import Any
 CHILD_MODULE = "preprocessing.budgeted_child"
 READY = "ready"
 _HEADER = struct.Struct(">Q")
+WALL_FACTOR = 10.0
+WALL_EXTRA_SECONDS = 300.0
+"""The wall-clock backstop of a budget of ``s`` CPU seconds: ``max(WALL_FACTOR * s, s +
+WALL_EXTRA_SECONDS)`` (600 s for the pipeline's default 60 s, 301 s for 1 s)."""
+POLL_SECONDS = 0.05
+"""How often a waiting parent reads the child's CPU time (a reply ends the wait at once)."""
 
 
 class BudgetError(Exception):
     """A call that did not return a result: over budget, child died, or the function raised."""
 
 
-class OverBudget(BudgetError):
-    """The call took longer than the budget; its child was killed (a fresh one is starting)."""
+CPU = "cpu"
+WALL = "wall"
 
-    def __init__(self, seconds: float):
-        super().__init__(f"took longer than {seconds:g} s; stopped")
+
+class OverBudget(BudgetError):
+    """The call took longer than the budget; its child was killed (a fresh one is starting).
+    ``limit`` says which: :data:`CPU` (its CPU time) or :data:`WALL` (the wall-clock backstop)."""
+
+    def __init__(self, seconds: float, limit: str = CPU):
+        what = "of CPU time" if limit == CPU else "by the clock (sleeping, or starved of CPU)"
+        super().__init__(f"took more than {seconds:g} s {what}; stopped")
         self.seconds = seconds
+        self.limit = limit
 
 
 class ChildDied(BudgetError):
@@ -160,6 +182,17 @@ def exit_reason(process: subprocess.Popen) -> str:
     return death_reason(process.poll())
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time (user + system, every thread) process ``pid`` has used so far, from Linux's
+    ``/proc``; None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_environment() -> dict[str, str]:
     """The parent's environment, with its module search path: the child imports the same code."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry)}
@@ -190,11 +223,19 @@ class BudgetedFunction:
     time: a Beam DoFn instance is never called from two threads at once.
     """
 
-    def __init__(self, function: Callable | str, seconds: float, *, start_seconds: float = 300.0):
+    def __init__(
+        self,
+        function: Callable | str,
+        seconds: float,
+        *,
+        start_seconds: float = 300.0,
+        wall_seconds: float | None = None,
+    ):
         if not seconds > 0:
             raise ValueError(f"the budget must be a positive number of seconds, not {seconds!r}")
         self.reference = function_reference(function)
         self.seconds, self.start_seconds = seconds, start_seconds
+        self.wall_seconds = wall_seconds or max(WALL_FACTOR * seconds, seconds + WALL_EXTRA_SECONDS)
         self._process: subprocess.Popen | None = None
         self._finalizer: weakref.finalize | None = None
         self._ready = False
@@ -271,12 +312,10 @@ class BudgetedFunction:
         process = self._process
         try:
             write_frame(process.stdin.fileno(), pickle.dumps(args, pickle.HIGHEST_PROTOCOL))
-            reply = pickle.loads(
-                read_frame(process.stdout.fileno(), time.monotonic() + self.seconds)
-            )
-        except _TimedOut:
+            reply = pickle.loads(self._reply(process))
+        except OverBudget:
             self._replace()
-            raise OverBudget(self.seconds) from None
+            raise
         except (EOFError, OSError):
             reason = exit_reason(process)
             self._replace()
@@ -284,6 +323,27 @@ class BudgetedFunction:
         if reply[0] == "ok":
             return reply[1]
         raise CallFailed(reply[1], reply[2])
+
+    def _reply(self, process: subprocess.Popen) -> bytes:
+        """The child's reply frame, waited for while its CPU time stays within the budget and the
+        clock within the backstop; :class:`OverBudget` otherwise."""
+        fd = process.stdout.fileno()
+        started = time.monotonic()
+        cpu_before = cpu_seconds(process.pid)
+        counted = cpu_before is not None  # else (no /proc) the clock is the budget, as before
+        deadline = started + (self.wall_seconds if counted else self.seconds)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OverBudget(*((self.wall_seconds, WALL) if counted else (self.seconds, CPU)))
+            if select.select([fd], [], [], min(POLL_SECONDS, left))[0]:
+                try:
+                    return read_frame(fd, deadline)
+                except _TimedOut:
+                    continue  # half a frame, then nothing until the deadline
+            used = cpu_seconds(process.pid) if counted else None
+            if used is not None and used - cpu_before > self.seconds:
+                raise OverBudget(self.seconds, CPU)
 
     def _replace(self) -> None:
         self.stop()

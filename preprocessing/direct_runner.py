@@ -12,10 +12,16 @@ The measurements behind each choice are in ``docs/PERFORMANCE.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import glob
 import heapq
+import logging
 import os
+import re
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
@@ -174,3 +180,84 @@ def freeze_long_lived_objects() -> None:
         gc.collect()
         gc.freeze()
         _frozen = True
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+LOCAL_WORKERS_ENV = "LSTM_COMPOSER_LOCAL_WORKERS"
+"""Set by the launcher of a DirectRunner job to its own process id: every process below it (the
+workers, their parse children) inherits it, which names them even once their parent has gone."""
+
+
+def leave_ctrl_c_to_the_launcher() -> None:
+    """In a DirectRunner worker process: leave the terminal's process group. A terminal's Ctrl-C
+    reaches every process of its foreground group; the launching process then ends the workers
+    itself (:func:`stop_local_workers`), so they need not each print a ``KeyboardInterrupt``
+    traceback first. Only where the launcher said so (:data:`LOCAL_WORKERS_ENV`): a Dataflow
+    worker is left alone."""
+    if os.environ.get(LOCAL_WORKERS_ENV):
+        with contextlib.suppress(OSError):  # a session leader cannot; then Ctrl-C reaches it
+            os.setpgid(0, 0)
+
+
+INTERRUPTED_WORKER = re.compile(r"Worker subprocess exited with return code -2$")
+"""How the DirectRunner's watcher threads report a worker that Ctrl-C ended (-2: SIGINT): the shell
+that starts each worker is still in the terminal's process group."""
+
+
+@contextlib.contextmanager
+def ctrl_c_quiet_threads() -> Iterator[None]:
+    """While a job runs here: a runner thread that reports a worker ended by Ctrl-C says nothing
+    (the launcher says it, once, in its own words); any other thread's error is shown as before.
+    And Ctrl-C silences the log first, then interrupts: the runner's clean-up, which runs while the
+    ``KeyboardInterrupt`` unwinds, stops the workers, whose complaints it would otherwise relay."""
+    previous_hook = threading.excepthook
+
+    def hook(args) -> None:
+        if not INTERRUPTED_WORKER.search(str(args.exc_value)):
+            previous_hook(args)
+
+    def on_ctrl_c(signum, frame) -> None:
+        logging.disable(logging.CRITICAL)
+        raise KeyboardInterrupt
+
+    threading.excepthook = hook
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
+    try:
+        yield
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler or signal.default_int_handler)
+        if threading.excepthook is hook:
+            threading.excepthook = previous_hook
+
+
+def processes_of(launcher: int) -> list[int]:
+    """The processes a launcher's job started on this machine, by :data:`LOCAL_WORKERS_ENV`
+    (Linux ``/proc``; elsewhere none)."""
+    marker = f"{LOCAL_WORKERS_ENV}={launcher}".encode()
+    found = []
+    for environ in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            with open(environ, "rb") as f:
+                marked = marker in f.read().split(b"\0")
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+        pid = int(environ.split("/")[2])
+        if marked and pid != launcher:
+            found.append(pid)
+    return found
+
+
+def stop_local_workers() -> list[int]:
+    """Kill (SIGKILL: silently) every process this launcher's DirectRunner job started here, the
+    workers and their parse children, so that an interrupted job leaves none behind and none
+    complains that its runner went away. Returns their process ids."""
+    stopped = []
+    for pid in processes_of(os.getpid()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            stopped.append(pid)
+    return stopped

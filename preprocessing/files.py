@@ -11,6 +11,7 @@ step, and turns file-system failures before the run into :class:`PipelineError` 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -112,6 +113,10 @@ def prepare_output(output: str) -> None:
     It deletes nothing else: a finished output there (its manifest, shards and vocabulary) stays
     readable until this run's manifest replaces it (:func:`publish`, then :func:`remove_stale`).
     """
+    if _is_local(output) and os.path.isfile(output):
+        raise PipelineError(
+            f"--output {output} is a file, not a folder; give the folder to write into"
+        )
     probe = records.join(output, WRITE_PROBE)
     try:
         if not FileSystems.exists(output):
@@ -195,6 +200,7 @@ def remove_stale(
     patterns = [records.shard_pattern(split) for split in records.SPLITS]
     published = (records.DEAD_LETTER_FILE, records.VOCAB_FILE, *published, records.MANIFEST_FILE)
     patterns += [f"{name}.*{TEMP_SUFFIX}" for name in published]
+    patterns.append(records.FAILED_RUN_PATTERN)  # the reports of failed runs before this one
     patterns += [name for name in replaced if name not in published]
     try:
         matches = FileSystems.match([records.join(output, pattern) for pattern in patterns])
@@ -216,6 +222,29 @@ def remove_stale(
         )
         return []
     return stale
+
+
+def report_failure(
+    output: str, run_id: str, manifest: records.Manifest, dead_letters: Sequence[dict]
+) -> str:
+    """A run that cannot publish: delete its own shards, and write what it would have published
+    (manifest and dead letters) to its report, :func:`records.failed_run_report`; returns its path.
+    Nothing else in ``output`` is touched."""
+    own = [records.join(output, f"{split}-{run_id}-*") for split in records.SPLITS]
+    try:
+        written = [m.path for match in FileSystems.match(own) for m in match.metadata_list]
+        if written:
+            FileSystems.delete(written)
+    except Exception as exc:  # noqa: BLE001 - the report matters more; the next run removes them
+        LOGGER.warning(
+            "could not remove the failed run's shards in %s: %s", output, first_line(exc)
+        )
+    document = {
+        "manifest": json.loads(records.manifest_to_json(manifest)),
+        "dead_letters": dead_letters,
+    }
+    path = records.join(output, records.failed_run_report(run_id))
+    return write_text(path, json.dumps(document, indent=2, sort_keys=True))
 
 
 def write_text(path: str, text: str) -> str:

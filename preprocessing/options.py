@@ -90,8 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-seconds-per-file",
         type=float,
         default=60.0,
-        help="time budget for parsing one file (default 60): a file over it is stopped and becomes a dead "
-        "letter, and the job goes on. Parsing runs in a child process per worker so that it can be stopped",
+        help="budget of CPU seconds for parsing one file (default 60): a file over it is stopped and "
+        "becomes a dead letter, and the job goes on; CPU time, so a busy machine gives the same "
+        "dataset (a parse that sleeps or is starved is stopped by the clock, at 10x the budget and "
+        "at least 300 s more than it). "
+        "Parsing runs in a child process per worker so that it can be stopped",
     )
     parser.add_argument(
         "--encoding",

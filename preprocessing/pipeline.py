@@ -10,8 +10,10 @@ DirectRunner needs in :mod:`preprocessing.direct_runner`.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -19,15 +21,23 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsList, AsSingleton
 from apache_beam.runners.runner import PipelineState
 
 from preprocessing import files, records, shards
-from preprocessing.direct_runner import SpreadFiles, direct_runner_workers
+from preprocessing.direct_runner import (
+    LOCAL_WORKERS_ENV,
+    SpreadFiles,
+    ctrl_c_quiet_threads,
+    direct_runner_workers,
+    stop_local_workers,
+)
 from preprocessing.encodings import loader, registry
 from preprocessing.files import PipelineError
+from preprocessing.messages import interrupted
 from preprocessing.options import PROG, PreprocessOptions, parse_args
 from preprocessing.transforms import (
     METRICS_NAMESPACE,
@@ -140,11 +150,13 @@ class PreprocessMidi(beam.PTransform):
 
 
 class Outcome(NamedTuple):
-    # None when the runner did not run the job here (Dataflow dry run)
+    # None when the runner did not run the job here (Dataflow dry run), or the run failed
     manifest: records.Manifest | None
     metrics: dict[str, int]  # Beam Metrics counters of the run (namespace lstm_composer)
     # Beam's PipelineResult (for a Dataflow dry run, ``result.job`` is the request)
     result: Any = None
+    # a run that produced no training windows and published nothing: its report's path
+    failed: str | None = None
 
 
 def resolve_input(input_arg: str | None) -> str:
@@ -183,19 +195,34 @@ def run_job(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
     files.prepare_output(options.output)
     beam_options = PipelineOptions(list(beam_args))
     pipeline = beam.Pipeline(options=beam_options)
-    _ = pipeline | "PreprocessMidi" >> PreprocessMidi(
+    job = PreprocessMidi(
         options,
         pattern=pattern,
         root=root,
         train_shards=train_shards,
         local_workers=direct_runner_workers(beam_options),
     )
-    result = pipeline.run()
-    state = result.wait_until_finish()
+    _ = pipeline | "PreprocessMidi" >> job
+    if job.local_workers:  # the DirectRunner's workers inherit it (direct_runner's Ctrl-C notes)
+        os.environ[LOCAL_WORKERS_ENV] = str(os.getpid())
+    try:
+        with ctrl_c_quiet_threads():
+            result = pipeline.run()
+            state = result.wait_until_finish()
+    except KeyboardInterrupt:
+        logging.disable(logging.CRITICAL)  # the workers' errors as they go: not news
+        stop_local_workers()
+        raise
     if state != PipelineState.DONE:
         # A Dataflow dry run builds the job request and stops; a failed job raises above.
         print(f"pipeline not run here (state {state}): nothing was written to {options.output}")
         return Outcome(None, {}, result)
+    report = records.join(options.output, records.failed_run_report(job.run_id))
+    if FileSystems.exists(report):  # no training window: nothing was published
+        document = json.loads(files.read_text(report))
+        failed = records.manifest_from_json(json.dumps(document["manifest"]))
+        print(summary(failed, options.output, report=report))
+        return Outcome(None, counter_values(result), result, failed=report)
     manifest = records.manifest_from_json(
         files.read_text(records.join(options.output, records.MANIFEST_FILE))
     )
@@ -214,14 +241,23 @@ def counter_values(result) -> dict[str, int]:
     return values
 
 
-def summary(manifest: records.Manifest, output: str) -> str:
-    """The one-screen report printed at the end of a run."""
+def summary(manifest: records.Manifest, output: str, report: str | None = None) -> str:
+    """The one-screen report printed at the end of a run (of a failed one: ``report`` holds its
+    would-be manifest and its dead letters, and nothing was published)."""
     c = manifest.counts
-    dead = records.join(output, records.DEAD_LETTER_FILE)
+    dead = report or records.join(output, records.DEAD_LETTER_FILE)
+    undercounted = c.get("headers_undercounted", 0)
     lines = [
-        f"preprocessing finished: {output} (run {manifest.run_id})",
+        f"preprocessing finished: {output} (run {manifest.run_id})"
+        if report is None
+        else f"preprocessing failed: nothing was published to {output} (run {manifest.run_id})",
         f"  files matched      {c['files_matched']:>10,}",
-        f"  parsed             {c['files_parsed']:>10,}",
+        f"  parsed             {c['files_parsed']:>10,}"
+        + (
+            f"   ({undercounted:,} with more tracks than their header declares: all were read)"
+            if undercounted
+            else ""
+        ),
         f"  failed             {c['files_failed']:>10,}"
         + (f"   (reasons in {dead})" if c["files_failed"] else ""),
         f"  empty (no notes)   {c['pieces_empty']:>10,}",
@@ -282,21 +318,33 @@ def validation_warning(manifest: records.Manifest) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        manifest = run(argv).manifest
+        outcome = run(argv)
     except PipelineError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    if manifest is None:
-        return 0
-    if manifest.windows(records.TRAIN) == 0:
-        print(
-            f"{PROG}: error: no training windows were produced (every piece failed to parse, was empty, was too "
-            f"short for --sequence-length {manifest.sequence_length}, or went to validation); "
-            "see the counts above",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt:
+        return interrupted(PROG, NOTHING_PUBLISHED)
+    if outcome.failed:
+        print(f"{PROG}: error: {failure_line(outcome.failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+NOTHING_PUBLISHED = (
+    "this run published nothing, and the output folder holds what it held before (a finished "
+    "output there stays readable); run the same command again"
+)
+
+
+def failure_line(report: str) -> str:
+    """Why a run published nothing, and that the folder kept what it held."""
+    folder = report.rsplit("/", 1)[0]
+    return (
+        "no training windows were produced (every piece failed to parse, was empty, was too short "
+        "for --sequence-length, or went to validation; see the counts above): nothing was "
+        f"published, and {folder} holds what it held before (this run's counts and reasons: "
+        f"{report})"
+    )
 
 
 if __name__ == "__main__":

@@ -79,19 +79,16 @@ def read_output(
     if not tf.io.gfile.exists(vocab_path):
         raise DataError(f"{vocab_path} not found beside the manifest")
     vocab = read_vocab(directory)
+    # A data folder is made again by the pipeline; a model folder's copies come from its data one.
+    copy_back = "copy it from the data folder the model was trained on, or train the model again"
     if records.vocab_hash(vocab) != manifest.vocab_hash or len(vocab) != manifest.vocab_size:
+        what = "the records" if shards else "the model's manifest"
         raise DataError(
-            f"{vocab_path} does not match the records: the manifest was written with a vocabulary of "
+            f"{vocab_path} does not match {what}: the manifest was written with a vocabulary of "
             f"{manifest.vocab_size} tokens (hash {manifest.vocab_hash}), vocab.json has {len(vocab)} "
-            f"tokens (hash {records.vocab_hash(vocab)}); {RERUN}"
+            f"tokens (hash {records.vocab_hash(vocab)}); {RERUN if shards else copy_back}"
         )
-    check_saved_encoding(
-        directory,
-        manifest,
-        RERUN
-        if shards
-        else "copy it from the data folder the model was trained on, or train the model again",
-    )
+    check_saved_encoding(directory, manifest, RERUN if shards else copy_back)
     if shards:
         verify(directory, manifest, full=full)
     return manifest, vocab

@@ -28,9 +28,10 @@ FORMAT_VERSION = 2
 
 2: shard names carry the run's id, and the manifest lists every shard with its byte size, record
 count and content hashes (:class:`Shard`), which the trainer checks before its first step. Still 2
-with ``encoding_config_hash``, ``encoding_versions`` and ``transpose`` (with its counts,
-:data:`AUGMENTATION_COUNT_KEYS`): optional fields (:data:`OPTIONAL_FIELDS`), so a manifest written
-before them reads as before, and a reader before them ignores them."""
+with ``encoding_config_hash``, ``encoding_versions``, ``transpose`` (with its counts,
+:data:`AUGMENTATION_COUNT_KEYS`) and ``validation_pieces_hash``: optional fields
+(:data:`OPTIONAL_FIELDS`), so a manifest written before them reads as before, and a reader before
+them ignores them."""
 
 ENCODING = registry.REFERENCE.token_format
 """A manifest's default token format: one written before the encoding was recorded is the
@@ -66,6 +67,11 @@ AUGMENTATION_COUNT_KEYS = ("transposed_pieces", "transpositions_dropped", "windo
 """Counts listed only with ``--transpose K`` (K > 0): copies kept (of training pieces), copies
 dropped (a note left the pitch range), their windows; ``train_windows`` includes them,
 ``train_pieces`` does not."""
+
+
+NOTED_COUNT_KEYS = ("headers_undercounted",)
+"""Counts listed only when not 0: files whose header declared fewer tracks than they hold (read
+with every track, :func:`preprocessing.encodings.midi_container.with_every_track`)."""
 
 
 class DataError(ValueError):
@@ -271,6 +277,8 @@ class Manifest:
     encoding_versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # --transpose K: training pieces were also copied shifted by -K..-1, +1..+K semitones
     transpose: int = 0
+    # which pieces were held out (windowing.pieces_hash); "" in a manifest written before it
+    validation_pieces_hash: str = ""
 
     def shard_entries(self, split: str) -> tuple[Shard, ...]:
         """The shards of ``split`` with their sizes, record counts and hashes."""
@@ -288,7 +296,9 @@ class Manifest:
         return int(self.counts.get(f"{split}_windows", 0))
 
 
-OPTIONAL_FIELDS = frozenset({"encoding_config_hash", "encoding_versions", "transpose"})
+OPTIONAL_FIELDS = frozenset(
+    {"encoding_config_hash", "encoding_versions", "transpose", "validation_pieces_hash"}
+)
 """Manifest fields added within format version 2: a manifest without them still reads (defaults)."""
 
 
@@ -297,10 +307,22 @@ def manifest_to_json(manifest: Manifest) -> str:
     existed."""
     doc = dataclasses.asdict(manifest)  # shards become dicts of SHARD_KEYS
     keys = COUNT_KEYS + AUGMENTATION_COUNT_KEYS if manifest.transpose else COUNT_KEYS
+    keys += tuple(k for k in NOTED_COUNT_KEYS if manifest.counts.get(k))
     doc["counts"] = {k: int(manifest.counts.get(k, 0)) for k in keys}
     if not manifest.transpose:
         del doc["transpose"]
+    if not manifest.validation_pieces_hash:
+        del doc["validation_pieces_hash"]
     return json.dumps(doc, indent=2, sort_keys=True)
+
+
+def failed_run_report(run_id: str) -> str:
+    """The file a run that produced no training windows leaves instead of publishing: its would-be
+    manifest and its dead letters (the folder's finished output, if any, stays as it was)."""
+    return f"failed-run-{run_id}.json"
+
+
+FAILED_RUN_PATTERN = "failed-run-*.json"
 
 
 def _shards_from_json(entries: Any, field: str) -> tuple[Shard, ...]:

@@ -23,8 +23,12 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from preprocessing import budgeted_child, files, records, shards, windowing
-from preprocessing.direct_runner import freeze_long_lived_objects, in_beam_worker_process
-from preprocessing.encodings import loader, registry
+from preprocessing.direct_runner import (
+    freeze_long_lived_objects,
+    in_beam_worker_process,
+    leave_ctrl_c_to_the_launcher,
+)
+from preprocessing.encodings import loader, midi_container, registry
 
 LOGGER = logging.getLogger("preprocessing.pipeline")
 METRICS_NAMESPACE = "lstm_composer"
@@ -37,6 +41,7 @@ class Piece(NamedTuple):
     key: str  # path relative to the input folder: what the train/validation split hashes
     tokens: list[str]
     shift: int = 0  # semitones: a transposed copy of a training piece (--transpose) when not 0
+    undeclared_tracks: int = 0  # tracks the file's header left out (every one was read)
 
 
 def count_matched(metadata) -> bool:
@@ -51,7 +56,15 @@ def count_matched(metadata) -> bool:
 def failure_reason(exc: Exception, max_seconds: float) -> str:
     """The dead letter's one-line reason for a file that did not parse."""
     if isinstance(exc, budgeted_child.OverBudget):
-        return f"took longer than --max-seconds-per-file {max_seconds:g} s to parse; stopped"
+        if exc.limit == budgeted_child.WALL:
+            return (
+                f"did not finish within {exc.seconds:g} s by the clock (the backstop of "
+                f"--max-seconds-per-file {max_seconds:g}: the parse slept or was starved of CPU); "
+                "stopped"
+            )
+        return (
+            f"took more than --max-seconds-per-file {max_seconds:g} s of CPU time to parse; stopped"
+        )
     if isinstance(exc, budgeted_child.ChildDied):
         return f"the process parsing it died: {exc}"
     # MidiParseError's message (music21's or symusic's) says what is wrong
@@ -88,6 +101,7 @@ class ParseMidi(beam.DoFn):
         # Only where the process is Beam's own; never in a caller's process (in-memory mode).
         if in_beam_worker_process():
             freeze_long_lived_objects()
+            leave_ctrl_c_to_the_launcher()
         self._parse = budgeted_child.BudgetedFunction(self.function, self.max_seconds)
         self._parse.start()  # imports music21 or MidiTok in the child while this worker goes on
 
@@ -99,8 +113,9 @@ class ParseMidi(beam.DoFn):
         path = readable_file.metadata.path
         if self._parse is None:  # a runner that skipped setup
             self.setup()
+        data = readable_file.read()
         try:
-            tokens = self._parse(readable_file.read(), self.parts)
+            tokens = self._parse(data, self.parts)
         except budgeted_child.StartFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - a bad file is reported, never fatal
@@ -111,7 +126,9 @@ class ParseMidi(beam.DoFn):
             return
         self.parsed.inc()
         self.tokens.inc(len(tokens))
-        yield Piece(path=path, key=files.file_key(path, self.root), tokens=tokens)
+        key = files.file_key(path, self.root)
+        # the child read every track; the count says how many files needed that (pure, cheap)
+        yield Piece(path, key, tokens, undeclared_tracks=midi_container.undeclared_tracks(data))
 
 
 class TransposePieces(beam.DoFn):
@@ -243,6 +260,7 @@ class Tally(NamedTuple):
 
     counts: Counter
     dead_letters: list[dict]
+    validation_keys: int = 0  # the sum of the validation pieces' windowing.key_digest (mod 2**64)
 
 
 def piece_counts(
@@ -261,6 +279,8 @@ def piece_counts(
             {"transposed_pieces": 1, "windows_augmented": windows, f"{fate}_windows": windows}
         )
     counts: Counter = Counter(files_parsed=1, tokens=len(piece.tokens))
+    if piece.undeclared_tracks:
+        counts["headers_undercounted"] = 1
     if fate in records.SPLITS:
         counts[f"{fate}_pieces"] = 1
         counts[f"{fate}_windows"] = windowing.window_count(
@@ -274,7 +294,9 @@ def piece_counts(
 def piece_tally(
     piece: Piece, sequence_length: int, stride: int, validation_fraction: float
 ) -> Tally:
-    return Tally(piece_counts(piece, sequence_length, stride, validation_fraction), [])
+    counts = piece_counts(piece, sequence_length, stride, validation_fraction)
+    held_out = counts.get("validation_pieces", 0)  # a piece of its own (copies are never held out)
+    return Tally(counts, [], windowing.key_digest(piece.key) if held_out else 0)
 
 
 def dead_letter_tally(entry: dict) -> Tally:
@@ -297,19 +319,24 @@ class TallyFn(beam.CombineFn):
     def add_input(self, accumulator: Tally, tally: Tally) -> Tally:
         accumulator.counts.update(tally.counts)
         accumulator.dead_letters.extend(tally.dead_letters)
-        return accumulator
+        keys = (accumulator.validation_keys + tally.validation_keys) % 2**64
+        return accumulator._replace(validation_keys=keys)
 
     def merge_accumulators(self, accumulators: Iterable[Tally]) -> Tally:
         total = self.create_accumulator()
         for accumulator in accumulators:
-            self.add_input(total, accumulator)
+            total = self.add_input(total, accumulator)
         return total
 
     def extract_output(self, accumulator: Tally) -> Tally:
-        augmented = [key for key in records.AUGMENTATION_COUNT_KEYS if key in accumulator.counts]
+        augmented = [
+            key
+            for key in (*records.AUGMENTATION_COUNT_KEYS, *records.NOTED_COUNT_KEYS)
+            if key in accumulator.counts
+        ]
         counts = Counter(
             {key: int(accumulator.counts.get(key, 0)) for key in (*records.COUNT_KEYS, *augmented)}
         )
         counts["files_matched"] = counts["files_parsed"] + counts["files_failed"]
         dead_letters = sorted(accumulator.dead_letters, key=lambda entry: entry["path"])
-        return Tally(counts, dead_letters)
+        return Tally(counts, dead_letters, accumulator.validation_keys)

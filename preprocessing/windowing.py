@@ -88,6 +88,17 @@ def split_for(key: str, validation_fraction: float) -> str:
     return VALIDATION if position < validation_fraction else TRAIN
 
 
+def key_digest(key: str) -> int:
+    """A 64-bit hash of a piece's key. Summed (mod 2⁶⁴) over a split's pieces it names the split's
+    piece list whatever the order the pieces come in (:func:`pieces_hash`)."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def pieces_hash(digest_sum: int) -> str:
+    """The manifest's ``validation_pieces_hash``: the sum of the pieces' :func:`key_digest`."""
+    return f"{digest_sum % 2**64:016x}"
+
+
 # --------------------------------------------------------------------- transposition (augmentation)
 
 MAX_TRANSPOSE = 12

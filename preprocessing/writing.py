@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
-from preprocessing import files, records, shards
+from preprocessing import files, records, shards, windowing
 from preprocessing.encodings import registry
 from preprocessing.transforms import Tally
 
@@ -91,6 +91,11 @@ def write_outputs(
     with a manifest is a finished output on any runner. Until this step, a finished output already
     in the folder is untouched; afterwards only the shards the new manifest lists remain. Returns
     the manifest's path.
+
+    A run without a single training window publishes nothing: the folder keeps what it held (a
+    finished output stays readable), this run's shards are removed, and its would-be manifest and
+    dead letters go into :func:`records.failed_run_report` for the launcher to report; that path is
+    returned instead.
     """
     lines = [json.dumps(entry, sort_keys=True) + "\n" for entry in tally.dead_letters]
     manifest = records.Manifest(
@@ -109,7 +114,10 @@ def write_outputs(
         encoding_config_hash=described["config_hash"],
         encoding_versions=dict(described["versions"]),
         transpose=transpose,
+        validation_pieces_hash=windowing.pieces_hash(tally.validation_keys),
     )
+    if not manifest.windows(records.TRAIN):
+        return files.report_failure(output, run_id, manifest, tally.dead_letters)
     saved = sorted(described["saved_files"].items())
     files.publish(
         output,

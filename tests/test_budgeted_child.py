@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +38,14 @@ def spin(seconds: float) -> int:
     """Pure Python, never sleeping: what a parser looping on a huge silence does."""
     end, count = time.monotonic() + seconds, 0
     while time.monotonic() < end:
+        count += 1
+    return count
+
+
+def burn(cpu_seconds: float) -> int:
+    """Work until this process has used ``cpu_seconds`` more CPU time, however long that takes."""
+    end, count = time.process_time() + cpu_seconds, 0
+    while time.process_time() < end:
         count += 1
     return count
 
@@ -85,8 +94,8 @@ def crash(how: str):
 def budgeted(request):
     made = []
 
-    def make(function, seconds=5.0):
-        made.append(budgeted_child.BudgetedFunction(function, seconds))
+    def make(function, seconds=5.0, wall_seconds=None):
+        made.append(budgeted_child.BudgetedFunction(function, seconds, wall_seconds=wall_seconds))
         return made[-1]
 
     yield make
@@ -104,16 +113,46 @@ def test_results_come_back_unchanged_from_one_long_lived_child(budgeted):
     assert budgeted(chatter)("quiet") == "quiet"
 
 
-def test_a_sleeping_call_over_budget_is_stopped_and_the_next_runs_in_a_fresh_child(budgeted):
-    call = budgeted(sleep_for, seconds=0.5)
+def test_a_sleeping_call_is_stopped_by_the_clocks_backstop_and_the_next_runs_in_a_fresh_child(
+    budgeted,
+):
+    """Sleeping uses no CPU: the budget of CPU time never runs out, the wall-clock backstop does."""
+    call = budgeted(sleep_for, seconds=0.5, wall_seconds=2.0)
     assert call(0) == "woke up"
     first = call.pid
     started = time.monotonic()
-    with pytest.raises(budgeted_child.OverBudget, match="took longer than 0.5 s"):
+    with pytest.raises(budgeted_child.OverBudget, match="took more than 2 s by the clock") as over:
         call(GENEROUS * 10)
+    assert over.value.limit == budgeted_child.WALL
     assert time.monotonic() - started < GENEROUS
     assert wait_until_gone(first)
     assert call(0) == "woke up" and call.pid != first
+
+
+def test_the_budget_counts_cpu_time_not_the_clock(budgeted):
+    """A call that needs 0.3 s of CPU keeps its 1 s budget however long the machine keeps it from
+    running (here: stopped outright for two seconds), so a busy machine parses the same files."""
+    call = budgeted(burn, seconds=1.0, wall_seconds=GENEROUS)
+    assert call(0.0) == 0
+    child = call.pid
+
+    def starve() -> None:
+        time.sleep(0.1)
+        os.kill(child, signal.SIGSTOP)
+        time.sleep(2.0)
+        os.kill(child, signal.SIGCONT)
+
+    starver = threading.Thread(target=starve)
+    starver.start()
+    assert call(0.3) > 0  # 2.3 s by the clock, 0.3 s of CPU: within the budget
+    starver.join()
+    assert call.pid == child
+    assert budgeted_child.cpu_seconds(child) >= 0.3
+    assert budgeted_child.WALL_FACTOR * 60 == budgeted_child.BudgetedFunction(echo, 60).wall_seconds
+    assert (
+        budgeted_child.BudgetedFunction(echo, 1).wall_seconds
+        == 1 + budgeted_child.WALL_EXTRA_SECONDS
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,8 +169,9 @@ def test_a_busy_call_is_stopped_in_python_and_in_c_code(
     call = budgeted(function, seconds=0.5)
     assert call(quick) == quick_result
     started = time.monotonic()
-    with pytest.raises(budgeted_child.OverBudget):
+    with pytest.raises(budgeted_child.OverBudget, match="took more than 0.5 s of CPU time") as over:
         call(stuck)
+    assert over.value.limit == budgeted_child.CPU
     assert time.monotonic() - started < GENEROUS
     assert call(quick) == quick_result
 

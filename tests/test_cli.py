@@ -275,7 +275,13 @@ def test_job_errors_name_the_command_the_user_typed(tmp_path, capsys):
     "flags, message",
     [
         (["--epochs", "0"], "argument --epochs: must be a positive integer, not 0"),
-        (["--temperature", "-1"], "--temperature must be >= 0"),
+        (["--temperature", "-1"], "--temperature must be a finite number >= 0, not -1.0"),
+        (["--temperature", "nan"], "--temperature must be a finite number >= 0, not nan"),
+        (["--top-p", "nan"], "--top-p must be in (0, 1], not nan"),
+        (
+            ["--learning-rate", "inf"],
+            "argument --learning-rate: must be a positive finite number, not inf",
+        ),
         (["--length", "0"], "--length must be at least 1"),
         (["--sequence-length", "0"], "--sequence-length must be at least 1"),
         (["--batch-size", "0"], "argument --batch-size: must be a positive integer, not 0"),

@@ -38,16 +38,16 @@ GOOD = reference.midi_bytes_from_tokens(patterned_tokens(seed=1, length=40))
 def bad_files() -> dict[str, bytes]:
     """The held-out-style cases: each is a file a collection can hold, and none is music."""
     declared = int.from_bytes(GOOD[10:12], "big")
-    wrong_count, fewer_declared = bytearray(GOOD), bytearray(GOOD)
+    wrong_count, separate = bytearray(GOOD), bytearray(GOOD)
     wrong_count[10:12] = (declared + 2).to_bytes(2, "big")
-    fewer_declared[10:12] = (declared - 1).to_bytes(2, "big")
+    separate[8:10] = (2).to_bytes(2, "big")
     return {
         "empty": b"",
         "random bytes": bytes(random.Random(7).randrange(256) for _ in range(300)),
         "truncated": GOOD[: len(GOOD) // 2],
         "text renamed": b"these are not the notes you are looking for\n",
         "wrong track count": bytes(wrong_count),
-        "fewer tracks declared than held": bytes(fewer_declared),
+        "format 2": bytes(separate),
         "header of zeros": b"MThd" + b"\x00" * 10,
     }
 
@@ -120,20 +120,46 @@ def test_the_wrong_track_count_is_caught_before_symusic_reads_the_tracks_it_has(
         loader.get("remi").encode(bad_files()["wrong track count"])
 
 
-def test_a_header_declaring_fewer_tracks_than_the_file_holds_is_refused_by_both():
+def test_a_header_declaring_fewer_tracks_than_the_file_holds_is_read_whole_by_both():
     """Both parsers read only the declared tracks (here the conductor track: no notes at all), so
-    the file would count as empty, or as part of a piece; the container check refuses it instead."""
+    the file would count as empty, or as part of a piece; it is read with every track it holds."""
     from music21 import converter
 
-    fewer = bad_files()["fewer tracks declared than held"]
+    declared = int.from_bytes(GOOD[10:12], "big")
+    fewer = GOOD[:10] + (declared - 1).to_bytes(2, "big") + GOOD[12:]
     assert Score.from_midi(fewer).note_num() == 0 < Score.from_midi(GOOD).note_num()
     assert (
         reference.tokens_from_score(converter.parseData(fewer, format="midi", forceSource=True))
         == []
     )
+    assert midi_container.with_every_track(fewer) == (GOOD, 1)
+    assert (
+        midi_container.undeclared_tracks(fewer) == 1 and midi_container.undeclared_tracks(GOOD) == 0
+    )
     for name in registry.NAMES:
-        with pytest.raises(MidiParseError, match="the header declares 1 tracks, the file holds 2"):
-            loader.get(name).encode(fewer)
+        assert loader.get(name).encode(fewer) == loader.get(name).encode(GOOD) != []
+
+
+def test_music21s_own_test04_is_read_whole_by_both():
+    """music21's test file declares 18 tracks and holds 19: a real file, not made up here."""
+    import music21
+
+    path = Path(music21.__file__).parent / "midi" / "testPrimitive" / "test04.mid"
+    data = path.read_bytes()
+    assert midi_container.undeclared_tracks(data) == 1
+    for name in registry.NAMES:
+        assert loader.get(name).encode(data)
+
+
+def test_format_2_is_refused_by_both_in_the_same_words():
+    separate = bad_files()["format 2"]
+    for name in registry.NAMES:
+        with pytest.raises(MidiParseError) as caught:
+            loader.get(name).encode(separate)
+        assert str(caught.value) == (
+            "format 2 (independent sequences) is not supported: its tracks are separate "
+            "patterns, not one piece"
+        )
     # bytes after the last track that are no whole chunk: allowed, as before
     padded = GOOD + b"\x00" * 7
     assert loader.get("reference").encode(padded) == loader.get("reference").encode(GOOD)

@@ -219,6 +219,10 @@ def test_evaluate_refuses_other_data_in_one_line(trained, tmp_path, capsys):
 def test_evaluate_refuses_bad_flags_and_folders_in_one_line(tmp_path, capsys):
     assert evaluate.main(["--model-dir", "m", "--data-dir", "d", "--top-p", "1.5"]) == 2
     assert "lstm-composer evaluate: error: --top-p must be in (0, 1]" in capsys.readouterr().err
+    for value in ("nan", "inf"):  # refused at parse time, before any model is loaded
+        assert evaluate.main(["--model-dir", "m", "--data-dir", "d", "--temperature", value]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+        assert line.endswith(f"--temperature must be a finite number >= 0, not {float(value)}")
     assert (
         evaluate.main(
             [
@@ -277,3 +281,27 @@ def test_the_end_of_training_is_sampled_and_a_failed_sample_does_not_end_the_job
     out = capsys.readouterr().out
     assert "warning: the TensorBoard sample of epoch 1 failed (PitchException: " in out
     assert "training goes on" in out and "model written" in out
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_a_folder_that_holds_out_other_pieces(
+    trained, training_midi_dir, tmp_path, capsys
+):
+    """Issue 18: the same files preprocessed again at --validation-fraction 0.6 have the model's
+    vocabulary and sequence length, but most of their validation pieces are the model's training
+    pieces: scored on them, the model would look better than it is."""
+    from preprocessing import pipeline
+
+    other = tmp_path / "data-0.6"
+    flags = ["--sequence-length", "8", "--validation-fraction", "0.6"]
+    argv = ["--input", str(training_midi_dir), "--output", str(other), *flags]
+    pipeline.run([*argv, "--direct_running_mode", "in_memory"])
+    model = trained["job"] / "model"
+    model_manifest = json.loads((model / "manifest.json").read_text())
+    assert model_manifest["validation_pieces_hash"]  # model/ records which pieces were held out
+    capsys.readouterr()
+    code = evaluate.main(["--model-dir", str(model), "--data-dir", str(other), "--samples", "1"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and line.startswith(f"lstm-composer evaluate: error: {other} is not the data")
+    assert "other validation pieces" in line and "--validation-fraction 0.6" in line
+    assert "--validation-fraction 0.25" in line and "vocab" not in line

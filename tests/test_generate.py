@@ -18,6 +18,7 @@ from trainer import (
     generate,
     generate_flags,
     plots,
+    repeats,
     sampling,
     summary,
     tensorboard_samples,
@@ -152,9 +153,9 @@ def test_sample_next_temperature_and_top_k():
 
 
 def test_longest_loop():
-    assert summary.longest_loop(["A4", "B4", "C5", "D4"]) == (0, 0)
-    assert summary.longest_loop(["C4"] + ["A4", "B4", "E4"] * 3 + ["D4"]) == (3, 9)
-    assert summary.longest_loop(["E4"] * 6) == (1, 6)
+    assert repeats.longest_loop(["A4", "B4", "C5", "D4"]) == (0, 0)
+    assert repeats.longest_loop(["C4"] + ["A4", "B4", "E4"] * 3 + ["D4"]) == (3, 9)
+    assert repeats.longest_loop(["E4"] * 6) == (1, 6)
 
 
 def test_piano_roll_and_audio():
@@ -234,7 +235,7 @@ def test_wav_and_top_p_from_the_cli(model_dir, tmp_path, capsys):
         assert w.getnframes() == round((30 * 0.25 + audio.TAIL_SECONDS) * audio.SAMPLE_RATE)
     written = json.loads((tmp_path / "heard.json").read_text())
     tokens = written["tokens_text"]
-    assert written["loop_share"] == summary.longest_loop(tokens)[1] / 30
+    assert written["loop_share"] == repeats.longest_loop(tokens)[1] / 30
     again = tmp_path / "again.mid"
     assert (
         generate.main(
@@ -259,6 +260,21 @@ def test_wav_and_top_p_from_the_cli(model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         generate_flags.parse_args(["--model-dir", "m", "--output", "o.mid", "--top-p", "0"])
     assert "--top-p must be in (0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_a_temperature_that_is_not_a_finite_number_is_refused_before_the_model_loads(
+    value, tmp_path, capsys
+):
+    """Refused by the flags' own check, as ``-1`` is: the model folder does not even exist."""
+    with pytest.raises(SystemExit):
+        generate.main(
+            ["--model-dir", str(tmp_path / "none"), "--output", "o.mid", "--temperature", value]
+        )
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line == (
+        f"lstm-composer generate: error: --temperature must be a finite number >= 0, not {float(value)}"
+    )
 
 
 def test_top_p_narrows_what_the_composer_draws():
@@ -489,3 +505,107 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose(model_dir, tmp_path
     assert native["verbose"], runs["verbose"].stderr
     assert runs["quiet"].stdout.replace("quiet", "verbose") == runs["verbose"].stdout
     assert (tmp_path / "quiet.mid").read_bytes() == (tmp_path / "verbose.mid").read_bytes()
+
+
+def test_a_long_composition_says_how_far_it_is():
+    """Nothing in the first seconds (a short piece stays quiet), then a line now and then."""
+    import io
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = generate.ComposingProgress(100_000, out=out, clock=lambda: now[0])
+    for done, seconds in ((1_000, 1.0), (5_000, 4.9), (6_000, 5.0), (7_000, 9.0), (12_000, 15.0)):
+        now[0] = seconds
+        progress(done)
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "composing: 6,000 of 100,000 tokens (6 %), 1,200 tokens/s",
+        "composing: 12,000 of 100,000 tokens (12 %), 800 tokens/s",
+    ]
+    now[0] = 99.0
+    progress(100_000)  # the last token: the summary follows at once
+    assert len(out.getvalue().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("[[1, 2, 3]]", 'is not {"windows": [[token id, ...], ...]} as training writes it'),
+        ('{"windows": []}', "holds no windows"),
+        ('{"windows": [[0, 1, 2, 3, 4, 5, 6, 99]]}', "window 0 holds the id 99, outside the"),
+        ('{"windows": [[0, 1, 2]]}', f"window 0 has 3 token ids; the model reads windows of {SEQ}"),
+        ("{'windows': [", "is not JSON"),
+    ],
+)
+def test_a_damaged_primers_file_is_one_line_that_says_what_is_wrong(
+    model_dir, tmp_path, capsys, content, problem
+):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    (copy / "primers.json").write_text(content)
+    code = generate.main(
+        ["--model-dir", str(copy), "--output", str(tmp_path / "x.mid"), "--length", "4"]
+    )
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2 and f"{copy / 'primers.json'} {problem}" in line
+    assert line.endswith("give a MIDI file with --primer, or export the model again by training it")
+    assert not (tmp_path / "x.mid").exists()
+
+
+def test_an_edited_vocabulary_in_a_model_folder_is_refused_with_the_model_folders_remedy(
+    model_dir, tmp_path, capsys
+):
+    """Not "run the preprocessing job again into this folder": a model folder's vocab.json is a
+    copy of its data folder's."""
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    (copy / "vocab.json").write_text(records.vocab_to_json([*VOCAB[:-1], "D#9"]))
+    code = generate.main(["--model-dir", str(copy), "--output", str(tmp_path / "x.mid")])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2 and "vocab.json does not match the model's manifest" in line
+    assert line.endswith(
+        "copy it from the data folder the model was trained on, or train the model again"
+    )
+    assert "preprocessing job" not in line
+
+
+def test_generate_never_writes_into_the_model_folder(model_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    for output in (copy / "model.keras", copy / "manifest", copy / "sub" / "piece.mid"):
+        assert (
+            generate.main(["--model-dir", str(copy), "--output", str(output), "--length", "4"]) == 2
+        )
+        line = one_error_line(capsys.readouterr().err)
+        assert f"is inside the model folder {copy}" in line
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+
+
+def test_generate_replaces_only_its_own_earlier_outputs(model_dir, tmp_path, capsys):
+    out = tmp_path / "piece.mid"
+    argv = ["--model-dir", str(model_dir), "--output", str(out), "--length", "6", "--seed", "1"]
+    assert generate.main(argv) == 0
+    assert (
+        json.loads((tmp_path / "piece.json").read_text())["written_by"] == "lstm-composer generate"
+    )
+    assert generate.main(argv) == 0  # its own earlier output: replaced
+    capsys.readouterr()
+    mine = tmp_path / "mine.mid"
+    mine.write_bytes(b"a MIDI file of my own")
+    picture = tmp_path / "other.png"
+    picture.write_bytes(b"a picture of my own")
+    for output, kept in ((mine, mine), (tmp_path / "other.mid", picture)):
+        code = generate.main(
+            ["--model-dir", str(model_dir), "--output", str(output), "--length", "4"]
+        )
+        line = one_error_line(capsys.readouterr().err)
+        assert code == 2 and f"would overwrite {kept}, which is not an earlier output" in line
+    assert mine.read_bytes() == b"a MIDI file of my own"
+    assert picture.read_bytes() == b"a picture of my own"

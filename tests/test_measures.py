@@ -15,7 +15,7 @@ import pytest
 
 from preprocessing.encodings import loader
 from preprocessing.encodings.base import NoteEvent
-from trainer import audio, measures, plots, sampling, summary
+from trainer import audio, measures, plots, repeats, sampling, summary
 from trainer.progress import EpochProgress
 
 REF = loader.get("reference")
@@ -39,7 +39,42 @@ REF = loader.get("reference")
     ],
 )
 def test_longest_loop_hand_cases(tokens, expected):
-    assert summary.longest_loop(list(tokens)) == expected
+    assert repeats.longest_loop(list(tokens)) == expected
+
+
+def plain_longest_loop(tokens):
+    """The definition, as written before the fast search: every period at every position."""
+    best = (0, 0)
+    for period in range(1, len(tokens) // 2 + 1):
+        run = 0
+        for i in range(len(tokens) - period):
+            run = run + 1 if tokens[i] == tokens[i + period] else 0
+            if run >= period and run + period > best[1]:
+                best = (period, run + period)
+    return best
+
+
+def test_the_fast_loop_search_is_the_plain_one_on_random_pieces():
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        alphabet = list("ABCDE")[: rng.integers(1, 6)]
+        tokens = [str(t) for t in rng.choice(alphabet, size=rng.integers(0, 80))]
+        if rng.random() < 0.5:  # a loop inside noise
+            pattern = [str(t) for t in rng.choice(list("ABCDEFG"), size=rng.integers(1, 7))]
+            cut = int(rng.integers(0, len(tokens) + 1))
+            tokens = tokens[:cut] + pattern * int(rng.integers(2, 5)) + tokens[cut:]
+        assert repeats.longest_loop(tokens) == plain_longest_loop(tokens), tokens
+
+
+def test_a_long_piece_gets_its_loop_found():
+    """100,000 tokens (generate --length 100000): a plain search would take minutes."""
+    rng = np.random.default_rng(3)
+    noise = [f"N{i}" for i in rng.integers(0, 50, size=100_000)]
+    pattern = [f"P{i}" for i in range(7)]
+    tokens = noise[:40_000] + pattern * 300 + noise[40_000:]
+    period, covered = repeats.longest_loop(tokens)
+    assert (period, covered) == (7, 2_100)
+    assert repeats.longest_loop(["E4"] * 50_000) == (1, 50_000)
 
 
 def test_loop_share_and_distinct_token_ratio():

@@ -182,7 +182,7 @@ def test_a_slow_file_that_passes_the_precheck_is_stopped_by_the_budget(tmp_path,
         )
     assert dead == {
         "path": str(folder / "slow.mid"),
-        "error": "took longer than --max-seconds-per-file 2 s to parse; stopped",
+        "error": "took more than --max-seconds-per-file 2 s of CPU time to parse; stopped",
     }
     assert seconds < GENEROUS_SECONDS
     assert children.seen, "no parse child was seen: the watch is blind"

@@ -332,10 +332,17 @@ def test_unwritable_output_is_one_clear_message(midi_corpus, tmp_path, capsys):
     code = pipeline.main(["--input", str(midi_corpus["dir"]), "--output", str(blocker / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "cannot write to --output" in err and "Traceback" not in err
+    code = pipeline.main(["--input", str(midi_corpus["dir"]), "--output", str(blocker)])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and line == (
+        f"lstm-composer preprocess: error: --output {blocker} is a file, not a folder; "
+        "give the folder to write into"
+    )
+    assert blocker.read_text() == "not a folder"
 
 
 @pytest.mark.slow
-def test_only_bad_files_finish_with_dead_letters_and_a_clear_error(tmp_path, capsys):
+def test_only_bad_files_publish_nothing_and_say_why_in_one_line(tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     (src / "a.mid").write_bytes(b"garbage")
@@ -344,11 +351,15 @@ def test_only_bad_files_finish_with_dead_letters_and_a_clear_error(tmp_path, cap
     code = pipeline.main(
         ["--input", str(src), "--output", str(out), "--direct_running_mode", "in_memory"]
     )
-    err = capsys.readouterr().err
-    assert code == 1 and "no training windows were produced" in err
-    assert len((out / "dead_letter.jsonl").read_text().splitlines()) == 2
-    manifest = reader.read_manifest(str(out))
-    assert manifest.counts["files_failed"] == 2 and manifest.vocab_size == 0
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()[-1:]
+    assert code == 1 and line.startswith("lstm-composer preprocess: error: no training windows")
+    assert "nothing was published" in line and "preprocessing failed" in captured.out
+    (report,) = out.iterdir()  # no manifest, vocabulary or dead-letter file: only the report
+    assert report.name.startswith("failed-run-") and str(report) in line
+    document = json.loads(report.read_text())
+    assert document["manifest"]["counts"]["files_failed"] == 2
+    assert sorted(Path(e["path"]).name for e in document["dead_letters"]) == ["a.mid", "b.mid"]
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from symusic import Score
 
 from preprocessing import sample_data
 from preprocessing.encodings import loader, registry, remi
+from preprocessing.encodings.midi_container import MidiParseError
 from preprocessing.encodings.remi_grammar import time_value
 
 
@@ -243,3 +244,22 @@ def test_grammar_rules_one_by_one(codec, vocab):
     assert time_value("1.2.4", 4) == 6 and time_value("3.0.1", 4) == 12
     with pytest.raises(ValueError, match="needs Bar, Position, Pitch and Duration"):
         codec.grammar(["Bar_None", "Pitch_60"])
+
+
+def test_a_file_whose_notes_all_lie_outside_the_piano_range_says_so():
+    """Not "empty (no notes)": a dead letter that names the range, and where the notes lie."""
+    from symusic import Note, Score, Track
+
+    score = Score(480)
+    track = Track(program=0)
+    track.notes.extend([Note(0, 480, 10, 80), Note(480, 480, 115, 80)])
+    score.tracks.append(track)
+    with pytest.raises(MidiParseError) as caught:
+        loader.get("remi").encode(score.dumps_midi())
+    assert str(caught.value) == (
+        "none of its 2 notes lies in the piano range REMI keeps, MIDI 21-108 (they lie at MIDI 10-115)"
+    )
+    track.notes.append(Note(960, 480, 60, 80))  # one note inside: a piece of one note
+    assert [t for t in loader.get("remi").encode(score.dumps_midi()) if t.startswith("Pitch")] == [
+        "Pitch_60"
+    ]

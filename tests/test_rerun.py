@@ -163,3 +163,32 @@ def test_a_rerun_killed_midway_leaves_a_finished_output(inputs, tmp_path):
     manifest = records.manifest_from_json((out / "manifest.json").read_text())
     assert manifest == old or manifest.run_id != old.run_id
     assert_finished_output(out, manifest)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoding", ["reference", "remi"])
+def test_a_rerun_of_only_failing_files_publishes_nothing(inputs, tmp_path, capsys, encoding):
+    """Issue 18: a finished output, then a rerun into it of a corrupt, a truncated and a no-notes
+    file. The rerun fails in one line and every file of the finished output is as it was; the
+    next finished run removes the failed run's report with the rest it replaces."""
+    first, other = inputs
+    out = tmp_path / "out"
+    old = run(first, out, "--encoding", encoding)
+    before = snapshot(out)
+    failing = tmp_path / "failing"
+    failing.mkdir()
+    good = sorted(first.glob("*.mid"))[0].read_bytes()
+    (failing / "corrupt.mid").write_bytes(b"MThd" + bytes(range(40)))
+    (failing / "truncated.mid").write_bytes(good[: len(good) // 2])
+    write_tokens_midi(failing / "no_notes.mid", [])
+    argv = ["--input", str(failing), "--output", str(out), "--encoding", encoding]
+    code = pipeline.main([*argv, "--sequence-length", "8", "--direct_running_mode", "in_memory"])
+    err = capsys.readouterr().err
+    assert code == 1 and "nothing was published" in err and err.count("\n") == 1
+    reports = [name for name in snapshot(out) if name.startswith("failed-run-")]
+    assert len(reports) == 1
+    assert {name: data for name, data in snapshot(out).items() if name not in reports} == before
+    assert_finished_output(out, old)
+    new = run(other, out, "--encoding", encoding)
+    assert not [name for name in snapshot(out) if name.startswith("failed-run-")]
+    assert_finished_output(out, new)

@@ -482,9 +482,9 @@ def test_mixed_precision_step_learns_on_cpu(tmp_path):
     iterator = iter(
         strategy.experimental_distribute_dataset(data_lib.dataset(data, "train", 16, seed=0))
     )
-    first = float(train_steps(iterator, tf.constant(5))) / 5
+    first = float(train_steps(iterator, tf.constant(5))[0]) / 5
     for _ in range(4):
-        last = float(train_steps(iterator, tf.constant(20))) / 20
+        last = float(train_steps(iterator, tf.constant(20))[0]) / 20
     assert math.isfinite(first) and math.isfinite(last) and last < 0.8 * first, (first, last)
     assert data.windows("validation") == 32
     val = iter(
@@ -548,3 +548,47 @@ def test_check_writable_removes_the_folders_it_made(tmp_path):
         job_dir.check_writable([str(p) for p in paths])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "kept"]
     assert list((tmp_path / "kept").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "model, what",
+    [
+        ("reference", "the training loss"),  # the loss of step 2 is nan: its step says so
+        ("fast", "the weights"),  # the embedding's sparse update refuses them first
+    ],
+)
+def test_a_diverged_training_stops_in_one_line_and_keeps_the_last_good_epoch(
+    model, what, tiny_data, tmp_path, capsys
+):
+    """A learning rate that blows the weights up is named, with the step, not blamed on the data;
+    the backup still holds the epoch before it, which a resume with a sane rate continues."""
+    job = tmp_path / "job"
+    argv = [
+        *["--data-dir", str(tiny_data), "--job-dir", str(job), *TINY, "--sample-every", "0"],
+        *["--batch-size", "4", "--model", model],  # several steps an epoch
+    ]
+    assert task.main([*argv, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    code, err = run_main([*argv, "--epochs", "3", "--learning-rate", "1e30"], capsys)
+    assert_one_message(
+        code, err, f"training diverged: {what} became infinite or not a number at step"
+    )
+    assert "(epoch 2, step 2 of 6) at learning rate 1e+30" in err  # the step after the blow-up
+    assert "the backup keeps epoch 1: start again with a lower --learning-rate" in err
+    assert "do not match" not in err
+    assert task.main([*argv, "--epochs", "2"]) == 0  # resumes epoch 2 from the good backup
+    assert "resuming from backup" in capsys.readouterr().out
+
+
+def test_the_trainer_says_what_it_computes_on_whatever_the_verbosity(tiny_data, tmp_path, capsys):
+    """Cloud Logging of a quiet image shows the devices: one line at start, from the trainer."""
+    import tensorflow as tf
+
+    argv = ["--data-dir", str(tiny_data), "--job-dir", str(tmp_path / "job"), *TINY]
+    assert task.main([*argv, "--epochs", "1", "--sample-every", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = (
+        f"trainer: devices: CPU only, no GPU visible (TensorFlow {tf.__version__}); precision"
+    )
+    assert lines[0] == f"{expected} float32" and lines[1].startswith("trainer: strategy ")
+    assert distribute.device_line("reference").endswith("precision float32")

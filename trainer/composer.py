@@ -21,7 +21,7 @@ TensorBoard samples.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -125,12 +125,14 @@ class Composer:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """``length`` new token ids for each primer row (``primers``:
         ``(samples, sequence_length)``).
 
         Under a grammar, each row's state reads its primer first, then every drawn token; the last
         tokens are drawn so that the piece ends whole (:meth:`GrammarState.allowed_within`).
+        ``progress`` is called with the number of tokens drawn so far after each one.
         """
         if context not in sampling.CONTEXTS:
             raise ValueError(f"context must be one of {sampling.CONTEXTS}")
@@ -141,7 +143,10 @@ class Composer:
         vocab = self.grammar.vocab if self.grammar is not None else ()
 
         def draw(probs: np.ndarray, t: int) -> list[int]:
-            return sampling.draw(probs, states, vocab, length - t, temperature, top_k, top_p, rng)
+            drawn = sampling.draw(probs, states, vocab, length - t, temperature, top_k, top_p, rng)
+            if progress is not None:
+                progress(t + 1)
+            return drawn
 
         if context == "window":
             window = primers[:, -self.sequence_length :].copy()

@@ -105,8 +105,78 @@ def check_paths(args: argparse.Namespace, output_flag: str | None = None) -> Non
     """The output and the primer, checked before the model is loaded (the quickstart checks them
     before its first stage, naming its own ``output_flag``)."""
     check_output(args.output, output_flag)
+    check_overwrites(args.output, args.num_samples, args.model_dir, output_flag)
     if args.primer:
         check_primer(args.primer)
+
+
+WRITTEN_BY = "lstm-composer generate"
+"""The summary's ``written_by``: what marks a file set as an earlier output of this command."""
+SUFFIXES = (".png", ".json", ".wav")
+"""What is written beside each MIDI file (the ``.wav`` with ``--wav`` only)."""
+
+
+def piece_files(output: str, samples: int) -> list[tuple[str, list[str]]]:
+    """For each piece, its summary's path and every file it may write (MIDI, piano roll, summary,
+    audio)."""
+    pieces = []
+    for path in output_paths(output, samples):
+        stem = path[:-4] if path.lower().endswith(".mid") else path
+        pieces.append((stem + ".json", [path, *(stem + suffix for suffix in SUFFIXES)]))
+    return pieces
+
+
+def is_earlier_output(summary_path: str) -> bool:
+    """Whether ``summary_path`` is the summary this command writes (marked, or in the shape it had
+    before the mark)."""
+    try:
+        with tf.io.gfile.GFile(summary_path, "r") as f:
+            document = json.load(f)
+    except (tf.errors.OpError, OSError, ValueError):
+        return False
+    if not isinstance(document, dict):
+        return False
+    return (
+        document.get("written_by") == WRITTEN_BY
+        or {
+            "tokens",
+            "distinct_tokens",
+            "tokens_text",
+        }
+        <= document.keys()
+    )
+
+
+def check_overwrites(output: str, samples: int, model_dir: str, what: str | None = None) -> None:
+    """Refuse, before composing, to write into the model folder or over a file that is not one of
+    this command's own earlier outputs (a piece whose summary beside it says so): a mistyped
+    ``--output`` must not replace ``model.keras`` or anything else the user keeps."""
+    what = what or f"--output {output}"
+    holds_a_model = any(
+        tf.io.gfile.exists(records.join(model_dir, name))
+        for name in ("model.keras", records.MANIFEST_FILE)
+    )  # else loading the model says what is wrong with the folder
+    if holds_a_model and _inside(output, model_dir):
+        raise GenerateError(
+            f"{what} is inside the model folder {model_dir}; write the piece somewhere else"
+        )
+    for summary_path, paths in piece_files(output, samples):
+        existing = [path for path in paths if tf.io.gfile.exists(path)]
+        if existing and not is_earlier_output(summary_path):
+            raise GenerateError(
+                f"{what} would overwrite {existing[0]}, which is not an earlier output of "
+                f"{WRITTEN_BY} (no summary {summary_path} of one beside it); choose another name "
+                "or move the file away"
+            )
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` lies in ``folder`` or below it (local paths resolved, URLs compared as
+    written)."""
+    if "://" in path or "://" in folder:
+        return path.startswith(folder.rstrip("/") + "/")
+    folder = os.path.realpath(folder)
+    return os.path.commonpath([os.path.realpath(path), folder]) == folder
 
 
 def _parent(path: str) -> str:
@@ -176,7 +246,12 @@ def write_sample(
     if wav:
         write_bytes(stem + ".wav", audio.wav_bytes(audio.synthesize(events)))
     summary = summarize(tokens, encoding)
-    document = {**summary.__dict__, "loop_share": summary.loop_share, "tokens_text": tokens}
+    document = {
+        "written_by": WRITTEN_BY,
+        **summary.__dict__,
+        "loop_share": summary.loop_share,
+        "tokens_text": tokens,
+    }
     write_bytes(stem + ".json", json.dumps(document, indent=1).encode())
     return summary
 

@@ -44,6 +44,16 @@ AUTOTUNE = tf.data.AUTOTUNE
 __all__ = ["DataError", "Data", "load", "dataset", "shard_paths", "auto_shard_policy", "baselines"]
 
 
+VOCABULARY_CHECK = "token id outside the vocabulary"
+"""How the input pipeline's check of every id begins its message."""
+
+
+def is_data_mismatch(message: str) -> bool:
+    """Whether a TensorFlow error raised while training is the data's: an id outside the
+    vocabulary, or a record that does not parse as the manifest's windows."""
+    return VOCABULARY_CHECK in message or "serialized Example" in message or "Key: " in message
+
+
 @dataclasses.dataclass(frozen=True)
 class Data:
     """A checked pipeline output: where it is, its manifest and its vocabulary."""
@@ -180,7 +190,7 @@ def dataset(
         check = tf.debugging.assert_less(
             tf.maximum(tf.reduce_max(inputs), tf.reduce_max(target)),
             tf.constant(vocab_size, tf.int64),
-            message=f"token id outside the vocabulary of {vocab_size} tokens",
+            message=f"{VOCABULARY_CHECK} of {vocab_size} tokens",
         )
         with tf.control_dependencies([check]):
             return (tf.identity(inputs), tf.identity(target), *weight)

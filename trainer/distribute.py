@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -129,6 +130,27 @@ def make_strategy(kind: str, config: dict | None):
         d.name for d in tf.config.list_logical_devices("CPU")
     ]
     return tf.distribute.MirroredStrategy(devices)
+
+
+def device_line(model: str) -> str:
+    """What this job computes on, in one line the trainer logs at start whatever the verbosity (a
+    quiet image otherwise shows nothing of it in Cloud Logging): the GPUs by model and count, the
+    CUDA and cuDNN TensorFlow was built with, and the precision the ``--model`` trains in."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    precision = "mixed_float16" if gpus and model == "fast" else "float32"
+    if not gpus:
+        return f"devices: CPU only, no GPU visible (TensorFlow {tf.__version__}); precision {precision}"
+    names = Counter(
+        tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus
+    )
+    build = tf.sysconfig.get_build_info()
+    shown = ", ".join(f"{count} x {name}" for name, count in names.items())
+    return (
+        f"devices: {len(gpus)} GPU(s): {shown}; CUDA {build.get('cuda_version', '?')}, cuDNN "
+        f"{build.get('cudnn_version', '?')} (TensorFlow {tf.__version__}); precision {precision}"
+    )
 
 
 def strategy_name(strategy) -> str:

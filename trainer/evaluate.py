@@ -29,6 +29,7 @@ from typing import Any
 from preprocessing import quiet, records
 from preprocessing.records import DataError
 from trainer import measures
+from trainer.generate_flags import sampling_problem
 from trainer.sampling import CONTEXTS
 
 PROG = "lstm-composer evaluate"
@@ -109,12 +110,9 @@ def parse_args(
     ):
         if value < 1:
             parser.error(f"{flag} must be at least 1")
-    if args.temperature < 0:
-        parser.error("--temperature must be >= 0")
-    if args.top_k is not None and args.top_k < 1:
-        parser.error("--top-k must be at least 1")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        parser.error("--top-p must be in (0, 1]")
+    problem = sampling_problem(args)
+    if problem:
+        parser.error(problem)
     return args
 
 
@@ -122,12 +120,22 @@ def parse_args(
 
 
 def differences(model: records.Manifest, data: records.Manifest) -> list[str]:
-    """What makes a data folder's windows mean something else than the model's (empty: the same)."""
-    return [
+    """What makes a data folder's windows mean something else than the model's, or its validation
+    pieces other pieces than the ones the model was validated on (empty: the same)."""
+    found = [
         f"{name} {getattr(model, name)!r} in the model, {getattr(data, name)!r} in the data"
         for name in ("encoding", "sequence_length", "vocab_size", "vocab_hash")
         if getattr(model, name) != getattr(data, name)
     ]
+    held_out = model.validation_pieces_hash, data.validation_pieces_hash
+    if all(held_out) and held_out[0] != held_out[1]:  # checked where both folders record it
+        found.append(
+            f"other validation pieces: the model was validated on pieces hashing to {held_out[0]} "
+            f"(--validation-fraction {model.validation_fraction:g}, run {model.run_id}), this "
+            f"folder holds out {held_out[1]} (--validation-fraction {data.validation_fraction:g}, "
+            f"run {data.run_id}), so it may score pieces the model trained on"
+        )
+    return found
 
 
 def next_token_scores(

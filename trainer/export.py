@@ -16,6 +16,7 @@ reader and vocabulary-hash check as the data directory), so the two can never dr
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -74,11 +75,17 @@ class Bundle:
     model: object  # keras.Model
     vocab: list[str]
     manifest: records.Manifest
-    primers: list[list[int]]
+    model_dir: str
 
     @property
     def sequence_length(self) -> int:
         return self.manifest.sequence_length
+
+    @functools.cached_property
+    def primers(self) -> list[list[int]]:
+        """The windows of ``primers.json``, read and checked when first asked for (a composition
+        from ``--primer`` never needs them); :class:`DataError` for a damaged file."""
+        return read_primers(self.model_dir, self.sequence_length, len(self.vocab))
 
 
 def load_bundle(model_dir: str) -> Bundle:
@@ -95,18 +102,59 @@ def load_bundle(model_dir: str) -> Bundle:
                 f"{join(model_dir, name)} not found: --model-dir must be a training job's model/ folder"
             )
     manifest, vocab = reader.read_output(model_dir, shards=False)
-    return Bundle(load_keras(join(model_dir, MODEL_FILE)), vocab, manifest, read_primers(model_dir))
+    return Bundle(load_keras(join(model_dir, MODEL_FILE)), vocab, manifest, model_dir)
 
 
-def read_primers(model_dir: str) -> list[list[int]]:
-    """The windows of ``primers.json``; none when the folder has no such file."""
+PRIMERS_REMEDY = "give a MIDI file with --primer, or export the model again by training it"
+
+
+def read_primers(model_dir: str, sequence_length: int, vocab_size: int) -> list[list[int]]:
+    """The windows of ``primers.json``; none when the folder has no such file.
+
+    Each must be ``sequence_length`` token ids of the model's vocabulary: a file that is not JSON,
+    not ``{"windows": [[id, ...], ...]}``, holds no window, a window of another length or an id
+    outside the vocabulary is refused in one line (:class:`DataError`) that says which.
+    """
     import tensorflow as tf
 
     path = join(model_dir, PRIMERS_FILE)
     if not tf.io.gfile.exists(path):
         return []
     with tf.io.gfile.GFile(path, "r") as f:
-        return [list(map(int, window)) for window in json.load(f)["windows"]]
+        text = f.read()
+    problem = primers_problem(text, sequence_length, vocab_size)
+    if problem:
+        raise DataError(f"{path} {problem}; {PRIMERS_REMEDY}")
+    return [list(map(int, window)) for window in json.loads(text)["windows"]]
+
+
+def primers_problem(text: str, sequence_length: int, vocab_size: int) -> str | None:
+    """What is wrong with the text of a ``primers.json``, as the end of a sentence; None if
+    nothing."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        return f"is not JSON ({exc})"
+    windows = document.get("windows") if isinstance(document, dict) else None
+    if not isinstance(windows, list):
+        return 'is not {"windows": [[token id, ...], ...]} as training writes it'
+    if not windows:
+        return "holds no windows"
+    for index, window in enumerate(windows):
+        if not (isinstance(window, list) and all(type(i) is int for i in window)):
+            return f"window {index} is not a list of token ids"
+        if len(window) != sequence_length:
+            return (
+                f"window {index} has {len(window)} token ids; the model reads windows of "
+                f"{sequence_length}"
+            )
+        outside = [i for i in window if not 0 <= i < vocab_size]
+        if outside:
+            return (
+                f"window {index} holds the id {outside[0]}, outside the model's vocabulary of "
+                f"{vocab_size} tokens"
+            )
+    return None
 
 
 def load_keras(path: str):

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import posixpath
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from preprocessing import quiet
 from preprocessing.records import DataError
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, SampleSummary]]:
         top_k=args.top_k,
         top_p=args.top_p,
         seed=args.seed,
+        progress=ComposingProgress(args.length),
     )
     pieces = composer.pieces(primers, ids, bundle.vocab)
     results = []
@@ -58,6 +61,39 @@ def run(args: argparse.Namespace) -> list[tuple[str, SampleSummary]]:
         )
         results.append((path, write_piece(path, tokens, encoding, title, wav=args.wav)))
     return results
+
+
+class ComposingProgress:
+    """A line on stderr now and then while a long piece is composed; nothing for a short one.
+
+    The first line comes after :data:`FIRST_LINE_SECONDS`, then one every :data:`LINE_SECONDS`:
+    tokens so far, the share of the piece and the rate, so that a ``--length 100000`` run says
+    what it is doing."""
+
+    FIRST_LINE_SECONDS = 5.0
+    LINE_SECONDS = 10.0
+
+    def __init__(
+        self, total: int, out: TextIO | None = None, clock: Callable[[], float] = time.monotonic
+    ):
+        self.total = total
+        self.out = out
+        self.clock = clock
+        self.started = clock()
+        self.next_line = self.started + self.FIRST_LINE_SECONDS
+
+    def __call__(self, done: int) -> None:
+        now = self.clock()
+        if now < self.next_line or done >= self.total:
+            return
+        self.next_line = now + self.LINE_SECONDS
+        rate = done / max(now - self.started, 1e-9)
+        print(
+            f"composing: {done:,} of {self.total:,} tokens ({100 * done / self.total:.0f} %), "
+            f"{rate:,.0f} tokens/s",
+            file=self.out or sys.stderr,
+            flush=True,
+        )
 
 
 def compose(args: argparse.Namespace, prog: str = PROG) -> int:

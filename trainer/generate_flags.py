@@ -8,6 +8,7 @@ quickstart applies its preset to this same parser and runs the same checks befor
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,14 +76,21 @@ def problem(args: argparse.Namespace) -> str | None:
     """The first flag value that cannot work, as a sentence; None when all can."""
     if args.length < 1:
         return "--length must be at least 1"
-    if args.temperature < 0:
-        return "--temperature must be >= 0"
     if args.num_samples < 1:
         return "--num-samples must be at least 1"
+    return sampling_problem(args)
+
+
+def sampling_problem(args: argparse.Namespace) -> str | None:
+    """The first sampling flag (``--temperature``, ``--top-k``, ``--top-p``) that cannot work; the
+    same checks for ``generate`` and ``evaluate``. ``nan`` and ``inf`` are refused by name: every
+    comparison with ``nan`` is false, so a plain range check would let it through to the model."""
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        return f"--temperature must be a finite number >= 0, not {args.temperature}"
     if args.top_k is not None and args.top_k < 1:
         return "--top-k must be at least 1"
     if args.top_p is not None and not 0 < args.top_p <= 1:
-        return "--top-p must be in (0, 1]"
+        return f"--top-p must be in (0, 1], not {args.top_p}"
     return None
 
 

@@ -38,6 +38,7 @@ from trainer import model as model_lib
 from trainer.backup import Backup
 from trainer.best import BestEpoch, val_checkpoint_name
 from trainer.export import save_model
+from trainer.flags import UsageError
 from trainer.job_dir import WorkerOutputs
 from trainer.progress import EpochProgress, log
 from trainer.schedule import learning_rate_at
@@ -59,7 +60,8 @@ class Steps:
 
 def train_steps_function(strategy, model, global_batch: int):
     """``train_steps(iterator, n)``: ``n`` distributed gradient steps in one ``tf.function``;
-    returns the sum of the ``n`` global-batch mean losses."""
+    returns the sum of the ``n`` global-batch mean losses, and the index of the first step whose
+    loss was not finite (-1 when every one was)."""
     optimizer = model.optimizer
     mixed = model_lib.is_mixed(model)
 
@@ -76,10 +78,14 @@ def train_steps_function(strategy, model, global_batch: int):
     @tf.function
     def train_steps(iterator, n):
         total = tf.constant(0.0, tf.float32)
-        for _ in tf.range(n):
+        first_bad = tf.constant(-1, tf.int32)
+        for i in tf.range(n):
             per_replica = strategy.run(step, args=next(iterator))
-            total += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-        return total
+            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+            total += loss
+            bad = tf.logical_and(first_bad < 0, tf.logical_not(tf.math.is_finite(loss)))
+            first_bad = tf.where(bad, i, first_bad)
+        return total, first_bad
 
     return train_steps
 
@@ -234,7 +240,17 @@ class EpochLoop:
                 (epoch - 1) * self.steps.per_epoch + done,
                 self.args.epochs * self.steps.per_epoch,
             )
-            chunk_loss = float(self.train_steps(self.train_iterator, tf.constant(chunk)))
+            try:
+                total, first_bad = self.train_steps(self.train_iterator, tf.constant(chunk))
+            except tf.errors.InvalidArgumentError:
+                # An op that refuses infinite weights (an optimizer's sparse update) stops the
+                # chunk before its loss can say so: weights that are not finite say it instead.
+                if self.weights_are_finite():
+                    raise
+                raise self.diverged(epoch, (done + 1, done + chunk), "the weights") from None
+            if int(first_bad) >= 0:
+                raise self.diverged(epoch, (done + int(first_bad) + 1,) * 2, "the training loss")
+            chunk_loss = float(total)
             done += chunk
             loss_sum += chunk_loss
             progress.update(chunk, chunk_loss)
@@ -256,6 +272,8 @@ class EpochLoop:
                 f"validation windows: the dataset is empty; {RERUN}"
             ) from None
         except tf.errors.InvalidArgumentError as exc:
+            if not data_lib.is_data_mismatch(str(exc)):  # not the data: say what TensorFlow said
+                raise UsageError(f"training failed in epoch {epoch}: {first_line(exc)}") from None
             raise DataError(
                 f"the records in {data_dir} do not match vocab.json / manifest.json: {first_line(exc)}"
             ) from None
@@ -270,7 +288,33 @@ class EpochLoop:
         }
         if steps.has_validation:
             metrics.update(self.validation_metrics(sums))
+            if not math.isfinite(metrics["val_loss"]):
+                last = (steps.per_epoch, steps.per_epoch)
+                raise self.diverged(epoch, last, "the validation loss")
         return metrics
+
+    def weights_are_finite(self) -> bool:
+        return all(
+            bool(tf.reduce_all(tf.math.is_finite(w))) for w in self.model.trainable_variables
+        )
+
+    def diverged(self, epoch: int, steps: tuple[int, int], what: str) -> UsageError:
+        """The one line that stops a job whose loss stopped being a number: where (a step, or the
+        steps of the chunk it happened in), at which learning rate, and that the backup still
+        holds the last finished epoch."""
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        first, last = ((epoch - 1) * self.steps.per_epoch + step for step in steps)
+        where = (
+            f"at step {first:,} (epoch {epoch}, step {steps[0]} of {self.steps.per_epoch})"
+            if first == last
+            else f"within steps {first:,}-{last:,} (epoch {epoch}, steps {steps[0]}-{steps[1]} "
+            f"of {self.steps.per_epoch})"
+        )
+        kept = f"epoch {epoch - 1}" if epoch > 1 else "no epoch yet"
+        return UsageError(
+            f"training diverged: {what} became infinite or not a number {where} at learning rate "
+            f"{rate:.4g}; the backup keeps {kept}: start again with a lower --learning-rate"
+        )
 
     def validation_metrics(self, sums=None) -> dict[str, float]:
         """Validation loss, accuracy, top-5 accuracy and perplexity from ``eval_steps``' sums (one
@@ -284,7 +328,8 @@ class EpochLoop:
             "val_loss": val_loss,
             "val_accuracy": float(sums[1] / sums[3]),
             "val_top5_accuracy": float(sums[2] / sums[3]),
-            "perplexity": float(math.exp(min(val_loss, 700.0))),
+            # exp(88.7) is float32's largest: beyond it TensorBoard's scalar would overflow
+            "perplexity": math.exp(val_loss) if val_loss < 88.0 else math.inf,
         }
 
     def log_scalars(self, metrics: dict[str, float], epoch: int) -> None:

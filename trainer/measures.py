@@ -13,7 +13,7 @@ every encoding:
   (semitones), ``empty_beat_rate`` (beats with no note sounding or ending in them, muspy's
   convention);
 * written here, because muspy has none: ``loop_share`` (the longest repeated loop,
-  :func:`trainer.sampling.longest_loop`, as a share of the piece's tokens),
+  :func:`trainer.repeats.longest_loop`, as a share of the piece's tokens),
   ``distinct_token_ratio``, and :func:`histogram_overlap`, the overlap area of two pitch-class
   histograms (Yang and Lerch, "On the evaluation of generative models in music", 2018, compare sets
   by the overlap of their distributions; here the distributions are the pooled pitch-class
@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from preprocessing.encodings.base import Encoding, NoteEvent
-from trainer.summary import longest_loop
+from trainer.repeats import longest_loop
 
 RESOLUTION = 12
 """muspy ticks per quarter note: exact for the reference's 0.5-quarter steps, REMI's 16ths and

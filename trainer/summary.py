@@ -1,8 +1,9 @@
 """Describing a composed piece in a few numbers: what ``generate`` prints and writes beside it.
 
 The summary (:class:`SampleSummary`) counts tokens and distinct tokens, finds the longest repeated
-loop (greedy decoding falls into loops, and this shows it; ``evaluate`` reports it as
-``loop_share``) and the pitch range, from the encoding's notes. Pure: no TensorFlow, no music21.
+loop (:func:`trainer.repeats.longest_loop`; greedy decoding falls into loops, and this shows it;
+``evaluate`` reports it as ``loop_share``) and the pitch range, from the encoding's notes. Pure: no
+TensorFlow, no music21.
 """
 
 from __future__ import annotations
@@ -12,25 +13,7 @@ from dataclasses import dataclass
 
 from preprocessing.encodings.base import Encoding
 from trainer.plots import note_name
-
-
-def longest_loop(tokens: Sequence[str]) -> tuple[int, int]:
-    """``(pattern_length, covered_tokens)`` of the longest stretch that is one pattern repeated back
-    to back.
-
-    A stretch counts when the pattern occurs at least twice in a row; ``(0, 0)`` when nothing
-    repeats. Greedy decoding tends to fall into such loops, and this number makes them visible.
-    """
-    n = len(tokens)
-    best = (0, 0)
-    for period in range(1, n // 2 + 1):
-        run = 0
-        for i in range(n - period):
-            run = run + 1 if tokens[i] == tokens[i + period] else 0
-            covered = run + period
-            if run >= period and covered > best[1]:
-                best = (period, covered)
-    return best
+from trainer.repeats import longest_loop
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from preprocessing import quiet
+from preprocessing.messages import interrupted
 from preprocessing.records import TRAIN, VALIDATION, DataError, join
 from trainer.flags import PROG, UsageError, parse_args
 
@@ -69,13 +70,15 @@ def prepare(args, env: Mapping[str, str]) -> Job:
     """The job directory and this worker, the strategy, the data (every shard checked) and the
     steps: everything that can refuse the job, before the chief makes a folder."""
     from trainer import data as data_lib
-    from trainer.distribute import Worker, make_strategy
+    from trainer.distribute import Worker, device_line, make_strategy
     from trainer.job_dir import check_writable, resolve_layout
+    from trainer.progress import log
 
     layout = resolve_layout(args.job_dir, env)
     worker = Worker.from_env(env, args.distribute)
     # before other TF work (MultiWorkerMirrored needs it)
     strategy = make_strategy(args.distribute, worker.config)
+    log(device_line(args.model))
     # every shard checked: nothing trains yet
     data = data_lib.load(args.data_dir, full=args.verify_shards == "full")
     steps = plan_steps(args, data, strategy, worker)
@@ -251,7 +254,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, UsageError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except KeyboardInterrupt:
+        return interrupted(PROG, RESUME)
     return 0
+
+
+RESUME = (
+    "the backup in the job directory keeps every finished epoch; run the same command again to "
+    "resume after the last one"
+)
 
 
 if __name__ == "__main__":

@@ -13,17 +13,24 @@ class MidiParseError(ValueError):
     """A file that could not be read as MIDI; the message carries the parser's reason."""
 
 
-def check_midi_container(data: bytes) -> None:
-    """Raise :class:`MidiParseError` unless the file holds exactly the tracks its header declares,
-    in full.
+SEPARATE_SEQUENCES = 2
+"""Format 2: each track is an independent sequence (a pattern of its own, with its own time)."""
 
-    music21 reads a truncated file without complaint and returns the notes before the cut, symusic
-    reads a file whose header declares more tracks than it holds, and both read only the declared
-    tracks of a file that holds more (the rest of the music is silently lost); each would put part
-    of a piece into the dataset unnoticed. The container makes the check cheap: the header declares
-    the number of tracks, and every chunk declares its length. Bytes after the last track that do
-    not form a whole track chunk (padding, junk some writers leave) are allowed, as both parsers
-    skip them.
+
+def with_every_track(data: bytes) -> tuple[bytes, int]:
+    """Check the container and return the bytes a parser should read, and how many tracks the
+    header left out; raise :class:`MidiParseError` for a file that cannot be read whole.
+
+    music21 reads a truncated file without complaint and returns the notes before the cut, and
+    symusic reads a file whose header declares more tracks than it holds; each would put part of
+    a piece into the dataset unnoticed. The container makes the check cheap: the header declares
+    the number of tracks, and every chunk declares its length. A file that holds *more* whole track
+    chunks than its header declares (real files do: music21's own ``test04.mid`` declares 18 and
+    holds 19) is read whole: the returned bytes declare every track, since both parsers read only
+    the declared ones. Bytes after the last track that do not form a whole track chunk (padding,
+    junk some writers leave) are allowed, as both parsers skip them. Format 2 (independent
+    sequences) is refused by name: its tracks are separate patterns that neither encoding can
+    play as one piece (music21 cannot read them; symusic would sound them at once).
     """
     if not data:
         raise MidiParseError("empty file (0 bytes)")
@@ -31,9 +38,36 @@ def check_midi_container(data: bytes) -> None:
         raise MidiParseError(f"not a MIDI file: starts with {data[:4]!r}, not b'MThd'")
     if len(data) < 14:
         raise MidiParseError(f"truncated: {len(data)} bytes, shorter than a MIDI header")
-    header_length = int.from_bytes(data[4:8], "big")
+    if int.from_bytes(data[8:10], "big") == SEPARATE_SEQUENCES:
+        raise MidiParseError(
+            "format 2 (independent sequences) is not supported: its tracks are separate "
+            "patterns, not one piece"
+        )
     declared_tracks = int.from_bytes(data[10:12], "big")
-    position, tracks = 8 + header_length, 0
+    position = _declared_tracks_end(data, declared_tracks)
+    extra = _whole_track_chunks(data, position)
+    if extra:
+        data = data[:10] + (declared_tracks + extra).to_bytes(2, "big") + data[12:]
+    return data, extra
+
+
+def check_midi_container(data: bytes) -> None:
+    """Raise :class:`MidiParseError` for a file that :func:`with_every_track` cannot read whole."""
+    with_every_track(data)
+
+
+def undeclared_tracks(data: bytes) -> int:
+    """How many whole tracks a file holds beyond the ones its header declares (0 for a file whose
+    container is broken: its parse says why)."""
+    try:
+        return with_every_track(data)[1]
+    except MidiParseError:
+        return 0
+
+
+def _declared_tracks_end(data: bytes, declared_tracks: int) -> int:
+    """The byte after the last declared track; :class:`MidiParseError` if one is cut off."""
+    position, tracks = 8 + int.from_bytes(data[4:8], "big"), 0
     while position < len(data) and tracks < declared_tracks:
         if position + 8 > len(data):
             raise MidiParseError(f"truncated: a chunk header is cut off at byte {position}")
@@ -52,12 +86,7 @@ def check_midi_container(data: bytes) -> None:
         raise MidiParseError(
             f"truncated: the header declares {declared_tracks} tracks, the file holds {tracks}"
         )
-    extra = _whole_track_chunks(data, position)
-    if extra:
-        raise MidiParseError(
-            f"the header declares {declared_tracks} tracks, the file holds {tracks + extra}: "
-            "a parser would read only the declared ones"
-        )
+    return position
 
 
 def _whole_track_chunks(data: bytes, position: int) -> int:

@@ -33,8 +33,8 @@ from preprocessing.encodings import registry
 from preprocessing.encodings.base import PARTS_MODES, Encoding, NoteEvent, check_parts, stable_hash
 from preprocessing.encodings.midi_container import (
     MidiParseError,
-    check_midi_container,
     check_midi_length,
+    with_every_track,
 )
 
 PartsMode = Literal["all", "first"]
@@ -124,7 +124,7 @@ def parse_midi_bytes(data: bytes) -> stream.Score:
     Parsing from bytes never consults music21's on-disk parse cache, so neither results nor timings
     depend on earlier runs; ``forceSource=True`` says so explicitly.
     """
-    check_midi_container(data)
+    data, _ = with_every_track(data)
     check_midi_length(data)
     try:
         return converter.parseData(data, format="midi", forceSource=True)

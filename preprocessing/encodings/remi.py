@@ -33,7 +33,7 @@ from symusic import Note, Score, Track
 
 from preprocessing.encodings import registry
 from preprocessing.encodings.base import Encoding, NoteEvent, Reader, check_parts, stable_hash
-from preprocessing.encodings.midi_container import MidiParseError, check_midi_container
+from preprocessing.encodings.midi_container import MidiParseError, with_every_track
 from preprocessing.encodings.registry import EncodingError
 from preprocessing.encodings.remi_grammar import RemiGrammar, time_value
 
@@ -105,6 +105,17 @@ def merged_notes(score: Score, parts: str) -> Score | None:
     return result
 
 
+def out_of_range(track: Track, pitch_range: tuple[int, int]) -> str:
+    """Why a track with notes gives REMI none: they all lie outside the tokenizer's pitch range (a
+    file of notes is not an empty file, so it says so, as a dead letter)."""
+    pitches = track.notes.numpy()["pitch"]
+    low, high = pitch_range
+    return (
+        f"none of its {len(pitches):,} notes lies in the piano range REMI keeps, MIDI {low}-{high} "
+        f"(they lie at MIDI {int(pitches.min())}-{int(pitches.max())})"
+    )
+
+
 def cut_overlaps(track: Track, durations: np.ndarray) -> None:
     """Cut each note that still sounds when the next note of its pitch starts, in place.
 
@@ -150,7 +161,7 @@ class RemiEncoding(Encoding):
 
     def encode(self, data: bytes, parts: str = "all") -> list[str]:
         check_parts(parts)
-        check_midi_container(data)
+        data, _ = with_every_track(data)
         try:
             score = Score.from_midi(data)
         except Exception as exc:  # noqa: BLE001 - symusic raises RuntimeError, but say what it was
@@ -159,6 +170,8 @@ class RemiEncoding(Encoding):
             ) from exc
         try:
             return self._tokens(score, parts)
+        except MidiParseError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a structurally odd score is a bad file, not a crash
             raise MidiParseError(
                 f"symusic parsed it but MidiTok could not tokenize it: {type(exc).__name__}: {exc}"
@@ -170,7 +183,7 @@ class RemiEncoding(Encoding):
             return []
         ready = self.tokenizer.preprocess_score(merged)  # quantised to one tick per position
         if not ready.tracks or ready.tracks[0].note_num() == 0:
-            return []
+            raise MidiParseError(out_of_range(merged.tracks[0], self.tokenizer.config.pitch_range))
         cut_overlaps(ready.tracks[0], self._durations)
         return list(self.tokenizer.encode(ready, no_preprocess_score=True)[0].tokens)
 
