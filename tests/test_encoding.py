@@ -140,6 +140,7 @@ def test_a_header_declaring_fewer_tracks_than_the_file_holds_is_read_whole_by_bo
         assert loader.get(name).encode(fewer) == loader.get(name).encode(GOOD) != []
 
 
+@pytest.mark.filterwarnings("ignore:Unable to determine instrument")  # its Shift-JIS track name
 def test_music21s_own_test04_is_read_whole_by_both():
     """music21's test file declares 18 tracks and holds 19: a real file, not made up here."""
     import music21

@@ -29,7 +29,7 @@ from typing import Any
 from preprocessing import quiet, records
 from preprocessing.records import DataError
 from trainer import measures
-from trainer.generate_flags import sampling_problem
+from trainer.generate_flags import sampling_problem, sampling_settings
 from trainer.sampling import CONTEXTS
 
 PROG = "lstm-composer evaluate"
@@ -264,15 +264,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     except GenerateError as exc:
         raise DataError(str(exc)) from None
     composer = Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
-    ids = composer.generate(
-        primers,
-        args.length,
-        context=args.context,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-    )
+    ids = composer.generate(primers, args.length, **sampling_settings(args))
     composed = composer.pieces(primers, ids, bundle.vocab)
     pieces = measures.reassemble(inputs, targets, data.manifest.stride)
     reference = measures.excerpts([[data.vocab[i] for i in piece] for piece in pieces], args.length)

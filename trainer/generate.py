@@ -20,7 +20,7 @@ from typing import TextIO
 
 from preprocessing import quiet
 from preprocessing.records import DataError
-from trainer.generate_flags import PROG, parse_args
+from trainer.generate_flags import PROG, parse_args, sampling_settings
 from trainer.summary import SampleSummary, settings_title
 
 
@@ -37,16 +37,8 @@ def run(args: argparse.Namespace) -> list[tuple[str, SampleSummary]]:
     encoding = encoding_of(args.model_dir, bundle.manifest, remedy=None)
     primers = choose_primers(bundle, args.primer, args.num_samples, args.seed, encoding)
     composer = Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
-    ids = composer.generate(
-        primers,
-        args.length,
-        context=args.context,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-        progress=ComposingProgress(args.length),
-    )
+    progress = ComposingProgress(args.length)
+    ids = composer.generate(primers, args.length, **sampling_settings(args), progress=progress)
     pieces = composer.pieces(primers, ids, bundle.vocab)
     results = []
     for path, tokens in zip(output_paths(args.output, args.num_samples), pieces):

@@ -106,3 +106,12 @@ def parse_args(
     if message:
         parser.error(message)
     return args
+
+
+SAMPLING = ("context", "temperature", "top_k", "top_p", "seed")
+"""The flags that say how a piece is drawn: ``generate``'s and ``evaluate``'s, the same names."""
+
+
+def sampling_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :meth:`trainer.composer.Composer.generate` that the flags set."""
+    return {name: getattr(args, name) for name in SAMPLING}
