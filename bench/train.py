@@ -7,7 +7,7 @@
 3. fast / reference: training examples/s of ``--model fast`` against ``--model reference`` at the
    same size, on the TFRecord stream. Expect >= 1.5 on CPU; far more with cuDNN on a GPU.
 
-Both training measurements use the trainer's own step function (trainer.loop.train_steps_function,
+Both training measurements use the trainer's own step function (trainer.steps.train_steps_function,
 under the strategy the job would pick), on a synthetic pipeline output written through
 preprocessing.records. Each of ``--repeats`` rounds times the four rates back to back in short
 windows (after a warm-up call that traced the tf.function), and a ratio is the median over the
@@ -57,13 +57,14 @@ def parse(argv=None):
 
 def main(argv=None) -> int:
     args = parse(argv)
+    import numpy as np
     import synthetic  # tests/synthetic.py: the test and benchmark fixture
     import tensorflow as tf
 
     from trainer import data as data_lib
     from trainer import model as model_lib
     from trainer.distribute import make_strategy, strategy_name
-    from trainer.loop import train_steps_function
+    from trainer.steps import train_steps_function
 
     strategy = make_strategy("auto", None)
     tmp = tempfile.mkdtemp(prefix="bench-train-")
@@ -89,10 +90,11 @@ def main(argv=None) -> int:
         return data_lib.dataset(data, "train", gb, seed=1)
 
     x, y = data_lib.numpy_windows(data, "train")
+    following = np.concatenate([x[:, 1:], y[:, None]], axis=1)  # what the stream yields
 
     def in_memory():
         ds = (
-            tf.data.Dataset.from_tensor_slices((x, y))
+            tf.data.Dataset.from_tensor_slices((x, following))
             .shuffle(10_000, seed=1)
             .repeat()
             .batch(gb, drop_remainder=True)

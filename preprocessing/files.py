@@ -85,17 +85,17 @@ def match_inputs(pattern: str) -> list:
     return files
 
 
-def choose_num_shards(
-    total_midi_bytes: int, sequence_length: int, stride: int, transpose: int = 0
-) -> int:
+def choose_num_shards(total_midi_bytes: int, sequence_length: int, stride: int) -> int:
     """Train shards for an input of this size: about TARGET_SHARD_BYTES each, between 1 and
     MAX_SHARDS.
 
-    ``--transpose K`` multiplies the training windows by up to 1 + 2K, and a shard is built in
-    memory: the estimate counts the copies, so shards stay near the target size."""
-    tokens = total_midi_bytes / ESTIMATED_MIDI_BYTES_PER_TOKEN * (1 + 2 * transpose)
-    record_bytes = 2 * sequence_length + 32  # varint ids below 16384 take 2 bytes, plus framing
-    estimated = tokens / stride * record_bytes
+    A span of ``sequence_length + stride`` tokens starts every ``stride`` tokens (a shard is built
+    in memory, so the estimate keeps it near the target size); ``--transpose`` stores nothing
+    more."""
+    tokens = total_midi_bytes / ESTIMATED_MIDI_BYTES_PER_TOKEN
+    # varint ids below 16384 take 2 bytes, plus the record's framing
+    span_bytes = 2 * (sequence_length + stride) + 32
+    estimated = tokens / stride * span_bytes
     return max(1, min(MAX_SHARDS, math.ceil(estimated / TARGET_SHARD_BYTES)))
 
 

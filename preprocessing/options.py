@@ -16,7 +16,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from preprocessing import quiet, records, windowing
+from preprocessing import quiet, records, transpositions
 from preprocessing.direct_runner import with_local_defaults
 from preprocessing.encodings import registry
 from preprocessing.encodings.base import PARTS_MODES
@@ -32,14 +32,14 @@ class PreprocessOptions:
     input: str | None  # None: the embedded dataset
     output: str
     sequence_length: int = 100
-    stride: int = 1
+    stride: int | None = None  # None: the sequence length (parse_args fills it in)
     validation_fraction: float = 0.1
     parts: str = "all"
     num_shards: int | None = None  # None: chosen from the input size
     compression: str = "none"
     max_seconds_per_file: float = 60.0
     encoding: str = registry.DEFAULT
-    transpose: int = 0  # semitones: training pieces are also copied shifted by -K..-1, +1..+K
+    transpose: int = 0  # semitones: training windows are moved by a shift drawn from -K..K
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sequence-length", type=int, default=100, help="tokens per window (default 100)"
     )
     parser.add_argument(
-        "--stride", type=int, default=1, help="tokens between window starts (default 1)"
+        "--stride",
+        type=int,
+        default=None,
+        help="tokens between the starts of stored spans (default: the sequence length). Each record "
+        "holds a span of --sequence-length + --stride tokens, so every window of the piece lies in "
+        "exactly one and each token is stored (L + S) / S times: 2 at the default, L + 1 at 1 "
+        "(the old layout's cost). The trainer reads every window whatever the stride",
     )
     parser.add_argument(
         "--validation-fraction",
@@ -108,9 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="K",
-        help="augmentation: add copies of every training piece shifted by -K..-1 and +1..+K semitones "
-        f"(0 to {windowing.MAX_TRANSPOSE}; default 0, off). Validation pieces are never transposed; a copy "
-        "with a note outside the encoding's pitch range is dropped and counted",
+        help="augmentation: the trainer moves each training window by a shift drawn from -K..K "
+        f"semitones, anew every epoch (0 to {transpositions.MAX_TRANSPOSE}; default 0, off). The "
+        "records store every piece once; the vocabulary holds every moved token and "
+        "transpositions.json maps the ids. Validation windows are never moved; a window with a "
+        "note that a shift would push out of the encoding's pitch range stays unmoved (counted)",
     )
     quiet.add_verbose_flag(parser)
     return parser
@@ -152,14 +160,18 @@ def parse_args(
         )
     if args.sequence_length < 1:
         parser.error("--sequence-length must be at least 1")
+    if args.stride is None:
+        args.stride = args.sequence_length
     if args.stride < 1:
-        parser.error("--stride must be at least 1")
+        parser.error(
+            f"--stride must be at least 1 (default: the sequence length), not {args.stride}"
+        )
     if not 0.0 <= args.validation_fraction < 1.0:
         parser.error("--validation-fraction must be at least 0 and below 1")
     if args.num_shards is not None and not 1 <= args.num_shards <= MAX_SHARDS:
         parser.error(f"--num-shards must be between 1 and {MAX_SHARDS}")
-    if not 0 <= args.transpose <= windowing.MAX_TRANSPOSE:
-        parser.error(f"--transpose must be between 0 and {windowing.MAX_TRANSPOSE} semitones")
+    if not 0 <= args.transpose <= transpositions.MAX_TRANSPOSE:
+        parser.error(f"--transpose must be between 0 and {transpositions.MAX_TRANSPOSE} semitones")
     if not 0 < args.max_seconds_per_file < math.inf:
         parser.error("--max-seconds-per-file must be a positive number of seconds")
     return PreprocessOptions(**vars(args)), with_local_defaults(beam_args)

@@ -1,4 +1,4 @@
-"""The preprocessing job: a folder of MIDI files → vocabulary + windowed, sharded TFRecords.
+"""The preprocessing job: a folder of MIDI files → vocabulary + sharded TFRecords of spans.
 
 ``lstm-composer preprocess --input DIR_OR_GLOB --output DIR`` (or
 ``python -m preprocessing.pipeline``) runs :class:`PreprocessMidi` with Apache Beam: on this machine
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -41,14 +40,15 @@ from preprocessing.messages import interrupted
 from preprocessing.options import PROG, PreprocessOptions, parse_args
 from preprocessing.transforms import (
     METRICS_NAMESPACE,
-    MakeWindows,
+    CloseUnderShifts,
+    MakeSpans,
     ParseMidi,
     TallyFn,
-    TransposePieces,
     VocabularyFn,
     count_matched,
     dead_letter_tally,
     piece_tally,
+    transposition_table,
 )
 from preprocessing.writing import WriteShards, write_outputs
 
@@ -65,8 +65,9 @@ class PreprocessMidi(beam.PTransform):
     splits' shard entries as side inputs, so it runs only after all of them are final and writes the
     manifest last: a folder with a manifest is a finished output, on any runner. The encoding is
     described (token format, hash, versions, saved files) here, in the launching process, as plain
-    values. Transposed copies (``--transpose``) join the pieces after the parse, before the
-    vocabulary and the windows, and only for training pieces (:class:`TransposePieces`).
+    values. With ``--transpose`` the vocabulary is closed under the shifts of the training pieces'
+    tokens (:class:`CloseUnderShifts`), and the table that maps ids under each shift is made from
+    it; the records hold every piece once, untransposed.
     """
 
     def __init__(
@@ -101,32 +102,27 @@ class PreprocessMidi(beam.PTransform):
                 ParseMidi(o.parts, self.root, o.max_seconds_per_file, o.encoding)
             ).with_outputs(ParseMidi.DEAD_LETTER, main="pieces")
         )
-        augmented = parsed.pieces | "Transpose" >> beam.ParDo(
-            TransposePieces(o.encoding, o.transpose, *window_spec)
-        ).with_outputs(TransposePieces.DROPPED, main="pieces")
-        pieces, dead = augmented.pieces, parsed[ParseMidi.DEAD_LETTER]
+        pieces = parsed.pieces | "CloseUnderShifts" >> beam.ParDo(
+            CloseUnderShifts(o.encoding, o.transpose, *window_spec)
+        )
+        dead = parsed[ParseMidi.DEAD_LETTER]
         vocab = pieces | "Vocabulary" >> beam.CombineGlobally(VocabularyFn())
-        windows = pieces | "Windows" >> beam.ParDo(
-            MakeWindows(*window_spec), AsSingleton(vocab)
+        table = vocab | "TranspositionTable" >> beam.Map(
+            transposition_table, o.encoding, o.transpose
+        )
+        spans = pieces | "Spans" >> beam.ParDo(
+            MakeSpans(*window_spec), AsSingleton(vocab)
         ).with_outputs(*records.SPLITS)
         entries = {
-            split: windows[split] | f"Write{split.title()}" >> self.write_shards(split)
+            split: spans[split] | f"Write{split.title()}" >> self.write_shards(split)
             for split in records.SPLITS
         }
-        tally = (
-            (
-                pieces | "TallyPiece" >> beam.Map(piece_tally, *window_spec),
-                dead | "TallyDeadLetter" >> beam.Map(dead_letter_tally),
-                augmented[TransposePieces.DROPPED],
-            )
-            | "AllTallies" >> beam.Flatten()
-            | "Tally" >> beam.CombineGlobally(TallyFn())
-        )
-        return tally | "WriteOutputs" >> beam.Map(
+        return self.tally(pieces, dead) | "WriteOutputs" >> beam.Map(
             write_outputs,
             AsSingleton(vocab),
             AsList(entries[records.TRAIN]),
             AsList(entries[records.VALIDATION]),
+            AsSingleton(table),
             output=o.output,
             run_id=self.run_id,
             sequence_length=o.sequence_length,
@@ -138,14 +134,24 @@ class PreprocessMidi(beam.PTransform):
             transpose=o.transpose,
         )
 
+    def tally(self, pieces, dead):
+        """Every piece's counts and every dead letter, combined into one :class:`Tally`."""
+        o = self.options
+        window_spec = (o.sequence_length, o.stride, o.validation_fraction)
+        return (
+            (
+                pieces | "TallyPiece" >> beam.Map(piece_tally, *window_spec),
+                dead | "TallyDeadLetter" >> beam.Map(dead_letter_tally),
+            )
+            | "AllTallies" >> beam.Flatten()
+            | "Tally" >> beam.CombineGlobally(TallyFn())
+        )
+
     def write_shards(self, split: str) -> WriteShards:
         o = self.options
         count = self.train_shards
         if split == records.VALIDATION:
-            # validation is never transposed: in proportion to the train shards the files alone need
-            count = files.validation_shards(
-                math.ceil(self.train_shards / (1 + 2 * o.transpose)), o.validation_fraction
-            )
+            count = files.validation_shards(self.train_shards, o.validation_fraction)
         return WriteShards(o.output, split, self.run_id, count, o.compression)
 
 
@@ -187,10 +193,7 @@ def run_job(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
     pattern, root = files.input_pattern(options.input)
     matched = files.match_inputs(pattern)
     train_shards = options.num_shards or files.choose_num_shards(
-        sum(m.size_in_bytes for m in matched),
-        options.sequence_length,
-        options.stride,
-        options.transpose,
+        sum(m.size_in_bytes for m in matched), options.sequence_length, options.stride
     )
     files.prepare_output(options.output)
     beam_options = PipelineOptions(list(beam_args))
@@ -263,25 +266,31 @@ def summary(manifest: records.Manifest, output: str, report: str | None = None) 
         f"  empty (no notes)   {c['pieces_empty']:>10,}",
         f"  too short          {c['pieces_too_short']:>10,}   (fewer than {manifest.sequence_length + 1} tokens)",
         f"  tokens             {c['tokens']:>10,}   vocabulary {manifest.vocab_size:,} (hash {manifest.vocab_hash})",
-        f"  train windows      {c['train_windows']:>10,}   from {c['train_pieces']:,} pieces in "
-        f"{len(manifest.train_shards)} shard(s)",
-        f"  validation windows {c['validation_windows']:>10,}   from {c['validation_pieces']:,} pieces in "
-        f"{len(manifest.validation_shards)} shard(s)",
-        *(
-            [
-                f"  transposed copies  {c.get('transposed_pieces', 0):>10,}   (--transpose {manifest.transpose}, training "
-                f"pieces only: {c.get('windows_augmented', 0):,} of the train windows; "
-                f"{c.get('transpositions_dropped', 0):,} copies dropped, a note out of range)"
-            ]
-            if manifest.transpose
-            else []
-        ),
-        f"  sequence length {manifest.sequence_length}, stride {manifest.stride}, parts={manifest.parts}, "
-        f"encoding {registry.by_token_format(manifest.encoding).name}; "
+        f"  train windows      {c['train_windows']:>10,}   from {c['train_pieces']:,} pieces, "
+        f"stored as {c.get('train_spans', 0):,} spans in {len(manifest.train_shards)} shard(s)",
+        f"  validation windows {c['validation_windows']:>10,}   from {c['validation_pieces']:,} pieces, "
+        f"stored as {c.get('validation_spans', 0):,} spans in {len(manifest.validation_shards)} shard(s)",
+        *([transposition_line(manifest)] if manifest.transpose else []),
+        f"  sequence length {manifest.sequence_length}, spans of up to "
+        f"{manifest.sequence_length + manifest.stride} tokens every {manifest.stride} (--stride), "
+        f"parts={manifest.parts}, encoding {registry.by_token_format(manifest.encoding).name}; "
         "windows never cross from one piece into the next",
     ]
     warning = validation_warning(manifest)
     return "\n".join(lines + ([warning] if warning else []))
+
+
+def transposition_line(manifest: records.Manifest) -> str:
+    """What ``--transpose K`` means for this output: shifts drawn when the trainer reads, and how
+    many training windows a shift cannot move (they train unshifted when it is drawn)."""
+    c, k = manifest.counts, manifest.transpose
+    draws = c.get("train_windows", 0) * (2 * k + 1)
+    refused = c.get("shifts_refused", 0)
+    return (
+        f"  transposition      {'±' + str(k):>10}   semitones, drawn per training window when "
+        f"training reads it; {c.get('windows_not_always_movable', 0):,} windows hold a note some "
+        f"shift cannot move ({100 * refused / max(1, draws):.2g} % of the draws train unshifted)"
+    )
 
 
 def validation_warning(manifest: records.Manifest) -> str | None:

@@ -1,10 +1,11 @@
 """Reading a finished preprocessing output (or a model folder), checked before anything trusts it.
 
 The trainer, generation and ``evaluate`` read a folder only through :func:`read_output`: its
-manifest (a finished output has one; the format version and the token encoding are checked), its
-vocabulary (against the manifest's hash), the encoding's saved files (REMI: ``tokenizer.json``,
-against the manifest's configuration hash) and, for a data folder, every shard it lists
-(:func:`verify`: present, of the listed size and content). Every refusal is a
+manifest (a finished output has one; the format version, the layout and the token encoding are
+checked), its vocabulary (against the manifest's hash), the encoding's saved files (REMI:
+``tokenizer.json``, against the manifest's configuration hash) and, for a data folder, its
+transposition table (:func:`read_transpositions`) and every shard it lists (:func:`verify`:
+present, of the listed size and content). Every refusal is a
 :class:`~preprocessing.records.DataError` of one sentence that says what to do.
 
 Reads go through ``tf.io.gfile`` (local, ``gs://``, ``ram://``), imported when a folder is read:
@@ -19,7 +20,7 @@ import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from preprocessing import records
+from preprocessing import records, transpositions
 from preprocessing.encodings import loader, registry
 from preprocessing.encodings.base import Encoding
 from preprocessing.encodings.registry import EncodingError
@@ -90,8 +91,47 @@ def read_output(
         )
     check_saved_encoding(directory, manifest, RERUN if shards else copy_back)
     if shards:
+        read_transpositions(directory, manifest)
         verify(directory, manifest, full=full)
     return manifest, vocab
+
+
+def read_transpositions(directory: str, manifest: Manifest) -> list[list[int]] | None:
+    """The rows of a data folder's ``transpositions.json`` (one per shift of
+    :func:`~preprocessing.transpositions.semitone_shifts`, each the id every vocabulary id becomes,
+    or -1); None when its training windows are not moved when read (no ``--transpose``, or a
+    format-2 output that stored its copies).
+
+    The file must be the one the manifest recorded (its hash), and map this vocabulary under the
+    manifest's shifts; otherwise a :class:`DataError` of one line."""
+    if not manifest.shifted_when_read:
+        return None
+    tf = _tf()
+    path = join(directory, records.TRANSPOSITIONS_FILE)
+    if not tf.io.gfile.exists(path):
+        raise DataError(
+            f"{path} not found: the manifest says --transpose {manifest.transpose}, and the "
+            f"trainer moves the training windows through that table; {RERUN}"
+        )
+    text = _read_text(path)
+    problem = None
+    if transpositions.table_hash(text) != manifest.transposition_hash:
+        problem = (
+            f"is not the table this run wrote (hash {transpositions.table_hash(text)}, the "
+            f"manifest records {manifest.transposition_hash or 'none'})"
+        )
+    else:
+        try:
+            doc = transpositions.table_from_json(text)
+        except ValueError as exc:
+            problem = f"is not valid JSON ({exc})"
+        else:
+            problem = transpositions.table_problem(
+                doc, manifest.transpose, manifest.vocab_hash, manifest.vocab_size
+            )
+    if problem:
+        raise DataError(f"{path} {problem}: it does not match vocab.json and the manifest; {RERUN}")
+    return doc["ids"]
 
 
 def check_saved_encoding(directory: str, manifest: Manifest, remedy: str = RERUN) -> None:
@@ -141,14 +181,15 @@ def read_manifest(data_dir: str) -> Manifest:
 
 
 def count_problem(manifest: Manifest) -> str | None:
-    """Whether the shards' record counts add up to the windows the manifest counts, split by
-    split."""
+    """Whether the shards' record counts add up to the records (spans, or windows) the manifest
+    counts, split by split."""
+    unit = "spans" if manifest.layout == records.SPANS else "windows"
     for split in records.SPLITS:
         listed = sum(shard.records for shard in manifest.shard_entries(split))
-        if listed != manifest.windows(split):
+        if listed != manifest.records(split):
             return (
                 f"{records.MANIFEST_FILE} lists {listed:,} {split} records in its shards but counts "
-                f"{manifest.windows(split):,} {split} windows: it was edited or damaged; {RERUN}"
+                f"{manifest.records(split):,} {split} {unit}: it was edited or damaged; {RERUN}"
             )
     return None
 

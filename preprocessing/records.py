@@ -1,21 +1,19 @@
 """The on-disk contract between the preprocessing pipeline and the trainer: the format alone.
 
 One module owns the format so that the writer (the Beam pipeline) and the reader (the trainer's
-tf.data input) cannot drift apart: feature names, the example encoder and its parse spec, the shard
-file names, and the JSON documents ``vocab.json`` and ``manifest.json``.
+tf.data input) cannot drift apart: the layouts, the shard file names, and the JSON documents
+``vocab.json`` and ``manifest.json``; the bytes of one record are :mod:`preprocessing.examples`',
+the transposition table :mod:`preprocessing.transpositions`'.
 
-It never imports Apache Beam (the trainer image does not install it) and never imports TensorFlow
-but in :func:`parse_spec`: examples are encoded with plain protobuf (see :func:`_example_class`).
-Serialisation is kept apart from I/O: the ``*_to_json`` / ``*_from_json`` functions are pure, so
-the pipeline writes them through Beam's ``FileSystems`` and the trainer reads them through
-``tf.io.gfile`` (:mod:`preprocessing.reader`, which checks a finished output), and both see the
-same bytes.
+It never imports Apache Beam (the trainer image does not install it) nor TensorFlow. Serialisation
+is kept apart from I/O: the ``*_to_json`` / ``*_from_json`` functions are pure, so the pipeline
+writes them through Beam's ``FileSystems`` and the trainer reads them through ``tf.io.gfile``
+(:mod:`preprocessing.reader`, which checks a finished output), and both see the same bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -23,24 +21,38 @@ from typing import Any
 
 from preprocessing.encodings import registry
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Bumped whenever the meaning of a record or of a manifest field changes.
+
+3: the ``spans`` layout (:data:`SPANS`): a record is a stretch of a piece, not one window, and
+``--transpose`` is applied when the trainer reads (``transpositions.json``), not stored; the
+manifest says ``layout``, counts ``train_spans`` / ``validation_spans`` (records) beside
+``train_windows`` / ``validation_windows`` (the windows of ``sequence_length + 1`` tokens at
+stride 1 that the spans hold), and ``transposition_hash`` when there is a table.
 
 2: shard names carry the run's id, and the manifest lists every shard with its byte size, record
 count and content hashes (:class:`Shard`), which the trainer checks before its first step. Still 2
 with ``encoding_config_hash``, ``encoding_versions``, ``transpose`` (with its counts,
 :data:`AUGMENTATION_COUNT_KEYS`) and ``validation_pieces_hash``: optional fields
 (:data:`OPTIONAL_FIELDS`), so a manifest written before them reads as before, and a reader before
-them ignores them."""
+them ignores them. Still read (:data:`READABLE_VERSIONS`): its layout is :data:`WINDOWS`."""
+
+READABLE_VERSIONS = (2, 3)
+"""The format versions this code reads; it writes :data:`FORMAT_VERSION`."""
+
+SPANS = "spans"
+WINDOWS = "windows"
+LAYOUTS = (SPANS, WINDOWS)
+"""How a record holds tokens (:mod:`preprocessing.examples`): ``spans``, stretches of up to
+``sequence_length + stride`` tokens starting ``stride`` apart (format 3, what the pipeline writes),
+or ``windows``, one window of ``sequence_length`` inputs and its target per record (format 2)."""
 
 ENCODING = registry.REFERENCE.token_format
 """A manifest's default token format: one written before the encoding was recorded is the
 reference's."""
 
-INPUTS_FEATURE = "inputs"
-TARGET_FEATURE = "target"
-
 VOCAB_FILE = "vocab.json"
+TRANSPOSITIONS_FILE = "transpositions.json"
 MANIFEST_FILE = "manifest.json"
 DEAD_LETTER_FILE = "dead_letter.jsonl"
 
@@ -63,10 +75,17 @@ COUNT_KEYS = (
     "train_windows",
     "validation_windows",
 )
+SPAN_COUNT_KEYS = ("train_spans", "validation_spans")
+"""The records of each split in the ``spans`` layout (in ``windows``, the records are the
+windows)."""
+TRANSPOSITION_COUNT_KEYS = ("windows_not_always_movable", "shifts_refused")
+"""Counts listed only with ``--transpose K`` (K > 0) in the ``spans`` layout: training windows
+holding a token that some shift in -K..K cannot move (a note would leave the encoding's pitch
+range), and the (window, shift) pairs that cannot be moved: a window trains unshifted when one of
+those is drawn (:mod:`preprocessing.transpositions`)."""
 AUGMENTATION_COUNT_KEYS = ("transposed_pieces", "transpositions_dropped", "windows_augmented")
-"""Counts listed only with ``--transpose K`` (K > 0): copies kept (of training pieces), copies
-dropped (a note left the pitch range), their windows; ``train_windows`` includes them,
-``train_pieces`` does not."""
+"""Counts of a format-2 manifest with ``--transpose K``: stored copies kept (of training pieces),
+copies dropped, their windows (``train_windows`` includes them). Read, no longer written."""
 
 
 NOTED_COUNT_KEYS = ("headers_undercounted",)
@@ -109,101 +128,6 @@ def tf_compression_type(compression: str) -> str:
     """The ``compression_type`` argument that ``tf.data.TFRecordDataset`` expects."""
     shard_suffix(compression)  # validates
     return "GZIP" if compression == "gzip" else ""
-
-
-# --------------------------------------------------------------------------- examples
-
-
-@functools.lru_cache(maxsize=1)
-def _example_class():
-    """The ``tf.train.Example`` message, declared for plain protobuf (only its int64 branch).
-
-    Same field names and numbers as tensorflow/core/example/{example,feature}.proto, so the bytes
-    are a valid ``tf.train.Example`` (tests parse them with ``tf.io.parse_example`` and
-    ``tf.train.Example.FromString``) while the writer needs protobuf only, not TensorFlow.
-    """
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    field = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="lstm_composer/tf_example.proto", package="lstm_composer.tf_example", syntax="proto3"
-    )
-    int64_list = proto.message_type.add(name="Int64List")
-    int64_list.field.add(name="value", number=1, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
-    feature = proto.message_type.add(name="Feature")
-    feature.field.add(
-        name="int64_list",
-        number=3,
-        type=field.TYPE_MESSAGE,
-        label=field.LABEL_OPTIONAL,
-        type_name=".lstm_composer.tf_example.Int64List",
-    )
-    features = proto.message_type.add(name="Features")
-    entry = features.nested_type.add(name="FeatureEntry")
-    entry.options.map_entry = True
-    entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
-    entry.field.add(
-        name="value",
-        number=2,
-        type=field.TYPE_MESSAGE,
-        label=field.LABEL_OPTIONAL,
-        type_name=".lstm_composer.tf_example.Feature",
-    )
-    features.field.add(
-        name="feature",
-        number=1,
-        type=field.TYPE_MESSAGE,
-        label=field.LABEL_REPEATED,
-        type_name=".lstm_composer.tf_example.Features.FeatureEntry",
-    )
-    example = proto.message_type.add(name="Example")
-    example.field.add(
-        name="features",
-        number=1,
-        type=field.TYPE_MESSAGE,
-        label=field.LABEL_OPTIONAL,
-        type_name=".lstm_composer.tf_example.Features",
-    )
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("lstm_composer.tf_example.Example")
-    )
-
-
-def encode_example(inputs: Sequence[int], target: int) -> bytes:
-    """Serialise one training window as a ``tf.train.Example``.
-
-    ``inputs`` holds ``sequence_length`` token ids, ``target`` the id of the token that follows.
-    """
-    example = _example_class()()
-    example.features.feature[INPUTS_FEATURE].int64_list.value.extend(int(i) for i in inputs)
-    example.features.feature[TARGET_FEATURE].int64_list.value.append(int(target))
-    return example.SerializeToString(deterministic=True)
-
-
-def decode_example(serialized: bytes) -> tuple[list[int], int]:
-    """Inverse of :func:`encode_example`, in plain Python (for tests and tools, not for tf.data)."""
-    example = _example_class().FromString(serialized)
-    feats = example.features.feature
-    return list(feats[INPUTS_FEATURE].int64_list.value), int(
-        feats[TARGET_FEATURE].int64_list.value[0]
-    )
-
-
-def parse_spec(sequence_length: int) -> dict[str, Any]:
-    """The feature spec for ``tf.io.parse_example``: fixed-length int64 inputs and a scalar
-    target.
-
-    TensorFlow is imported here, on the reader's side only: the Beam pipeline and its workers
-    never import it (a 3-7 s import per worker process, and 600 MB that Dataflow workers would
-    install)."""
-    import tensorflow as tf
-
-    return {
-        INPUTS_FEATURE: tf.io.FixedLenFeature([sequence_length], tf.int64),
-        TARGET_FEATURE: tf.io.FixedLenFeature([], tf.int64),
-    }
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -279,6 +203,10 @@ class Manifest:
     transpose: int = 0
     # which pieces were held out (windowing.pieces_hash); "" in a manifest written before it
     validation_pieces_hash: str = ""
+    # how a record holds tokens (LAYOUTS); a format-2 manifest's records are windows
+    layout: str = SPANS
+    # transpositions.json's hash (transpositions.table_hash); "" without a table
+    transposition_hash: str = ""
 
     def shard_entries(self, split: str) -> tuple[Shard, ...]:
         """The shards of ``split`` with their sizes, record counts and hashes."""
@@ -293,26 +221,76 @@ class Manifest:
         return tuple(shard.name for shard in self.shard_entries(split))
 
     def windows(self, split: str) -> int:
+        """Windows of ``sequence_length + 1`` tokens in ``split``: at stride 1 in the ``spans``
+        layout (every one the pieces hold), at the manifest's ``stride`` in ``windows``."""
         return int(self.counts.get(f"{split}_windows", 0))
+
+    def records(self, split: str) -> int:
+        """Records in ``split``'s shards: its spans, or (``windows`` layout) its windows."""
+        if self.layout == SPANS:
+            return int(self.counts.get(f"{split}_spans", 0))
+        return self.windows(split)
+
+    @property
+    def record_overlap(self) -> int:
+        """Tokens that consecutive records of one piece share, what
+        :func:`preprocessing.windowing.reassemble` chains them on: ``sequence_length`` for spans,
+        ``sequence_length + 1 - stride`` for windows."""
+        if self.layout == SPANS:
+            return self.sequence_length
+        return self.sequence_length + 1 - self.stride
+
+    @property
+    def every_window(self) -> bool:
+        """Whether the records give every stride-1 window of their pieces (what ``--objective
+        last`` trains on): spans always do, stored windows only at stride 1."""
+        return self.layout == SPANS or self.stride == 1
+
+    @property
+    def shifted_when_read(self) -> bool:
+        """Whether the trainer transposes training windows as it reads them (``--transpose`` of a
+        ``spans`` output, with its ``transpositions.json``)."""
+        return self.layout == SPANS and self.transpose > 0
 
 
 OPTIONAL_FIELDS = frozenset(
-    {"encoding_config_hash", "encoding_versions", "transpose", "validation_pieces_hash"}
+    {
+        "encoding_config_hash",
+        "encoding_versions",
+        "transpose",
+        "validation_pieces_hash",
+        "layout",
+        "transposition_hash",
+    }
 )
-"""Manifest fields added within format version 2: a manifest without them still reads (defaults)."""
+"""Manifest fields a manifest may lack: added within format version 2 (a format-2 manifest without
+them still reads, with the defaults), or written only when they say something (``transpose``,
+``transposition_hash``)."""
+
+
+def count_keys(manifest: Manifest) -> tuple[str, ...]:
+    """The counts a manifest lists, in the order the summary prints them."""
+    keys = COUNT_KEYS
+    if manifest.layout == SPANS:
+        keys += SPAN_COUNT_KEYS
+        if manifest.transpose:
+            keys += TRANSPOSITION_COUNT_KEYS
+    elif manifest.transpose:
+        keys += AUGMENTATION_COUNT_KEYS
+    return keys + tuple(k for k in NOTED_COUNT_KEYS if manifest.counts.get(k))
 
 
 def manifest_to_json(manifest: Manifest) -> str:
-    """The manifest's JSON; without augmentation (``transpose`` 0) the same document as before it
-    existed."""
+    """The manifest's JSON: every field, but ``transpose``, ``validation_pieces_hash`` and
+    ``transposition_hash`` only when set, and a format-2 manifest without ``layout`` (as it was
+    written)."""
     doc = dataclasses.asdict(manifest)  # shards become dicts of SHARD_KEYS
-    keys = COUNT_KEYS + AUGMENTATION_COUNT_KEYS if manifest.transpose else COUNT_KEYS
-    keys += tuple(k for k in NOTED_COUNT_KEYS if manifest.counts.get(k))
-    doc["counts"] = {k: int(manifest.counts.get(k, 0)) for k in keys}
-    if not manifest.transpose:
-        del doc["transpose"]
-    if not manifest.validation_pieces_hash:
-        del doc["validation_pieces_hash"]
+    doc["counts"] = {k: int(manifest.counts.get(k, 0)) for k in count_keys(manifest)}
+    for optional in ("transpose", "validation_pieces_hash", "transposition_hash"):
+        if not doc[optional]:
+            del doc[optional]
+    if manifest.format_version < 3:
+        del doc["layout"]
     return json.dumps(doc, indent=2, sort_keys=True)
 
 
@@ -345,15 +323,26 @@ def manifest_from_json(
         raise DataError(
             f"manifest.json is not valid JSON ({exc}); the pipeline run did not finish"
         ) from exc
-    if doc.get("format_version") != FORMAT_VERSION:
+    version = doc.get("format_version")
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
         raise DataError(
-            f"manifest.json has format_version {doc.get('format_version')!r}, this code reads "
-            f"{FORMAT_VERSION}: {remedy}"
+            f"manifest.json has format_version {version!r}, this code reads {readable}: {remedy}"
         )
     fields = {f.name for f in dataclasses.fields(Manifest)}
     missing = fields - OPTIONAL_FIELDS - doc.keys()
+    if version >= 3 and "layout" not in doc:
+        missing.add("layout")
     if missing:
         raise DataError(f"manifest.json lacks {sorted(missing)}")
+    if version < 3:
+        doc["layout"] = WINDOWS  # what format 2 stored, whatever the document says
+    if doc["layout"] not in LAYOUTS:
+        raise DataError(
+            f"manifest.json names the record layout {doc['layout']!r}, which this version does not "
+            f"read (it reads {', '.join(LAYOUTS)}): use the version that wrote it, or preprocess "
+            "again"
+        )
     if doc["encoding"] not in registry.TOKEN_FORMATS:
         raise DataError(
             f"manifest.json names the token encoding {doc['encoding']!r}, which this version does not "

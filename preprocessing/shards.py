@@ -2,7 +2,7 @@
 
 The pipeline writes every shard itself instead of through Beam's ``WriteToTFRecord``, because that
 sink returns only paths and deals records to shards at random: it can say neither how many records
-a shard holds nor what its bytes are. Here each window carries a stable key (:func:`window_key`);
+a shard holds nor what its bytes are. Here each record carries a stable key (:func:`record_key`);
 the key picks its shard and orders the records within it, so a shard's bytes depend on the input
 alone, and the step that builds a shard in memory knows its size, record count and hashes for free
 (no second pass over the data, on any runner). The manifest lists them (:class:`records.Shard`).
@@ -42,22 +42,21 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def window_key(piece_key: str, index: int, shift: int = 0) -> int:
-    """A stable 64-bit key of a piece's ``index``-th window: it picks the shard and the order within
-    it.
+def record_key(piece_key: str, index: int) -> int:
+    """A stable 64-bit key of a piece's ``index``-th record (its span): it picks the shard and the
+    order within it.
 
-    A hash, not the window's bytes, so that a shard is not sorted by its first token (the trainer's
-    shuffle buffer would then mix only neighbours), and equal windows of different pieces spread
-    out. A transposed copy (``shift`` semitones, ``--transpose``) hashes its shift too, so every
-    copy's windows have keys of their own; the piece itself (0) keeps the key it always had.
+    A hash, not the record's bytes, so that a shard is not sorted by its first token (the trainer's
+    shuffle buffer would then mix only neighbours), and the spans of one piece spread out over the
+    shards.
     """
-    text = f"{piece_key}\0{index}" if shift == 0 else f"{piece_key}\0{index}\0{shift:+d}"
+    text = f"{piece_key}\0{index}"
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 
 def shard_of(keyed: tuple[int, bytes], total: int) -> tuple[int, tuple[int, bytes]]:
-    """``(window key, record)`` → ``(shard index, (window key, record))``."""
+    """``(record key, record)`` → ``(shard index, (record key, record))``."""
     return keyed[0] % total, keyed
 
 
@@ -111,7 +110,7 @@ def describe(name: str, data: bytes, count: int) -> Shard:
 
 
 def build(name: str, keyed: Iterable[tuple[int, bytes]], compression: str) -> tuple[bytes, Shard]:
-    """One shard's bytes and entry from its ``(window key, record)`` pairs, in any order.
+    """One shard's bytes and entry from its ``(record key, record)`` pairs, in any order.
 
     Sorted by key (then bytes), so a rerun on the same input writes the same bytes whichever worker
     or bundle delivered the records.

@@ -2,14 +2,15 @@
 up.
 
 Each is a thin adapter around pure functions: the chosen encoding's parse function (MIDI → tokens,
-run by name in a child process), :mod:`preprocessing.windowing` (tokens → windows, the split, the
-vocabulary), :mod:`preprocessing.records` and :mod:`preprocessing.shards` (windows →
+run by name in a child process), :mod:`preprocessing.windowing` (tokens → spans, the split, the
+vocabulary), :mod:`preprocessing.transpositions` (the vocabulary closed under ``--transpose``, its
+table), :mod:`preprocessing.examples` and :mod:`preprocessing.shards` (spans →
 ``tf.train.Example`` bytes → shards, the manifest), plus the Beam Metrics counters that show
 progress in the Dataflow UI. A file that cannot be parsed becomes a dead letter (its path and the
 reason), never an exception that stops the job; so does a file that takes longer than
 ``--max-seconds-per-file`` to parse, which :class:`ParseMidi` runs in a child process it can kill
 (:mod:`preprocessing.budgeted_child`). This module imports neither music21 nor MidiTok: only those
-children do (and :class:`TransposePieces`, when ``--transpose`` asks for the encoding's own).
+children do (and :class:`CloseUnderShifts`, when ``--transpose`` asks for the encoding's own).
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from preprocessing import budgeted_child, files, records, shards, windowing
+from preprocessing import (
+    budgeted_child,
+    examples,
+    files,
+    records,
+    shards,
+    transpositions,
+    windowing,
+)
 from preprocessing.direct_runner import (
     freeze_long_lived_objects,
     in_beam_worker_process,
@@ -40,8 +49,11 @@ class Piece(NamedTuple):
     path: str
     key: str  # path relative to the input folder: what the train/validation split hashes
     tokens: list[str]
-    shift: int = 0  # semitones: a transposed copy of a training piece (--transpose) when not 0
     undeclared_tracks: int = 0  # tracks the file's header left out (every one was read)
+    # --transpose K, training pieces only: what the tokens become under the shifts, and the
+    # windows and (window, shift) pairs a shift cannot move (transpositions.refusals)
+    moved: tuple[str, ...] = ()
+    refused: tuple[tuple[str, int], ...] = ()
 
 
 def count_matched(metadata) -> bool:
@@ -131,19 +143,17 @@ class ParseMidi(beam.DoFn):
         yield Piece(path, key, tokens, undeclared_tracks=midi_container.undeclared_tracks(data))
 
 
-class TransposePieces(beam.DoFn):
-    """Each piece, then (``--transpose K``) its copies moved by −K … +K semitones if it is a
-    training piece.
+class CloseUnderShifts(beam.DoFn):
+    """Each piece; with ``--transpose K``, a training piece also carries the tokens its tokens
+    become under every shift in -K..K (the vocabulary must hold them, so that the trainer can move
+    its windows through ``transpositions.json``) and how often a shift cannot move one of its
+    windows (:func:`transpositions.refusals`).
 
     The split comes first: the fate (:func:`windowing.piece_fate`) of the file's own tokens decides,
-    and a copy keeps its piece's key, so a validation piece is never transposed and none of its
-    transpositions can land in train. A copy a note would push out of the encoding's pitch range is
-    dropped and counted (a :class:`Tally` on :data:`DROPPED`). The encoding is imported lazily, in
-    ``setup``, and only when K > 0: the transposition is its own pure ``transpose``, the same on any
+    so a validation piece's moves never enter the vocabulary. The encoding is imported lazily, in
+    ``setup``, and only when K > 0: the moves are its own pure ``transpose_token``, the same on any
     runner.
     """
-
-    DROPPED = "transpositions_dropped"
 
     def __init__(
         self,
@@ -153,42 +163,39 @@ class TransposePieces(beam.DoFn):
         stride: int,
         validation_fraction: float,
     ):
-        self.encoding_name, self.shifts = encoding_name, windowing.semitone_shifts(transpose)
+        self.encoding_name = encoding_name
+        self.shifts = transpositions.semitone_shifts(transpose)
         self.window_spec = (sequence_length, stride, validation_fraction)
-        self.copies = Metrics.counter(METRICS_NAMESPACE, "transposed_pieces")
-        self._transpose = None
+        self._move = None
 
     def setup(self) -> None:
-        if self.shifts:  # music21 or MidiTok enters this worker only for augmentation
-            self._transpose = loader.get(self.encoding_name).transpose
+        if self.shifts:  # music21 or MidiTok enters this worker only for transposition
+            self._move = loader.get(self.encoding_name).transpose_token
             if in_beam_worker_process():
                 freeze_long_lived_objects()
 
-    def process(self, piece: Piece) -> Iterator:
-        yield piece
+    def process(self, piece: Piece) -> Iterator[Piece]:
         if (
             not self.shifts
             or windowing.piece_fate(len(piece.tokens), piece.key, *self.window_spec)
             != records.TRAIN
         ):
+            yield piece
             return
-        if self._transpose is None:  # a runner that skipped setup
+        if self._move is None:  # a runner that skipped setup
             self.setup()
-        copies, dropped = windowing.transposed_copies(piece.tokens, self.shifts, self._transpose)
-        for shift, tokens in copies:
-            self.copies.inc()
-            yield piece._replace(tokens=tokens, shift=shift)
-        if dropped:
-            yield beam.pvalue.TaggedOutput(
-                self.DROPPED, Tally(Counter(transpositions_dropped=dropped), [])
-            )
+        moved = transpositions.moved_tokens(piece.tokens, self.shifts, self._move)
+        refused = transpositions.refusals(
+            piece.tokens, self.window_spec[0], self.shifts, self._move
+        )
+        yield piece._replace(moved=tuple(sorted(moved)), refused=tuple(sorted(refused.items())))
 
 
-class MakeWindows(beam.DoFn):
-    """One piece → ``(window key, serialized tf.train.Example)`` per window, tagged with the piece's
-    split.
+class MakeSpans(beam.DoFn):
+    """One piece → ``(record key, serialized tf.train.Example)`` per span
+    (:func:`windowing.spans`), tagged with the piece's split.
 
-    The key (:func:`shards.window_key`) picks the window's shard and its place there.
+    The key (:func:`shards.record_key`) picks the span's shard and its place there.
     """
 
     def __init__(self, sequence_length: int, stride: int, validation_fraction: float):
@@ -196,12 +203,11 @@ class MakeWindows(beam.DoFn):
         self.stride = stride
         self.validation_fraction = validation_fraction
         self.counters = {
-            fate: Metrics.counter(METRICS_NAMESPACE, name)
-            for fate, name in (
-                (records.TRAIN, "train_windows"),
-                (records.VALIDATION, "validation_windows"),
-                (windowing.EMPTY, "pieces_empty"),
-                (windowing.TOO_SHORT, "pieces_too_short"),
+            name: Metrics.counter(METRICS_NAMESPACE, name)
+            for name in (
+                *(f"{split}_{unit}" for split in records.SPLITS for unit in ("windows", "spans")),
+                "pieces_empty",
+                "pieces_too_short",
             )
         }
         self._index: dict[str, int] | None = None
@@ -219,18 +225,25 @@ class MakeWindows(beam.DoFn):
             self.validation_fraction,
         )
         if fate not in records.SPLITS:
-            self.counters[fate].inc()
+            self.counters[f"pieces_{fate}"].inc()
             return
         ids = windowing.token_ids(piece.tokens, self._index)
-        for index, (inputs, target) in enumerate(
-            windowing.windows(ids, self.sequence_length, self.stride)
-        ):
-            self.counters[fate].inc()
-            keyed = (
-                shards.window_key(piece.key, index, piece.shift),
-                records.encode_example(inputs, target),
-            )
+        spans = windowing.spans(ids, self.sequence_length, self.stride)
+        self.counters[f"{fate}_windows"].inc(windowing.window_count(len(ids), self.sequence_length))
+        self.counters[f"{fate}_spans"].inc(len(spans))
+        for index, span in enumerate(spans):
+            keyed = (shards.record_key(piece.key, index), examples.encode_span(span))
             yield beam.pvalue.TaggedOutput(fate, keyed)
+
+
+def transposition_table(vocab: list[str], encoding_name: str, transpose: int) -> str:
+    """``transpositions.json`` for the finished vocabulary ("" without ``--transpose``); the
+    encoding is imported only when there is a table to make."""
+    if not transpose:
+        return ""
+    move = loader.get(encoding_name).transpose_token
+    rows = transpositions.table(vocab, transpositions.semitone_shifts(transpose), move)
+    return transpositions.table_to_json(transpose, records.vocab_hash(vocab), rows)
 
 
 class VocabularyFn(beam.CombineFn):
@@ -242,6 +255,7 @@ class VocabularyFn(beam.CombineFn):
 
     def add_input(self, accumulator: set, piece: Piece) -> set:
         accumulator.update(piece.tokens)
+        accumulator.update(piece.moved)  # closed under the shifts of --transpose
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[set]) -> set:
@@ -266,26 +280,18 @@ class Tally(NamedTuple):
 def piece_counts(
     piece: Piece, sequence_length: int, stride: int, validation_fraction: float
 ) -> Counter:
-    """The manifest counts one parsed piece contributes (the same classification as its windows).
-
-    A transposed copy (always of a training piece) counts as a copy and by its windows, which the
-    train shards hold: never as a file, its tokens or a piece of its own."""
+    """The manifest counts one parsed piece contributes (the same classification as its spans)."""
     fate = windowing.piece_fate(
         len(piece.tokens), piece.key, sequence_length, stride, validation_fraction
     )
-    if piece.shift:
-        windows = windowing.window_count(len(piece.tokens), sequence_length, stride)
-        return Counter(
-            {"transposed_pieces": 1, "windows_augmented": windows, f"{fate}_windows": windows}
-        )
     counts: Counter = Counter(files_parsed=1, tokens=len(piece.tokens))
     if piece.undeclared_tracks:
         counts["headers_undercounted"] = 1
     if fate in records.SPLITS:
         counts[f"{fate}_pieces"] = 1
-        counts[f"{fate}_windows"] = windowing.window_count(
-            len(piece.tokens), sequence_length, stride
-        )
+        counts[f"{fate}_windows"] = windowing.window_count(len(piece.tokens), sequence_length)
+        counts[f"{fate}_spans"] = windowing.window_count(len(piece.tokens), sequence_length, stride)
+        counts.update(dict(piece.refused))
     else:
         counts[f"pieces_{fate}"] = 1
     return counts
@@ -295,7 +301,7 @@ def piece_tally(
     piece: Piece, sequence_length: int, stride: int, validation_fraction: float
 ) -> Tally:
     counts = piece_counts(piece, sequence_length, stride, validation_fraction)
-    held_out = counts.get("validation_pieces", 0)  # a piece of its own (copies are never held out)
+    held_out = counts.get("validation_pieces", 0)
     return Tally(counts, [], windowing.key_digest(piece.key) if held_out else 0)
 
 
@@ -329,14 +335,13 @@ class TallyFn(beam.CombineFn):
         return total
 
     def extract_output(self, accumulator: Tally) -> Tally:
-        augmented = [
+        noted = [
             key
-            for key in (*records.AUGMENTATION_COUNT_KEYS, *records.NOTED_COUNT_KEYS)
+            for key in (*records.TRANSPOSITION_COUNT_KEYS, *records.NOTED_COUNT_KEYS)
             if key in accumulator.counts
         ]
-        counts = Counter(
-            {key: int(accumulator.counts.get(key, 0)) for key in (*records.COUNT_KEYS, *augmented)}
-        )
+        always = (*records.COUNT_KEYS, *records.SPAN_COUNT_KEYS)
+        counts = Counter({key: int(accumulator.counts.get(key, 0)) for key in (*always, *noted)})
         counts["files_matched"] = counts["files_parsed"] + counts["files_failed"]
         dead_letters = sorted(accumulator.dead_letters, key=lambda entry: entry["path"])
         return Tally(counts, dead_letters, accumulator.validation_keys)

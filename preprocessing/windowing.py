@@ -1,16 +1,18 @@
-"""Pure functions that turn token sequences into training windows; no Beam, no TensorFlow, no
-music21.
+"""Pure functions that turn token sequences into training windows and the spans that store them
+(and back); no Beam, no TensorFlow, no music21.
 
 Each piece is windowed on its own (a window and its target always come from the same piece), and
 pieces, not windows, are split between training and validation by a stable hash of their path. Why
-that differs from the reference notebook: ``docs/ENCODING.md``. Transposed copies (``--transpose``)
-are made of training pieces only, after the split, with the encoding's own ``transpose``.
+that differs from the reference notebook: ``docs/ENCODING.md``. A piece is stored as
+:func:`spans`, which hold each of its windows exactly once; :func:`reassemble` puts pieces back
+together from spans or windows read in any order.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from preprocessing.records import TRAIN, VALIDATION
 
@@ -39,6 +41,28 @@ def windows(
         raise ValueError("sequence_length and stride must be at least 1")
     for start in range(0, len(ids) - sequence_length, stride):
         yield list(ids[start : start + sequence_length]), int(ids[start + sequence_length])
+
+
+def spans(ids: Sequence[int], sequence_length: int, stride: int) -> list[list[int]]:
+    """A piece's records in the ``spans`` layout: ``ids[k * stride : k * stride + sequence_length +
+    stride]`` for each of the :func:`window_count` (at ``stride``) values of ``k``, the last one cut
+    at the piece's end.
+
+    Every window of ``sequence_length + 1`` tokens at stride 1 (``windows(ids, sequence_length)``)
+    lies in exactly one span: the one starting at ``stride * (start // stride)``. So each token is
+    stored about ``(sequence_length + stride) / stride`` times instead of ``sequence_length + 1``
+    times, a piece's tail is never lost, and :func:`span_windows` gives back the windows exactly.
+    Consecutive spans overlap by ``sequence_length`` tokens (:func:`reassemble` chains them).
+    """
+    count = window_count(len(ids), sequence_length, stride)
+    length = sequence_length + stride
+    return [list(ids[k * stride : k * stride + length]) for k in range(count)]
+
+
+def span_windows(span: Sequence[int], sequence_length: int) -> list[tuple[list[int], int]]:
+    """The stride-1 windows ``(inputs, target)`` that one span holds (the trainer's
+    ``tf.signal.frame`` of the ``last`` objective, in plain Python)."""
+    return list(windows(span, sequence_length))
 
 
 def vocabulary(tokens: Iterable[str]) -> list[str]:
@@ -99,39 +123,46 @@ def pieces_hash(digest_sum: int) -> str:
     return f"{digest_sum % 2**64:016x}"
 
 
-# --------------------------------------------------------------------- transposition (augmentation)
-
-MAX_TRANSPOSE = 12
-"""``--transpose`` at most an octave: beyond it, a chord token (pitch classes) repeats a copy
-already made."""
+# --------------------------------------------------------------------- reassembly
 
 
-def semitone_shifts(transpose: int) -> tuple[int, ...]:
-    """The shifts of ``--transpose K``: −K … −1, +1 … +K (the piece itself, 0, is not a copy)."""
-    if not 0 <= transpose <= MAX_TRANSPOSE:
-        raise ValueError(
-            f"transpose must be between 0 and {MAX_TRANSPOSE} semitones, not {transpose}"
-        )
-    return tuple(range(-transpose, 0)) + tuple(range(1, transpose + 1))
+def reassemble(sequences: Sequence[Sequence[int]], overlap: int) -> list[list[int]]:
+    """The token-id sequences that ``sequences`` (spans, or windows of inputs and target) were cut
+    from, in any order.
 
-
-def transposed_copies(
-    tokens: Sequence[str],
-    shifts: Sequence[int],
-    transpose: Callable[[Sequence[str], int], list[str] | None],
-) -> tuple[list[tuple[int, list[str]]], int]:
-    """``([(shift, tokens moved by shift), ...], dropped)`` for one piece.
-
-    ``transpose`` is the encoding's own (:meth:`preprocessing.encodings.base.Encoding.transpose`):
-    it gives None when a note would leave the encoding's pitch range, and that copy is dropped
-    (counted, never an error). Only training pieces are given to this function: the split comes
-    first.
+    Consecutive spans of a piece overlap by ``sequence_length`` tokens; windows of ``L + 1`` tokens
+    at stride s by ``L + 1 - s`` (:attr:`preprocessing.records.Manifest.record_overlap`). Sequences
+    are chained wherever one's first ``overlap`` tokens are another's last ones, so the order the
+    shards hold them in does not matter. A chain starts where more sequences begin with those tokens
+    than end with them (where an Eulerian path starts), so a piece that loops back on itself still
+    comes back whole. Every sequence is used exactly once. Where a piece repeats more than
+    ``overlap`` tokens the chaining may take either branch (a stretch may then differ from its
+    piece, or a piece come back in two stretches, always with the same sequences). With ``overlap``
+    0 or less each stays alone.
     """
-    copies, dropped = [], 0
-    for shift in shifts:
-        moved = transpose(tokens, shift)
-        if moved is None:
-            dropped += 1
-        else:
-            copies.append((shift, moved))
-    return copies, dropped
+    full = [tuple(int(i) for i in sequence) for sequence in sequences]
+    if overlap <= 0:
+        return [list(sequence) for sequence in full]
+    unused: dict[tuple, deque[int]] = defaultdict(deque)
+    for index, sequence in enumerate(full):
+        unused[sequence[:overlap]].append(index)
+    ending = Counter(sequence[-overlap:] for sequence in full)
+    starts = sorted(
+        i
+        for key, indices in unused.items()
+        for i in list(indices)[: max(0, len(indices) - ending[key])]
+    )
+    used = [False] * len(full)
+    pieces: list[list[int]] = []
+    for first in starts + list(range(len(full))):  # then whatever a cycle left over
+        if used[first]:
+            continue
+        used[first] = True
+        unused[full[first][:overlap]].remove(first)
+        piece = list(full[first])
+        while unused.get(tuple(piece[-overlap:])):
+            following = unused[tuple(piece[-overlap:])].popleft()
+            used[following] = True
+            piece.extend(full[following][overlap:])
+        pieces.append(piece)
+    return pieces

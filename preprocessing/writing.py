@@ -1,9 +1,10 @@
 """The preprocessing job's last steps: the shard writers, and the write that publishes the output.
 
-Both run on the workers, on any runner. :class:`WriteShards` groups one split's keyed windows by
+Both run on the workers, on any runner. :class:`WriteShards` groups one split's keyed spans by
 shard and writes each shard in one go through Beam's ``FileSystems`` (:mod:`preprocessing.files`),
 its bytes and manifest entry made by :mod:`preprocessing.shards`. :func:`write_outputs` runs once,
-after everything else is final (its inputs are the tally, the vocabulary and every shard entry), and
+after everything else is final (its inputs are the tally, the vocabulary, its transposition table
+and every shard entry), and
 publishes the small files with the manifest last, so a folder with a manifest is a finished output.
 """
 
@@ -14,13 +15,13 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
-from preprocessing import files, records, shards, windowing
+from preprocessing import files, records, shards, transpositions, windowing
 from preprocessing.encodings import registry
 from preprocessing.transforms import Tally
 
 
 class WriteShard(beam.DoFn):
-    """One shard's ``(window key, record)`` pairs → its file, written in one go → its manifest
+    """One shard's ``(record key, record)`` pairs → its file, written in one go → its manifest
     entry."""
 
     def __init__(self, output: str, split: str, run_id: str, total: int, compression: str):
@@ -39,11 +40,11 @@ class WriteShard(beam.DoFn):
 
 
 class WriteShards(beam.PTransform):
-    """Keyed windows of one split → ``total`` shard files named with the run id → their manifest
+    """Keyed records of one split → ``total`` shard files named with the run id → their manifest
     entries.
 
     One GroupByKey by shard index (what ``WriteToTFRecord(num_shards=...)`` does too), then one
-    :class:`WriteShard` per shard. A shard that no window falls into is neither written nor listed.
+    :class:`WriteShard` per shard. A shard that no record falls into is neither written nor listed.
     A retried or duplicated shard writer writes the same bytes to the same name.
     """
 
@@ -55,9 +56,9 @@ class WriteShards(beam.PTransform):
         self.total = total
         self.compression = compression
 
-    def expand(self, keyed_windows):
+    def expand(self, keyed_records):
         return (
-            keyed_windows
+            keyed_records
             | "ByShard" >> beam.Map(shards.shard_of, self.total)
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"
@@ -72,6 +73,7 @@ def write_outputs(
     vocab: list[str],
     train_shards: list[records.Shard],
     validation_shards: list[records.Shard],
+    table: str = "",
     *,
     output: str,
     run_id: str,
@@ -83,9 +85,9 @@ def write_outputs(
     described: dict,
     transpose: int = 0,
 ) -> str:
-    """Publish dead_letter.jsonl, vocab.json, the encoding's saved files and manifest.json (last),
-    then remove what it replaced. ``described`` is :func:`preprocessing.encodings.loader.describe`
-    of the encoding.
+    """Publish dead_letter.jsonl, vocab.json, the encoding's saved files, ``transpositions.json``
+    (``table``, with ``--transpose``) and manifest.json (last), then remove what it replaced.
+    ``described`` is :func:`preprocessing.encodings.loader.describe` of the encoding.
 
     Runs once, after the combines and both shard writes are final (they are its inputs), so a folder
     with a manifest is a finished output on any runner. Until this step, a finished output already
@@ -115,10 +117,14 @@ def write_outputs(
         encoding_versions=dict(described["versions"]),
         transpose=transpose,
         validation_pieces_hash=windowing.pieces_hash(tally.validation_keys),
+        layout=records.SPANS,
+        transposition_hash=transpositions.table_hash(table) if table else "",
     )
     if not manifest.windows(records.TRAIN):
         return files.report_failure(output, run_id, manifest, tally.dead_letters)
     saved = sorted(described["saved_files"].items())
+    if table:
+        saved.append((records.TRANSPOSITIONS_FILE, table))
     files.publish(
         output,
         [
@@ -133,6 +139,6 @@ def write_outputs(
         output,
         [*manifest.shards(records.TRAIN), *manifest.shards(records.VALIDATION)],
         [name for name, _ in saved],
-        replaced=registry.every_saved_file(),
+        replaced=(*registry.every_saved_file(), records.TRANSPOSITIONS_FILE),
     )
     return records.join(output, records.MANIFEST_FILE)

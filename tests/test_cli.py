@@ -117,6 +117,32 @@ def test_quickstart_runs_the_whole_chain_at_its_smallest(training_midi_dir, tmp_
     )
 
 
+def test_the_quickstarts_comparison_says_which_accuracy_it_shows():
+    metrics = {
+        "val_accuracy": 0.5,
+        "bigram_val_accuracy": 0.17,
+        "unigram_val_accuracy": 0.07,
+        "epoch": 5,
+        "last_epoch": 6,
+    }
+    lines = quickstart.comparison(metrics)
+    assert lines[0].endswith(
+        "(epoch 5 of 6, the lowest validation loss), of the token after each window (its full "
+        "context):"
+    )
+    assert lines[1] == "  LSTM 50.0 % vs bigram 17.0 %: +33.0 points (clears the +2 points bar)"
+    assert len(lines) == 3 and lines[2] == "  unigram baseline 7.0 %"
+    every = {
+        **metrics,
+        "val_accuracy_every_position": 0.45,
+        "bigram_val_accuracy_every_position": 0.16,
+    }
+    assert quickstart.comparison(every)[2] == (
+        "  at every position of the windows (what --objective sequence trains): LSTM 45.0 % vs "
+        "bigram 16.0 %"
+    )
+
+
 def test_quickstart_routes_each_flag_to_the_jobs_that_know_it():
     import argparse
 
@@ -377,3 +403,23 @@ def test_beam_worker_lines_are_hidden_unless_verbose(midi_corpus, tmp_path):
         return re.sub(r"\(run [0-9a-f]+\)", "(run)", stdout.replace("quiet", "verbose"))
 
     assert same_run(runs["quiet"].stdout) == same_run(runs["verbose"].stdout)
+
+
+def test_quickstart_with_the_reference_network_trains_its_only_objective(tmp_path):
+    """The preset trains every position; ``--model reference`` has the last one only, so the
+    preset's objective gives way to it, and an explicit ``--objective sequence`` is refused."""
+    from preprocessing import options
+    from trainer import flags, generate_flags
+
+    parsers = {
+        "quickstart": quickstart.quickstart_parser(),
+        "preprocess": options.build_parser(),
+        "train": flags.build_parser(),
+        "generate": generate_flags.build_parser(),
+    }
+    work = ["--workdir", str(tmp_path)]
+    assert quickstart.plan_jobs(work, parsers).train.objective == "sequence"
+    chosen = quickstart.plan_jobs([*work, "--model", "reference"], parsers).train
+    assert (chosen.model, chosen.objective) == ("reference", "last")
+    with pytest.raises(ValueError, match="--objective sequence needs --model fast"):
+        quickstart.plan_jobs([*work, "--model", "reference", "--objective", "sequence"], parsers)

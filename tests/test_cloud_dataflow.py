@@ -92,7 +92,9 @@ def test_job_request_is_a_dataflow_job_with_our_transforms(dataflow_job):
         for name in (
             "MatchFiles",
             "ParseMidi",
-            "Windows",
+            "CloseUnderShifts",
+            "Spans",
+            "TranspositionTable",
             "WriteTrain",
             "WriteValidation",
             "Vocabulary",

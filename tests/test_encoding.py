@@ -246,8 +246,10 @@ def test_reference_transposition_of_single_tokens():
     assert (
         reference.transpose_token("G9", 1) is None and reference.transpose_token("C0", -1) is None
     )
-    assert reference.transpose_tokens(["C4", "G9"], 1) is None
-    assert reference.transpose_tokens(["C4", "0.4.7"], 0) == ["C4", "0.4.7"]
+    codec = reference.ReferenceEncoding()
+    assert codec.transpose(["C4", "G9"], 1) is None  # a piece moves token by token, or not at all
+    assert codec.transpose(["C4", "0.4.7"], 0) == ["C4", "0.4.7"]
+    assert codec.transpose(["C#4", "0.4.8"], 5) == ["F#4", "1.5.9"]
 
 
 def transposed_midi(data: bytes, semitones: int) -> bytes:

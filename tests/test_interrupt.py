@@ -65,7 +65,14 @@ def start(*argv: str) -> subprocess.Popen:
         cwd=ROOT,
         env=user_environment(),
         start_new_session=True,  # a process group of its own, as a terminal's foreground job
+        # A shell starts a background job with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: give the job the default a terminal's foreground job has.
+        preexec_fn=default_sigint,
     )
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def ctrl_c(process: subprocess.Popen) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from preprocessing import windowing
 from preprocessing.encodings import loader
 from preprocessing.encodings.base import NoteEvent
 from trainer import audio, measures, plots, repeats, sampling, summary
@@ -203,40 +204,46 @@ def windows_of(pieces, length, stride=1):
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
 
+def reassemble(inputs, targets, stride: int = 1) -> list[list[int]]:
+    """Format 2's windows ``(inputs, target)`` at ``stride`` chained back into pieces."""
+    rows = [list(x) + [int(t)] for x, t in zip(np.asarray(inputs).tolist(), targets)]
+    return windowing.reassemble(rows, np.shape(inputs)[1] + 1 - stride)
+
+
 def test_reassemble_puts_shuffled_windows_back_into_their_pieces():
     pieces = [list(range(10)), list(range(20, 27))]
-    assert sorted(measures.reassemble(*windows_of(pieces, 3))) == pieces
+    assert sorted(reassemble(*windows_of(pieces, 3))) == pieces
 
 
-def test_reassemble_at_a_stride_loses_only_the_tail():
+def test_reassemble_at_a_stride_loses_only_the_tail_of_stored_windows():
     # 11 tokens, windows of 3 + target starting at 0, 2, 4, 6: tokens 0..9 are covered, 10 is not.
-    assert measures.reassemble(*windows_of([list(range(11))], 3, stride=2), stride=2) == [
-        list(range(10))
-    ]
+    assert reassemble(*windows_of([list(range(11))], 3, stride=2), stride=2) == [list(range(10))]
     # stride 5 > 3: windows do not overlap, each stays alone
-    alone = measures.reassemble(*windows_of([list(range(12))], 3, stride=5), stride=5)
+    alone = reassemble(*windows_of([list(range(12))], 3, stride=5), stride=5)
     assert sorted(alone) == [[0, 1, 2, 3], [5, 6, 7, 8]]
+    # spans at any stride keep the tail: token 10 comes back
+    assert windowing.reassemble(windowing.spans(list(range(11)), 3, 5), 3) == [list(range(11))]
 
 
 def test_reassemble_a_piece_that_is_one_loop():
-    assert measures.reassemble(*windows_of([[1] * 10], 3)) == [[1] * 10]
-    assert measures.reassemble(*windows_of([[1, 2, 3] * 3], 2)) == [[1, 2, 3] * 3]
-    assert measures.reassemble(np.zeros((0, 3)), np.zeros(0)) == []
+    assert reassemble(*windows_of([[1] * 10], 3)) == [[1] * 10]
+    assert reassemble(*windows_of([[1, 2, 3] * 3], 2)) == [[1, 2, 3] * 3]
+    assert windowing.reassemble(windowing.spans([1, 2, 3] * 5, 2, 4), 2) == [[1, 2, 3] * 5]
+    assert reassemble(np.zeros((0, 3)), np.zeros(0)) == []
 
 
-def test_reassemble_the_pipelines_validation_windows(records_dir):
-    """On a real pipeline output, whose shards order windows by a hash: the stretches that come
+def test_reassemble_the_pipelines_validation_spans(records_dir):
+    """On a real pipeline output, whose shards order spans by a hash: the stretches that come
     back hold exactly the validation pieces' windows, each once. (These patterned pieces repeat
-    more than a window's overlap, so the chaining may take either branch: the stretches need not
+    more than the spans' overlap, so the chaining may take either branch: the stretches need not
     be the pieces.)"""
     from conftest import patterned_tokens
 
-    from preprocessing import records, windowing
+    from preprocessing import records
     from trainer import data as data_lib
 
     data = data_lib.load(str(records_dir))
-    inputs, targets = data_lib.numpy_windows(data, records.VALIDATION)
-    pieces = measures.reassemble(inputs, targets)
+    pieces = data_lib.pieces(data, records.VALIDATION)
     expected = [
         patterned_tokens(seed=100 + i, length=120)
         for i in range(12)

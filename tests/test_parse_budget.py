@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import patterned_tokens, write_tokens_midi
 from helpers import wait_until_gone, with_silent_gap
+from stored import windows_in
 
 from preprocessing import budgeted_child, pipeline, reader, records, windowing
 from preprocessing.encodings import midi_container, reference
@@ -31,23 +32,8 @@ TICKS_PER_QUARTER = 10080  # what music21 writes
 GENEROUS_SECONDS = 240  # a whole run on this shared 2-core machine takes 10-40 s
 
 
-def tfrecords(path: Path):
-    """The records of one uncompressed TFRecord file (8-byte length, 4-byte CRC, data, 4-byte
-    CRC)."""
-    data, position = path.read_bytes(), 0
-    while position < len(data):
-        length = int.from_bytes(data[position : position + 8], "little")
-        yield data[position + 12 : position + 12 + length]
-        position += 16 + length
-
-
 def windows_written(out: Path, manifest: records.Manifest) -> Counter:
-    return Counter(
-        (tuple(inputs), target)
-        for split in records.SPLITS
-        for name in manifest.shards(split)
-        for inputs, target in map(records.decode_example, tfrecords(out / name))
-    )
+    return sum((windows_in(out, manifest, split) for split in records.SPLITS), Counter())
 
 
 def windows_expected(good: dict[str, list[str]], vocab: list[str]) -> Counter:

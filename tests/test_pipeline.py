@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from stored import spans_in, trainer_windows, windows_in
 
 from preprocessing import options, pipeline, reader, records, windowing
 
@@ -16,28 +17,18 @@ SEQ = 8
 VALIDATION_FRACTION = 0.3  # puts piece_1 and piece_2 of the fixture into validation
 
 
-def read_split(
-    out: Path, manifest: records.Manifest, split: str
-) -> list[tuple[tuple[int, ...], int]]:
-    """All windows of one split, read back with tf.data exactly as the trainer will."""
-    files = [str(out / name) for name in manifest.shards(split)]
-    dataset = tf.data.TFRecordDataset(
-        files, compression_type=records.tf_compression_type(manifest.compression)
-    )
-    spec = records.parse_spec(manifest.sequence_length)
-    return [
-        (tuple(ex["inputs"].numpy().tolist()), int(ex["target"]))
-        for ex in dataset.map(lambda s: tf.io.parse_single_example(s, spec))
-    ]
-
-
 def expected_windows(
-    token_lists: dict[str, list[str]], vocab: list[str], seq: int, stride: int, split: str
+    token_lists: dict[str, list[str]],
+    vocab: list[str],
+    seq: int,
+    stride: int,
+    split: str,
+    fraction: float = VALIDATION_FRACTION,
 ):
     index = {token: i for i, token in enumerate(vocab)}
     found = []
     for name, tokens in token_lists.items():
-        if windowing.split_for(name, VALIDATION_FRACTION) != split:
+        if windowing.split_for(name, fraction) != split:
             continue
         ids = [index[t] for t in tokens]
         found += [(tuple(inputs), target) for inputs, target in windowing.windows(ids, seq, stride)]
@@ -84,9 +75,16 @@ def test_counts_vocabulary_and_windows_are_exact(midi_corpus, default_run):
     assert c["tokens"] == len(all_tokens)
     for split in records.SPLITS:
         want = expected_windows(tokens, vocab, SEQ, 1, split)
-        got = Counter(read_split(out, manifest, split))
-        assert got == want, split
+        assert trainer_windows(out, split) == want == windows_in(out, manifest, split), split
         assert c[f"{split}_windows"] == sum(want.values()) > 0
+        # spans of SEQ + stride tokens, stride SEQ by default: every token stored about twice
+        spans = spans_in(out, manifest, split)
+        assert manifest.stride == SEQ and len(spans) == c[f"{split}_spans"]
+        assert sum(map(len, spans)) <= 2 * sum(
+            len(t)
+            for name, t in tokens.items()
+            if len(t) > SEQ and windowing.split_for(name, VALIDATION_FRACTION) == split
+        )
     # stride 1: sum of max(0, len - sequence_length) over pieces
     assert c["train_windows"] + c["validation_windows"] == sum(
         max(0, len(t) - SEQ) for t in tokens.values()
@@ -105,7 +103,7 @@ def test_split_is_disjoint_by_piece(midi_corpus, default_run):
             origin.setdefault((tuple(window[0]), window[1]), set()).add(name)
     pieces = {split: set() for split in records.SPLITS}
     for split in records.SPLITS:
-        for window in read_split(out, outcome.manifest, split):
+        for window in windows_in(out, outcome.manifest, split):
             pieces[split] |= origin[window]
     assert pieces["train"] and pieces["validation"]
     assert not pieces["train"] & pieces["validation"]
@@ -128,7 +126,7 @@ def test_output_files_and_manifest(midi_corpus, default_run):
             assert (
                 shard.records == sum(1 for _ in tf.data.TFRecordDataset(str(out / shard.name))) > 0
             )
-        assert sum(shard.records for shard in manifest.shard_entries(split)) == manifest.windows(
+        assert sum(shard.records for shard in manifest.shard_entries(split)) == manifest.records(
             split
         )
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -143,7 +141,7 @@ def test_output_files_and_manifest(midi_corpus, default_run):
     assert json.loads((out / "vocab.json").read_text()) == reader.read_vocab(str(out))
     on_disk = json.loads((out / "manifest.json").read_text())
     assert (
-        on_disk["sequence_length"] == SEQ and on_disk["parts"] == "all" and on_disk["stride"] == 1
+        on_disk["sequence_length"] == SEQ and on_disk["parts"] == "all" and on_disk["stride"] == SEQ
     )
     assert on_disk["encoding"] == records.ENCODING
     assert not (out / ".lstm-composer-write-test").exists()
@@ -176,6 +174,8 @@ def test_beam_counters_agree_with_the_manifest(default_run):
         "tokens",
         "train_windows",
         "validation_windows",
+        "train_spans",
+        "validation_spans",
     ):
         assert outcome.metrics.get(key, 0) == counts[key], key
 
@@ -201,8 +201,8 @@ def test_two_runs_give_the_same_vocabulary_and_windows(midi_corpus, default_run,
     )
     assert reader.read_vocab(str(tmp_path)) == reader.read_vocab(str(out))
     for split in records.SPLITS:
-        assert Counter(read_split(tmp_path, second.manifest, split)) == Counter(
-            read_split(out, first.manifest, split)
+        assert windows_in(tmp_path, second.manifest, split) == windows_in(
+            out, first.manifest, split
         )
     assert len(second.manifest.train_shards) == 3
     again = pipeline.run(
@@ -275,9 +275,13 @@ def test_stride_gzip_and_first_part_mode(midi_corpus, tmp_path):
         "B4",
         "A4",
     ]
-    expected = sum(windowing.window_count(len(t), SEQ, stride) for t in tokens.values())
-    got = read_split(tmp_path, manifest, "train")
-    assert len(got) == expected == manifest.counts["train_windows"]
+    vocab = reader.read_vocab(str(tmp_path))
+    expected = expected_windows(tokens, vocab, SEQ, 1, "train", fraction=0.0)
+    # spans at stride 3 still hold every window at stride 1, each once
+    assert windows_in(tmp_path, manifest, "train") == expected
+    assert sum(expected.values()) == manifest.counts["train_windows"]
+    spans = sum(windowing.window_count(len(t), SEQ, stride) for t in tokens.values())
+    assert manifest.counts["train_spans"] == spans == len(spans_in(tmp_path, manifest, "train"))
     assert manifest.counts["validation_windows"] == 0
 
 
@@ -318,12 +322,21 @@ def test_beam_flags_pass_through_and_local_defaults_are_set():
         ("--sequence-length", "0", "--sequence-length must be at least 1"),
         ("--validation-fraction", "1.5", "--validation-fraction must be"),
         ("--parts", "second", "invalid choice"),
+        ("--stride", "0", "--stride must be at least 1 (default: the sequence length), not 0"),
+        ("--stride", "-2", "--stride must be at least 1"),
     ],
 )
 def test_bad_values_are_refused(flag, value, message, capsys):
     with pytest.raises(SystemExit):
         options.parse_args(["--output", "x", flag, value])
-    assert message in capsys.readouterr().err
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert message in line
+
+
+def test_the_stride_defaults_to_the_sequence_length():
+    assert options.parse_args(["--output", "x", "--sequence-length", "48"])[0].stride == 48
+    assert options.parse_args(["--output", "x"])[0].stride == 100
+    assert options.parse_args(["--output", "x", "--stride", "5"])[0].stride == 5
 
 
 def test_unwritable_output_is_one_clear_message(midi_corpus, tmp_path, capsys):

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import tensorflow as tf
+from stored import windows_in
 
 from preprocessing import pipeline, reader, records, windowing
 from preprocessing.encodings import loader
@@ -21,10 +21,7 @@ VALIDATION_FRACTION = 0.3
 
 
 def read_windows(out: Path, manifest: records.Manifest, split: str) -> Counter:
-    files = [str(out / name) for name in manifest.shards(split)]
-    spec = records.parse_spec(manifest.sequence_length)
-    dataset = tf.data.TFRecordDataset(files).map(lambda s: tf.io.parse_single_example(s, spec))
-    return Counter((tuple(ex["inputs"].numpy().tolist()), int(ex["target"])) for ex in dataset)
+    return windows_in(out, manifest, split)
 
 
 def velocity_129_midi() -> bytes:
@@ -230,6 +227,8 @@ def test_a_manifest_written_before_the_encoding_fields_still_reads():
         run_id="abcd1234",
         encoding_config_hash="x",
         encoding_versions={"music21": "1"},
+        format_version=2,
+        layout=records.WINDOWS,
     )
     document = json.loads(records.manifest_to_json(manifest))
     assert records.manifest_from_json(json.dumps(document)) == manifest

@@ -11,16 +11,15 @@ import random
 import pytest
 import tensorflow as tf
 
-from preprocessing import reader, records, shards
+from preprocessing import examples, reader, records, shards
 
 
-def _records(count: int, seed: int = 0, length: int = 8, below: int = 128) -> list[bytes]:
-    """Random windows; with ids ``below`` 128 every record has the same size (one varint byte per
+def _records(count: int, seed: int = 0, length: int = 16, below: int = 128) -> list[bytes]:
+    """Random spans; with ids ``below`` 128 every record has the same size (one varint byte per
     id)."""
     rng = random.Random(seed)
     return [
-        records.encode_example([rng.randrange(below) for _ in range(length)], rng.randrange(below))
-        for _ in range(count)
+        examples.encode_span([rng.randrange(below) for _ in range(length)]) for _ in range(count)
     ]
 
 
@@ -47,7 +46,7 @@ def test_a_gzip_shard_reads_back_in_tensorflow_and_has_no_time_stamp(tmp_path):
 
 def test_a_shard_is_the_same_bytes_whatever_order_its_records_arrive_in():
     keyed = [
-        (shards.window_key("folder/piece.mid", i), item) for i, item in enumerate(_records(30))
+        (shards.record_key("folder/piece.mid", i), item) for i, item in enumerate(_records(30))
     ]
     data, entry = shards.build("train-r-00000-of-00001.tfrecord", keyed, "none")
     shuffled = list(keyed)
@@ -60,15 +59,15 @@ def test_a_shard_is_the_same_bytes_whatever_order_its_records_arrive_in():
     assert [r for _, r in sorted(keyed)] != sorted(r for _, r in keyed)
 
 
-def test_window_keys_are_stable_and_spread_over_the_shards():
+def test_record_keys_are_stable_and_spread_over_the_shards():
     assert (
-        shards.window_key("a.mid", 3)
-        == shards.window_key("a.mid", 3)
-        != shards.window_key("a.mid", 4)
+        shards.record_key("a.mid", 3)
+        == shards.record_key("a.mid", 3)
+        != shards.record_key("a.mid", 4)
     )
     counts = [0] * 4
     for i in range(4000):
-        counts[shards.shard_of((shards.window_key(f"p{i % 7}.mid", i), b""), 4)[0]] += 1
+        counts[shards.shard_of((shards.record_key(f"p{i % 7}.mid", i), b""), 4)[0]] += 1
     assert min(counts) > 900
 
 
@@ -91,15 +90,16 @@ def _output(tmp_path, items_per_shard=(5, 3), seed=0, windows=None):
         data = shards.shard_bytes(_records(count, seed=seed + index), "none")
         (tmp_path / name).write_bytes(data)
         entries.append(shards.describe(name, data, count))
+    spans = sum(items_per_shard) if windows is None else windows
     manifest = records.Manifest(
         sequence_length=8,
-        stride=1,
+        stride=8,
         vocab_size=len(vocab),
         vocab_hash=records.vocab_hash(vocab),
         parts="all",
         compression="none",
         validation_fraction=0.0,
-        counts={"train_windows": sum(items_per_shard) if windows is None else windows},
+        counts={"train_windows": 8 * spans, "train_spans": spans},
         train_shards=tuple(entries),
         validation_shards=(),
         run_id="r1",
@@ -120,7 +120,7 @@ def _refusal(tmp_path, full=False) -> str:
 def test_an_intact_output_passes_both_checks(tmp_path):
     _output(tmp_path)
     for full in (False, True):
-        assert reader.read_output(str(tmp_path), full=full)[0].windows("train") == 8
+        assert reader.read_output(str(tmp_path), full=full)[0].records("train") == 8
 
 
 def test_a_shard_cut_at_a_record_boundary_or_mid_record_is_refused_by_its_size(tmp_path):
@@ -170,7 +170,7 @@ def test_a_missing_shard_and_counts_that_do_not_add_up_are_refused(tmp_path):
     (tmp_path / manifest.shards("train")[1]).unlink()
     assert "listed in manifest.json is missing" in _refusal(tmp_path)
     _output(tmp_path, windows=9)
-    assert "lists 8 train records in its shards but counts 9 train windows" in _refusal(tmp_path)
+    assert "lists 8 train records in its shards but counts 9 train spans" in _refusal(tmp_path)
 
 
 def test_a_format_1_manifest_is_refused_in_one_line_that_says_what_to_do(tmp_path):
@@ -182,7 +182,7 @@ def test_a_format_1_manifest_is_refused_in_one_line_that_says_what_to_do(tmp_pat
     with pytest.raises(records.DataError) as exc:
         reader.read_output(str(tmp_path))
     assert str(exc.value) == (
-        "manifest.json has format_version 1, this code reads 2: "
+        "manifest.json has format_version 1, this code reads 2 and 3: "
         "run the preprocessing job again into this folder with this version"
     )
     with pytest.raises(

@@ -236,10 +236,13 @@ RUN = {
     "vocab_size": 20,
     "vocab_hash": "ab12",
     "stride": 1,
+    "layout": "spans",
+    "transpose": 0,
     "parts": "first",
     "train_windows": 100,
     "validation_windows": 10,
     "model": "fast",
+    "objective": "last",
     "units": 16,
     "layers": 2,
     "dense_units": 16,
@@ -306,6 +309,9 @@ def test_differences_and_the_refusal_on_hand_made_dicts():
         "replace", recorded=False
     )
     assert resume.from_json(resume.to_json(RUN)) == RUN
+    # a run.json from before the objective and the layout were recorded: the notebook's, windows
+    before = {k: v for k, v in RUN.items() if k not in ("objective", "layout")}
+    assert resume.from_json(resume.to_json(before)) == {**RUN, "layout": "windows"}
     with pytest.raises(ValueError):
         resume.from_json(json.dumps({"version": 99, "run": RUN}))
 

@@ -19,7 +19,7 @@ import pytest
 import synthetic
 from helpers import TINY, free_port, scalars
 
-from trainer import distribute, job_dir, loop, task
+from trainer import distribute, job_dir, steps, task
 from trainer.export import PRIMER_WINDOWS
 from trainer.flags import UsageError
 
@@ -477,8 +477,8 @@ def test_mixed_precision_step_learns_on_cpu(tmp_path):
         mixed_precision=True,
     )
     model.optimizer.build(model.trainable_variables)
-    train_steps = loop.train_steps_function(strategy, model, 16)
-    eval_steps = loop.eval_steps_function(strategy, model)
+    train_steps = steps.train_steps_function(strategy, model, 16)
+    eval_steps = steps.eval_steps_function(strategy, model)
     iterator = iter(
         strategy.experimental_distribute_dataset(data_lib.dataset(data, "train", 16, seed=0))
     )

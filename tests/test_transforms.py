@@ -65,9 +65,9 @@ def test_shard_count_grows_with_input_size():
     big = files.choose_num_shards(2 * 2**30, 100, 1)
     assert 1 < big <= files.MAX_SHARDS
     assert files.choose_num_shards(2 * 2**30, 100, 10) < big
-    # --transpose 3: up to 7 times the training windows, so about 7 times the shards
-    plain = files.choose_num_shards(200 * 2**20, 100, 1)
-    assert 6 * plain < files.choose_num_shards(200 * 2**20, 100, 1, transpose=3) <= 7 * plain
+    # spans at stride 100 store each token about twice, not 101 times as stride 1 does
+    spans = files.choose_num_shards(2 * 2**30, 100, 100)
+    assert 40 * spans < files.choose_num_shards(2 * 2**30, 100, 1)
 
 
 def test_tally_adds_counts_and_sorts_dead_letters_and_matched_is_parsed_plus_failed():
@@ -81,8 +81,9 @@ def test_tally_adds_counts_and_sorts_dead_letters_and_matched_is_parsed_plus_fai
     assert tally.counts["files_parsed"] == 1 and tally.counts["files_failed"] == 2
     assert tally.counts["files_matched"] == 3
     assert tally.counts["tokens"] == 12 and tally.counts["train_windows"] == 4
+    assert tally.counts["train_spans"] == 4  # at stride 1, a span is a window
     assert [entry["path"] for entry in tally.dead_letters] == ["/in/b.mid", "/in/z.mid"]
-    assert set(tally.counts) == set(records.COUNT_KEYS)
+    assert set(tally.counts) == set(records.COUNT_KEYS + records.SPAN_COUNT_KEYS)
     # no input at all: zero counts, no dead letters
     empty = fn.extract_output(fn.create_accumulator())
     assert all(value == 0 for value in empty.counts.values()) and empty.dead_letters == []

@@ -1,11 +1,13 @@
-"""``lstm-composer preprocess --transpose K`` on the DirectRunner, for both encodings: real MIDI
-files (bad ones mixed in), real TFRecords read back with tf.data, every window accounted for.
+"""``lstm-composer preprocess --transpose K`` on the DirectRunner, for both encodings, and the
+trainer's transposition when it reads: real MIDI files (bad ones mixed in), real TFRecords read
+back, every window accounted for.
 
-What must hold: only training pieces are transposed, after the split by piece (no transposition of a
-validation piece reaches train); a copy with a note outside the encoding's pitch range is dropped
-and counted; the vocabulary holds what the copies add; ``--transpose 0`` writes today's output byte
-for byte; and the held-out-style bad files are dead letters under both encodings while every good
-file is kept.
+What must hold: every piece is stored once; the vocabulary is closed under the training pieces'
+moves (never a validation piece's); ``transpositions.json`` maps each id under each shift, checked
+against the vocabulary; the trainer moves each training window by a drawn shift (never a validation
+window), and a window a shift cannot move stays unmoved and is counted; ``--transpose 0`` writes
+today's output byte for byte; and the held-out-style bad files are dead letters under both
+encodings while every good file is kept.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
-import tensorflow as tf
 from conftest import patterned_tokens, write_tokens_midi
+from stored import spans_in, windows_in
 
-from preprocessing import files, options, pipeline, reader, records, shards, windowing
+from preprocessing import files, options, pipeline, reader, records, transpositions, windowing
 from preprocessing.encodings import loader, registry
 
 SEQ = 8
@@ -98,13 +101,6 @@ def augmented(request, augment_input, tmp_path_factory):
     return name, codec, out, outcome.manifest, tokens
 
 
-def read_windows(out: Path, manifest: records.Manifest, split: str) -> Counter:
-    paths = [str(out / name) for name in manifest.shards(split)]
-    spec = records.parse_spec(manifest.sequence_length)
-    dataset = tf.data.TFRecordDataset(paths).map(lambda s: tf.io.parse_single_example(s, spec))
-    return Counter((tuple(ex["inputs"].numpy().tolist()), int(ex["target"])) for ex in dataset)
-
-
 def windows_of(token_lists, index: dict[str, int]) -> Counter:
     found: Counter = Counter()
     for tokens in token_lists:
@@ -115,81 +111,122 @@ def windows_of(token_lists, index: dict[str, int]) -> Counter:
     return found
 
 
-def copies_of(codec, tokens: list[str]) -> list[list[str]]:
-    moved = [codec.transpose(tokens, shift) for shift in windowing.semitone_shifts(K)]
-    return [copy for copy in moved if copy is not None]
+def split_tokens(tokens: dict[str, list[str]]) -> tuple[list[list[str]], list[list[str]]]:
+    """The good files' tokens, training pieces first, then validation pieces."""
+    fate = {file: windowing.split_for(file, VALIDATION_FRACTION) for file in tokens}
+    train = [t for file, t in tokens.items() if fate[file] == records.TRAIN]
+    return train, [t for file, t in tokens.items() if fate[file] != records.TRAIN]
 
 
 @pytest.mark.slow
-def test_training_pieces_and_their_copies_are_exactly_the_train_windows(augmented):
+def test_every_piece_is_stored_once_and_the_vocabulary_is_closed_under_the_shifts(augmented):
     name, codec, out, manifest, tokens = augmented
-    train = [
-        t
-        for file, t in tokens.items()
-        if windowing.split_for(file, VALIDATION_FRACTION) == records.TRAIN
-    ]
-    validation = [
-        t
-        for file, t in tokens.items()
-        if windowing.split_for(file, VALIDATION_FRACTION) != records.TRAIN
-    ]
-    copies = [copy for piece in train for copy in copies_of(codec, piece)]
+    train, validation = split_tokens(tokens)
     read_manifest, vocab = reader.read_output(str(out))  # the trainer's reader: every shard checked
     assert read_manifest == manifest and manifest.transpose == K
-    # The vocabulary is computed after augmentation: it holds the copies' new tokens too.
-    assert vocab == windowing.vocabulary(
-        t for piece in [*train, *validation, *copies] for t in piece
+    shifts = transpositions.semitone_shifts(K)
+    moved = transpositions.moved_tokens(
+        (t for piece in train for t in piece), shifts, codec.transpose_token
     )
+    # the training pieces' moves, never a validation piece's own
+    assert vocab == windowing.vocabulary([*(t for p in [*train, *validation] for t in p), *moved])
     assert set(vocab) > {t for piece in [*train, *validation] for t in piece}
     index = {token: i for i, token in enumerate(vocab)}
-    assert read_windows(out, manifest, records.TRAIN) == windows_of([*train, *copies], index)
-    assert read_windows(out, manifest, records.VALIDATION) == windows_of(validation, index)
+    assert windows_in(out, manifest, records.TRAIN) == windows_of(train, index)
+    assert windows_in(out, manifest, records.VALIDATION) == windows_of(validation, index)
     counts = manifest.counts
-    augmented_windows = sum(windowing.window_count(len(copy), SEQ) for copy in copies)
-    assert counts["windows_augmented"] == augmented_windows > 0
-    assert counts["train_windows"] == augmented_windows + sum(
-        windowing.window_count(len(p), SEQ) for p in train
+    assert counts["train_windows"] == sum(windowing.window_count(len(p), SEQ) for p in train)
+    assert not set(records.AUGMENTATION_COUNT_KEYS) & set(counts)
+    assert counts["tokens"] == sum(len(piece) for piece in tokens.values())
+    # ids stored: about twice each token (spans of 2 x SEQ every SEQ), never once per shift
+    stored = sum(len(span) for split in records.SPLITS for span in spans_in(out, manifest, split))
+    assert stored <= 2 * counts["tokens"]
+    # the table maps every training token under every shift, -1 where the encoding cannot
+    table = json.loads((out / records.TRANSPOSITIONS_FILE).read_text())
+    assert manifest.transposition_hash == transpositions.table_hash(
+        (out / records.TRANSPOSITIONS_FILE).read_bytes()
     )
-    assert (
-        counts["train_pieces"] == len(train) and counts["validation_pieces"] == len(validation) >= 1
-    )
-    assert counts["tokens"] == sum(len(piece) for piece in tokens.values())  # the files' own tokens
-    assert f"transposed copies  {len(copies):>10,}" in pipeline.summary(manifest, str(out))
+    assert table["shifts"] == list(shifts) and table["vocab_hash"] == manifest.vocab_hash
+    for shift, row in zip(shifts, table["ids"]):
+        for token in {t for piece in train for t in piece}:
+            target = codec.transpose_token(token, shift)
+            assert row[index[token]] == (-1 if target is None else index[target]), (shift, token)
 
 
 @pytest.mark.slow
-def test_no_transposition_of_a_validation_piece_is_in_train(augmented):
-    """The windows that only a transposed validation piece would give are nowhere in train
-    (windows that a training piece or its copies give too are the same music, not a leak: scale
-    runs repeat)."""
+def test_the_trainer_moves_each_training_window_by_a_drawn_shift(augmented):
+    """The training stream holds the stored windows, each moved by a shift of -K..K drawn anew
+    (the shift a window cannot take leaves it unmoved); validation is read as stored."""
     name, codec, out, manifest, tokens = augmented
-    vocab = reader.read_vocab(str(out))
-    index = {token: i for i, token in enumerate(vocab)}
-    in_train = {
-        file: windowing.split_for(file, VALIDATION_FRACTION) == records.TRAIN for file in tokens
-    }
-    from_train = windows_of(
-        [c for f, p in tokens.items() if in_train[f] for c in [p, *copies_of(codec, p)]], index
-    )
-    only_validation = set(
-        windows_of(
-            [c for f, p in tokens.items() if not in_train[f] for c in copies_of(codec, p)], index
+    from trainer import data as data_lib
+
+    data = data_lib.load(str(out))
+    train, _ = split_tokens(tokens)
+    index = {token: i for i, token in enumerate(data.vocab)}
+    by_shift: dict[int, set] = {}
+    for shift in range(-K, K + 1):
+        moved = [[codec.transpose_token(t, shift) for t in piece] for piece in train]
+        by_shift[shift] = {
+            (*w[0], w[1])
+            for piece, original in zip(moved, train)
+            for w in windowing.windows([index[t] if t is not None else -1 for t in piece], SEQ)
+            if -1 not in (*w[0], w[1])
+        }
+    unmovable = {
+        (*w[0], w[1])
+        for piece in train
+        for w in windowing.windows([index[t] for t in piece], SEQ)
+        if any(
+            codec.transpose_token(piece_token, shift) is None
+            for shift in transpositions.semitone_shifts(K)
+            for piece_token in (data.vocab[i] for i in (*w[0], w[1]))
         )
-    ) - set(from_train)
-    assert len(only_validation) > 50  # the check has teeth
-    assert not only_validation & set(read_windows(out, manifest, records.TRAIN))
+    }
+    assert unmovable  # the edge piece's windows
+    seen: Counter = Counter()
+    stream = data_lib.dataset(data, records.TRAIN, 32, seed=3).take(60)
+    for inputs, following in stream.as_numpy_iterator():
+        for row in np.concatenate([inputs, following[:, -1:]], axis=1).tolist():
+            shifts = [s for s, windows in by_shift.items() if tuple(row) in windows]
+            assert shifts, row
+            seen[shifts[0] if len(shifts) == 1 else "ambiguous"] += 1
+    assert {s for s in seen if s != "ambiguous"} == set(range(-K, K + 1)), seen
+    validation = data_lib.numpy_windows(data, records.VALIDATION)
+    stored = windows_in(out, manifest, records.VALIDATION)
+    assert (
+        Counter((tuple(x), int(t)) for x, t in zip(validation[0].tolist(), validation[1].tolist()))
+        == stored
+    )
+    # the same seed draws the same shifts
+    again = data_lib.dataset(data, records.TRAIN, 32, seed=3).take(3)
+    first = data_lib.dataset(data, records.TRAIN, 32, seed=3).take(3)
+    for (a, _), (b, _) in zip(again.as_numpy_iterator(), first.as_numpy_iterator()):
+        assert (a == b).all()
 
 
 @pytest.mark.slow
-def test_a_copy_that_leaves_the_pitch_range_is_dropped_and_counted(augmented):
+def test_a_window_a_shift_cannot_move_is_counted(augmented):
     name, codec, out, manifest, tokens = augmented
     # reference: C0 cannot go down (music21 names MIDI 0-11 as octave -1); REMI: C8 cannot go up.
     assert [
-        codec.transpose(tokens[EDGE], shift) is None for shift in windowing.semitone_shifts(K)
+        codec.transpose(tokens[EDGE], shift) is None for shift in transpositions.semitone_shifts(K)
     ] == ([True, True, False, False] if name == "reference" else [False, False, True, True])
-    train_pieces = manifest.counts["train_pieces"]
-    assert manifest.counts["transpositions_dropped"] == 2
-    assert manifest.counts["transposed_pieces"] == 2 * K * train_pieces - 2
+    train, _ = split_tokens(tokens)
+    expected = sum(
+        (
+            transpositions.refusals(
+                p, SEQ, transpositions.semitone_shifts(K), codec.transpose_token
+            )
+            for p in train
+        ),
+        Counter(),
+    )
+    counts = manifest.counts
+    assert counts["windows_not_always_movable"] == expected["windows_not_always_movable"] > 0
+    # the windows holding C0 (or C8), each under the two shifts that would push it out
+    assert counts["shifts_refused"] == expected["shifts_refused"] >= 2
+    line = pipeline.transposition_line(manifest)
+    assert f"{counts['windows_not_always_movable']:,} windows hold a note" in line
 
 
 @pytest.mark.slow
@@ -271,7 +308,9 @@ def test_transpose_zero_writes_todays_output_byte_for_byte(
     )
     before = json.loads((records_dir / records.MANIFEST_FILE).read_text())
     after = json.loads((tmp_path / records.MANIFEST_FILE).read_text())
-    assert "transpose" not in after and list(after["counts"]) == sorted(records.COUNT_KEYS)
+    assert "transpose" not in after and "transposition_hash" not in after
+    assert list(after["counts"]) == sorted(records.COUNT_KEYS + records.SPAN_COUNT_KEYS)
+    assert not (tmp_path / records.TRANSPOSITIONS_FILE).exists()
     for document in (before, after):
         run_id = document.pop("run_id")
         for split in records.SPLITS:
@@ -284,28 +323,64 @@ def test_transpose_zero_writes_todays_output_byte_for_byte(
     assert outcome.manifest.transpose == 0
 
 
-def test_a_piece_keeps_its_window_keys_and_each_copy_has_its_own():
-    import hashlib
-
-    # The key a window always had (before --transpose existed), for shift 0.
-    old = int.from_bytes(hashlib.blake2b(b"a/piece.mid\x003", digest_size=8).digest(), "big")
-    assert shards.window_key("a/piece.mid", 3) == shards.window_key("a/piece.mid", 3, 0) == old
-    keys = {
-        shards.window_key("a/piece.mid", index, shift)
-        for index in range(50)
-        for shift in range(-12, 13)
-    }
-    assert len(keys) == 50 * 25
-
-
-def test_shifts_and_copies_are_pure():
-    assert windowing.semitone_shifts(0) == () and windowing.semitone_shifts(2) == (-2, -1, 1, 2)
+def test_shifts_moves_refusals_and_the_table_are_pure():
+    assert transpositions.semitone_shifts(0) == ()
+    assert transpositions.semitone_shifts(2) == (-2, -1, 1, 2)
     with pytest.raises(ValueError):
-        windowing.semitone_shifts(windowing.MAX_TRANSPOSE + 1)
-    copies, dropped = windowing.transposed_copies(
-        ["a", "b"], (-1, 1, 2), lambda tokens, shift: None if shift == 2 else [f"{shift}"]
-    )
-    assert copies == [(-1, ["-1"]), (1, ["1"])] and dropped == 1
+        transpositions.semitone_shifts(transpositions.MAX_TRANSPOSE + 1)
+
+    def move(token: str, shift: int) -> str | None:  # "x" stays, numbers move inside 0..9
+        if token == "x":
+            return token
+        moved = int(token) + shift
+        return str(moved) if 0 <= moved <= 9 else None
+
+    assert transpositions.moved_tokens(["0", "x", "9"], (-1, 1), move) == {"x", "1", "8"}
+    # windows of 3 tokens in 0 1 x 5 5 9: [0 1 x] cannot go down, [5 5 9] nor [x 5 5]... up
+    refused = transpositions.refusals(["0", "1", "x", "5", "5", "9"], 2, (-1, 1), move)
+    assert refused == Counter(windows_not_always_movable=2, shifts_refused=2)
+    assert transpositions.refusals(["1", "2"], 2, (-1, 1), move) == Counter()  # no window
+    vocab = ["0", "1", "2", "x"]
+    assert transpositions.table(vocab, (-1, 1), move) == [[-1, 0, 1, 3], [1, 2, -1, 3]]
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (lambda doc: doc.update(vocab_hash="other"), "maps the ids of another vocabulary"),
+        (lambda doc: doc.update(shifts=[-1, 1], transpose=1), "not those of --transpose 2"),
+        (lambda doc: doc["ids"][0].append(0), "maps 5 ids for shift -2, not the vocabulary's 4"),
+        (lambda doc: doc["ids"][1].__setitem__(0, 7), "outside the vocabulary of 4 tokens"),
+        (lambda doc: doc.pop("ids"), "is not {"),
+        (lambda doc: doc["ids"].pop(), "holds 3 rows for 4 shifts"),
+    ],
+)
+def test_a_table_that_does_not_match_is_named(edit, problem):
+    doc = json.loads(transpositions.table_to_json(2, "h", [[0, 1, 2, 3]] * 4))
+    assert transpositions.table_problem(doc, 2, "h", 4) is None
+    edit(doc)
+    assert problem in transpositions.table_problem(doc, 2, "h", 4)
+
+
+@pytest.mark.slow
+def test_a_missing_or_edited_table_stops_the_trainer_in_one_line(augmented, tmp_path):
+    _, _, out, _, _ = augmented
+    folder = tmp_path / "data"
+    shutil.copytree(out, folder)
+    path = folder / records.TRANSPOSITIONS_FILE
+    text = path.read_text()
+    messages = []
+    for content in (None, text.replace("[", "[ ", 1), text.replace(",-1,", ",0,", 1)):
+        if content is None:
+            path.unlink()
+        else:
+            path.write_text(content)
+        with pytest.raises(records.DataError) as caught:
+            reader.read_output(str(folder))
+        messages.append(str(caught.value))
+    assert "not found: the manifest says --transpose 2" in messages[0]
+    assert all("is not the table this run wrote" in m for m in messages[1:])
+    assert all("\n" not in m and m.endswith(records.RERUN) for m in messages)
 
 
 @pytest.mark.parametrize("value", ["-1", "13", "two"])
@@ -318,35 +393,49 @@ def test_a_bad_transpose_is_one_line(value, capsys):
     assert options.parse_args(["--output", "x"])[0].transpose == 0
 
 
-def test_a_manifest_before_transpose_reads_as_transpose_zero():
-    manifest = records.Manifest(
-        sequence_length=8,
-        stride=1,
-        vocab_size=3,
-        vocab_hash="h",
-        parts="all",
-        compression="none",
-        validation_fraction=0.1,
+def test_manifests_with_stored_copies_and_with_a_table_both_read():
+    fields = {
+        "sequence_length": 8,
+        "stride": 1,
+        "vocab_size": 3,
+        "vocab_hash": "h",
+        "parts": "all",
+        "compression": "none",
+        "validation_fraction": 0.1,
+        "train_shards": (),
+        "validation_shards": (),
+        "run_id": "abcd1234",
+        "transpose": 3,
+    }
+    stored = records.Manifest(
+        **fields,
         counts={
             **dict.fromkeys(records.COUNT_KEYS, 1),
             "windows_augmented": 5,
             "transposed_pieces": 2,
             "transpositions_dropped": 1,
         },
-        train_shards=(),
-        validation_shards=(),
-        run_id="abcd1234",
-        transpose=3,
+        format_version=2,
+        layout=records.WINDOWS,
     )
-    document = json.loads(records.manifest_to_json(manifest))
+    document = json.loads(records.manifest_to_json(stored))
     assert document["transpose"] == 3 and document["counts"]["windows_augmented"] == 5
-    assert records.manifest_from_json(json.dumps(document)) == manifest
+    again = records.manifest_from_json(json.dumps(document))
+    assert again == stored and not again.shifted_when_read  # its copies are in the records
     del document["transpose"]
     assert records.manifest_from_json(json.dumps(document)).transpose == 0
-    plain = json.loads(
-        records.manifest_to_json(records.Manifest(**{**manifest.__dict__, "transpose": 0}))
+    read_time = records.Manifest(
+        **{**fields, "stride": 8},
+        counts={**dict.fromkeys(records.COUNT_KEYS, 1), "shifts_refused": 4},
+        transposition_hash="t",
     )
-    assert "transpose" not in plain and list(plain["counts"]) == sorted(records.COUNT_KEYS)
+    document = json.loads(records.manifest_to_json(read_time))
+    assert set(document["counts"]) == {
+        *records.COUNT_KEYS,
+        *records.SPAN_COUNT_KEYS,
+        *records.TRANSPOSITION_COUNT_KEYS,
+    }
+    assert records.manifest_from_json(json.dumps(document)).shifted_when_read
 
 
 def test_every_encodings_saved_files_are_named_without_importing_it():

@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras import layers
 
 from preprocessing.encodings.grammar import Grammar
+from trainer import model as model_lib
 from trainer import sampling
 
 
@@ -39,7 +40,9 @@ def step_model(model: keras.Model) -> tuple[keras.Model, list[tuple[layers.LSTM,
     Inputs ``[token_ids (batch, 1), h_1, c_1, …, h_n, c_n]``; outputs
     ``[probabilities, h_1', c_1', …]``. LSTM layers are rebuilt with ``return_state=True`` and the
     trained weights; every other layer (embedding or rescaling, dropout, batch norm, dense) is the
-    trained layer itself, shared. Also returns the (trained, single-step) LSTM pairs, whose weights
+    trained layer itself, shared. A model trained with ``--objective sequence`` runs its head on
+    the one position and gives that row. Also
+    returns the (trained, single-step) LSTM pairs, whose weights
     must be copied again when the trained model changes (:meth:`Composer.sync_weights`).
     """
     token = keras.Input(shape=(1,), dtype="int64", name="token_id")
@@ -67,6 +70,8 @@ def step_model(model: keras.Model) -> tuple[keras.Model, list[tuple[layers.LSTM,
             state_outputs += [h_out, c_out]
         else:
             x = layer(x)
+    if model_lib.every_position(model):  # its one step's row: [batch, 1, vocab] -> [batch, vocab]
+        x = layers.Reshape((int(model.output_shape[-1]),), dtype="float32")(x)
     return keras.Model(
         [token, *state_inputs], [x, *state_outputs], name=f"{model.name}_step"
     ), pairs
@@ -113,7 +118,10 @@ class Composer:
         return np.asarray(outputs[0], np.float64), list(outputs[1:])
 
     def window_probabilities(self, windows: np.ndarray) -> np.ndarray:
-        return np.asarray(self._full(tf.constant(windows, tf.int64)), np.float64)
+        """The probabilities of the token after each window (a ``sequence`` model's last
+        position)."""
+        probabilities = self._full(tf.constant(windows, tf.int64))
+        return np.asarray(model_lib.last_position(probabilities), np.float64)
 
     def generate(
         self,

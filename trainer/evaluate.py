@@ -4,8 +4,8 @@ Two questions, one table on stdout and one JSON file (``--output``):
 
 * **Does it predict better than counting?** Next-token accuracy, top-5 accuracy and perplexity of
   the model on the data folder's validation windows, beside the unigram and bigram baselines
-  (:func:`trainer.data.baselines`) on the same windows. Named as the trainer's TensorBoard scalars
-  (``val_accuracy``, ``val_top5_accuracy``, ``perplexity``, ``bigram_val_accuracy``, …).
+  (:func:`trainer.baselines.baselines`) on the same windows. Named as the trainer's TensorBoard
+  scalars (``val_accuracy``, ``val_top5_accuracy``, ``perplexity``, ``bigram_val_accuracy``, …).
 * **Does what it composes look like the music it learned from?** ``--samples`` seeded pieces of
   ``--length`` tokens, composed as ``generate`` composes (same primers, same sampling flags),
   against the validation pieces, put back together from the windows and cut to the same length: the
@@ -29,6 +29,7 @@ from typing import Any
 from preprocessing import quiet, records
 from preprocessing.records import DataError
 from trainer import measures
+from trainer.baselines import EVERY_POSITION, baselines
 from trainer.generate_flags import sampling_problem, sampling_settings
 from trainer.sampling import CONTEXTS
 
@@ -138,29 +139,42 @@ def differences(model: records.Manifest, data: records.Manifest) -> list[str]:
     return found
 
 
-def next_token_scores(
-    probabilities, targets, top_k: int = 5, epsilon: float = 1e-7
-) -> dict[str, float]:
-    """Accuracy, top-k accuracy, mean cross-entropy and perplexity of probability rows against
-    targets.
-
-    As the trainer computes them (Keras' cross-entropy: rows renormalised, clipped to
-    ``[epsilon, 1 - epsilon]``; a target is in the top k when fewer than k ids are likelier).
-    """
+def score_sums(probabilities, targets, top_k: int = 5, epsilon: float = 1e-7):
+    """``[cross-entropy sum, hits, top-k hits, rows]`` of probability rows against targets, as the
+    trainer computes them (Keras' cross-entropy: rows renormalised, clipped to ``[epsilon, 1 -
+    epsilon]``; a target is in the top k when fewer than k ids are likelier)."""
     import numpy as np
 
     p = np.asarray(probabilities, np.float64)
     p = p / p.sum(axis=1, keepdims=True)
     t = np.asarray(targets, np.int64)
     chosen = p[np.arange(len(t)), t]
-    loss = float(np.mean(-np.log(np.clip(chosen, epsilon, 1 - epsilon))))
     likelier = (p > chosen[:, None]).sum(axis=1)
+    return np.array(
+        [
+            float(np.sum(-np.log(np.clip(chosen, epsilon, 1 - epsilon)))),
+            float(np.sum(p.argmax(axis=1) == t)),
+            float(np.sum(likelier < min(top_k, p.shape[1]))),
+            float(len(t)),
+        ]
+    )
+
+
+def scores_from_sums(sums, suffix: str = "") -> dict[str, float]:
+    """Accuracy, top-5 accuracy, mean cross-entropy and perplexity from :func:`score_sums`."""
+    loss = float(sums[0] / sums[3])
     return {
-        "val_accuracy": float(np.mean(p.argmax(axis=1) == t)),
-        "val_top5_accuracy": float(np.mean(likelier < min(top_k, p.shape[1]))),
-        "val_loss": loss,
-        "perplexity": float(math.exp(min(loss, 700.0))),
+        "val_accuracy" + suffix: float(sums[1] / sums[3]),
+        "val_top5_accuracy" + suffix: float(sums[2] / sums[3]),
+        "val_loss" + suffix: loss,
+        "perplexity" + suffix: float(math.exp(min(loss, 700.0))),
     }
+
+
+def next_token_scores(probabilities, targets, top_k: int = 5) -> dict[str, float]:
+    """Accuracy, top-k accuracy, mean cross-entropy and perplexity of probability rows against
+    targets."""
+    return scores_from_sums(score_sums(probabilities, targets, top_k))
 
 
 def table(report: Mapping[str, Any]) -> str:
@@ -177,10 +191,18 @@ def table(report: Mapping[str, Any]) -> str:
         f"evaluation of {report['model_dir']} on {report['data_dir']} ({report['encoding']} encoding)",
         "",
         f"next token, {nt['validation_windows']:,} validation windows      model     bigram    unigram",
-        f"  accuracy                                   {pct(nt['val_accuracy']):>9}  "
-        f"{pct(nt['bigram_val_accuracy']):>9}  {pct(nt['unigram_val_accuracy']):>9}",
-        f"  top-5 accuracy                             {pct(nt['val_top5_accuracy']):>9}",
-        f"  perplexity                                 {nt['perplexity']:>9.2f}",
+    ]
+    for suffix, where in (("", "after the window"), (EVERY_POSITION, "at every position")):
+        if "val_accuracy" + suffix not in nt:
+            continue
+        lines += [
+            f"  {where + ': accuracy':<43}{pct(nt['val_accuracy' + suffix]):>9}  "
+            f"{pct(nt.get('bigram_val_accuracy' + suffix)):>9}  "
+            f"{pct(nt.get('unigram_val_accuracy' + suffix)):>9}",
+            f"  {where + ': top-5 accuracy':<43}{pct(nt['val_top5_accuracy' + suffix]):>9}",
+            f"  {where + ': perplexity':<43}{nt['perplexity' + suffix]:>9.2f}",
+        ]
+    lines += [
         "",
         f"music: {music['generated_pieces']} composed pieces of {s['length']} tokens (temperature "
         f"{s['temperature']}, top-k {s['top_k'] or '-'}, top-p {s['top_p'] or '-'}, seed {s['seed']})",
@@ -201,15 +223,26 @@ def table(report: Mapping[str, Any]) -> str:
 
 
 def model_scores(model, inputs, targets, batch: int = 512) -> dict[str, float]:
-    """:func:`next_token_scores` of ``model`` on the windows, in batches."""
+    """The model's next-token scores on the windows, in batches: at the last position, and for a
+    model trained with ``--objective sequence`` over every position too (``…_every_position``)."""
     import numpy as np
     import tensorflow as tf
 
-    rows = [
-        np.asarray(model(tf.constant(inputs[i : i + batch]), training=False), np.float64)
-        for i in range(0, len(inputs), batch)
-    ]
-    return next_token_scores(np.concatenate(rows), targets)
+    from trainer import model as model_lib
+
+    every = model_lib.every_position(model)
+    last_sums, every_sums = np.zeros(4), np.zeros(4)
+    for i in range(0, len(inputs), batch):
+        rows = np.asarray(model(tf.constant(inputs[i : i + batch]), training=False), np.float64)
+        last_sums += score_sums(model_lib.last_position(rows), targets[i : i + batch])
+        if every:
+            window = np.concatenate([inputs[i : i + batch], targets[i : i + batch, None]], axis=1)
+            following = window[:, 1:].reshape(-1)
+            every_sums += score_sums(rows.reshape(-1, rows.shape[-1]), following)
+    scores = scores_from_sums(last_sums)
+    if every:
+        scores.update(scores_from_sums(every_sums, EVERY_POSITION))
+    return scores
 
 
 def check_output(path: str) -> None:
@@ -249,13 +282,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.data_dir} has no validation windows to evaluate on: preprocess with a "
             "--validation-fraction above 0"
         )
+    scores = model_scores(bundle.model, inputs, targets)
     next_token = {
         "validation_windows": int(len(targets)),
-        **model_scores(bundle.model, inputs, targets),
-        **data_lib.baselines(
+        **scores,
+        **baselines(
             data_lib.numpy_windows(data, records.TRAIN, args.windows),
             (inputs, targets),
             data.vocab_size,
+            every_position="val_accuracy" + EVERY_POSITION in scores,
         ),
     }
     encoding = encoding_of(args.model_dir, bundle.manifest, remedy=None)
@@ -266,7 +301,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     composer = Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
     ids = composer.generate(primers, args.length, **sampling_settings(args))
     composed = composer.pieces(primers, ids, bundle.vocab)
-    pieces = measures.reassemble(inputs, targets, data.manifest.stride)
+    pieces = data_lib.pieces(data, records.VALIDATION, args.windows)
     reference = measures.excerpts([[data.vocab[i] for i in piece] for piece in pieces], args.length)
     music = measures.compare(composed, reference, encoding)
     return {
@@ -277,7 +312,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             key: getattr(args, key)
             for key in ("samples", "length", "temperature", "top_k", "top_p", "seed", "context")
         },
-        "next_token": {key: next_token.get(key) for key in ("validation_windows", *NEXT_TOKEN)},
+        "next_token": {
+            key: next_token.get(key)
+            for key in (
+                "validation_windows",
+                *NEXT_TOKEN,
+                *(key + EVERY_POSITION for key in NEXT_TOKEN if key + EVERY_POSITION in next_token),
+            )
+        },
         "music": {
             "generated_pieces": len(composed),
             "validation_pieces": len(pieces),

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from preprocessing import quiet
-from trainer.model import MODELS
+from trainer.model import MODELS, OBJECTIVES
 from trainer.schedule import SCHEDULES
 
 PROG = "lstm-composer train"
@@ -93,7 +93,8 @@ def add_optimisation_flags(p: argparse.ArgumentParser) -> None:
         "--steps-per-epoch",
         type=positive_int,
         default=None,
-        help="cap on training steps per epoch (default: one pass over the training windows)",
+        help="training steps per epoch (default: one pass over the training windows; the stream "
+        "repeats, so more than a pass reads them again, drawn anew)",
     )
     p.add_argument(
         "--validation-steps",
@@ -106,6 +107,14 @@ def add_optimisation_flags(p: argparse.ArgumentParser) -> None:
 def add_network_flags(p: argparse.ArgumentParser) -> None:
     """The network: which model and its sizes (a resumed job must keep them)."""
     p.add_argument("--model", choices=MODELS, default="fast")
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="last",
+        help="last: predict the token after each window, the notebook's objective (and the only one "
+        "of --model reference); sequence: predict the token after every position of the window "
+        "and average the loss over them (fast model; validation then reports both)",
+    )
     p.add_argument("--units", type=positive_int, default=512, help="LSTM units per layer")
     p.add_argument("--layers", type=positive_int, default=3, help="number of LSTM layers")
     p.add_argument("--dense-units", type=positive_int, default=256)
@@ -156,4 +165,10 @@ def parse_args(
     which is how a preset such as the quickstart's sets values that every flag can still change."""
     parser = build_parser()
     parser.set_defaults(**(defaults or {}))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.model == "reference" and args.objective != "last":
+        parser.error(
+            f"--model reference predicts the token after the window only, as the notebook's: "
+            f"--objective {args.objective} needs --model fast"
+        )
+    return args

@@ -1,14 +1,11 @@
-"""The custom training loop: the distributed gradient step, and the epochs that run it.
+"""The custom training loop: the epochs that run the distributed steps of :mod:`trainer.steps`.
 
 Why not ``model.fit``: Keras 3.15's ``fit`` fails under MultiWorkerMirroredStrategy, and Keras 3
 callbacks know no chief, so every worker would write (and delete) the same backup directory
 (``docs/ARCHITECTURE.md`` has the details). This loop uses only public ``tf.distribute`` APIs and is
 the one code path for the default strategy, MirroredStrategy and MultiWorkerMirroredStrategy:
 
-* :func:`train_steps_function` is the gradient step. ``strategy.run`` runs it on every replica;
-  each replica's loss is divided by the *global* batch size and the optimizer sums the gradients
-  over all replicas, so N replicas take the same step as one device with the whole batch. ``n``
-  steps run inside one ``tf.function`` call.
+* The gradient step is :func:`trainer.steps.train_steps_function`, ``n`` steps per call.
 * Every worker runs the same number of steps per epoch (the training stream repeats; the validation
   stream is one weighted pass padded with weight-0 windows), because a worker that stopped early
   would leave its peers hanging in a collective.
@@ -25,7 +22,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -34,7 +30,6 @@ import tensorflow as tf
 from preprocessing.messages import first_line
 from preprocessing.records import RERUN, TRAIN, VALIDATION, DataError
 from trainer import data as data_lib
-from trainer import model as model_lib
 from trainer.backup import Backup
 from trainer.best import BestEpoch, val_checkpoint_name
 from trainer.export import save_model
@@ -42,77 +37,8 @@ from trainer.flags import UsageError
 from trainer.job_dir import WorkerOutputs
 from trainer.progress import EpochProgress, log
 from trainer.schedule import learning_rate_at
+from trainer.steps import Steps, eval_steps_function, train_steps_function, validation_metrics
 from trainer.tensorboard_samples import TensorBoardSamples
-
-
-@dataclass(frozen=True)
-class Steps:
-    """How many steps an epoch takes, for a global batch over this data."""
-
-    global_batch: int
-    per_epoch: int
-    validation: int  # 0 when there are no validation windows
-
-    @property
-    def has_validation(self) -> bool:
-        return self.validation > 0
-
-
-def train_steps_function(strategy, model, global_batch: int):
-    """``train_steps(iterator, n)``: ``n`` distributed gradient steps in one ``tf.function``;
-    returns the sum of the ``n`` global-batch mean losses, and the index of the first step whose
-    loss was not finite (-1 when every one was)."""
-    optimizer = model.optimizer
-    mixed = model_lib.is_mixed(model)
-
-    def step(inputs, targets):
-        with tf.GradientTape() as tape:
-            probabilities = model(inputs, training=True)
-            per_example = model_lib.loss_fn(targets, tf.cast(probabilities, tf.float32))
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            scaled = optimizer.scale_loss(loss) if mixed else loss
-        gradients = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply(gradients, model.trainable_variables)
-        return loss
-
-    @tf.function
-    def train_steps(iterator, n):
-        total = tf.constant(0.0, tf.float32)
-        first_bad = tf.constant(-1, tf.int32)
-        for i in tf.range(n):
-            per_replica = strategy.run(step, args=next(iterator))
-            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-            total += loss
-            bad = tf.logical_and(first_bad < 0, tf.logical_not(tf.math.is_finite(loss)))
-            first_bad = tf.where(bad, i, first_bad)
-        return total, first_bad
-
-    return train_steps
-
-
-def eval_steps_function(strategy, model):
-    """``eval_steps(iterator, n)`` on the weighted stream of
-    ``trainer.data.dataset(..., weighted=True)``: the weighted sums of (cross-entropy, top-1
-    hits, top-5 hits, examples) over ``n`` steps."""
-    top_k = min(5, int(model.output_shape[-1]))
-
-    def step(inputs, targets, weights):
-        probabilities = tf.cast(model(inputs, training=False), tf.float32)
-        per_example = model_lib.loss_fn(targets, probabilities)
-        correct = tf.cast(tf.equal(tf.argmax(probabilities, axis=-1), targets), tf.float32)
-        in_top = tf.cast(tf.math.in_top_k(targets, probabilities, top_k), tf.float32)
-        sums = [per_example * weights, correct * weights, in_top * weights, weights]
-        return tf.stack([tf.reduce_sum(value) for value in sums])
-
-    @tf.function
-    def eval_steps(iterator, n):
-        total = tf.zeros([4], tf.float32)
-        for _ in tf.range(n):
-            per_replica = strategy.run(step, args=next(iterator))
-            total += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-        return total
-
-    return eval_steps
 
 
 class EpochLoop:
@@ -155,6 +81,7 @@ class EpochLoop:
                 data,
                 split,
                 steps.global_batch,
+                objective=args.objective,
                 shuffle_buffer=args.shuffle_buffer,
                 seed=seed,
                 shuffle=shuffle,
@@ -317,20 +244,14 @@ class EpochLoop:
         )
 
     def validation_metrics(self, sums=None) -> dict[str, float]:
-        """Validation loss, accuracy, top-5 accuracy and perplexity from ``eval_steps``' sums (one
-        validation pass of the model as it is now when none are given)."""
+        """Validation loss, accuracy, top-5 accuracy and perplexity (and, for a ``sequence`` model,
+        the same over every position) from ``eval_steps``' sums (one validation pass of the model
+        as it is now when none are given)."""
         if sums is None:
             sums = self.eval_steps(
                 iter(self.validation), tf.constant(self.steps.validation)
             ).numpy()
-        val_loss = float(sums[0] / sums[3])
-        return {
-            "val_loss": val_loss,
-            "val_accuracy": float(sums[1] / sums[3]),
-            "val_top5_accuracy": float(sums[2] / sums[3]),
-            # exp(88.7) is float32's largest: beyond it TensorBoard's scalar would overflow
-            "perplexity": math.exp(val_loss) if val_loss < 88.0 else math.inf,
-        }
+        return validation_metrics(sums)
 
     def log_scalars(self, metrics: dict[str, float], epoch: int) -> None:
         with self.writer.as_default():

@@ -21,16 +21,15 @@ every encoding:
 
 A measure that says nothing about an encoding is reported as None with the reason
 (:func:`not_applicable`): the reference encoding writes one token every 0.5 quarter and has no
-rests, so no beat is ever empty. The data folder holds only windows, so the validation pieces are
-put back together from them (:func:`reassemble`) and cut into excerpts as long as the generated
-pieces (:func:`excerpts`): ``docs/EVALUATION.md`` says why. Pure numpy; muspy is imported when a
-measure is taken.
+rests, so no beat is ever empty. The data folder holds spans (or windows), so the validation pieces
+are put back together from them (:func:`preprocessing.windowing.reassemble`) and cut into excerpts
+as long as the generated pieces (:func:`excerpts`): ``docs/EVALUATION.md`` says why. Pure numpy;
+muspy is imported when a measure is taken.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -195,52 +194,6 @@ def compare(
 
 
 # --------------------------------------------------------------------------- validation pieces
-
-
-def reassemble(inputs: np.ndarray, targets: np.ndarray, stride: int = 1) -> list[list[int]]:
-    """The token-id sequences that the windows ``(inputs[i], targets[i])`` were cut from, in any
-    order.
-
-    A window of ``L`` inputs and its target is ``L + 1`` tokens; at ``stride`` s the next window of
-    the same piece starts s tokens later, so it overlaps this one by ``L + 1 - s`` tokens. Windows
-    are chained wherever one's first ``L + 1 - s`` tokens are another's last ones, so the order the
-    shards hold them in does not matter. A chain starts where more windows begin with those tokens
-    than end with them (where an Eulerian path starts), so a piece that loops back on itself still
-    comes back whole. Every window is used exactly once; each stretch's windows are windows of the
-    data. Where a piece repeats more than ``L + 1 - s`` tokens the chaining may take either branch
-    (a stretch may then differ from its piece, or a piece come back in two stretches, always with
-    the same windows). With ``s > L`` windows do not overlap: each stays alone.
-    """
-    inputs, targets = np.asarray(inputs), np.asarray(targets)
-    full = [tuple(row) + (int(t),) for row, t in zip(inputs.tolist(), targets.tolist())]
-    overlap = len(full[0]) - stride if full else 0
-    if overlap <= 0:
-        return [list(window) for window in full]
-    unused: dict[tuple, deque[int]] = defaultdict(deque)
-    for index, window in enumerate(full):
-        unused[window[:overlap]].append(index)
-    # A chain starts where more windows begin with a key than end with it (an Eulerian path's
-    # start).
-    ending = Counter(window[-overlap:] for window in full)
-    starts = sorted(
-        i
-        for key, indices in unused.items()
-        for i in list(indices)[: max(0, len(indices) - ending[key])]
-    )
-    used = np.zeros(len(full), dtype=bool)
-    pieces: list[list[int]] = []
-    for first in starts + list(range(len(full))):  # then whatever a cycle left over
-        if used[first]:
-            continue
-        used[first] = True
-        unused[full[first][:overlap]].remove(first)
-        piece = list(full[first])
-        while unused.get(tuple(piece[-overlap:])):
-            following = unused[tuple(piece[-overlap:])].popleft()
-            used[following] = True
-            piece.extend(full[following][overlap:])
-        pieces.append(piece)
-    return pieces
 
 
 def excerpts(pieces: Iterable[Sequence], length: int) -> list[list]:

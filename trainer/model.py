@@ -1,9 +1,13 @@
 """Network builders: the reference notebook's LSTM, and a faster cuDNN-eligible variant.
 
 Both take a window of integer token ids ``[batch, sequence_length]`` (the records stay integer ids)
-and return next-token probabilities ``[batch, vocab_size]`` (float32, softmax). Both are compiled
-with RMSprop and (sparse) categorical cross-entropy, as the reference; the trainer's own loop uses
-:func:`loss_fn` and ``model.optimizer``, ``compile`` only records them for ``model.keras``.
+and return next-token probabilities (float32, softmax): ``[batch, vocab_size]`` for the token after
+the window (``--objective last``, the notebook's), or ``[batch, sequence_length, vocab_size]`` for
+the token after every position (``--objective sequence``, ``fast`` only: its last LSTM returns its
+whole sequence and the head runs at every position; :func:`last_position` reads such a model's last
+row). Both are compiled with RMSprop and (sparse) categorical cross-entropy, as the reference; the
+trainer's own loop uses :func:`loss_fn` and ``model.optimizer``, ``compile`` only records them for
+``model.keras``.
 
 ``reference`` reproduces ``create_network`` of the notebook layer for layer (with its sizes as the
 defaults: 3 x LSTM(512), Dense 256, dropout 0.3): the ids are scaled to [0, 1] by the vocabulary
@@ -34,6 +38,11 @@ def _keras():
     return keras
 
 
+OBJECTIVES = ("last", "sequence")
+"""``train --objective``: ``last`` predicts the token after each window (the notebook's);
+``sequence`` the token after every position of the window, the loss averaged over them."""
+
+
 def gpu_present() -> bool:
     import tensorflow as tf
 
@@ -49,9 +58,16 @@ def reference(
     dense_units: int = 256,
     dropout: float = 0.3,
     learning_rate: float = 0.001,
+    objective: str = "last",
 ) -> keras.Model:
-    """The notebook's network, taking integer ids (scaled by ``vocab_size`` inside the model)."""
+    """The notebook's network, taking integer ids (scaled by ``vocab_size`` inside the model);
+    ``last`` is its only objective."""
     _check_sizes(sequence_length, vocab_size, units, num_layers, dense_units, dropout)
+    if objective != "last":
+        raise ValueError(
+            f"--model reference predicts the token after the window only (--objective last), as "
+            f"the notebook's; --objective {objective} needs --model fast"
+        )
     keras = _keras()
     layers = keras.layers
     model = keras.Sequential(name="reference")
@@ -88,9 +104,10 @@ def fast(
     dropout: float = 0.3,
     learning_rate: float = 0.001,
     mixed_precision: bool | None = None,
+    objective: str = "last",
 ) -> keras.Model:
     """Embedding + cuDNN-eligible LSTMs + the reference's head; mixed_float16 when a GPU is
-    present."""
+    present. ``objective`` ``sequence``: the head at every position."""
     _check_sizes(sequence_length, vocab_size, units, num_layers, dense_units, dropout)
     if embedding_dim < 1:
         raise ValueError(f"--embedding-dim must be at least 1, not {embedding_dim}")
@@ -101,9 +118,12 @@ def fast(
     model = keras.Sequential(name="fast")
     model.add(keras.Input(shape=(sequence_length,), dtype="int64", name="token_ids"))
     model.add(layers.Embedding(vocab_size, embedding_dim, dtype=policy))
+    if objective not in OBJECTIVES:
+        raise ValueError(f"--objective must be one of {OBJECTIVES}, not {objective!r}")
+    every_position = objective == "sequence"
     for index in range(num_layers):
         last = index == num_layers - 1
-        model.add(layers.LSTM(units, return_sequences=not last, dtype=policy))
+        model.add(layers.LSTM(units, return_sequences=every_position or not last, dtype=policy))
         if not last:
             model.add(layers.Dropout(dropout, dtype=policy))
     model.add(layers.BatchNormalization(dtype=policy))
@@ -131,6 +151,17 @@ def build(name: str, sequence_length: int, vocab_size: int, **sizes) -> keras.Mo
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
     return BUILDERS[name](sequence_length, vocab_size, **sizes)
+
+
+def every_position(model: keras.Model) -> bool:
+    """Whether ``model`` predicts at every position (``--objective sequence``)."""
+    return len(model.output_shape) == 3
+
+
+def last_position(probabilities):
+    """The probabilities of the token after the window, whichever the objective: a ``sequence``
+    model's last row."""
+    return probabilities[:, -1] if len(probabilities.shape) == 3 else probabilities
 
 
 def is_mixed(model: keras.Model) -> bool:

@@ -41,7 +41,15 @@ FILE = "run.json"
 VERSION = 1
 
 DATA_MUST_MATCH = ("encoding", "sequence_length", "vocab_size", "vocab_hash")
-FLAGS_MUST_MATCH = ("model", "units", "layers", "dense_units", "embedding_dim", "dropout")
+FLAGS_MUST_MATCH = (
+    "model",
+    "objective",
+    "units",
+    "layers",
+    "dense_units",
+    "embedding_dim",
+    "dropout",
+)
 FLAGS_MAY_CHANGE = (
     "learning_rate",
     "lr_schedule",
@@ -55,7 +63,10 @@ FLAGS_MAY_CHANGE = (
     "sample_every",
     "data_dir",
 )
-DATA_MAY_CHANGE = ("stride", "parts", "train_windows", "validation_windows")
+DATA_MAY_CHANGE = ("stride", "layout", "transpose", "parts", "train_windows", "validation_windows")
+RECORDED_BEFORE = {"objective": "last", "layout": "windows"}
+"""What a ``run.json`` written before these keys existed meant by leaving them out: the notebook's
+objective, on stored windows."""
 MUST_MATCH = DATA_MUST_MATCH + FLAGS_MUST_MATCH
 MAY_CHANGE = FLAGS_MAY_CHANGE + DATA_MAY_CHANGE
 FLAGS = FLAGS_MUST_MATCH + FLAGS_MAY_CHANGE
@@ -77,6 +88,8 @@ def fingerprint(manifest: Manifest, flags: Mapping[str, Any]) -> dict[str, Any]:
         "vocab_size": manifest.vocab_size,
         "vocab_hash": manifest.vocab_hash,
         "stride": manifest.stride,
+        "layout": manifest.layout,
+        "transpose": manifest.transpose,
         "parts": manifest.parts,
         "train_windows": manifest.windows(TRAIN),
         "validation_windows": manifest.windows(VALIDATION),
@@ -179,7 +192,7 @@ def from_json(text: str) -> dict[str, Any]:
         or not isinstance(doc.get("run"), dict)
     ):
         raise ValueError(f"not a version {VERSION} run record")
-    return doc["run"]
+    return {**RECORDED_BEFORE, **doc["run"]}
 
 
 def read(backup_dir: str) -> dict[str, Any] | None:

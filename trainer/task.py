@@ -63,7 +63,7 @@ class Job:
     worker: Any  # trainer.distribute.Worker
     strategy: Any  # a tf.distribute.Strategy
     data: Any  # trainer.data.Data
-    steps: Any  # trainer.loop.Steps
+    steps: Any  # trainer.steps.Steps
 
 
 def prepare(args, env: Mapping[str, str]) -> Job:
@@ -138,8 +138,8 @@ def plan_steps(args, data, strategy, worker):
     """Steps per epoch for the global batch; refuses a batch smaller than the replicas in sync."""
     from trainer import data as data_lib
     from trainer.distribute import strategy_name
-    from trainer.loop import Steps
     from trainer.progress import log
+    from trainer.steps import Steps
 
     replicas = strategy.num_replicas_in_sync
     log(
@@ -155,23 +155,59 @@ def plan_steps(args, data, strategy, worker):
         log(
             f"warning: --batch-size {args.batch_size} is not a multiple of {replicas} replicas; batches split unevenly"
         )
+    check_objective(args, data)
     train_windows, val_windows = data.windows(TRAIN), data.windows(VALIDATION)
     has_validation = val_windows > 0 and bool(data.manifest.validation_shards)
+    examples = data_lib.examples_per_epoch(data, args.objective)
+    validation_pass = data_lib.steps(val_windows, args.batch_size)  # more would count nothing
     steps = Steps(
         global_batch=args.batch_size,
-        per_epoch=data_lib.steps(train_windows, args.batch_size, args.steps_per_epoch),
-        validation=data_lib.steps(val_windows, args.batch_size, args.validation_steps)
+        per_epoch=data_lib.steps(examples, args.batch_size, args.steps_per_epoch),
+        validation=min(validation_pass, args.validation_steps or validation_pass)
         if has_validation
         else 0,
     )
+    per_epoch = (
+        f"{examples:,} crops of {data.sequence_length + 1} tokens a pass"
+        if examples != train_windows
+        else f"{examples:,} windows a pass"
+    )
     log(
         f"data {args.data_dir}: vocabulary {data.vocab_size}, sequence length {data.sequence_length}, "
-        f"{train_windows} training / {val_windows} validation windows; global batch {steps.global_batch}, "
+        f"{train_windows:,} training / {val_windows:,} validation windows ({data.manifest.layout}); "
+        f"--objective {args.objective}: {per_epoch}; global batch {steps.global_batch}, "
         f"{steps.per_epoch} steps per epoch, {steps.validation} validation steps"
     )
+    if data.transpositions is not None:
+        log(transposition_line(data))
     if not has_validation:
         log("warning: no validation windows; validation metrics and baselines are skipped")
     return steps
+
+
+def check_objective(args, data) -> None:
+    """Refuse ``--objective last`` on records that do not hold every window of their pieces (a
+    format-2 output written at a stride above 1): it would train on a fraction of them."""
+    manifest = data.manifest
+    if args.objective == "last" and not manifest.every_window:
+        raise UsageError(
+            f"{args.data_dir} stores one window every {manifest.stride} tokens (format "
+            f"{manifest.format_version}, --stride {manifest.stride}), so --objective last would "
+            "skip most of its windows: preprocess it again with this version (its spans hold "
+            "every window at any --stride), or train with --objective sequence"
+        )
+
+
+def transposition_line(data) -> str:
+    """What moving the training windows by ``--transpose`` does to this data, from its counts."""
+    c, k = data.manifest.counts, data.manifest.transpose
+    draws = data.windows(TRAIN) * (2 * k + 1)
+    return (
+        f"transposition: each training window moved by a shift drawn from -{k}..{k} semitones, "
+        f"anew every epoch; {c.get('windows_not_always_movable', 0):,} of the windows hold a note "
+        f"some shift cannot move, so {100 * c.get('shifts_refused', 0) / max(1, draws):.2g} % of "
+        "the draws leave a window unmoved"
+    )
 
 
 def build_model(args, data, strategy):
@@ -195,40 +231,49 @@ def build_model(args, data, strategy):
                 embedding_dim=args.embedding_dim,
                 dropout=args.dropout,
                 learning_rate=args.learning_rate,
+                objective=args.objective,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         model.optimizer.build(model.trainable_variables)
     precision = "mixed_float16" if model_lib.is_mixed(model) else "float32"
-    log(f"model {args.model}: {model.count_params():,} parameters, {precision}")
+    log(
+        f"model {args.model}: {model.count_params():,} parameters, {precision}, --objective "
+        f"{args.objective}"
+    )
     return model
 
 
 def log_baselines(args, data, steps, writer, *, first_start: bool) -> dict[str, float]:
     """The unigram and bigram baselines' validation accuracy, logged once (by the chief, on a
-    first start)."""
+    first start): at the last position, and for ``--objective sequence`` over every position too."""
     import tensorflow as tf
 
     from trainer import data as data_lib
+    from trainer.baselines import EVERY_POSITION, baselines
     from trainer.progress import log
 
     if not (first_start and steps.has_validation and args.baseline_windows > 0):
         return {}
-    baselines = data_lib.baselines(
+    scores = baselines(
         data_lib.numpy_windows(data, TRAIN, args.baseline_windows),
         data_lib.numpy_windows(data, VALIDATION, args.baseline_windows),
         data.vocab_size,
+        every_position=args.objective == "sequence",
     )
-    if baselines:
-        log(
-            f"baselines (validation next-token accuracy): unigram {baselines['unigram_val_accuracy']:.4f}, "
-            f"bigram {baselines['bigram_val_accuracy']:.4f}"
-        )
+    if scores:
+        shown = f"unigram {scores['unigram_val_accuracy']:.4f}, bigram {scores['bigram_val_accuracy']:.4f}"
+        if "bigram_val_accuracy" + EVERY_POSITION in scores:
+            shown += (
+                f"; every position: unigram {scores['unigram_val_accuracy' + EVERY_POSITION]:.4f}, "
+                f"bigram {scores['bigram_val_accuracy' + EVERY_POSITION]:.4f}"
+            )
+        log(f"baselines (validation next-token accuracy): {shown}")
         with writer.as_default():
-            for key, value in baselines.items():
+            for key, value in scores.items():
                 tf.summary.scalar(f"baseline/{key}", value, step=0)
         writer.flush()
-    return baselines
+    return scores
 
 
 def export_model(model, outputs, data_dir: str, primers, primer_split: str, *, chief: bool) -> None:

@@ -42,7 +42,7 @@ class TensorBoardSamples:
     excerpts of the same length (``music_validation/<measure>``, logged once).
     """
 
-    MEASURE_PIECES, MEASURE_LENGTH, VALIDATION_WINDOWS = 4, 256, 20_000
+    MEASURE_PIECES, MEASURE_LENGTH, VALIDATION_RECORDS = 4, 256, 20_000
 
     def __init__(
         self, args: argparse.Namespace, data: data_lib.Data, primers: Sequence[Sequence[int]]
@@ -69,6 +69,7 @@ class TensorBoardSamples:
                 dense_units=a.dense_units,
                 embedding_dim=a.embedding_dim,
                 dropout=a.dropout,
+                objective=a.objective,
             )
             self.composer = Composer(
                 copy, self.data.sequence_length, self.encoding.grammar(self.data.vocab)
@@ -118,14 +119,11 @@ class TensorBoardSamples:
                 tf.summary.scalar(tag, value, step=step)
 
     def validation_excerpts(self) -> list[list[str]]:
-        """The validation pieces (reassembled from the windows) cut to :data:`MEASURE_LENGTH`
+        """The validation pieces (reassembled from the records) cut to :data:`MEASURE_LENGTH`
         tokens."""
         if not (self.data.windows(VALIDATION) and self.data.manifest.validation_shards):
             return []
-        inputs, targets = data_lib.numpy_windows(self.data, VALIDATION, self.VALIDATION_WINDOWS)
-        pieces = (
-            measures.reassemble(inputs, targets, self.data.manifest.stride) if len(targets) else []
-        )
+        pieces = data_lib.pieces(self.data, VALIDATION, self.VALIDATION_RECORDS)
         return measures.excerpts(
             [[self.data.vocab[i] for i in p] for p in pieces], self.MEASURE_LENGTH
         )

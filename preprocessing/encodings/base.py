@@ -81,9 +81,17 @@ class Encoding(ABC):
         """A MIDI file playing ``tokens``; ``encode(decode(encode(f))) == encode(f)``."""
 
     @abstractmethod
+    def transpose_token(self, token: str, semitones: int) -> str | None:
+        """The token moved by ``semitones`` (itself when it holds no pitch); None when a note would
+        leave the encoding's pitch range. Both encodings move a piece one token at a time, which
+        is what lets the trainer transpose through a table of ids
+        (:mod:`preprocessing.transpositions`)."""
+
     def transpose(self, tokens: Sequence[str], semitones: int) -> list[str] | None:
         """The tokens of the same piece moved by ``semitones``, exactly what encoding the transposed
         MIDI file gives; None when a note would leave the encoding's pitch range."""
+        moved = [self.transpose_token(token, semitones) for token in tokens]
+        return None if None in moved else moved  # type: ignore[return-value]
 
     @abstractmethod
     def note_events(self, tokens: Sequence[str]) -> list[NoteEvent]:

@@ -250,13 +250,6 @@ def transpose_chord_token(token: str, semitones: int) -> str:
     raise ValueError(f"{token!r} is not a chord token in normal order")
 
 
-def transpose_tokens(tokens: Sequence[str], semitones: int) -> list[str] | None:
-    """Every token moved by ``semitones`` (the tokens of the transposed MIDI file), or None when a
-    note would leave :data:`TRANSPOSABLE_MIDI_RANGE` (augmentation then drops that copy)."""
-    moved = [transpose_token(token, semitones) for token in tokens]
-    return None if None in moved else moved  # type: ignore[return-value]
-
-
 # --------------------------------------------------------------------------- the encoding
 
 
@@ -272,8 +265,8 @@ class ReferenceEncoding(Encoding):
     def decode(self, tokens: Sequence[str]) -> bytes:
         return midi_bytes_from_tokens(tokens)
 
-    def transpose(self, tokens: Sequence[str], semitones: int) -> list[str] | None:
-        return transpose_tokens(tokens, semitones)
+    def transpose_token(self, token: str, semitones: int) -> str | None:
+        return transpose_token(token, semitones)
 
     def note_events(self, tokens: Sequence[str]) -> list[NoteEvent]:
         step = STEP_QUARTER_LENGTH

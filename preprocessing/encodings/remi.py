@@ -198,17 +198,14 @@ class RemiEncoding(Encoding):
         encoding."""
         return self._score(tokens).dumps_midi()
 
-    def transpose(self, tokens: Sequence[str], semitones: int) -> list[str] | None:
+    def transpose_token(self, token: str, semitones: int) -> str | None:
+        """A ``Pitch_n`` becomes ``Pitch_{n + semitones}`` inside the tokenizer's pitch range;
+        every other token (bars, positions, durations, velocities) is itself."""
+        if not token.startswith("Pitch_"):
+            return token
         low, high = self.tokenizer.config.pitch_range
-        moved = []
-        for token in tokens:
-            if token.startswith("Pitch_"):
-                number = int(token[6:]) + semitones
-                if not low <= number <= high:
-                    return None
-                token = f"Pitch_{number}"
-            moved.append(token)
-        return moved
+        number = int(token[6:]) + semitones
+        return f"Pitch_{number}" if low <= number <= high else None
 
     def note_events(self, tokens: Sequence[str]) -> list[NoteEvent]:
         score = self._score(tokens)
