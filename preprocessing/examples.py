@@ -39,50 +39,36 @@ def _example_class():
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     field = descriptor_pb2.FieldDescriptorProto
+    package = "lstm_composer.tf_example"
     proto = descriptor_pb2.FileDescriptorProto(
-        name="lstm_composer/tf_example.proto", package="lstm_composer.tf_example", syntax="proto3"
+        name="lstm_composer/tf_example.proto", package=package, syntax="proto3"
     )
+
+    def message_field(owner, name: str, number: int, message: str, repeated: bool = False) -> None:
+        label = field.LABEL_REPEATED if repeated else field.LABEL_OPTIONAL
+        owner.field.add(
+            name=name,
+            number=number,
+            type=field.TYPE_MESSAGE,
+            label=label,
+            type_name=f".{package}.{message}",
+        )
+
     int64_list = proto.message_type.add(name="Int64List")
     int64_list.field.add(name="value", number=1, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
     feature = proto.message_type.add(name="Feature")
-    feature.field.add(
-        name="int64_list",
-        number=3,
-        type=field.TYPE_MESSAGE,
-        label=field.LABEL_OPTIONAL,
-        type_name=".lstm_composer.tf_example.Int64List",
-    )
+    message_field(feature, "int64_list", 3, "Int64List")
     features = proto.message_type.add(name="Features")
     entry = features.nested_type.add(name="FeatureEntry")
     entry.options.map_entry = True
     entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
-    entry.field.add(
-        name="value",
-        number=2,
-        type=field.TYPE_MESSAGE,
-        label=field.LABEL_OPTIONAL,
-        type_name=".lstm_composer.tf_example.Feature",
-    )
-    features.field.add(
-        name="feature",
-        number=1,
-        type=field.TYPE_MESSAGE,
-        label=field.LABEL_REPEATED,
-        type_name=".lstm_composer.tf_example.Features.FeatureEntry",
-    )
+    message_field(entry, "value", 2, "Feature")
+    message_field(features, "feature", 1, "Features.FeatureEntry", repeated=True)
     example = proto.message_type.add(name="Example")
-    example.field.add(
-        name="features",
-        number=1,
-        type=field.TYPE_MESSAGE,
-        label=field.LABEL_OPTIONAL,
-        type_name=".lstm_composer.tf_example.Features",
-    )
+    message_field(example, "features", 1, "Features")
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("lstm_composer.tf_example.Example")
-    )
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.Example"))
 
 
 def encode_span(tokens: Sequence[int]) -> bytes:

@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsList, AsSingleton
 from apache_beam.runners.runner import PipelineState
 
-from preprocessing import files, records, shards
+from preprocessing import files, records, shards, transpositions
 from preprocessing.direct_runner import (
     LOCAL_WORKERS_ENV,
     SpreadFiles,
@@ -284,12 +284,11 @@ def transposition_line(manifest: records.Manifest) -> str:
     """What ``--transpose K`` means for this output: shifts drawn when the trainer reads, and how
     many training windows a shift cannot move (they train unshifted when it is drawn)."""
     c, k = manifest.counts, manifest.transpose
-    draws = c.get("train_windows", 0) * (2 * k + 1)
-    refused = c.get("shifts_refused", 0)
+    unmoved = 100 * transpositions.unmoved_share(c, k)
     return (
         f"  transposition      {'±' + str(k):>10}   semitones, drawn per training window when "
         f"training reads it; {c.get('windows_not_always_movable', 0):,} windows hold a note some "
-        f"shift cannot move ({100 * refused / max(1, draws):.2g} % of the draws train unshifted)"
+        f"shift cannot move ({unmoved:.2g} % of the draws train unshifted)"
     )
 
 

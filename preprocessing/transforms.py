@@ -184,11 +184,12 @@ class CloseUnderShifts(beam.DoFn):
             return
         if self._move is None:  # a runner that skipped setup
             self.setup()
-        moved = transpositions.moved_tokens(piece.tokens, self.shifts, self._move)
-        refused = transpositions.refusals(
-            piece.tokens, self.window_spec[0], self.shifts, self._move
+        moved = transpositions.moves(piece.tokens, self.shifts, self._move)
+        refused = transpositions.refusals(piece.tokens, self.window_spec[0], moved)
+        yield piece._replace(
+            moved=tuple(sorted(transpositions.moved_tokens(moved))),
+            refused=tuple(sorted(refused.items())),
         )
-        yield piece._replace(moved=tuple(sorted(moved)), refused=tuple(sorted(refused.items())))
 
 
 class MakeSpans(beam.DoFn):

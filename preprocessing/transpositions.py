@@ -2,7 +2,7 @@
 trainer maps ids with, and what cannot be moved. Pure functions; no Beam, no TensorFlow.
 
 The pipeline stores every piece once, untransposed. For ``--transpose K`` it adds to the vocabulary
-every token a training piece's token becomes under each shift in -K..K (:func:`moved_tokens`), and
+every token a training piece's token becomes under each shift in -K..K (:func:`moves`), and
 writes ``transpositions.json`` (:func:`table_to_json`): for each shift, the id each token id becomes
 (-1 where the encoding cannot move the token: a note would leave its pitch range). The trainer draws
 one shift per training window and per epoch, maps the window's ids through the shift's row, and
@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 MAX_TRANSPOSE = 12
@@ -40,29 +40,37 @@ def semitone_shifts(transpose: int) -> tuple[int, ...]:
     return tuple(range(-transpose, 0)) + tuple(range(1, transpose + 1))
 
 
-def moved_tokens(tokens: Iterable[str], shifts: Sequence[int], move: Mover) -> set[str]:
-    """Every token that ``tokens`` become under ``shifts`` (the vocabulary must hold them)."""
+def moves(
+    tokens: Iterable[str], shifts: Sequence[int], move: Mover
+) -> dict[int, dict[str, str | None]]:
+    """What each distinct token of ``tokens`` becomes under each shift (None: it cannot move), the
+    one place the encoding is asked: :func:`moved_tokens` and :func:`refusals` read it."""
     distinct = set(tokens)
-    moved = {move(token, shift) for token in distinct for shift in shifts}
-    moved.discard(None)
-    return moved  # type: ignore[return-value]
+    return {shift: {token: move(token, shift) for token in distinct} for shift in shifts}
+
+
+def moved_tokens(moved: Mapping[int, Mapping[str, str | None]]) -> set[str]:
+    """Every token the :func:`moves` give (the vocabulary must hold them)."""
+    found = {token for by_token in moved.values() for token in by_token.values()}
+    found.discard(None)
+    return found  # type: ignore[return-value]
 
 
 def refusals(
-    tokens: Sequence[str], sequence_length: int, shifts: Sequence[int], move: Mover
+    tokens: Sequence[str], sequence_length: int, moved: Mapping[int, Mapping[str, str | None]]
 ) -> Counter:
     """How much of one training piece a shift cannot move, over its windows of ``sequence_length +
-    1`` tokens at stride 1: ``windows_not_always_movable`` (windows holding a token that some shift
-    cannot move) and ``shifts_refused`` (the (window, shift) pairs that cannot be moved; when the
-    trainer draws one of those, the window trains unshifted)."""
+    1`` tokens at stride 1 (``moved``: the piece's :func:`moves`): ``windows_not_always_movable``
+    (windows holding a token that some shift cannot move) and ``shifts_refused`` (the (window,
+    shift) pairs that cannot be moved; when the trainer draws one of those, the window trains
+    unshifted)."""
     windows = len(tokens) - sequence_length
-    if windows <= 0 or not shifts:
+    if windows <= 0 or not moved:
         return Counter()
-    distinct = set(tokens)
     any_refused = [False] * windows
     refused = 0
-    for shift in shifts:
-        stuck = {token for token in distinct if move(token, shift) is None}
+    for by_token in moved.values():
+        stuck = {token for token, becomes in by_token.items() if becomes is None}
         if not stuck:
             continue
         # prefix sums of unmovable tokens: a window [j, j + L] is refused when it holds one
@@ -74,6 +82,13 @@ def refusals(
                 refused += 1
                 any_refused[start] = True
     return Counter(windows_not_always_movable=sum(any_refused), shifts_refused=refused)
+
+
+def unmoved_share(counts: Mapping[str, int], transpose: int) -> float:
+    """The share of the trainer's (training window, shift) draws, shift 0 included, that leave a
+    window unmoved because it holds a token the drawn shift cannot move (a manifest's counts)."""
+    draws = counts.get("train_windows", 0) * (2 * transpose + 1)
+    return counts.get("shifts_refused", 0) / max(1, draws)
 
 
 def table(vocab: Sequence[str], shifts: Sequence[int], move: Mover) -> list[list[int]]:

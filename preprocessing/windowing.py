@@ -51,18 +51,13 @@ def spans(ids: Sequence[int], sequence_length: int, stride: int) -> list[list[in
     Every window of ``sequence_length + 1`` tokens at stride 1 (``windows(ids, sequence_length)``)
     lies in exactly one span: the one starting at ``stride * (start // stride)``. So each token is
     stored about ``(sequence_length + stride) / stride`` times instead of ``sequence_length + 1``
-    times, a piece's tail is never lost, and :func:`span_windows` gives back the windows exactly.
-    Consecutive spans overlap by ``sequence_length`` tokens (:func:`reassemble` chains them).
+    times, a piece's tail is never lost, and :func:`windows` of each span gives back the windows
+    exactly. Consecutive spans overlap by ``sequence_length`` tokens (:func:`reassemble` chains
+    them).
     """
     count = window_count(len(ids), sequence_length, stride)
     length = sequence_length + stride
     return [list(ids[k * stride : k * stride + length]) for k in range(count)]
-
-
-def span_windows(span: Sequence[int], sequence_length: int) -> list[tuple[list[int], int]]:
-    """The stride-1 windows ``(inputs, target)`` that one span holds (the trainer's
-    ``tf.signal.frame`` of the ``last`` objective, in plain Python)."""
-    return list(windows(span, sequence_length))
 
 
 def vocabulary(tokens: Iterable[str]) -> list[str]:

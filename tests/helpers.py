@@ -23,6 +23,27 @@ TINY = [
 """Trainer flags for a tiny network: tests train in seconds."""
 
 
+def tiny_training(data_dir, job_dir, epochs: int, sample_every: int = 2) -> list[str]:
+    """``train`` flags for a tiny network on ``data_dir``, written to ``job_dir``: batches of 16
+    at a high learning rate, so a few epochs learn something."""
+    return [
+        *("--data-dir", str(data_dir), "--job-dir", str(job_dir), "--epochs", str(epochs)),
+        *("--batch-size", "16", "--learning-rate", "0.02", "--sample-every", str(sample_every)),
+        *TINY,
+    ]
+
+
+def main_output(main, argv: list[str]) -> tuple[int, str]:
+    """``main(argv)``'s exit status and what it printed on stdout."""
+    import contextlib
+    import io
+
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(argv)
+    return code, stdout.getvalue()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

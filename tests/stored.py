@@ -35,7 +35,7 @@ def windows_in(out: Path, manifest: records.Manifest, split: str) -> Counter:
     return Counter(
         (tuple(inputs), target)
         for span in spans_in(out, manifest, split)
-        for inputs, target in windowing.span_windows(span, manifest.sequence_length)
+        for inputs, target in windowing.windows(span, manifest.sequence_length)
     )
 
 

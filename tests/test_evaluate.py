@@ -9,7 +9,7 @@ import json
 import re
 
 import pytest
-from helpers import TINY, scalars
+from helpers import TINY, main_output, scalars, tiny_training
 
 import lstm_composer
 from trainer import evaluate, measures, sampling, task
@@ -24,28 +24,12 @@ def trained(records_dir, tmp_path_factory):
     """Three epochs of a tiny model, music measures sampled every 2 epochs (so at 2 and, the end,
     3); its stdout kept (a StringIO is not a terminal)."""
     job = tmp_path_factory.mktemp("evaluated-job")
-    argv = [
-        "--data-dir",
-        str(records_dir),
-        "--job-dir",
-        str(job),
-        "--epochs",
-        "3",
-        "--batch-size",
-        "16",
-        "--learning-rate",
-        "0.02",
-        "--sample-every",
-        "2",
-        *TINY,
-    ]
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        assert task.main(argv) == 0
+    code, stdout = main_output(task.main, tiny_training(records_dir, job, epochs=3))
+    assert code == 0
     return {
         "job": job,
         "data": records_dir,
-        "stdout": stdout.getvalue(),
+        "stdout": stdout,
         "scalars": scalars(str(job / "logs")),
     }
 
@@ -53,29 +37,28 @@ def trained(records_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation") / "sub" / "evaluation.json"
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = lstm_composer.main(
-            [
-                "evaluate",
-                "--model-dir",
-                str(trained["job"] / "model"),
-                "--data-dir",
-                str(trained["data"]),
-                "--samples",
-                "3",
-                "--length",
-                "60",
-                "--seed",
-                "2",
-                "--top-p",
-                "0.95",
-                "--output",
-                str(out),
-            ]
-        )
+    code, stdout = main_output(
+        lstm_composer.main,
+        [
+            "evaluate",
+            "--model-dir",
+            str(trained["job"] / "model"),
+            "--data-dir",
+            str(trained["data"]),
+            "--samples",
+            "3",
+            "--length",
+            "60",
+            "--seed",
+            "2",
+            "--top-p",
+            "0.95",
+            "--output",
+            str(out),
+        ],
+    )
     assert code == 0
-    return {"json": json.loads(out.read_text()), "stdout": stdout.getvalue()}
+    return {"json": json.loads(out.read_text()), "stdout": stdout}
 
 
 @pytest.mark.slow

@@ -4,15 +4,13 @@ does; and the layouts and flags each objective refuses."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
 import synthetic
 import tensorflow as tf
-from helpers import TINY, scalars
+from helpers import TINY, main_output, scalars, tiny_training
 
 import lstm_composer
 from preprocessing import records
@@ -79,43 +77,26 @@ def test_the_sequence_loss_is_the_mean_over_positions_and_validation_sums_both()
 def sequence_job(records_dir, tmp_path_factory):
     """Two epochs of a tiny sequence model on the pipeline's output, then ``evaluate``."""
     job = tmp_path_factory.mktemp("sequence-job")
-    argv = [
-        "--data-dir",
-        str(records_dir),
-        "--job-dir",
-        str(job),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--learning-rate",
-        "0.02",
-        "--objective",
-        "sequence",
-        "--sample-every",
-        "2",
-        *TINY,
-    ]
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        assert task.main(argv) == 0
+    code, log = main_output(
+        task.main, [*tiny_training(records_dir, job, epochs=2), "--objective", "sequence"]
+    )
+    assert code == 0
     out = tmp_path_factory.mktemp("sequence-evaluation") / "evaluation.json"
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = lstm_composer.main(
-            [
-                "evaluate",
-                *("--model-dir", str(job / "model"), "--data-dir", str(records_dir)),
-                *("--samples", "2", "--length", "40", "--output", str(out)),
-            ]
-        )
+    code, table = main_output(
+        lstm_composer.main,
+        [
+            "evaluate",
+            *("--model-dir", str(job / "model"), "--data-dir", str(records_dir)),
+            *("--samples", "2", "--length", "40", "--output", str(out)),
+        ],
+    )
     assert code == 0
     return {
         "job": job,
-        "log": stdout.getvalue(),
+        "log": log,
         "scalars": scalars(str(job / "logs")),
         "report": json.loads(out.read_text()),
-        "table": printed.getvalue(),
+        "table": table,
     }
 
 

@@ -48,7 +48,7 @@ def test_spans_hold_every_window_exactly_once_and_the_tail(length, seq, stride):
     spans = windowing.spans(ids, seq, stride)
     assert len(spans) == windowing.window_count(length, seq, stride)
     assert all(seq + 1 <= len(span) <= seq + stride for span in spans)
-    from_spans = [w for span in spans for w in windowing.span_windows(span, seq)]
+    from_spans = [w for span in spans for w in windowing.windows(span, seq)]
     assert from_spans == list(windowing.windows(ids, seq))  # every one, once, in order
     assert spans[-1][-1] == ids[-1]  # the tail is stored
     stored = sum(map(len, spans))

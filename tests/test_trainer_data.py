@@ -124,7 +124,7 @@ def test_windows_are_read_exactly(small):
     expected = set()
     for name in data.manifest.shards("validation"):
         for raw in tf.data.TFRecordDataset(str(out / name)).as_numpy_iterator():
-            for inputs, target in windowing.span_windows(examples.decode_span(raw), 8):
+            for inputs, target in windowing.windows(examples.decode_span(raw), 8):
                 expected.add((tuple(inputs), target))
     assert {(tuple(a), int(b)) for a, b in zip(x, y)} == expected
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY, scalars
+from helpers import TINY, scalars, tiny_training
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
@@ -158,19 +158,7 @@ def test_two_multiworker_processes_then_single_worker_resume(records_dir, tmp_pa
         sys.executable,
         "-m",
         "trainer.task",
-        "--data-dir",
-        str(records_dir),
-        "--job-dir",
-        str(job),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--learning-rate",
-        "0.02",
-        "--sample-every",
-        "1",
-        *TINY,
+        *tiny_training(records_dir, job, epochs=2, sample_every=1),
     ]
     procs, outputs = two_workers(argv)
     (chief_rc, chief_out, chief_err), (worker_rc, worker_out, worker_err) = outputs

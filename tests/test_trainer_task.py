@@ -17,7 +17,7 @@ import uuid
 import numpy as np
 import pytest
 import synthetic
-from helpers import TINY, free_port, scalars
+from helpers import TINY, free_port, scalars, tiny_training
 
 from trainer import distribute, job_dir, steps, task
 from trainer.export import PRIMER_WINDOWS
@@ -38,22 +38,7 @@ EPOCH_SCALARS = [
 def trained_job(records_dir, tmp_path_factory):
     """One tiny training run (4 epochs, default strategy selection) on the pipeline's output."""
     job = tmp_path_factory.mktemp("job")
-    argv = [
-        "--data-dir",
-        str(records_dir),
-        "--job-dir",
-        str(job),
-        "--epochs",
-        "4",
-        "--batch-size",
-        "16",
-        "--learning-rate",
-        "0.02",
-        "--sample-every",
-        "2",
-        *TINY,
-    ]
-    assert task.main(argv) == 0
+    assert task.main(tiny_training(records_dir, job, epochs=4)) == 0
     return {"job": job, "data": records_dir, "scalars": scalars(str(job / "logs"))}
 
 

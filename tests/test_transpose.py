@@ -126,7 +126,7 @@ def test_every_piece_is_stored_once_and_the_vocabulary_is_closed_under_the_shift
     assert read_manifest == manifest and manifest.transpose == K
     shifts = transpositions.semitone_shifts(K)
     moved = transpositions.moved_tokens(
-        (t for piece in train for t in piece), shifts, codec.transpose_token
+        transpositions.moves((t for piece in train for t in piece), shifts, codec.transpose_token)
     )
     # the training pieces' moves, never a validation piece's own
     assert vocab == windowing.vocabulary([*(t for p in [*train, *validation] for t in p), *moved])
@@ -215,7 +215,9 @@ def test_a_window_a_shift_cannot_move_is_counted(augmented):
     expected = sum(
         (
             transpositions.refusals(
-                p, SEQ, transpositions.semitone_shifts(K), codec.transpose_token
+                p,
+                SEQ,
+                transpositions.moves(p, transpositions.semitone_shifts(K), codec.transpose_token),
             )
             for p in train
         ),
@@ -335,11 +337,15 @@ def test_shifts_moves_refusals_and_the_table_are_pure():
         moved = int(token) + shift
         return str(moved) if 0 <= moved <= 9 else None
 
-    assert transpositions.moved_tokens(["0", "x", "9"], (-1, 1), move) == {"x", "1", "8"}
+    moves = transpositions.moves(["0", "x", "9"], (-1, 1), move)
+    assert moves == {-1: {"0": None, "x": "x", "9": "8"}, 1: {"0": "1", "x": "x", "9": None}}
+    assert transpositions.moved_tokens(moves) == {"x", "1", "8"}
     # windows of 3 tokens in 0 1 x 5 5 9: [0 1 x] cannot go down, [5 5 9] nor [x 5 5]... up
-    refused = transpositions.refusals(["0", "1", "x", "5", "5", "9"], 2, (-1, 1), move)
+    piece = ["0", "1", "x", "5", "5", "9"]
+    refused = transpositions.refusals(piece, 2, transpositions.moves(piece, (-1, 1), move))
     assert refused == Counter(windows_not_always_movable=2, shifts_refused=2)
-    assert transpositions.refusals(["1", "2"], 2, (-1, 1), move) == Counter()  # no window
+    no_window = transpositions.moves(["1", "2"], (-1, 1), move)
+    assert transpositions.refusals(["1", "2"], 2, no_window) == Counter()
     vocab = ["0", "1", "2", "x"]
     assert transpositions.table(vocab, (-1, 1), move) == [[-1, 0, 1, 3], [1, 2, -1, 3]]
 

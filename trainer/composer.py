@@ -41,9 +41,8 @@ def step_model(model: keras.Model) -> tuple[keras.Model, list[tuple[layers.LSTM,
     ``[probabilities, h_1', c_1', …]``. LSTM layers are rebuilt with ``return_state=True`` and the
     trained weights; every other layer (embedding or rescaling, dropout, batch norm, dense) is the
     trained layer itself, shared. A model trained with ``--objective sequence`` runs its head on
-    the one position and gives that row. Also
-    returns the (trained, single-step) LSTM pairs, whose weights
-    must be copied again when the trained model changes (:meth:`Composer.sync_weights`).
+    the one position and gives that row. Also returns the (trained, single-step) LSTM pairs, whose
+    weights must be copied again when the trained model changes (:meth:`Composer.sync_weights`).
     """
     token = keras.Input(shape=(1,), dtype="int64", name="token_id")
     x = token

@@ -38,7 +38,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import examples, reader, records, windowing
+from preprocessing import reader, records, windowing
 from preprocessing.messages import first_line
 from preprocessing.records import DataError
 from trainer import windows as windows_lib
@@ -122,22 +122,22 @@ def _check_first_records(data: Data, split: str, count: int) -> None:
     ds = tf.data.TFRecordDataset(
         path, compression_type=records.tf_compression_type(manifest.compression)
     )
-    parse = windows_lib.parse_windows(manifest)
+    spans = manifest.layout == records.SPANS
+    parse = windows_lib.parse_span if spans else windows_lib.parse_windows(manifest)
     shortest, longest = manifest.sequence_length + 1, manifest.sequence_length + manifest.stride
     layout = (
         f"spans of {shortest} to {longest} tokens: sequence length {manifest.sequence_length}, "
         f"stride {manifest.stride}"
-        if manifest.layout == records.SPANS
+        if spans
         else f"windows of sequence length {manifest.sequence_length}"
     )
     try:
         for serialized in ds.take(count):
             ids = parse(serialized).numpy()
-            held = len(ids) + manifest.sequence_length  # a span of n tokens holds n - L windows
-            if manifest.layout == records.SPANS and not shortest <= held <= longest:
+            if spans and not shortest <= len(ids) <= longest:
                 raise DataError(
                     f"the records in {path} do not match {records.MANIFEST_FILE} ({layout}): a "
-                    f"record holds {held} tokens; {records.RERUN}"
+                    f"record holds {len(ids)} tokens; {records.RERUN}"
                 )
             if ids.min() < 0 or ids.max() >= data.vocab_size:
                 outside = int(ids.max() if ids.max() >= data.vocab_size else ids.min())
@@ -353,8 +353,7 @@ def pieces(data: Data, split: str, limit: int | None = None) -> list[list[int]]:
     compression = records.tf_compression_type(data.manifest.compression)
     ds = serialized_records(files, compression, False, None, 0)
     if data.manifest.layout == records.SPANS:
-        spec = examples.span_spec()
-        ds = ds.map(lambda r: tf.io.parse_single_example(r, spec)[examples.TOKENS_FEATURE])
+        ds = ds.map(windows_lib.parse_span)
     else:
         ds = ds.map(windows_lib.parse_windows(data.manifest)).unbatch()
     if limit is not None:

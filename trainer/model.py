@@ -109,6 +109,8 @@ def fast(
     """Embedding + cuDNN-eligible LSTMs + the reference's head; mixed_float16 when a GPU is
     present. ``objective`` ``sequence``: the head at every position."""
     _check_sizes(sequence_length, vocab_size, units, num_layers, dense_units, dropout)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"--objective must be one of {OBJECTIVES}, not {objective!r}")
     if embedding_dim < 1:
         raise ValueError(f"--embedding-dim must be at least 1, not {embedding_dim}")
     mixed = gpu_present() if mixed_precision is None else mixed_precision
@@ -118,8 +120,6 @@ def fast(
     model = keras.Sequential(name="fast")
     model.add(keras.Input(shape=(sequence_length,), dtype="int64", name="token_ids"))
     model.add(layers.Embedding(vocab_size, embedding_dim, dtype=policy))
-    if objective not in OBJECTIVES:
-        raise ValueError(f"--objective must be one of {OBJECTIVES}, not {objective!r}")
     every_position = objective == "sequence"
     for index in range(num_layers):
         last = index == num_layers - 1

@@ -200,13 +200,14 @@ def check_objective(args, data) -> None:
 
 def transposition_line(data) -> str:
     """What moving the training windows by ``--transpose`` does to this data, from its counts."""
+    from preprocessing.transpositions import unmoved_share
+
     c, k = data.manifest.counts, data.manifest.transpose
-    draws = data.windows(TRAIN) * (2 * k + 1)
     return (
         f"transposition: each training window moved by a shift drawn from -{k}..{k} semitones, "
         f"anew every epoch; {c.get('windows_not_always_movable', 0):,} of the windows hold a note "
-        f"some shift cannot move, so {100 * c.get('shifts_refused', 0) / max(1, draws):.2g} % of "
-        "the draws leave a window unmoved"
+        f"some shift cannot move, so {100 * unmoved_share(c, k):.2g} % of the draws leave a "
+        "window unmoved"
     )
 
 

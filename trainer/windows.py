@@ -31,6 +31,11 @@ CROP_STREAM, SHIFT_STREAM = 1, 2
 """Told apart in the stateless seeds, so the offsets and the shifts are independent draws."""
 
 
+def parse_span(serialized) -> tf.Tensor:
+    """A serialized span record's token ids, ``[n]`` int64."""
+    return tf.io.parse_single_example(serialized, examples.span_spec())[examples.TOKENS_FEATURE]
+
+
 def parse_windows(manifest: records.Manifest):
     """``serialized record -> [n, sequence_length + 1]`` int64 windows: every window a record
     holds (all of a span's at stride 1; a stored window as it is)."""
@@ -44,11 +49,9 @@ def parse_windows(manifest: records.Manifest):
             return tf.concat([parsed[examples.INPUTS_FEATURE], target], 0)[None, :]
 
         return stored
-    spec = examples.span_spec()
 
     def every_window(serialized):
-        span = tf.io.parse_single_example(serialized, spec)[examples.TOKENS_FEATURE]
-        return tf.signal.frame(span, length + 1, 1, axis=0)
+        return tf.signal.frame(parse_span(serialized), length + 1, 1, axis=0)
 
     return every_window
 
@@ -58,10 +61,9 @@ def crops(manifest: records.Manifest, seed: int):
     windows of the span that follow each other from a random offset in ``[0, L)`` (at most the
     span's spare tokens), for the ``sequence`` objective; each trains ``L`` targets."""
     length = manifest.sequence_length
-    spec = examples.span_spec()
 
     def crop(count, serialized):
-        span = tf.io.parse_single_example(serialized, spec)[examples.TOKENS_FEATURE]
+        span = parse_span(serialized)
         spare = tf.cast(tf.size(span), tf.int64) - (length + 1)
         highest = tf.minimum(tf.constant(length - 1, tf.int64), spare)
         offset = tf.random.stateless_uniform(
