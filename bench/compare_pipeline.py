@@ -78,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--input", default=None, help="MIDI folder (default: the embedded dataset)")
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="0 (default): each side's own local defaults; N: multi_processing over N workers",
+    )
     args = parser.parse_args(argv)
     if args.input is None:
         sys.path.insert(0, args.new)

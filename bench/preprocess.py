@@ -7,17 +7,18 @@ are not (shared, noisy machines):
 * sequential: the reference notebook's ``get_notes`` loop in one fresh process (music21 loaded, no
   Beam), with the same music21 calls (``converter.parse(path)`` then
   ``partitionByInstrument(...).parts[0].recurse()``);
-* pipeline: ``preprocessing.pipeline`` on the DirectRunner in multi-processing mode over all cores,
-  end to end (match, parse, vocabulary, windows, TFRecords, manifest), with ``--parts first`` so
-  that both extract the same notes.
+* pipeline: ``preprocessing.pipeline`` on the DirectRunner as ``preprocess`` runs it (in memory,
+  a parse child per core fed from one queue; ``--workers N``: multi-processing over N worker
+  processes, each with its share of the cores), end to end (match, parse, vocabulary, windows,
+  TFRecords, manifest), with ``--parts first`` so that both extract the same notes.
 
 Prints files/s of each and the speed-up; the last line is a JSON object of the figures. With
 ``--repeats N`` it times N rounds, alternating which of the two goes first, and reports the median
 of the per-round ratios (the machine's speed drifts between minutes; a ratio within a round is what
 compares). It also reports the share of the reference loop's time spent in Python's garbage
 collector (``bench/parse_gc.py`` measures what Beam's presence and the workers' ``gc.freeze()`` do
-to it), and, from the per-file parse times, how far from a perfect split over the workers the
-pipeline's size-balanced groups and a ``Reshuffle``'s random keys would land.
+to it), and, from the per-file parse times, how far from a perfect split over the workers a static
+split (``--workers N``: size-balanced groups) and a ``Reshuffle``'s random keys would land.
 
 The encodings (issue 11), in the same run: the parse-and-tokenize step of each encoding
 (``Encoding.encode``, ``--parts all``) over every file, in one fresh process that holds both, file
@@ -26,7 +27,7 @@ per core), with each encoding's vocabulary size and tokens per piece; and the wh
 ``--encoding reference`` and ``--encoding remi`` (wall time, and the CPU time of the process tree in
 a fresh process). ``--compare loop`` runs only the first part, ``--compare encodings`` only this.
 
-    python bench/preprocess.py [--input DIR] [--workers N] [--repeats 1] [--compare
+    python bench/preprocess.py [--input DIR] [--workers 0|N] [--repeats 1] [--compare
     all|loop|encodings]
 """
 
@@ -137,9 +138,10 @@ def midi_paths(input_dir: str) -> list[Path]:
     return sorted(p for p in Path(input_dir).rglob("*") if p.suffix.lower() in (".mid", ".midi"))
 
 
-def pipeline_run(input_dir: str, workers: int, *flags: str) -> tuple[float, int]:
+def pipeline_run(input_dir: str, workers: int = 0, *flags: str) -> tuple[float, int]:
     """The Beam pipeline over ``input_dir`` (``--parts first`` unless ``flags`` say otherwise):
-    returns (seconds, tokens)."""
+    returns (seconds, tokens). ``workers`` 0: the DirectRunner as ``preprocess`` runs it by default
+    (its local defaults); N: ``multi_processing`` over N worker processes."""
     from preprocessing import pipeline
 
     # run(argv); a checkout from before the rename (bench/compare_pipeline.py --old) calls it
@@ -154,9 +156,11 @@ def pipeline_run(input_dir: str, workers: int, *flags: str) -> tuple[float, int]
                 "--output",
                 out,
                 *(flags or ("--parts", "first")),
-                "--direct_running_mode",
-                "multi_processing",
-                f"--direct_num_workers={workers}",
+                *(
+                    ("--direct_running_mode", "multi_processing", f"--direct_num_workers={workers}")
+                    if workers
+                    else ()
+                ),
             ]
         )
         seconds = time.perf_counter() - start
@@ -292,7 +296,13 @@ def compare_encodings(input_dir: str, paths: list[Path], workers: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default=None, help="MIDI folder (default: the embedded dataset)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="0 (default): the pipeline as preprocess runs it (in memory, a parse child per core); "
+        "N: multi_processing over N worker processes",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="rounds; the ratio is their median")
     parser.add_argument(
         "--compare",
@@ -326,9 +336,12 @@ def main(argv: list[str] | None = None) -> int:
 
     input_dir = args.input or sample_data.ensure_dataset()
     paths = midi_paths(input_dir)
-    print(
-        f"{len(paths)} MIDI files in {input_dir}; {args.workers} worker processes for the pipeline"
+    how = (
+        f"{args.workers} worker processes"
+        if args.workers
+        else "preprocess's defaults (in memory, a parse child per core)"
     )
+    print(f"{len(paths)} MIDI files in {input_dir}; the pipeline with {how}")
     figures = {"files": len(paths), "cores": os.cpu_count(), "workers": args.workers}
     if args.compare in ("all", "encodings"):
         figures.update(compare_encodings(input_dir, paths, args.workers))
@@ -375,19 +388,20 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     # per-file times of the fastest sequential round
-    figures.update(schedule_figures(paths, min(rounds, key=lambda r: r[0])[3], args.workers))
+    spread = args.workers or os.cpu_count() or 1
+    figures.update(schedule_figures(paths, min(rounds, key=lambda r: r[0])[3], spread))
     best = " (best round)" if args.repeats > 1 else ""
     print(
         f"sequential reference loop: {figures['sequential_files_per_s']} files/s ({seq_s:.1f} s){best}"
     )
     print(
-        f"Beam pipeline (DirectRunner, {args.workers} processes): {figures['pipeline_files_per_s']} files/s "
+        f"Beam pipeline (DirectRunner, {how}): {figures['pipeline_files_per_s']} files/s "
         f"({pipe_s:.1f} s{best}, end to end including windows and TFRecords)"
     )
     median = " (median of the rounds' ratios)" if args.repeats > 1 else ""
     print(f"speed-up: {figures['speedup']}x{median}")
     print(
-        f"parse schedule over {args.workers} workers, simulated from the per-file times: size-balanced groups "
+        f"static split over {spread} workers (multi_processing), simulated from the per-file times: size-balanced groups "
         f"{figures['parse_size_balanced_over_ideal']}x a perfect split, random keys "
         f"{figures['parse_random_keys_over_ideal_median']}x (median) and "
         f"{figures['parse_random_keys_over_ideal_p90']}x (p90)"

@@ -281,7 +281,7 @@ def run_stages(jobs: Jobs, stages: Stages) -> int:
     prep = replace(jobs.preprocess, input=jobs.preprocess.input or sample_data.ensure_dataset())
     stages.done(f": {prep.input}")
 
-    stages.start("preprocessing with Apache Beam (DirectRunner, all cores)")
+    stages.start("preprocessing with Apache Beam (DirectRunner, a parse process per core)")
     try:
         outcome = pipeline.run_job(prep, jobs.beam_args)
     except PipelineError as exc:

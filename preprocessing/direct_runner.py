@@ -1,12 +1,17 @@
 """Tuning for Beam's DirectRunner, the runner that preprocesses on a laptop; other runners are
 untouched.
 
-Three things make the DirectRunner parse in parallel and not waste it: the local defaults (worker
-processes over every core, since parsing is CPU-bound Python), spreading the files as exactly one
-size-balanced group per worker (the DirectRunner splits a stage's input once, statically, and never
-rebalances), and freezing each worker's start-up objects out of the garbage collector's sight. On
-Dataflow and other runners the files are spread by a plain ``Reshuffle`` and nothing else changes.
-The measurements behind each choice are in ``docs/PERFORMANCE.md``.
+Parsing is CPU-bound and runs in budgeted child processes (:mod:`preprocessing.budgeted_child`), so
+the DirectRunner itself need not be parallel: by default it runs in this process (``in_memory``)
+and its one parse step keeps a child per core busy from one queue, fed largest file first
+(:mod:`preprocessing.budgeted_pool`). That balances the cores as the work goes, where dealing the
+files out to worker processes beforehand (the DirectRunner splits a stage's input once, statically,
+and never rebalances) left one core idle for the last second or so, and it saves each worker
+process's start-up. A user who asks for ``multi_processing`` gets it: the files are then dealt into
+one size-balanced group per worker, each worker parsing with its share of the cores, and each
+worker freezes its start-up objects out of the garbage collector's sight. On Dataflow and other
+runners the files are spread by a plain ``Reshuffle``, one child per DoFn instance, and nothing
+else changes. The measurements behind each choice are in ``docs/PERFORMANCE.md``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ def _has_flag(beam_args: Sequence[str], name: str) -> bool:
     return any(arg == name or arg.startswith(name + "=") for arg in beam_args)
 
 
+LOCAL_RUNNING_MODE = "in_memory"
+"""The DirectRunner's running mode unless the user chooses one: see the module's docstring."""
+
 WORKER_LOG_LEVEL = "ERROR"
 """The DirectRunner's worker processes log at this level unless ``--verbose`` (their WARNING
 lines are Beam's start-up notices, relayed to the user's terminal; a file that fails to parse is
@@ -56,9 +64,10 @@ counted in the summary and named in ``dead_letter.jsonl`` all the same)."""
 
 
 def with_local_defaults(beam_args: Sequence[str]) -> list[str]:
-    """``beam_args`` with the runner made explicit and, for the DirectRunner, worker processes over
-    every core unless the user chose a running mode (only separate processes parse in parallel), and
-    quiet workers unless ``--verbose`` or the user chose their log level."""
+    """``beam_args`` with the runner made explicit and, for the DirectRunner, the job run in this
+    process unless the user chose a running mode or a worker count (the parse step's children use
+    every core: :func:`parse_processes`), and quiet workers unless ``--verbose`` or the user chose
+    their log level."""
     beam_args = list(beam_args)
     runner_flag = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     runner_flag.add_argument("--runner", default=None)
@@ -67,9 +76,10 @@ def with_local_defaults(beam_args: Sequence[str]) -> list[str]:
         runner = "DirectRunner"
         beam_args.append(f"--runner={runner}")
     if is_direct_runner(runner) and not _has_flag(beam_args, "--direct_running_mode"):
-        beam_args.append("--direct_running_mode=multi_processing")
-        if not _has_flag(beam_args, "--direct_num_workers"):
-            beam_args.append(f"--direct_num_workers={os.cpu_count() or 1}")
+        # a worker count asks for worker processes, as it did when they were the default
+        asked_for_workers = _has_flag(beam_args, "--direct_num_workers")
+        mode = "multi_processing" if asked_for_workers else LOCAL_RUNNING_MODE
+        beam_args.append(f"--direct_running_mode={mode}")
     if (
         is_direct_runner(runner)
         and not quiet.verbose()
@@ -87,6 +97,17 @@ def direct_runner_workers(options: PipelineOptions) -> int | None:
     if direct.direct_running_mode == "in_memory":
         return 1
     return direct.direct_num_workers or os.cpu_count() or 1
+
+
+def parse_processes(options: PipelineOptions) -> int:
+    """How many parse children each DoFn instance of the parse step keeps busy: on the DirectRunner
+    every core shared out over its worker processes (all of them in the default in-memory mode),
+    elsewhere one (Dataflow runs a DoFn instance per worker thread and rebalances the work
+    itself)."""
+    workers = direct_runner_workers(options)
+    if workers is None:
+        return 1
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 # --------------------------------------------------------------------------- spreading the files
@@ -130,14 +151,21 @@ class BalanceBySize(beam.DoFn):
         self._files = []
 
 
+def largest_first(bucket_files: tuple) -> list:
+    """One worker's group of files, largest first: a pool of parse children fed in this order
+    ends with the small files, so the children finish close together (LPT order)."""
+    return sorted(bucket_files[1], key=lambda metadata: (-metadata.size_in_bytes, metadata.path))
+
+
 class SpreadFiles(beam.PTransform):
     """Spread the matched files over the workers that parse them.
 
     ``MatchFiles`` lists on one worker; without a fusion break every parse would run there too. With
-    ``local_workers`` (the DirectRunner) the files are dealt into exactly one group per worker,
-    balanced by file size (music21's parse time follows the size, roughly), then grouped: after a
-    ``GroupByKey`` the DirectRunner hands each worker one key. Otherwise a ``Reshuffle``, and the
-    runner (Dataflow) rebalances work dynamically.
+    ``local_workers`` (the DirectRunner) the files are dealt into exactly one group per worker
+    (one in the default in-memory mode), balanced by file size (music21's parse time follows the
+    size, roughly), then grouped: after a ``GroupByKey`` the DirectRunner hands each worker one key,
+    whose files come out largest first. Otherwise a ``Reshuffle``, and the runner (Dataflow)
+    rebalances work dynamically.
     """
 
     def __init__(self, local_workers: int | None = None):
@@ -151,7 +179,7 @@ class SpreadFiles(beam.PTransform):
             files
             | "BalanceBySize" >> beam.ParDo(BalanceBySize(self.local_workers))
             | "GroupPerWorker" >> beam.GroupByKey()
-            | "Ungroup" >> beam.FlatMap(lambda bucket_files: bucket_files[1])
+            | "Ungroup" >> beam.FlatMap(largest_first)
         )
 
 
@@ -173,7 +201,8 @@ def freeze_long_lived_objects() -> None:
     and music21 allocates so heavily while parsing that full collections walk all of them again and
     again (and once more at exit). ``gc.freeze()``, Python's documented tool for this, moves them to
     a permanent generation; garbage is collected first so that none of it is kept, and objects
-    created later are collected as usual. Called from ``ParseMidi.setup``, only in worker processes.
+    created later are collected as usual. Called from ``ParseMidi.setup``, only in worker processes
+    (``multi_processing``).
     """
     global _frozen
     if not _frozen:
@@ -211,14 +240,19 @@ def ctrl_c_quiet_threads() -> Iterator[None]:
     """While a job runs here: a runner thread that reports a worker ended by Ctrl-C says nothing
     (the launcher says it, once, in its own words); any other thread's error is shown as before.
     And Ctrl-C silences the log first, then interrupts: the runner's clean-up, which runs while the
-    ``KeyboardInterrupt`` unwinds, stops the workers, whose complaints it would otherwise relay."""
+    ``KeyboardInterrupt`` unwinds, stops the workers, whose complaints it would otherwise relay.
+    Where the job runs in this process (``in_memory``) Ctrl-C interrupts a DoFn, and Beam wraps the
+    ``KeyboardInterrupt`` in a ``RuntimeError`` naming the step; after a Ctrl-C it is a
+    ``KeyboardInterrupt`` again."""
     previous_hook = threading.excepthook
+    pressed: list[bool] = []
 
     def hook(args) -> None:
         if not INTERRUPTED_WORKER.search(str(args.exc_value)):
             previous_hook(args)
 
     def on_ctrl_c(signum, frame) -> None:
+        pressed.append(True)
         logging.disable(logging.CRITICAL)
         raise KeyboardInterrupt
 
@@ -227,6 +261,10 @@ def ctrl_c_quiet_threads() -> Iterator[None]:
     previous_handler = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
     try:
         yield
+    except Exception:
+        if pressed:
+            raise KeyboardInterrupt from None
+        raise
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler or signal.default_int_handler)

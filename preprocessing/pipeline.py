@@ -2,8 +2,9 @@
 
 ``lstm-composer preprocess --input DIR_OR_GLOB --output DIR`` (or
 ``python -m preprocessing.pipeline``) runs :class:`PreprocessMidi` with Apache Beam: on this machine
-with the DirectRunner over all cores, in the cloud unchanged with ``--runner DataflowRunner``. The
-flags are in :mod:`preprocessing.options`, the steps in :mod:`preprocessing.transforms` and
+with the DirectRunner (a parse child per core), in the cloud unchanged with
+``--runner DataflowRunner``. The flags are in :mod:`preprocessing.options`, the parse step in
+:mod:`preprocessing.parse_files`, the other steps in :mod:`preprocessing.transforms` and
 :mod:`preprocessing.writing`, the file-system side in :mod:`preprocessing.files`, and what only the
 DirectRunner needs in :mod:`preprocessing.direct_runner`.
 """
@@ -32,17 +33,17 @@ from preprocessing.direct_runner import (
     SpreadFiles,
     ctrl_c_quiet_threads,
     direct_runner_workers,
+    parse_processes,
     stop_local_workers,
 )
 from preprocessing.encodings import loader, registry
 from preprocessing.files import PipelineError
 from preprocessing.messages import interrupted
 from preprocessing.options import PROG, PreprocessOptions, parse_args
+from preprocessing.parse_files import METRICS_NAMESPACE, ParseMidi
 from preprocessing.transforms import (
-    METRICS_NAMESPACE,
     CloseUnderShifts,
     MakeSpans,
-    ParseMidi,
     TallyFn,
     VocabularyFn,
     count_matched,
@@ -60,7 +61,8 @@ class PreprocessMidi(beam.PTransform):
     ``manifest.json``.
 
     ``root`` is the folder that file keys (what the train/validation split hashes) are relative to;
-    ``local_workers`` is the DirectRunner's worker count, None on other runners; ``run_id`` goes
+    ``local_workers`` is the DirectRunner's worker count, None on other runners, and
+    ``parse_processes`` the parse children each parse DoFn keeps busy; ``run_id`` goes
     into every shard name (a new one by default). The last step takes the vocabulary and both
     splits' shard entries as side inputs, so it runs only after all of them are final and writes the
     manifest last: a folder with a manifest is a finished output, on any runner. The encoding is
@@ -78,6 +80,7 @@ class PreprocessMidi(beam.PTransform):
         root: str,
         train_shards: int,
         local_workers: int | None = None,
+        parse_processes: int = 1,
         run_id: str | None = None,
     ):
         super().__init__()
@@ -85,8 +88,15 @@ class PreprocessMidi(beam.PTransform):
         self.pattern = pattern
         self.root = root
         self.train_shards, self.local_workers = train_shards, local_workers
+        self.parse_processes = parse_processes
         self.run_id = run_id or shards.new_run_id()
         self.described = loader.describe(options.encoding)
+
+    def parse_midi(self) -> ParseMidi:
+        o = self.options
+        return ParseMidi(
+            o.parts, self.root, o.max_seconds_per_file, o.encoding, processes=self.parse_processes
+        )
 
     def expand(self, begin):
         o = self.options
@@ -98,9 +108,7 @@ class PreprocessMidi(beam.PTransform):
             | "SpreadFiles" >> SpreadFiles(self.local_workers)
             | "ReadMatches" >> fileio.ReadMatches()
             | "ParseMidi"
-            >> beam.ParDo(
-                ParseMidi(o.parts, self.root, o.max_seconds_per_file, o.encoding)
-            ).with_outputs(ParseMidi.DEAD_LETTER, main="pieces")
+            >> beam.ParDo(self.parse_midi()).with_outputs(ParseMidi.DEAD_LETTER, main="pieces")
         )
         pieces = parsed.pieces | "CloseUnderShifts" >> beam.ParDo(
             CloseUnderShifts(o.encoding, o.transpose, *window_spec)
@@ -204,9 +212,10 @@ def run_job(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
         root=root,
         train_shards=train_shards,
         local_workers=direct_runner_workers(beam_options),
+        parse_processes=parse_processes(beam_options),
     )
     _ = pipeline | "PreprocessMidi" >> job
-    if job.local_workers:  # the DirectRunner's workers inherit it (direct_runner's Ctrl-C notes)
+    if job.local_workers:  # the DirectRunner's workers and parse children inherit it (Ctrl-C)
         os.environ[LOCAL_WORKERS_ENV] = str(os.getpid())
     try:
         with ctrl_c_quiet_threads():

@@ -1,21 +1,17 @@
-"""The preprocessing job's steps: the DoFns and CombineFns that :mod:`preprocessing.pipeline` wires
-up.
+"""The preprocessing job's steps after parsing: the DoFns and CombineFns that
+:mod:`preprocessing.pipeline` wires up.
 
-Each is a thin adapter around pure functions: the chosen encoding's parse function (MIDI → tokens,
-run by name in a child process), :mod:`preprocessing.windowing` (tokens → spans, the split, the
-vocabulary), :mod:`preprocessing.transpositions` (the vocabulary closed under ``--transpose``, its
-table), :mod:`preprocessing.examples` and :mod:`preprocessing.shards` (spans →
+Each is a thin adapter around pure functions: :mod:`preprocessing.windowing` (tokens → spans, the
+split, the vocabulary), :mod:`preprocessing.transpositions` (the vocabulary closed under
+``--transpose``, its table), :mod:`preprocessing.examples` and :mod:`preprocessing.shards` (spans →
 ``tf.train.Example`` bytes → shards, the manifest), plus the Beam Metrics counters that show
-progress in the Dataflow UI. A file that cannot be parsed becomes a dead letter (its path and the
-reason), never an exception that stops the job; so does a file that takes longer than
-``--max-seconds-per-file`` to parse, which :class:`ParseMidi` runs in a child process it can kill
-(:mod:`preprocessing.budgeted_child`). This module imports neither music21 nor MidiTok: only those
-children do (and :class:`CloseUnderShifts`, when ``--transpose`` asks for the encoding's own).
+progress in the Dataflow UI. The parse step itself (MIDI → :class:`Piece`, dead letters, the
+per-file budget) is :mod:`preprocessing.parse_files`. This module imports neither music21 nor
+MidiTok (only :class:`CloseUnderShifts` does, when ``--transpose`` asks for the encoding's own).
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -24,7 +20,6 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from preprocessing import (
-    budgeted_child,
     examples,
     files,
     records,
@@ -32,28 +27,11 @@ from preprocessing import (
     transpositions,
     windowing,
 )
-from preprocessing.direct_runner import (
-    freeze_long_lived_objects,
-    in_beam_worker_process,
-    leave_ctrl_c_to_the_launcher,
-)
-from preprocessing.encodings import loader, midi_container, registry
-
-LOGGER = logging.getLogger("preprocessing.pipeline")
-METRICS_NAMESPACE = "lstm_composer"
+from preprocessing.direct_runner import freeze_long_lived_objects, in_beam_worker_process
+from preprocessing.encodings import loader
+from preprocessing.parse_files import METRICS_NAMESPACE, Piece
 
 _FILES_MATCHED = Metrics.counter(METRICS_NAMESPACE, "files_matched")
-
-
-class Piece(NamedTuple):
-    path: str
-    key: str  # path relative to the input folder: what the train/validation split hashes
-    tokens: list[str]
-    undeclared_tracks: int = 0  # tracks the file's header left out (every one was read)
-    # --transpose K, training pieces only: what the tokens become under the shifts, and the
-    # windows and (window, shift) pairs a shift cannot move (transpositions.refusals)
-    moved: tuple[str, ...] = ()
-    refused: tuple[tuple[str, int], ...] = ()
 
 
 def count_matched(metadata) -> bool:
@@ -63,84 +41,6 @@ def count_matched(metadata) -> bool:
         return False
     _FILES_MATCHED.inc()
     return True
-
-
-def failure_reason(exc: Exception, max_seconds: float) -> str:
-    """The dead letter's one-line reason for a file that did not parse."""
-    if isinstance(exc, budgeted_child.OverBudget):
-        if exc.limit == budgeted_child.WALL:
-            return (
-                f"did not finish within {exc.seconds:g} s by the clock (the backstop of "
-                f"--max-seconds-per-file {max_seconds:g}: the parse slept or was starved of CPU); "
-                "stopped"
-            )
-        return (
-            f"took more than --max-seconds-per-file {max_seconds:g} s of CPU time to parse; stopped"
-        )
-    if isinstance(exc, budgeted_child.ChildDied):
-        return f"the process parsing it died: {exc}"
-    # MidiParseError's message (music21's or symusic's) says what is wrong
-    if isinstance(exc, budgeted_child.CallFailed):
-        return exc.message if exc.type_name == "MidiParseError" else str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-class ParseMidi(beam.DoFn):
-    """One MIDI file → a :class:`Piece`; a file that cannot be read or parsed in time → the dead
-    letters.
-
-    Each instance parses in its own child process (started in ``setup``, killed in ``teardown``), so
-    that a file over ``max_seconds`` can be stopped on any runner, threads included. A child that
-    cannot start at all fails the job: that is the environment, not a file.
-    """
-
-    DEAD_LETTER = "dead_letter"
-
-    def __init__(
-        self, parts: str, root: str, max_seconds: float, encoding_name: str = registry.DEFAULT
-    ):
-        self.parts = parts
-        self.root = root
-        self.max_seconds = max_seconds
-        # by name: importing it here would load music21 or MidiTok into every Beam worker too
-        self.function = registry.by_name(encoding_name).parse_function
-        self.parsed = Metrics.counter(METRICS_NAMESPACE, "files_parsed")
-        self.failed = Metrics.counter(METRICS_NAMESPACE, "files_failed")
-        self.tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
-        self._parse: budgeted_child.BudgetedFunction | None = None
-
-    def setup(self) -> None:
-        # Only where the process is Beam's own; never in a caller's process (in-memory mode).
-        if in_beam_worker_process():
-            freeze_long_lived_objects()
-            leave_ctrl_c_to_the_launcher()
-        self._parse = budgeted_child.BudgetedFunction(self.function, self.max_seconds)
-        self._parse.start()  # imports music21 or MidiTok in the child while this worker goes on
-
-    def teardown(self) -> None:
-        if self._parse is not None:
-            self._parse.stop()
-
-    def process(self, readable_file) -> Iterator:
-        path = readable_file.metadata.path
-        if self._parse is None:  # a runner that skipped setup
-            self.setup()
-        data = readable_file.read()
-        try:
-            tokens = self._parse(data, self.parts)
-        except budgeted_child.StartFailed:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bad file is reported, never fatal
-            self.failed.inc()
-            reason = failure_reason(exc, self.max_seconds)
-            LOGGER.warning("skipping %s: %s", path, reason)
-            yield beam.pvalue.TaggedOutput(self.DEAD_LETTER, {"path": path, "error": reason})
-            return
-        self.parsed.inc()
-        self.tokens.inc(len(tokens))
-        key = files.file_key(path, self.root)
-        # the child read every track; the count says how many files needed that (pure, cheap)
-        yield Piece(path, key, tokens, undeclared_tracks=midi_container.undeclared_tracks(data))
 
 
 class CloseUnderShifts(beam.DoFn):

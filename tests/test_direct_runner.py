@@ -12,7 +12,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.io import fileio
 
-from preprocessing import direct_runner, files, options, pipeline, transforms
+from preprocessing import direct_runner, files, options, parse_files, pipeline
 
 
 def test_only_a_beam_worker_process_freezes_its_objects(monkeypatch):
@@ -24,7 +24,7 @@ def test_only_a_beam_worker_process_freezes_its_objects(monkeypatch):
 
     monkeypatch.setattr(direct_runner, "_frozen", False)
     before = gc.get_freeze_count()
-    first, second = transforms.ParseMidi("all", "/", 60), transforms.ParseMidi("all", "/", 60)
+    first, second = parse_files.ParseMidi("all", "/", 60), parse_files.ParseMidi("all", "/", 60)
     try:
         first.setup()
         frozen = gc.get_freeze_count()
@@ -54,6 +54,14 @@ def test_balance_by_size_is_longest_first_to_the_lightest_bucket():
         direct_runner.balance_by_size(sizes, 0)
 
 
+def test_a_workers_group_comes_out_largest_first():
+    from apache_beam.io.filesystem import FileMetadata
+
+    group = [FileMetadata(f"/in/{name}.mid", size) for name, size in (("a", 5), ("b", 9), ("c", 5))]
+    ordered = direct_runner.largest_first((0, group))
+    assert [m.path for m in ordered] == ["/in/b.mid", "/in/a.mid", "/in/c.mid"]
+
+
 def test_the_direct_runner_groups_files_per_worker_and_other_runners_reshuffle(midi_corpus):
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -70,6 +78,16 @@ def test_the_direct_runner_groups_files_per_worker_and_other_runners_reshuffle(m
     )
     assert workers("--runner=DirectRunner", "--direct_running_mode=in_memory") == 1
     assert workers("--runner=DataflowRunner") is None
+
+    def processes(*flags):
+        return direct_runner.parse_processes(PipelineOptions(list(flags)))
+
+    cores = os.cpu_count() or 1
+    # in memory: one process parses, with a child per core; worker processes share the cores
+    assert processes("--runner=DirectRunner", "--direct_running_mode=in_memory") == cores
+    many = ("--direct_running_mode=multi_processing", f"--direct_num_workers={2 * cores}")
+    assert processes("--runner=DirectRunner", *many) == 1
+    assert processes("--runner=DataflowRunner") == 1
 
     def leaf_names(local_workers):
         p = beam.Pipeline()

@@ -37,7 +37,7 @@ def expected_windows(
 
 @pytest.fixture(scope="module")
 def default_run(midi_corpus, tmp_path_factory):
-    """One run with the default runner settings (DirectRunner, multi-processing over all cores)."""
+    """One run with the default runner settings (DirectRunner in memory, a parse child per core)."""
     out = tmp_path_factory.mktemp("out_default")
     outcome = pipeline.run(
         [
@@ -306,10 +306,14 @@ def test_unknown_flag_is_refused_not_discarded(tmp_path, capsys):
 def test_beam_flags_pass_through_and_local_defaults_are_set():
     args, beam_args = options.parse_args(["--output", "x", "--temp_location", "/tmp/beam"])
     assert "--temp_location" in beam_args
-    assert (
-        "--runner=DirectRunner" in beam_args
-        and "--direct_running_mode=multi_processing" in beam_args
-    )
+    assert "--runner=DirectRunner" in beam_args and "--direct_running_mode=in_memory" in beam_args
+    # a worker count asks for worker processes; a running mode the user chose is kept
+    _, beam_args = options.parse_args(["--output", "x", "--direct_num_workers", "3"])
+    assert "--direct_running_mode=multi_processing" in beam_args
+    _, beam_args = options.parse_args(["--output", "x", "--direct_running_mode=multi_threading"])
+    assert [a for a in beam_args if a.startswith("--direct_running_mode")] == [
+        "--direct_running_mode=multi_threading"
+    ]
     _, beam_args = options.parse_args(
         ["--output", "x", "--runner", "DataflowRunner", "--project", "p-123"]
     )

@@ -179,14 +179,14 @@ def test_a_tokenizer_of_another_configuration_is_refused_in_one_line(remi_run, t
 
 
 def test_the_encoding_flag_and_its_parse_functions():
-    from preprocessing import options, transforms
+    from preprocessing import options, parse_files
 
     assert options.parse_args(["--output", "x"])[0].encoding == "reference"
     assert options.parse_args(["--output", "x", "--encoding", "remi"])[0].encoding == "remi"
     remi_parse = "preprocessing.encodings.remi:tokens_from_midi_bytes"
-    assert transforms.ParseMidi("all", "", 5.0, "remi").function == remi_parse
+    assert parse_files.ParseMidi("all", "", 5.0, "remi").function == remi_parse
     reference_parse = "preprocessing.encodings.reference:tokens_from_midi_bytes"
-    assert transforms.ParseMidi("all", "", 5.0).function == reference_parse
+    assert parse_files.ParseMidi("all", "", 5.0).function == reference_parse
     with pytest.raises(SystemExit):
         options.parse_args(["--output", "x", "--encoding", "abc"])
 
@@ -197,7 +197,7 @@ def test_the_beam_workers_modules_do_not_import_miditok():
     import sys
 
     code = (
-        "import sys, preprocessing.transforms, preprocessing.direct_runner, preprocessing.budgeted_child; "
+        "import sys, preprocessing.transforms, preprocessing.parse_files, preprocessing.budgeted_pool, preprocessing.direct_runner, preprocessing.budgeted_child; "
         "bad = {'miditok', 'symusic', 'music21'} & set(sys.modules); assert not bad, bad"
     )
     result = subprocess.run(

@@ -3,7 +3,7 @@ letters."""
 
 from __future__ import annotations
 
-from preprocessing import files, records, transforms
+from preprocessing import files, parse_files, records, transforms
 
 
 def test_preparing_the_output_keeps_a_finished_output_and_removes_beam_temp_folders(tmp_path):
@@ -72,7 +72,7 @@ def test_shard_count_grows_with_input_size():
 
 def test_tally_adds_counts_and_sorts_dead_letters_and_matched_is_parsed_plus_failed():
     fn = transforms.TallyFn()
-    piece = transforms.Piece(path="/in/a.mid", key="a.mid", tokens=["C4"] * 12)
+    piece = parse_files.Piece(path="/in/a.mid", key="a.mid", tokens=["C4"] * 12)
     first, second = fn.create_accumulator(), fn.create_accumulator()
     fn.add_input(first, transforms.piece_tally(piece, 8, 1, 0.0))
     fn.add_input(first, transforms.dead_letter_tally({"path": "/in/z.mid", "error": "truncated"}))
