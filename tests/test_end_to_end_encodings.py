@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import scalars
+from miditok import TokSequence
 from symusic import Note, Score, Track
 
 import lstm_composer
@@ -148,6 +149,9 @@ def chain(request, midi_folder, tmp_path_factory) -> dict:
             "2",
             "--length",
             "60",
+            "--continue",
+            "--opening-bars",
+            "2",
             "--output",
             str(work / "evaluation.json"),
         ),
@@ -231,6 +235,45 @@ def test_evaluate_and_the_tensorboard_samples_work_for_the_encoding(chain):
         chain["name"] == "remi"
     )
     assert "warning" not in chain["runs"]["train"][1] + chain["runs"]["train"][2]
+
+
+@pytest.mark.slow
+def test_evaluate_continues_each_validation_piece_from_its_opening(chain):
+    """``--continue --opening-bars 2``: each of the two validation pieces (about ten bars) is cut
+    after its second bar and continued for as many tokens as it holds after them (at most 60);
+    the composed and real continuations are measured piece by piece."""
+    from trainer import continuation_measures
+    from trainer import data as data_lib
+
+    encoding, report = (
+        chain["encoding"],
+        json.loads((chain["work"] / "evaluation.json").read_text()),
+    )
+    data = data_lib.load(str(chain["data"]))
+    pieces = [[data.vocab[i] for i in p] for p in data_lib.pieces(data, records.VALIDATION)]
+    continued = report["continuations"]
+    assert continued["opening_bars"] == 2 and continued["too_short"] == 0
+    assert sorted(entry["piece"] for entry in continued["per_piece"]) == [0, 1]
+    for entry in continued["per_piece"]:
+        piece = pieces[entry["piece"]]
+        opening = encoding.bar_starts(piece)[2]
+        assert entry["opening_tokens"] == opening
+        assert entry["continuation_tokens"] == min(len(piece) - opening, 60)
+        composed = entry["composed_tokens"]
+        assert len(composed) >= entry["continuation_tokens"] - 1  # REMI may drop a last Pitch
+        if chain["name"] == "remi":  # under the grammar the whole piece decodes without error
+            whole = TokSequence(tokens=piece[:opening] + composed)
+            assert encoding.tokenizer.tokens_errors(whole) == 0
+        for name in continuation_measures.OVERLAPS:
+            assert entry[name] is None or 0 <= entry[name] <= 1
+        assert set(entry["composed"]) == set(entry["real"]) == set(continuation_measures.MEASURES)
+    summary = continued["summary"]
+    assert summary["pieces"] == 2 and set(summary["overlaps"]) == set(
+        continuation_measures.OVERLAPS
+    )
+    stdout = chain["runs"]["evaluate"][1]
+    assert "continuations: 2 validation pieces primed with their first 2 bars" in stdout
+    assert all(name in stdout for name in continuation_measures.MEASURES)
 
 
 @pytest.mark.slow

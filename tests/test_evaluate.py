@@ -94,8 +94,12 @@ def test_trainer_logs_the_music_measures_when_sampling_and_at_the_end(trained):
 @pytest.mark.slow
 def test_evaluate_writes_every_measure_and_prints_the_table(report):
     doc, stdout = report["json"], report["stdout"]
-    assert set(doc["next_token"]) == {"validation_windows", *evaluate.NEXT_TOKEN}
-    assert all(doc["next_token"][key] is not None for key in evaluate.NEXT_TOKEN)
+    bits = ("val_bits_per_beat", "val_bits_per_note")
+    assert set(doc["next_token"]) == {"validation_windows", *evaluate.NEXT_TOKEN, *bits}
+    assert all(doc["next_token"][key] is not None for key in (*evaluate.NEXT_TOKEN, *bits))
+    rate = doc["validation_rate"]
+    assert rate["tokens_per_beat"] == 2.0  # the reference: one token every half quarter note
+    assert rate["tokens"] == 2 * rate["quarter_notes"] and rate["notes"] >= rate["tokens"]
     music = doc["music"]
     for side in ("generated", "validation"):
         assert set(music[side]) == set(measures.MEASURES)
@@ -124,6 +128,7 @@ def test_evaluate_writes_every_measure_and_prints_the_table(report):
         "bigram",
         "unigram",
         "perplexity",
+        "bits per beat, per note",
         *measures.MEASURES,
         measures.OVERLAP,
         "n/a: empty_beat_rate",
@@ -141,6 +146,8 @@ def test_evaluate_scores_as_the_trainer_does(trained, report):
         values["epoch/val_top5_accuracy"][-1][1], abs=1e-4
     )
     assert scores["perplexity"] == pytest.approx(values["epoch/perplexity"][-1][1], rel=1e-3)
+    for key in ("val_bits_per_beat", "val_bits_per_note"):
+        assert scores[key] == pytest.approx(values[f"epoch/{key}"][-1][1], rel=1e-3)
     for key in ("unigram_val_accuracy", "bigram_val_accuracy"):
         # TensorBoard keeps float32
         assert scores[key] == pytest.approx(values[f"baseline/{key}"][0][1], abs=1e-6)
@@ -197,6 +204,22 @@ def test_evaluate_refuses_other_data_in_one_line(trained, tmp_path, capsys):
     )
     assert "vocab_size" in err and "20 in the data" in err and err.count("\n") == 1
     assert not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_continue_on_pieces_shorter_than_the_opening_is_one_line(
+    trained, tmp_path, capsys
+):
+    """The validation pieces hold 120 tokens (15 bars of the reference): an opening of 20 bars
+    leaves nothing to continue, said before any work, and no file is written."""
+    argv = ["--model-dir", str(trained["job"] / "model"), "--data-dir", str(trained["data"])]
+    out = tmp_path / "e.json"
+    code = evaluate.main([*argv, "--continue", "--opening-bars", "20", "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "opening of 20 bars" in err
+    assert "the longest has 15 bars" in err and not out.exists()
+    assert evaluate.main([*argv, "--continue", "--opening-bars", "0"]) == 2
+    assert "--opening-bars must be at least 1" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_bad_flags_and_folders_in_one_line(tmp_path, capsys):
@@ -264,6 +287,9 @@ def test_the_end_of_training_is_sampled_and_a_failed_sample_does_not_end_the_job
     out = capsys.readouterr().out
     assert "warning: the TensorBoard sample of epoch 1 failed (PitchException: " in out
     assert "training goes on" in out and "model written" in out
+    # nor are bits per beat: the tokens have no length in beats, said once, never a number
+    assert "val_bits_per_beat and _per_note are not reported" in out
+    assert "val_bits_per_beat=" not in out
 
 
 @pytest.mark.slow

@@ -29,6 +29,8 @@ EPOCH_SCALARS = [
     "epoch/val_accuracy",
     "epoch/val_top5_accuracy",
     "epoch/perplexity",
+    "epoch/val_bits_per_beat",
+    "epoch/val_bits_per_note",
     "epoch/learning_rate",
     "epoch/examples_per_second",
 ]
@@ -129,6 +131,23 @@ def test_tensorboard_event_files_hold_the_epoch_scalars(trained_job):
         a <= b
         for (_, a), (_, b) in zip(values["epoch/val_accuracy"], values["epoch/val_top5_accuracy"])
     )
+    # the reference encoding writes two tokens per quarter note; a chord token plays one note per
+    # pitch class, a one-class chord (``0``) two (octaves 4 and 5), a note token one
+    from trainer import data as data_lib
+
+    data = data_lib.load(str(trained_job["data"]))
+    pieces = [[data.vocab[i] for i in p] for p in data_lib.pieces(data, "validation")]
+    notes = sum(
+        2 if token.isdigit() else len(token.split(".")) for piece in pieces for token in piece
+    )
+    tokens_per_note = sum(map(len, pieces)) / notes
+    for (_, loss), (_, per_beat), (_, per_note) in zip(
+        values["epoch/val_loss"],
+        values["epoch/val_bits_per_beat"],
+        values["epoch/val_bits_per_note"],
+    ):
+        assert per_beat == pytest.approx(loss / math.log(2) * 2, rel=1e-5)
+        assert per_note == pytest.approx(loss / math.log(2) * tokens_per_note, rel=1e-5)
     assert [v for _, v in values["epoch/learning_rate"]] == pytest.approx([0.02] * 4)
     assert all(v > 0 for _, v in values["epoch/examples_per_second"])
     for tag in ("baseline/unigram_val_accuracy", "baseline/bigram_val_accuracy"):

@@ -4,8 +4,10 @@ Two questions, one table on stdout and one JSON file (``--output``):
 
 * **Does it predict better than counting?** Next-token accuracy, top-5 accuracy and perplexity of
   the model on the data folder's validation windows, beside the unigram and bigram baselines
-  (:func:`trainer.baselines.baselines`) on the same windows. Named as the trainer's TensorBoard
-  scalars (``val_accuracy``, ``val_top5_accuracy``, ``perplexity``, ``bigram_val_accuracy``, …).
+  (:func:`trainer.baselines.baselines`) on the same windows, and the loss in bits per beat and per
+  note (:mod:`trainer.bits_per_beat`), which compare across encodings. Named as the trainer's
+  TensorBoard scalars (``val_accuracy``, ``val_top5_accuracy``, ``perplexity``,
+  ``val_bits_per_beat``, ``bigram_val_accuracy``, …).
 * **Does what it composes look like the music it learned from?** ``--samples`` seeded pieces of
   ``--length`` tokens, composed as ``generate`` composes (same primers, same sampling flags),
   against the validation pieces, put back together from the windows and cut to the same length: the
@@ -30,6 +32,14 @@ from preprocessing import quiet, records
 from preprocessing.records import DataError
 from trainer import measures
 from trainer.baselines import EVERY_POSITION, baselines
+from trainer.bits_per_beat import BITS_PER_BEAT, BITS_PER_NOTE, bits_figures, token_rate
+from trainer.continuations import (
+    DEFAULT_OPENING_BARS,
+    compare_continuations,
+    compose_continuations,
+    continuation_plan,
+)
+from trainer.evaluate_table import table
 from trainer.generate_flags import sampling_problem, sampling_settings
 from trainer.sampling import CONTEXTS
 
@@ -83,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--context", choices=CONTEXTS, default="carry", help="as generate's")
     p.add_argument(
+        "--continue",
+        dest="continue_pieces",
+        action="store_true",
+        help="also continue each validation piece (at most --samples) from its opening, as long "
+        "as its real continuation (at most --length tokens), and compare the two piece by piece",
+    )
+    p.add_argument(
+        "--opening-bars",
+        type=int,
+        default=DEFAULT_OPENING_BARS,
+        help=f"with --continue: the bars of each piece that prime the model (default "
+        f"{DEFAULT_OPENING_BARS}, of 4 quarter notes)",
+    )
+    p.add_argument(
         "--windows",
         type=int,
         default=200_000,
@@ -108,6 +132,7 @@ def parse_args(
         ("--samples", args.samples),
         ("--length", args.length),
         ("--windows", args.windows),
+        ("--opening-bars", args.opening_bars),
     ):
         if value < 1:
             parser.error(f"{flag} must be at least 1")
@@ -177,48 +202,6 @@ def next_token_scores(probabilities, targets, top_k: int = 5) -> dict[str, float
     return scores_from_sums(score_sums(probabilities, targets, top_k))
 
 
-def table(report: Mapping[str, Any]) -> str:
-    """The report as the one table ``evaluate`` prints."""
-
-    def pct(value) -> str:
-        return "n/a" if value is None else f"{100 * value:.1f} %"
-
-    def num(value) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
-    nt, music, s = report["next_token"], report["music"], report["settings"]
-    lines = [
-        f"evaluation of {report['model_dir']} on {report['data_dir']} ({report['encoding']} encoding)",
-        "",
-        f"next token, {nt['validation_windows']:,} validation windows      model     bigram    unigram",
-    ]
-    for suffix, where in (("", "after the window"), (EVERY_POSITION, "at every position")):
-        if "val_accuracy" + suffix not in nt:
-            continue
-        lines += [
-            f"  {where + ': accuracy':<43}{pct(nt['val_accuracy' + suffix]):>9}  "
-            f"{pct(nt.get('bigram_val_accuracy' + suffix)):>9}  "
-            f"{pct(nt.get('unigram_val_accuracy' + suffix)):>9}",
-            f"  {where + ': top-5 accuracy':<43}{pct(nt['val_top5_accuracy' + suffix]):>9}",
-            f"  {where + ': perplexity':<43}{nt['perplexity' + suffix]:>9.2f}",
-        ]
-    lines += [
-        "",
-        f"music: {music['generated_pieces']} composed pieces of {s['length']} tokens (temperature "
-        f"{s['temperature']}, top-k {s['top_k'] or '-'}, top-p {s['top_p'] or '-'}, seed {s['seed']})",
-        f"       against {music['validation_excerpts']} validation excerpts of "
-        f"{music['validation_excerpt_tokens'][0]}-{music['validation_excerpt_tokens'][1]} tokens",
-        f"  {'measure':<32}{'composed':>10}{'validation':>12}",
-    ]
-    for name in measures.MEASURES:
-        lines.append(
-            f"  {name:<32}{num(music['generated'][name]):>10}{num(music['validation'][name]):>12}"
-        )
-    lines.append(f"  {measures.OVERLAP:<32}{num(music[measures.OVERLAP]):>10}")
-    lines += [f"  n/a: {name}: {why}" for name, why in music["not_applicable"].items()]
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -264,7 +247,6 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from preprocessing.reader import encoding_of
     from trainer import data as data_lib
     from trainer.composer import Composer
-    from trainer.compositions import GenerateError, choose_primers
     from trainer.export import load_bundle
 
     measures.muspy_module()  # a missing extra or an unwritable --output is reported before the work
@@ -276,35 +258,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise DataError(
             f"{args.data_dir} is not the data {args.model_dir} was trained on: {'; '.join(found)}"
         )
-    inputs, targets = data_lib.numpy_windows(data, records.VALIDATION, args.windows)
-    if len(targets) == 0:
-        raise DataError(
-            f"{args.data_dir} has no validation windows to evaluate on: preprocess with a "
-            "--validation-fraction above 0"
-        )
-    scores = model_scores(bundle.model, inputs, targets)
-    next_token = {
-        "validation_windows": int(len(targets)),
-        **scores,
-        **baselines(
-            data_lib.numpy_windows(data, records.TRAIN, args.windows),
-            (inputs, targets),
-            data.vocab_size,
-            every_position="val_accuracy" + EVERY_POSITION in scores,
-        ),
-    }
     encoding = encoding_of(args.model_dir, bundle.manifest, remedy=None)
-    try:
-        primers = choose_primers(bundle, None, args.samples, args.seed, encoding)
-    except GenerateError as exc:
-        raise DataError(str(exc)) from None
-    composer = Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
-    ids = composer.generate(primers, args.length, **sampling_settings(args))
-    composed = composer.pieces(primers, ids, bundle.vocab)
     pieces = data_lib.pieces(data, records.VALIDATION, args.windows)
-    reference = measures.excerpts([[data.vocab[i] for i in piece] for piece in pieces], args.length)
-    music = measures.compare(composed, reference, encoding)
-    return {
+    piece_tokens = [[data.vocab[i] for i in piece] for piece in pieces]
+    plan = None
+    if args.continue_pieces:  # refused now, before any work, when no piece is long enough
+        plan = continuation_plan(
+            piece_tokens, encoding, args.opening_bars, args.length, args.samples
+        )
+    next_token = next_token_report(args, bundle, data)
+    rate = token_rate(piece_tokens, encoding)
+    next_token.update(bits_figures(next_token["val_loss"], rate))
+    composer = Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
+    report = {
         "model_dir": args.model_dir,
         "data_dir": args.data_dir,
         "encoding": encoding.name,
@@ -318,15 +284,73 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 "validation_windows",
                 *NEXT_TOKEN,
                 *(key + EVERY_POSITION for key in NEXT_TOKEN if key + EVERY_POSITION in next_token),
+                BITS_PER_BEAT,
+                BITS_PER_NOTE,
             )
         },
-        "music": {
-            "generated_pieces": len(composed),
-            "validation_pieces": len(pieces),
-            "validation_excerpts": len(reference),
-            "validation_excerpt_tokens": [min(map(len, reference)), max(map(len, reference))],
-            **music,
-        },
+        "validation_rate": rate.as_dict(),
+        "music": unprimed_music(args, bundle, encoding, composer, piece_tokens),
+    }
+    if plan is not None:
+        report["continuations"] = continuations_report(args, plan, composer, bundle, encoding)
+    return report
+
+
+def next_token_report(args, bundle, data) -> dict[str, Any]:
+    """The model's next-token scores on the validation windows, beside the baselines'."""
+    from trainer import data as data_lib
+
+    inputs, targets = data_lib.numpy_windows(data, records.VALIDATION, args.windows)
+    if len(targets) == 0:
+        raise DataError(
+            f"{args.data_dir} has no validation windows to evaluate on: preprocess with a "
+            "--validation-fraction above 0"
+        )
+    scores = model_scores(bundle.model, inputs, targets)
+    return {
+        "validation_windows": int(len(targets)),
+        **scores,
+        **baselines(
+            data_lib.numpy_windows(data, records.TRAIN, args.windows),
+            (inputs, targets),
+            data.vocab_size,
+            every_position="val_accuracy" + EVERY_POSITION in scores,
+        ),
+    }
+
+
+def unprimed_music(args, bundle, encoding, composer, piece_tokens) -> dict[str, Any]:
+    """``--samples`` pieces composed from the model's primers against validation excerpts of the
+    same length: the music measures of both sets."""
+    from trainer.compositions import GenerateError, choose_primers
+
+    try:
+        primers = choose_primers(bundle, None, args.samples, args.seed, encoding)
+    except GenerateError as exc:
+        raise DataError(str(exc)) from None
+    ids = composer.generate(primers, args.length, **sampling_settings(args))
+    composed = composer.pieces(primers, ids, bundle.vocab)
+    reference = measures.excerpts(piece_tokens, args.length)
+    return {
+        "generated_pieces": len(composed),
+        "validation_pieces": len(piece_tokens),
+        "validation_excerpts": len(reference),
+        "validation_excerpt_tokens": [min(map(len, reference)), max(map(len, reference))],
+        **measures.compare(composed, reference, encoding),
+    }
+
+
+def continuations_report(args, plan, composer, bundle, encoding) -> dict[str, Any]:
+    """``--continue``: each planned piece continued from its opening, against its real
+    continuation."""
+    items, too_short = plan
+    composed = compose_continuations(composer, items, bundle.vocab, sampling_settings(args))
+    sizes = [len(item.real) for item in items]
+    return {
+        "opening_bars": args.opening_bars,
+        "too_short": too_short,
+        "continuation_tokens": [min(sizes), max(sizes)],
+        **compare_continuations(items, composed, encoding, args.opening_bars),
     }
 
 

@@ -32,6 +32,7 @@ from preprocessing.records import RERUN, TRAIN, VALIDATION, DataError
 from trainer import data as data_lib
 from trainer.backup import Backup
 from trainer.best import BestEpoch, val_checkpoint_name
+from trainer.bits_per_beat import TokenRate, with_bits
 from trainer.export import save_model
 from trainer.flags import UsageError
 from trainer.job_dir import WorkerOutputs
@@ -58,8 +59,10 @@ class EpochLoop:
         outputs: WorkerOutputs,
         backup: Backup,
         samples: TensorBoardSamples | None,
+        rate: TokenRate | None = None,
     ):
         self.args = args
+        self.rate = rate  # the validation pieces' tokens per beat and note: the bits figures
         self.model = model
         self.data = data
         self.steps = steps
@@ -245,13 +248,14 @@ class EpochLoop:
 
     def validation_metrics(self, sums=None) -> dict[str, float]:
         """Validation loss, accuracy, top-5 accuracy and perplexity (and, for a ``sequence`` model,
-        the same over every position) from ``eval_steps``' sums (one validation pass of the model
-        as it is now when none are given)."""
+        the same over every position), and bits per beat and per note (:mod:`trainer.bits_per_beat`)
+        from ``eval_steps``' sums (one validation pass of the model as it is now when none are
+        given)."""
         if sums is None:
             sums = self.eval_steps(
                 iter(self.validation), tf.constant(self.steps.validation)
             ).numpy()
-        return validation_metrics(sums)
+        return with_bits(validation_metrics(sums), self.rate)
 
     def log_scalars(self, metrics: dict[str, float], epoch: int) -> None:
         with self.writer.as_default():

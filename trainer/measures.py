@@ -100,9 +100,11 @@ def histogram_overlap(a: np.ndarray, b: np.ndarray) -> float | None:
     empty.
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.sum() <= 0 or b.sum() <= 0:
+    total_a, total_b = a.sum(), b.sum()
+    if total_a <= 0 or total_b <= 0:
         return None
-    return float(np.minimum(a / a.sum(), b / b.sum()).sum())
+    # sum(min(a / A, b / B)) with one division, so that proportional counts give exactly 1
+    return float(np.minimum(a * total_b, b * total_a).sum() / (total_a * total_b))
 
 
 def loop_share(tokens: Sequence[str]) -> float:

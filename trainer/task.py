@@ -48,7 +48,8 @@ def train(args, env: Mapping[str, str] | None = None) -> dict[str, Any]:
         baselines = log_baselines(args, job.data, job.steps, writer, first_start=first_start)
         primer_split = VALIDATION if job.steps.has_validation else TRAIN
         primers = fixed_primers(job, primer_split)
-        metrics = run_epochs(job, model, writer, outputs, backup, primers, baselines)
+        rate = validation_rate(job)
+        metrics = run_epochs(job, model, writer, outputs, backup, primers, baselines, rate)
         export_model(model, outputs, args.data_dir, primers, primer_split, chief=chief)
         writer.close()
         return metrics
@@ -109,8 +110,38 @@ def fixed_primers(job: Job, split: str):
     return data_lib.numpy_windows(job.data, split, PRIMER_WINDOWS)[0]
 
 
+def validation_rate(job: Job):
+    """The validation pieces' tokens per beat and per note (:mod:`trainer.bits_per_beat`), counted
+    once, for the validation's bits per beat and per note; None without validation windows."""
+    from preprocessing.reader import encoding_of
+    from trainer import data as data_lib
+    from trainer.bits_per_beat import RATE_RECORDS, token_rate
+    from trainer.progress import log
+
+    if not job.steps.has_validation:
+        return None
+    encoding = encoding_of(job.data.data_dir, job.data.manifest, remedy=None)
+    vocab = job.data.vocab
+    pieces = data_lib.pieces(job.data, VALIDATION, RATE_RECORDS)
+    try:
+        rate = token_rate(([vocab[i] for i in piece] for piece in pieces), encoding)
+    except Exception as exc:  # noqa: BLE001 - a side figure: tokens that are no music never stop a job
+        if job.worker.chief:
+            log(
+                f"warning: the validation pieces could not be decoded ({type(exc).__name__}: "
+                f"{exc}); val_bits_per_beat and _per_note are not reported"
+            )
+        return None
+    if job.worker.chief and rate.tokens_per_beat and rate.tokens_per_note:
+        log(
+            f"validation pieces: {rate.tokens_per_beat:.3f} tokens per beat, "
+            f"{rate.tokens_per_note:.3f} per note (val_bits_per_beat and _per_note use them)"
+        )
+    return rate
+
+
 def run_epochs(
-    job: Job, model, writer, outputs, backup, primers, baselines: dict[str, float]
+    job: Job, model, writer, outputs, backup, primers, baselines: dict[str, float], rate=None
 ) -> dict[str, Any]:
     """Every epoch not finished yet (:class:`trainer.loop.EpochLoop`); the exported epoch's
     metrics."""
@@ -130,6 +161,7 @@ def run_epochs(
         outputs=outputs,
         backup=backup,
         samples=samples,
+        rate=rate,
     )
     return epochs.run(baselines)
 

@@ -97,6 +97,11 @@ class Encoding(ABC):
     def note_events(self, tokens: Sequence[str]) -> list[NoteEvent]:
         """The notes :meth:`decode` writes, in onset order (for piano rolls and audio previews)."""
 
+    @abstractmethod
+    def bar_starts(self, tokens: Sequence[str]) -> list[int]:
+        """The index of the token that begins each bar of 4/4 (four quarter notes), in order, the
+        first at 0: where a piece can be cut into an opening and its continuation."""
+
     def grammar(self, vocab: Sequence[str]) -> Grammar:
         """The sampling grammar over ``vocab`` (the sorted distinct tokens of the data)."""
         return FreeGrammar(vocab)

@@ -276,6 +276,12 @@ class ReferenceEncoding(Encoding):
             for number in token_midi_pitches(token)
         ]
 
+    def bar_starts(self, tokens: Sequence[str]) -> list[int]:
+        """Every 8th token: a token every half quarter note, 4 quarter notes a bar (the reference
+        writes no bars; its pieces start on a beat)."""
+        per_bar = round(4 / STEP_QUARTER_LENGTH)
+        return list(range(0, len(tokens), per_bar))
+
     @property
     def config_hash(self) -> str:
         return stable_hash({"token_format": self.token_format, "step": STEP_QUARTER_LENGTH})

@@ -217,6 +217,10 @@ class RemiEncoding(Encoding):
         ]
         return sorted(events, key=lambda e: (e.onset, e.pitch))
 
+    def bar_starts(self, tokens: Sequence[str]) -> list[int]:
+        """The ``Bar`` tokens (MidiTok writes one per bar, empty bars included; 4/4 throughout)."""
+        return [index for index, token in enumerate(tokens) if token.startswith("Bar")]
+
     def grammar(self, vocab: Sequence[str]) -> RemiGrammar:
         return RemiGrammar(
             vocab, self.tokenizer.tokens_types_graph, self.positions_per_beat, BEATS_PER_BAR
