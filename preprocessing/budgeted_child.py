@@ -27,10 +27,11 @@ arguments are sent, so start-up never counts against an input.
 The child never outlives its parent: a thread in the child reads the requests, and when the
 parent goes away (job finished, crashed, killed, Ctrl-C) the pipe closes and that thread ends the
 child at once, even mid-call. The parent also kills it on :meth:`BudgetedFunction.stop`, when the
-instance is garbage-collected and at interpreter exit (``weakref.finalize``). Ctrl-C reaches the
-child where it shares the terminal's process group (its SIGINT is the default action, so it ends
-even inside C code); below a DirectRunner worker, which leaves that group, the launcher kills it
-(:func:`preprocessing.direct_runner.stop_local_workers`).
+instance is garbage-collected and at interpreter exit (``weakref.finalize``). The child runs in a
+session of its own, so a terminal's Ctrl-C reaches only the parent, which decides: a child still
+starting (importing music21) when Ctrl-C came would otherwise print Python's fatal start-up error
+to the terminal; the pipeline's launcher kills every child of its job
+(:func:`preprocessing.direct_runner.stop_local_workers`), even one inside C code.
 
 Wire format: frames of an 8-byte big-endian length and a pickle, requests on the child's stdin,
 replies on a copy of its stdout; the child's fd 1 then points at stderr, so a function that prints
@@ -256,6 +257,7 @@ class BudgetedFunction:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=child_environment(),
+                start_new_session=True,  # a terminal's Ctrl-C reaches the parent only
             )
         except OSError as exc:
             raise StartFailed(

@@ -237,6 +237,16 @@ def test_stop_kills_the_child_and_start_brings_a_new_one(budgeted):
     assert call(1) == (1,) and call.pid != first
 
 
+def test_a_terminals_ctrl_c_reaches_the_parent_only(budgeted):
+    """A terminal sends Ctrl-C to its foreground process group. A child still starting (importing
+    its module) when it came printed Python's fatal start-up error; in a session of its own the
+    child never receives it, and the parent, which got it, ends the child."""
+    call = budgeted(echo)
+    call.start()
+    assert os.getsid(call.pid) == call.pid != os.getsid(0)
+    assert os.getpgid(call.pid) != os.getpgid(0)
+
+
 PARENT = textwrap.dedent("""
     import sys
     sys.path[:0] = sys.argv[1:]
