@@ -45,8 +45,10 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(data_dir: str, flags: list[str], label: str) -> dict:
-    job_dir = tempfile.mkdtemp(prefix="quality-job-")
+def run(data_dir: str, flags: list[str], label: str, keep_job: str | None = None) -> dict:
+    """One ``train`` run in a child process (into ``keep_job``, kept, or a temporary job
+    directory); its figures."""
+    job_dir = keep_job or tempfile.mkdtemp(prefix="quality-job-")
     load_before = os.getloadavg()[0]
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     env = {**os.environ, "PYTHONPATH": ROOT}
@@ -68,7 +70,8 @@ def run(data_dir: str, flags: list[str], label: str) -> dict:
         cwd=ROOT,
     )
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    shutil.rmtree(job_dir, ignore_errors=True)
+    if not keep_job:
+        shutil.rmtree(job_dir, ignore_errors=True)
     if proc.returncode:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
         raise SystemExit(f"train failed with status {proc.returncode}")

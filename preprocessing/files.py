@@ -225,11 +225,16 @@ def remove_stale(
 
 
 def report_failure(
-    output: str, run_id: str, manifest: records.Manifest, dead_letters: Sequence[dict]
+    output: str,
+    run_id: str,
+    manifest: records.Manifest,
+    dead_letters: Sequence[dict],
+    reason: str | None = None,
 ) -> str:
     """A run that cannot publish: delete its own shards, and write what it would have published
-    (manifest and dead letters) to its report, :func:`records.failed_run_report`; returns its path.
-    Nothing else in ``output`` is touched."""
+    (manifest and dead letters) to its report, :func:`records.failed_run_report`, with the
+    ``reason`` when it is not the lack of training windows; returns its path. Nothing else in
+    ``output`` is touched."""
     own = [records.join(output, f"{split}-{run_id}-*") for split in records.SPLITS]
     try:
         written = [m.path for match in FileSystems.match(own) for m in match.metadata_list]
@@ -242,6 +247,7 @@ def report_failure(
     document = {
         "manifest": json.loads(records.manifest_to_json(manifest)),
         "dead_letters": dead_letters,
+        **({"reason": reason} if reason else {}),
     }
     path = records.join(output, records.failed_run_report(run_id))
     return write_text(path, json.dumps(document, indent=2, sort_keys=True))

@@ -23,6 +23,9 @@ from preprocessing.encodings.base import PARTS_MODES
 from preprocessing.files import MAX_SHARDS
 
 PROG = "lstm-composer preprocess"
+BPE_SAMPLE_TOKENS = 2_000_000
+"""``--bpe-sample-tokens``: the base tokens of training pieces a vocabulary is learned from, at
+most (``docs/ENCODING.md``, "Learned vocabularies")."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class PreprocessOptions:
     max_seconds_per_file: float = 60.0
     encoding: str = registry.DEFAULT
     transpose: int = 0  # semitones: training windows are moved by a shift drawn from -K..K
+    bpe_vocab: int | None = None  # REMI: learn a vocabulary of N tokens (MidiTok's BPE)
+    bpe_sample_tokens: int = BPE_SAMPLE_TOKENS  # learned from at most this many base tokens
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference: the reference notebook's pitches and chords, via music21, no rhythm (default); "
         "remi: MidiTok's REMI via symusic, with bars, positions and durations (docs/ENCODING.md)",
     )
+    add_vocabulary_flags(parser)
+    quiet.add_verbose_flag(parser)
+    return parser
+
+
+def add_vocabulary_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that change what the vocabulary holds: ``--transpose`` (the moved tokens),
+    ``--bpe-vocab`` and ``--bpe-sample-tokens`` (REMI's learned tokens)."""
     parser.add_argument(
         "--transpose",
         type=int,
@@ -120,8 +133,47 @@ def build_parser() -> argparse.ArgumentParser:
         "transpositions.json maps the ids. Validation windows are never moved; a window with a "
         "note that a shift would push out of the encoding's pitch range stays unmoved (counted)",
     )
-    quiet.add_verbose_flag(parser)
-    return parser
+    parser.add_argument(
+        "--bpe-vocab",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--encoding remi: learn a subword vocabulary of N tokens (MidiTok's BPE, base tokens "
+        "included; more than the base vocabulary) from training pieces only, and write every piece "
+        "with it: fewer, longer tokens (docs/ENCODING.md). Default: off",
+    )
+    parser.add_argument(
+        "--bpe-sample-tokens",
+        type=int,
+        default=BPE_SAMPLE_TOKENS,
+        metavar="T",
+        help="with --bpe-vocab: learn from the training pieces with the smallest hashes of their "
+        f"paths, up to T base tokens in all (default {BPE_SAMPLE_TOKENS:,}): one worker learns, "
+        "whatever the size of the dataset",
+    )
+
+
+def bpe_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``--bpe-vocab`` and ``--bpe-sample-tokens``, or None; REMI's base
+    vocabulary is read from its tokenizer (MidiTok imported only then)."""
+    if args.bpe_sample_tokens < 1:
+        return "--bpe-sample-tokens must be at least 1"
+    if args.bpe_vocab is None:
+        return None
+    if args.encoding != registry.REMI.name:
+        return (
+            f"--bpe-vocab learns a vocabulary of REMI tokens; --encoding {args.encoding} has none "
+            "to learn (add --encoding remi, or leave --bpe-vocab out)"
+        )
+    from preprocessing.encodings.remi import base_vocab_size
+
+    base = base_vocab_size()
+    if args.bpe_vocab <= base:
+        return (
+            f"--bpe-vocab must be larger than REMI's base vocabulary of {base} tokens, which it "
+            f"includes (not {args.bpe_vocab})"
+        )
+    return None
 
 
 def unknown_to_beam(beam_args: Sequence[str]) -> list[str]:
@@ -174,4 +226,7 @@ def parse_args(
         parser.error(f"--transpose must be between 0 and {transpositions.MAX_TRANSPOSE} semitones")
     if not 0 < args.max_seconds_per_file < math.inf:
         parser.error("--max-seconds-per-file must be a positive number of seconds")
+    problem = bpe_problem(args)
+    if problem:
+        parser.error(problem)
     return PreprocessOptions(**vars(args)), with_local_defaults(beam_args)

@@ -42,6 +42,9 @@ class Piece(NamedTuple):
     # windows and (window, shift) pairs a shift cannot move (transpositions.refusals)
     moved: tuple[str, ...] = ()
     refused: tuple[tuple[str, int], ...] = ()
+    # --bpe-vocab: the base tokens its learned tokens stand for, and how many base tokens it had
+    stands_for: tuple[str, ...] = ()
+    base_tokens: int = 0
 
 
 def failure_reason(exc: BaseException, max_seconds: float) -> str:

@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsList, AsSingleton
 from apache_beam.runners.runner import PipelineState
 
-from preprocessing import files, records, shards, transpositions
+from preprocessing import files, records, shards
 from preprocessing.direct_runner import (
     LOCAL_WORKERS_ENV,
     SpreadFiles,
@@ -36,11 +36,13 @@ from preprocessing.direct_runner import (
     parse_processes,
     stop_local_workers,
 )
-from preprocessing.encodings import loader, registry
+from preprocessing.encodings import loader
 from preprocessing.files import PipelineError
+from preprocessing.learn_vocabulary import ApplyLearned, LearnVocabulary
 from preprocessing.messages import interrupted
 from preprocessing.options import PROG, PreprocessOptions, parse_args
 from preprocessing.parse_files import METRICS_NAMESPACE, ParseMidi
+from preprocessing.run_summary import summary
 from preprocessing.transforms import (
     CloseUnderShifts,
     MakeSpans,
@@ -69,7 +71,9 @@ class PreprocessMidi(beam.PTransform):
     described (token format, hash, versions, saved files) here, in the launching process, as plain
     values. With ``--transpose`` the vocabulary is closed under the shifts of the training pieces'
     tokens (:class:`CloseUnderShifts`), and the table that maps ids under each shift is made from
-    it; the records hold every piece once, untransposed.
+    it; the records hold every piece once, untransposed. With ``--bpe-vocab`` every piece is first
+    written with a vocabulary learned from a bounded sample of the training pieces
+    (:meth:`learn_vocabulary`).
     """
 
     def __init__(
@@ -110,7 +114,8 @@ class PreprocessMidi(beam.PTransform):
             | "ParseMidi"
             >> beam.ParDo(self.parse_midi()).with_outputs(ParseMidi.DEAD_LETTER, main="pieces")
         )
-        pieces = parsed.pieces | "CloseUnderShifts" >> beam.ParDo(
+        pieces, learned = self.learn_vocabulary(parsed.pieces)
+        pieces = pieces | "CloseUnderShifts" >> beam.ParDo(
             CloseUnderShifts(o.encoding, o.transpose, *window_spec)
         )
         dead = parsed[ParseMidi.DEAD_LETTER]
@@ -131,6 +136,7 @@ class PreprocessMidi(beam.PTransform):
             AsList(entries[records.TRAIN]),
             AsList(entries[records.VALIDATION]),
             AsSingleton(table),
+            **({"learned": AsSingleton(learned)} if learned is not None else {}),
             output=o.output,
             run_id=self.run_id,
             sequence_length=o.sequence_length,
@@ -141,6 +147,18 @@ class PreprocessMidi(beam.PTransform):
             described=self.described,
             transpose=o.transpose,
         )
+
+    def learn_vocabulary(self, pieces):
+        """With ``--bpe-vocab``: every piece written with the vocabulary learned from a bounded
+        sample of the training pieces, and that vocabulary (:mod:`preprocessing.learn_vocabulary`);
+        without it, the pieces as they are and None."""
+        o = self.options
+        if not o.bpe_vocab:
+            return pieces, None
+        learned = pieces | "LearnVocabulary" >> LearnVocabulary(
+            o.bpe_vocab, o.bpe_sample_tokens, o.validation_fraction
+        )
+        return pieces | "ApplyLearned" >> beam.ParDo(ApplyLearned(), AsSingleton(learned)), learned
 
     def tally(self, pieces, dead):
         """Every piece's counts and every dead letter, combined into one :class:`Tally`."""
@@ -171,6 +189,7 @@ class Outcome(NamedTuple):
     result: Any = None
     # a run that produced no training windows and published nothing: its report's path
     failed: str | None = None
+    reason: str | None = None  # why, when it is not the lack of training windows
 
 
 def resolve_input(input_arg: str | None) -> str:
@@ -234,7 +253,8 @@ def run_job(options: PreprocessOptions, beam_args: Sequence[str]) -> Outcome:
         document = json.loads(files.read_text(report))
         failed = records.manifest_from_json(json.dumps(document["manifest"]))
         print(summary(failed, options.output, report=report))
-        return Outcome(None, counter_values(result), result, failed=report)
+        reason = document.get("reason")
+        return Outcome(None, counter_values(result), result, failed=report, reason=reason)
     manifest = records.manifest_from_json(
         files.read_text(records.join(options.output, records.MANIFEST_FILE))
     )
@@ -253,85 +273,6 @@ def counter_values(result) -> dict[str, int]:
     return values
 
 
-def summary(manifest: records.Manifest, output: str, report: str | None = None) -> str:
-    """The one-screen report printed at the end of a run (of a failed one: ``report`` holds its
-    would-be manifest and its dead letters, and nothing was published)."""
-    c = manifest.counts
-    dead = report or records.join(output, records.DEAD_LETTER_FILE)
-    undercounted = c.get("headers_undercounted", 0)
-    lines = [
-        f"preprocessing finished: {output} (run {manifest.run_id})"
-        if report is None
-        else f"preprocessing failed: nothing was published to {output} (run {manifest.run_id})",
-        f"  files matched      {c['files_matched']:>10,}",
-        f"  parsed             {c['files_parsed']:>10,}"
-        + (
-            f"   ({undercounted:,} with more tracks than their header declares: all were read)"
-            if undercounted
-            else ""
-        ),
-        f"  failed             {c['files_failed']:>10,}"
-        + (f"   (reasons in {dead})" if c["files_failed"] else ""),
-        f"  empty (no notes)   {c['pieces_empty']:>10,}",
-        f"  too short          {c['pieces_too_short']:>10,}   (fewer than {manifest.sequence_length + 1} tokens)",
-        f"  tokens             {c['tokens']:>10,}   vocabulary {manifest.vocab_size:,} (hash {manifest.vocab_hash})",
-        f"  train windows      {c['train_windows']:>10,}   from {c['train_pieces']:,} pieces, "
-        f"stored as {c.get('train_spans', 0):,} spans in {len(manifest.train_shards)} shard(s)",
-        f"  validation windows {c['validation_windows']:>10,}   from {c['validation_pieces']:,} pieces, "
-        f"stored as {c.get('validation_spans', 0):,} spans in {len(manifest.validation_shards)} shard(s)",
-        *([transposition_line(manifest)] if manifest.transpose else []),
-        f"  sequence length {manifest.sequence_length}, spans of up to "
-        f"{manifest.sequence_length + manifest.stride} tokens every {manifest.stride} (--stride), "
-        f"parts={manifest.parts}, encoding {registry.by_token_format(manifest.encoding).name}; "
-        "windows never cross from one piece into the next",
-    ]
-    warning = validation_warning(manifest)
-    return "\n".join(lines + ([warning] if warning else []))
-
-
-def transposition_line(manifest: records.Manifest) -> str:
-    """What ``--transpose K`` means for this output: shifts drawn when the trainer reads, and how
-    many training windows a shift cannot move (they train unshifted when it is drawn)."""
-    c, k = manifest.counts, manifest.transpose
-    unmoved = 100 * transpositions.unmoved_share(c, k)
-    return (
-        f"  transposition      {'±' + str(k):>10}   semitones, drawn per training window when "
-        f"training reads it; {c.get('windows_not_always_movable', 0):,} windows hold a note some "
-        f"shift cannot move ({unmoved:.2g} % of the draws train unshifted)"
-    )
-
-
-def validation_warning(manifest: records.Manifest) -> str | None:
-    """Why no window went to validation, and what to do, when pieces were windowed but none held
-    out.
-
-    Pieces, not windows, are split by a stable hash of their path, so with few pieces the validation
-    share can come out empty; the trainer would then train without validation metrics or baselines.
-    """
-    c = manifest.counts
-    if c.get("validation_windows", 0) or not c.get("train_windows", 0):
-        # a validation split exists, or there is nothing to train on at all (an error of its own)
-        return None
-    fraction = manifest.validation_fraction
-    if fraction == 0:
-        return (
-            "warning: no validation windows (--validation-fraction 0): training will report no validation "
-            "loss, accuracy or baselines"
-        )
-    pieces = c.get("train_pieces", 0)
-    unusable = c.get("pieces_too_short", 0) + c.get("pieces_empty", 0)
-    why = (
-        f"the split (a stable hash of each file's path) held none of the {pieces:,} usable piece(s) out for "
-        f"validation at --validation-fraction {fraction:g}"
-    )
-    if unusable:
-        why += f" ({unusable:,} more empty or too short)"
-    return (
-        f"warning: no piece went to validation: {why}. Training will report no validation metrics; "
-        "add more pieces or raise --validation-fraction"
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -342,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return interrupted(PROG, NOTHING_PUBLISHED)
     if outcome.failed:
-        print(f"{PROG}: error: {failure_line(outcome.failed)}", file=sys.stderr)
+        print(f"{PROG}: error: {failure_line(outcome.failed, outcome.reason)}", file=sys.stderr)
         return 1
     return 0
 
@@ -353,14 +294,17 @@ NOTHING_PUBLISHED = (
 )
 
 
-def failure_line(report: str) -> str:
-    """Why a run published nothing, and that the folder kept what it held."""
+def failure_line(report: str, reason: str | None = None) -> str:
+    """Why a run published nothing (``reason``, or the lack of training windows), and that the
+    folder kept what it held."""
     folder = report.rsplit("/", 1)[0]
-    return (
+    why = reason or (
         "no training windows were produced (every piece failed to parse, was empty, was too short "
-        "for --sequence-length, or went to validation; see the counts above): nothing was "
-        f"published, and {folder} holds what it held before (this run's counts and reasons: "
-        f"{report})"
+        "for --sequence-length, or went to validation; see the counts above)"
+    )
+    return (
+        f"{why}: nothing was published, and {folder} holds what it held before (this run's counts "
+        f"and reasons: {report})"
     )
 
 

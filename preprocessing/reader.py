@@ -3,7 +3,8 @@
 The trainer, generation and ``evaluate`` read a folder only through :func:`read_output`: its
 manifest (a finished output has one; the format version, the layout and the token encoding are
 checked), its vocabulary (against the manifest's hash), the encoding's saved files (REMI:
-``tokenizer.json``, against the manifest's configuration hash) and, for a data folder, its
+``tokenizer.json``, against the manifest's configuration hash and its record of a learned
+vocabulary, :func:`learned_problem`) and, for a data folder, its
 transposition table (:func:`read_transpositions`) and every shard it lists (:func:`verify`:
 present, of the listed size and content). Every refusal is a
 :class:`~preprocessing.records.DataError` of one sentence that says what to do.
@@ -167,9 +168,33 @@ def encoding_of(directory: str, manifest: Manifest, remedy: str | None = RERUN) 
             return f.read()
 
     try:
-        return loader.load(registration.name, read, manifest.encoding_config_hash or None)
+        encoding = loader.load(registration.name, read)
+        problem = learned_problem(encoding, manifest, join(directory, registration.saved_files[0]))
+        if problem:
+            raise DataError(f"{problem}{then}")
+        loader.check_config_hash(registration.name, encoding, manifest.encoding_config_hash or None)
     except EncodingError as exc:
         raise DataError(f"{directory}: {' '.join(str(exc).split())}{then}") from exc
+    return encoding
+
+
+def learned_problem(encoding: Encoding, manifest: Manifest, path: str) -> str | None:
+    """How the learned vocabulary (``--bpe-vocab``) of the tokenizer saved at ``path`` differs
+    from the manifest's record of it, in one sentence; None if it does not."""
+    recorded = manifest.bpe_vocab.get("learned_hash", "") if manifest.bpe_vocab else ""
+    if recorded and not encoding.learned_hash:
+        return (
+            f"{path} has no learned vocabulary, but the data was written with --bpe-vocab "
+            f"{manifest.bpe_vocab.get('asked')}"
+        )
+    if encoding.learned_hash and not recorded:
+        return f"{path} holds a learned vocabulary, but the data was written without --bpe-vocab"
+    if encoding.learned_hash != recorded:
+        return (
+            f"{path}'s learned vocabulary does not match the manifest (hash "
+            f"{encoding.learned_hash}, the manifest records {recorded})"
+        )
+    return None
 
 
 def read_manifest(data_dir: str) -> Manifest:

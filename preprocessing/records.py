@@ -88,9 +88,10 @@ AUGMENTATION_COUNT_KEYS = ("transposed_pieces", "transpositions_dropped", "windo
 copies dropped, their windows (``train_windows`` includes them). Read, no longer written."""
 
 
-NOTED_COUNT_KEYS = ("headers_undercounted",)
+NOTED_COUNT_KEYS = ("headers_undercounted", "base_tokens")
 """Counts listed only when not 0: files whose header declared fewer tracks than they hold (read
-with every track, :func:`preprocessing.encodings.midi_container.with_every_track`)."""
+with every track, :func:`preprocessing.encodings.midi_container.with_every_track`), and with
+``--bpe-vocab`` the base tokens the pieces had before they were written with learned ones."""
 
 
 class DataError(ValueError):
@@ -207,6 +208,8 @@ class Manifest:
     layout: str = SPANS
     # transpositions.json's hash (transpositions.table_hash); "" without a table
     transposition_hash: str = ""
+    # --bpe-vocab N: sizes asked and learned, the sample learned from, the learned part's hash
+    bpe_vocab: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def shard_entries(self, split: str) -> tuple[Shard, ...]:
         """The shards of ``split`` with their sizes, record counts and hashes."""
@@ -261,6 +264,7 @@ OPTIONAL_FIELDS = frozenset(
         "validation_pieces_hash",
         "layout",
         "transposition_hash",
+        "bpe_vocab",
     }
 )
 """Manifest fields a manifest may lack: added within format version 2 (a format-2 manifest without
@@ -281,12 +285,12 @@ def count_keys(manifest: Manifest) -> tuple[str, ...]:
 
 
 def manifest_to_json(manifest: Manifest) -> str:
-    """The manifest's JSON: every field, but ``transpose``, ``validation_pieces_hash`` and
-    ``transposition_hash`` only when set, and a format-2 manifest without ``layout`` (as it was
-    written)."""
+    """The manifest's JSON: every field, but ``transpose``, ``validation_pieces_hash``,
+    ``transposition_hash`` and ``bpe_vocab`` only when set, and a format-2 manifest without
+    ``layout`` (as it was written)."""
     doc = dataclasses.asdict(manifest)  # shards become dicts of SHARD_KEYS
     doc["counts"] = {k: int(manifest.counts.get(k, 0)) for k in count_keys(manifest)}
-    for optional in ("transpose", "validation_pieces_hash", "transposition_hash"):
+    for optional in ("transpose", "validation_pieces_hash", "transposition_hash", "bpe_vocab"):
         if not doc[optional]:
             del doc[optional]
     if manifest.format_version < 3:

@@ -157,6 +157,7 @@ class VocabularyFn(beam.CombineFn):
     def add_input(self, accumulator: set, piece: Piece) -> set:
         accumulator.update(piece.tokens)
         accumulator.update(piece.moved)  # closed under the shifts of --transpose
+        accumulator.update(piece.stands_for)  # the grammar can always go on with base tokens
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[set]) -> set:
@@ -188,6 +189,8 @@ def piece_counts(
     counts: Counter = Counter(files_parsed=1, tokens=len(piece.tokens))
     if piece.undeclared_tracks:
         counts["headers_undercounted"] = 1
+    if piece.base_tokens:
+        counts["base_tokens"] = piece.base_tokens
     if fate in records.SPLITS:
         counts[f"{fate}_pieces"] = 1
         counts[f"{fate}_windows"] = windowing.window_count(len(piece.tokens), sequence_length)

@@ -11,7 +11,9 @@ often that can happen). Validation windows are never moved.
 
 Moving a piece token by token is the same as moving the piece: both encodings transpose one token at
 a time (:meth:`preprocessing.encodings.base.Encoding.transpose_token`), so a window moved through
-the table holds exactly the tokens of the transposed piece's window.
+the table holds exactly the tokens of the transposed piece's window (with REMI's learned tokens,
+``--bpe-vocab``: exactly the moved music, each learned token's pitches moved, though not always in
+the tokens its learned vocabulary would choose for the moved file).
 """
 
 from __future__ import annotations

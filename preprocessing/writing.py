@@ -17,6 +17,7 @@ import apache_beam as beam
 
 from preprocessing import files, records, shards, transpositions, windowing
 from preprocessing.encodings import registry
+from preprocessing.learn_vocabulary import Learned
 from preprocessing.transforms import Tally
 
 
@@ -84,10 +85,12 @@ def write_outputs(
     compression: str,
     described: dict,
     transpose: int = 0,
+    learned: Learned | None = None,
 ) -> str:
     """Publish dead_letter.jsonl, vocab.json, the encoding's saved files, ``transpositions.json``
     (``table``, with ``--transpose``) and manifest.json (last), then remove what it replaced.
-    ``described`` is :func:`preprocessing.encodings.loader.describe` of the encoding.
+    ``described`` is :func:`preprocessing.encodings.loader.describe` of the encoding; with
+    ``--bpe-vocab``, ``learned`` (a side input) replaces its hash and saved files.
 
     Runs once, after the combines and both shard writes are final (they are its inputs), so a folder
     with a manifest is a finished output on any runner. Until this step, a finished output already
@@ -97,9 +100,11 @@ def write_outputs(
     A run without a single training window publishes nothing: the folder keeps what it held (a
     finished output stays readable), this run's shards are removed, and its would-be manifest and
     dead letters go into :func:`records.failed_run_report` for the launcher to report; that path is
-    returned instead.
+    returned instead. So does a run whose sample supports fewer learned tokens than
+    ``--bpe-vocab`` asked (:attr:`Learned.problem`, the report's ``reason``).
     """
-    lines = [json.dumps(entry, sort_keys=True) + "\n" for entry in tally.dead_letters]
+    if learned is not None:
+        described = learned.describe(described)
     manifest = records.Manifest(
         sequence_length=sequence_length,
         stride=stride,
@@ -119,12 +124,31 @@ def write_outputs(
         validation_pieces_hash=windowing.pieces_hash(tally.validation_keys),
         layout=records.SPANS,
         transposition_hash=transpositions.table_hash(table) if table else "",
+        bpe_vocab=learned.manifest_entry() if learned is not None else {},
     )
     if not manifest.windows(records.TRAIN):
         return files.report_failure(output, run_id, manifest, tally.dead_letters)
+    if learned is not None and learned.problem:
+        return files.report_failure(
+            output, run_id, manifest, tally.dead_letters, reason=learned.problem
+        )
     saved = sorted(described["saved_files"].items())
     if table:
         saved.append((records.TRANSPOSITIONS_FILE, table))
+    return publish_output(output, run_id, manifest, vocab, saved, tally.dead_letters)
+
+
+def publish_output(
+    output: str,
+    run_id: str,
+    manifest: records.Manifest,
+    vocab: list[str],
+    saved: list[tuple[str, str | bytes]],
+    dead_letters: list[dict],
+) -> str:
+    """Publish the dead letters, the vocabulary, the ``saved`` files and the manifest (last), then
+    remove what they replaced; returns the manifest's path."""
+    lines = [json.dumps(entry, sort_keys=True) + "\n" for entry in dead_letters]
     files.publish(
         output,
         [

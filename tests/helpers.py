@@ -114,6 +114,24 @@ def with_silent_gap(data: bytes, ticks: int, before_note: int = 0) -> bytes:
     raise ValueError(f"no note-on number {before_note} in this file")
 
 
+def melody_midi(seed: int = 0, notes: int = 48, pitches: range = range(55, 80)) -> bytes:
+    """One track of notes of 1/4, 1/2, 1 and 2 quarter notes, some overlapping the next onset (a
+    REMI test piece)."""
+    import numpy as np
+    from symusic import Note, Score, Track
+
+    rng = np.random.default_rng(seed)
+    score, track, time = Score(480), Track(program=0), 0
+    for _ in range(notes):
+        duration = int(rng.choice([120, 240, 480, 960]))
+        track.notes.append(Note(time, duration, int(rng.choice(list(pitches))), 80))
+        if rng.random() < 0.3:  # a second voice at the same onset
+            track.notes.append(Note(time, duration * 2, int(rng.choice(list(pitches))) - 12, 70))
+        time += duration
+    score.tracks.append(track)
+    return score.dumps_midi()
+
+
 def is_gone(pid: int) -> bool:
     """True once process ``pid`` has exited (a zombie that someone else must reap counts as
     gone)."""

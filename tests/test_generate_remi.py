@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import melody_midi
 from miditok import TokSequence
-from symusic import Note, Score, Track
+from symusic import Score
 
 from preprocessing import reader, records, windowing
 from preprocessing.encodings import loader
@@ -27,20 +28,6 @@ VOCAB = windowing.vocabulary(t for t in REMI.tokenizer.vocab if t != "PAD_None")
 """MidiTok's whole REMI vocabulary of this configuration (153 tokens), sorted as the pipeline
 sorts."""
 INDEX = {token: i for i, token in enumerate(VOCAB)}
-
-
-def melody_midi(seed: int = 0, notes: int = 48, pitches: range = range(55, 80)) -> bytes:
-    """One track of notes of 1/4, 1/2, 1 and 2 quarter notes, some overlapping the next onset."""
-    rng = np.random.default_rng(seed)
-    score, track, time = Score(480), Track(program=0), 0
-    for _ in range(notes):
-        duration = int(rng.choice([120, 240, 480, 960]))
-        track.notes.append(Note(time, duration, int(rng.choice(list(pitches))), 80))
-        if rng.random() < 0.3:  # a second voice at the same onset
-            track.notes.append(Note(time, duration * 2, int(rng.choice(list(pitches))) - 12, 70))
-        time += duration
-    score.tracks.append(track)
-    return score.dumps_midi()
 
 
 def primers_ending_in(

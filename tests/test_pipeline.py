@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from stored import spans_in, trainer_windows, windows_in
 
-from preprocessing import options, pipeline, reader, records, windowing
+from preprocessing import options, pipeline, reader, records, run_summary, windowing
 
 SEQ = 8
 VALIDATION_FRACTION = 0.3  # puts piece_1 and piece_2 of the fixture into validation
@@ -429,13 +429,16 @@ def test_validation_warning_only_when_nothing_is_held_out():
         )
 
     assert (
-        pipeline.validation_warning(manifest(0.1, train_windows=50, validation_windows=5)) is None
+        run_summary.validation_warning(manifest(0.1, train_windows=50, validation_windows=5))
+        is None
     )
     # an error
-    assert pipeline.validation_warning(manifest(0.1, train_windows=0, validation_windows=0)) is None
-    assert "--validation-fraction 0" in pipeline.validation_warning(
+    assert (
+        run_summary.validation_warning(manifest(0.1, train_windows=0, validation_windows=0)) is None
+    )
+    assert "--validation-fraction 0" in run_summary.validation_warning(
         manifest(0.0, train_windows=50, train_pieces=3)
     )
-    assert "none of the 3 usable" in pipeline.validation_warning(
+    assert "none of the 3 usable" in run_summary.validation_warning(
         manifest(0.2, train_windows=50, train_pieces=3)
     )

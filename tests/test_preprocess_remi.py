@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from stored import windows_in
 
-from preprocessing import pipeline, reader, records, windowing
+from preprocessing import pipeline, reader, records, run_summary, windowing
 from preprocessing.encodings import loader
 from preprocessing.encodings.remi import TOKENIZER_FILE, RemiEncoding
 
@@ -100,7 +100,7 @@ def test_the_manifest_records_remi_and_the_tokenizer_lies_beside_the_vocabulary(
     assert {"Bar_None", "Pitch_60"} <= set(vocab) and all(
         token.split("_")[0] in {"Bar", "Position", "Pitch", "Duration", "Rest"} for token in vocab
     )
-    assert "encoding remi" in pipeline.summary(manifest, str(out))
+    assert "encoding remi" in run_summary.summary(manifest, str(out))
 
 
 @pytest.mark.slow
@@ -197,7 +197,9 @@ def test_the_beam_workers_modules_do_not_import_miditok():
     import sys
 
     code = (
-        "import sys, preprocessing.transforms, preprocessing.parse_files, preprocessing.budgeted_pool, preprocessing.direct_runner, preprocessing.budgeted_child; "
+        "import sys, preprocessing.transforms, preprocessing.parse_files, preprocessing.budgeted_pool, "
+        "preprocessing.direct_runner, preprocessing.budgeted_child, preprocessing.learn_vocabulary, "
+        "preprocessing.writing; "
         "bad = {'miditok', 'symusic', 'music21'} & set(sys.modules); assert not bad, bad"
     )
     result = subprocess.run(

@@ -22,7 +22,16 @@ import pytest
 from conftest import patterned_tokens, write_tokens_midi
 from stored import spans_in, windows_in
 
-from preprocessing import files, options, pipeline, reader, records, transpositions, windowing
+from preprocessing import (
+    files,
+    options,
+    pipeline,
+    reader,
+    records,
+    run_summary,
+    transpositions,
+    windowing,
+)
 from preprocessing.encodings import loader, registry
 
 SEQ = 8
@@ -227,7 +236,7 @@ def test_a_window_a_shift_cannot_move_is_counted(augmented):
     assert counts["windows_not_always_movable"] == expected["windows_not_always_movable"] > 0
     # the windows holding C0 (or C8), each under the two shifts that would push it out
     assert counts["shifts_refused"] == expected["shifts_refused"] >= 2
-    line = pipeline.transposition_line(manifest)
+    line = run_summary.transposition_line(manifest)
     assert f"{counts['windows_not_always_movable']:,} windows hold a note" in line
 
 

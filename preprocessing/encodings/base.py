@@ -117,6 +117,12 @@ class Encoding(ABC):
         return cls()
 
     @property
+    def learned_hash(self) -> str:
+        """A hash of the vocabulary the encoding learned from data (REMI's ``--bpe-vocab``), ""
+        when it learned none; :attr:`config_hash` covers it too."""
+        return ""
+
+    @property
     @abstractmethod
     def config_hash(self) -> str:
         """A stable hash of everything that decides the tokens (recorded in the manifest, checked

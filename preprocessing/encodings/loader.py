@@ -59,9 +59,15 @@ def load(name: str, read: Reader, expected_hash: str | None = None) -> Encoding:
         files = ", ".join(cls.registration.saved_files) or "its files"
         reason = f"{type(exc).__name__}: {exc}"
         raise EncodingError(f"cannot read the {name} encoding's {files}: {reason}") from exc
+    check_config_hash(name, encoding, expected_hash)
+    return encoding
+
+
+def check_config_hash(name: str, encoding: Encoding, expected_hash: str | None) -> None:
+    """Refuse, in one line, an encoding whose configuration hash is not the recorded one (None:
+    nothing recorded)."""
     if expected_hash is not None and encoding.config_hash != expected_hash:
         raise EncodingError(
             f"the saved {name} tokenizer has configuration hash {encoding.config_hash}, but the "
             f"manifest records {expected_hash}: the tokens were made with another configuration"
         )
-    return encoding

@@ -13,6 +13,11 @@ tokenizer is MidiTok's own (pinned in ``setup.py``); this module only chooses it
   notes of one pitch on one channel, so without the cut ``decode`` would write notes that read back
   with other durations; with it, ``encode(decode(tokens)) == tokens`` for every encoded piece.
 
+With a learned vocabulary (``--bpe-vocab``, :meth:`RemiEncoding.learn`,
+:mod:`preprocessing.encodings.remi_bpe`) :meth:`~RemiEncoding.encode` writes learned tokens, each
+the base tokens it stands for joined by ``+``; decoding, note events, transposition and the grammar
+read them with or without the learned model.
+
 Bad files raise :class:`preprocessing.encodings.midi_container.MidiParseError` with symusic's or
 MidiTok's message, after the same container check as the reference encoding. No TensorFlow, no Beam,
 no music21.
@@ -23,7 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -31,11 +36,11 @@ import numpy as np
 from miditok import REMI, TokenizerConfig, TokSequence
 from symusic import Note, Score, Track
 
-from preprocessing.encodings import registry
+from preprocessing.encodings import registry, remi_bpe
 from preprocessing.encodings.base import Encoding, NoteEvent, Reader, check_parts, stable_hash
 from preprocessing.encodings.midi_container import MidiParseError, with_every_track
 from preprocessing.encodings.registry import EncodingError
-from preprocessing.encodings.remi_grammar import RemiGrammar, time_value
+from preprocessing.encodings.remi_grammar import SEPARATOR, RemiGrammar, base_tokens, time_value
 
 (TOKENIZER_FILE,) = registry.REMI.saved_files
 """MidiTok's own saved tokenizer (``REMI.save``), written beside ``vocab.json``."""
@@ -62,6 +67,21 @@ def tokenizer_config() -> TokenizerConfig:
         remove_duplicated_notes=True,
         special_tokens=["PAD"],
     )
+
+
+def learning_config() -> TokenizerConfig:
+    """:func:`tokenizer_config` for learning a vocabulary (:mod:`~preprocessing.encodings.remi_bpe`:
+    the bar lines are kept by cutting the pieces, not by MidiTok's split of the ids)."""
+    config = tokenizer_config()
+    config.encode_ids_split = "no"
+    return config
+
+
+@functools.lru_cache(maxsize=1)
+def base_vocab_size() -> int:
+    """MidiTok's vocabulary of :func:`tokenizer_config` before learning (``PAD`` included): a
+    learned vocabulary must be larger."""
+    return len(REMI(tokenizer_config()).vocab)
 
 
 UNSUPPORTED = (
@@ -139,7 +159,8 @@ def cut_overlaps(track: Track, durations: np.ndarray) -> None:
 
 class RemiEncoding(Encoding):
     """MidiTok's REMI with :func:`tokenizer_config`, or with a saved tokenizer
-    (:meth:`from_saved`)."""
+    (:meth:`from_saved`), or with a learned vocabulary (:meth:`learn`): then :meth:`encode` gives
+    learned tokens, and every method also reads them."""
 
     registration = registry.REMI
 
@@ -156,6 +177,37 @@ class RemiEncoding(Encoding):
                 if token.startswith("Duration_")
             )
         )
+        trained = self.tokenizer.is_trained
+        self._strings = remi_bpe.token_strings(self.tokenizer) if trained else None
+
+    @classmethod
+    def learn(cls, pieces: Sequence[Sequence[str]], vocab_size: int) -> RemiEncoding:
+        """A vocabulary of up to ``vocab_size`` tokens learned with MidiTok's BPE trainer from
+        ``pieces`` of base tokens (fewer when they run out of pairs: see :attr:`learned_size`)."""
+        tokenizer = REMI(learning_config())
+        remi_bpe.train(tokenizer, pieces, vocab_size)
+        return cls(tokenizer)
+
+    @property
+    def learned_size(self) -> int:
+        """MidiTok's vocabulary size after learning (base tokens included); 0 without learning."""
+        return len(self._strings) if self._strings is not None else 0
+
+    @property
+    def learned_hash(self) -> str:
+        return remi_bpe.learned_hash(self.tokenizer)
+
+    def base_tokens(self, tokens: Iterable[str]) -> list[str]:
+        """The base tokens that ``tokens`` stand for (a learned token's own; a base token is
+        itself): what :meth:`decode` and :meth:`note_events` read."""
+        return base_tokens(tokens)
+
+    def apply_learned(self, tokens: Sequence[str]) -> list[str]:
+        """Base tokens → this tokenizer's learned tokens (themselves without a learned
+        vocabulary)."""
+        if self._strings is None:
+            return list(tokens)
+        return remi_bpe.apply(self.tokenizer, self._strings, tokens)
 
     # ----------------------------------------------------------------------- tokens
 
@@ -185,10 +237,12 @@ class RemiEncoding(Encoding):
         if not ready.tracks or ready.tracks[0].note_num() == 0:
             raise MidiParseError(out_of_range(merged.tracks[0], self.tokenizer.config.pitch_range))
         cut_overlaps(ready.tracks[0], self._durations)
-        return list(self.tokenizer.encode(ready, no_preprocess_score=True)[0].tokens)
+        sequence = self.tokenizer.encode(ready, encode_ids=False, no_preprocess_score=True)[0]
+        return self.apply_learned(sequence.tokens)
 
     def _score(self, tokens: Sequence[str]) -> Score:
-        score = self.tokenizer.decode([TokSequence(tokens=list(tokens))])
+        # a learned token decodes as the base tokens it stands for
+        score = self.tokenizer.decode([TokSequence(tokens=base_tokens(tokens))])
         for track in score.tracks:
             cut_overlaps(track, self._durations)
         return score
@@ -200,7 +254,12 @@ class RemiEncoding(Encoding):
 
     def transpose_token(self, token: str, semitones: int) -> str | None:
         """A ``Pitch_n`` becomes ``Pitch_{n + semitones}`` inside the tokenizer's pitch range;
-        every other token (bars, positions, durations, velocities) is itself."""
+        every other token (bars, positions, durations, velocities) is itself; a learned token
+        moves each of its base tokens (the result may be no token MidiTok learned: its string still
+        says what it stands for)."""
+        if SEPARATOR in token:
+            moved = [self.transpose_token(part, semitones) for part in token.split(SEPARATOR)]
+            return None if None in moved else SEPARATOR.join(moved)  # type: ignore[arg-type]
         if not token.startswith("Pitch_"):
             return token
         low, high = self.tokenizer.config.pitch_range
@@ -218,7 +277,9 @@ class RemiEncoding(Encoding):
         return sorted(events, key=lambda e: (e.onset, e.pitch))
 
     def bar_starts(self, tokens: Sequence[str]) -> list[int]:
-        """The ``Bar`` tokens (MidiTok writes one per bar, empty bars included; 4/4 throughout)."""
+        """The ``Bar`` tokens (MidiTok writes one per bar, empty bars included; 4/4 throughout),
+        and learned tokens that begin with one (``--bpe-vocab`` learns within bars: no learned
+        token holds a ``Bar`` after its first base token)."""
         return [index for index, token in enumerate(tokens) if token.startswith("Bar")]
 
     def grammar(self, vocab: Sequence[str]) -> RemiGrammar:
@@ -238,7 +299,8 @@ class RemiEncoding(Encoding):
     def from_saved(cls, read: Reader) -> RemiEncoding:
         data = read(TOKENIZER_FILE)
         try:
-            tokenization = json.loads(data)["tokenization"]
+            document = json.loads(data)
+            tokenization = document["tokenization"]
         except (ValueError, KeyError, TypeError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
             raise EncodingError(
@@ -248,6 +310,9 @@ class RemiEncoding(Encoding):
             raise EncodingError(
                 f"{TOKENIZER_FILE} holds a MidiTok {tokenization} tokenizer, not REMI"
             )
+        problem = remi_bpe.learned_part_problem(document)
+        if problem:
+            raise EncodingError(f"{TOKENIZER_FILE}: {problem}")
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / TOKENIZER_FILE
             path.write_bytes(data)
@@ -256,13 +321,14 @@ class RemiEncoding(Encoding):
     @property
     def config_hash(self) -> str:
         """The hash of MidiTok's own serialised configuration (not of the file, which names
-        library versions)."""
-        return stable_hash(
-            {
-                "tokenization": type(self.tokenizer).__name__,
-                "config": self.tokenizer.config.to_dict(serialize=True),
-            }
-        )
+        library versions), and of the learned vocabulary when there is one."""
+        document = {
+            "tokenization": type(self.tokenizer).__name__,
+            "config": self.tokenizer.config.to_dict(serialize=True),
+        }
+        if self.tokenizer.is_trained:
+            document["learned"] = self.learned_hash
+        return stable_hash(document)
 
     @property
     def versions(self) -> dict[str, str]:
