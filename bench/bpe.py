@@ -13,7 +13,7 @@ In one run, on this machine:
    figure that compares vocabularies), accuracy beside the bigram (which does not);
 4. generation speed: each trained model composes ``--tokens`` tokens from its own primers under its
    grammar (``--context carry``, the default), three times, fastest kept: tokens per second, and
-   beats per second (tokens per second over the data's tokens per beat).
+   beats per second (the composed piece's quarter notes, as its encoding decodes it).
 
 Prints a JSON line per stage and ends with one JSON object of every figure.
 
@@ -85,10 +85,13 @@ def evaluate(model_dir: str, data_dir: str, out: str) -> dict:
         return json.load(f)["next_token"]
 
 
-def generation_speed(model_dir: str, tokens: int, rounds: int = 3) -> float:
-    """Tokens per second of composing ``tokens`` tokens from the model's first primer, under its
-    grammar, carried state; the fastest of ``rounds`` (the first warms up TensorFlow's tracing)."""
+def generation_speed(model_dir: str, tokens: int, rounds: int = 3) -> tuple[float, float]:
+    """Tokens and beats per second of composing ``tokens`` tokens from the model's first primer,
+    under its grammar, carried state: the fastest of ``rounds`` (after a warm-up that traces
+    TensorFlow's functions). Beats are the composed piece's own quarter notes, as its encoding
+    decodes it (:func:`trainer.bits_per_beat.piece_length`)."""
     from preprocessing.reader import encoding_of
+    from trainer.bits_per_beat import piece_length
     from trainer.composer import Composer
     from trainer.export import load_bundle
 
@@ -97,12 +100,16 @@ def generation_speed(model_dir: str, tokens: int, rounds: int = 3) -> float:
     composer = Composer(bundle.model, bundle.sequence_length, encoding.grammar(bundle.vocab))
     primer = bundle.primers[:1]
     composer.generate(primer, 8, seed=0)
-    best = float("inf")
+    best, beats = float("inf"), 0.0
     for seed in range(rounds):
         start = time.perf_counter()
-        composer.generate(primer, tokens, seed=seed)
-        best = min(best, time.perf_counter() - start)
-    return tokens / best
+        ids = composer.generate(primer, tokens, seed=seed)
+        seconds = time.perf_counter() - start
+        if seconds < best:
+            best = seconds
+            piece = composer.pieces(primer, ids, bundle.vocab)[0]
+            beats = piece_length(piece, encoding)[0]
+    return tokens / best, beats / best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         flags = [*base, "--epochs", str(epochs), "--steps-per-epoch", str(steps // epochs)]
         row = run(data_dir, flags, name, keep_job=job)
         scores = evaluate(os.path.join(job, "model"), data_dir, os.path.join(work, f"{name}.json"))
-        per_second = generation_speed(os.path.join(job, "model"), args.tokens)
+        per_second, beats_per_second = generation_speed(os.path.join(job, "model"), args.tokens)
         figures[name].update(
             steps=steps,
             cpu_s=row["cpu_s"],
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             val_bits_per_beat=round(scores["val_bits_per_beat"], 3),
             val_bits_per_note=round(scores["val_bits_per_note"], 3),
             generated_tokens_per_s=round(per_second, 1),
-            generated_beats_per_s=round(per_second / figures[name]["tokens_per_beat"], 2),
+            generated_beats_per_s=round(beats_per_second, 2),
         )
         print(json.dumps({name: figures[name]}), flush=True)
     plain, learned = figures["remi"], figures[f"remi_bpe{args.bpe_vocab}"]

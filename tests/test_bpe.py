@@ -271,3 +271,22 @@ def remi_bpe_digest(key: str) -> int:
     from preprocessing import windowing
 
     return windowing.key_digest(key)
+
+
+def test_a_primer_keeps_every_note_when_the_model_lacks_a_learned_token(learned, pieces, capsys):
+    """``generate --primer``: a learned token the model's vocabulary does not hold is written as
+    its base tokens, not skipped (a skipped learned token drops its notes)."""
+    from trainer.compositions import primer_from_midi
+
+    name, tokens = next((n, t) for n, t in pieces.items() if len(t) > 200)
+    data = (Path(sample_data.ensure_dataset()) / name).read_bytes()
+    written = learned.encode(data)
+    assert any(SEPARATOR in token for token in written)  # the primer is read in learned tokens
+    base_only = sorted(set(BASE.tokenizer.vocab))  # a vocabulary without any learned token
+    ids = primer_from_midi(data, base_only, 64, "all", "primer.mid", learned)
+    assert [base_only[i] for i in ids] == tokens[-64:]
+    assert "skipped" not in capsys.readouterr().err
+    # a vocabulary that lacks a base token too: only the tokens it cannot spell are skipped
+    without = [token for token in base_only if token != tokens[-1]]
+    primer_from_midi(data, without, 8, "all", "primer.mid", learned)
+    assert "skipped" in capsys.readouterr().err

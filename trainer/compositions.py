@@ -45,15 +45,21 @@ def primer_from_midi(
     source: str,
     encoding: Encoding,
 ) -> list[int]:
-    """The last window of a MIDI file's tokens in the model's ``encoding``; tokens outside the
-    vocabulary are skipped with a warning."""
+    """The last window of a MIDI file's tokens in the model's ``encoding``. A learned token the
+    model's vocabulary lacks is written as the base tokens it stands for (the same notes); a token
+    that still is not in the vocabulary is skipped with a warning."""
     try:
         tokens = encoding.encode(data, parts)
     except MidiParseError as exc:
         raise GenerateError(f"--primer {source}: {exc}") from exc
     index = {token: i for i, token in enumerate(vocab)}
-    known = [index[t] for t in tokens if t in index]
-    skipped = len(tokens) - len(known)
+    known, skipped = [], 0
+    for token in tokens:
+        spelled = [token] if token in index else encoding.base_tokens([token])
+        if all(part in index for part in spelled):
+            known += [index[part] for part in spelled]
+        else:
+            skipped += 1
     if skipped:
         print(
             f"warning: --primer {source}: skipped {skipped} of {len(tokens)} tokens that are not in the "

@@ -116,6 +116,11 @@ class Encoding(ABC):
         """The encoding that :meth:`saved_files` described; ``read`` gives a saved file's bytes."""
         return cls()
 
+    def base_tokens(self, tokens: Sequence[str]) -> list[str]:
+        """The base tokens that ``tokens`` stand for: themselves, unless the encoding learned a
+        vocabulary whose tokens each stand for several (REMI's ``--bpe-vocab``)."""
+        return list(tokens)
+
     @property
     def learned_hash(self) -> str:
         """A hash of the vocabulary the encoding learned from data (REMI's ``--bpe-vocab``), ""
