@@ -12,6 +12,7 @@ neither music21 nor MidiTok: only the children do.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -47,7 +48,7 @@ class Piece(NamedTuple):
     base_tokens: int = 0
 
 
-def failure_reason(exc: BaseException, max_seconds: float) -> str:
+def failure_reason(exc: budgeted_child.BudgetError, max_seconds: float) -> str:
     """The dead letter's one-line reason for a file that did not parse."""
     if isinstance(exc, budgeted_child.OverBudget):
         if exc.limit == budgeted_child.WALL:
@@ -124,17 +125,11 @@ class ParseMidi(beam.DoFn):
     def process(self, readable_file) -> Iterator:
         if self._parse is None and self._pool is None:  # a runner that skipped setup
             self.setup()
+        path = readable_file.metadata.path
         if self._pool is None:
-            data = readable_file.read()
-            try:
-                tokens = self._parse(data, self.parts)
-            except budgeted_child.StartFailed:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a bad file is reported, never fatal
-                tokens = exc
-            yield self._output(readable_file.metadata.path, data, tokens)
+            yield self._output(path, *self.parse_one(readable_file, self._parse))
             return
-        self._pool.submit(readable_file.metadata.path, self._pool_work(readable_file))
+        self._pool.submit(path, functools.partial(self.parse_one, readable_file))
         # at most one file waiting per child: the pool is fed in the input's order
         for done in self._pool.results(keep_in_flight=2 * self.processes - 1):
             yield self._output_of(done)
@@ -150,27 +145,29 @@ class ParseMidi(beam.DoFn):
                 else:
                     yield GlobalWindows.windowed_value(output)
 
-    def _pool_work(self, readable_file):
-        parts = self.parts
-
-        def work(parse: budgeted_child.BudgetedFunction) -> tuple[bytes, list[str]]:
-            data = readable_file.read()
-            return data, parse(data, parts)
-
-        return work
+    def parse_one(
+        self, readable_file, parse: budgeted_child.BudgetedFunction
+    ) -> tuple[bytes, list[str] | budgeted_child.BudgetError]:
+        """One file's bytes and its tokens, or why the parse gave none (a bad file: a dead
+        letter). A file that cannot be read, or a child that cannot start, raises: that is the
+        storage or the environment, and Beam retries or fails the bundle. The same on both paths,
+        one child or a pool's thread."""
+        data = readable_file.read()
+        try:
+            return data, parse(data, self.parts)
+        except budgeted_child.BudgetError as exc:
+            return data, exc
 
     def _output_of(self, done):
+        """A pool's finished item as an output; what :meth:`parse_one` raised is raised here."""
         path, result, exc = done
-        if isinstance(exc, budgeted_child.StartFailed):
-            raise exc
         if exc is not None:
-            return self._output(path, b"", exc)
-        data, tokens = result
-        return self._output(path, data, tokens)
+            raise exc
+        return self._output(path, *result)
 
-    def _output(self, path: str, data: bytes, tokens: list[str] | BaseException):
-        """The piece, or the dead letter (a tagged output) of a file whose parse raised."""
-        if isinstance(tokens, BaseException):
+    def _output(self, path: str, data: bytes, tokens: list[str] | budgeted_child.BudgetError):
+        """The piece, or the dead letter (a tagged output) of a file whose parse failed."""
+        if isinstance(tokens, budgeted_child.BudgetError):
             self.failed.inc()
             reason = failure_reason(tokens, self.max_seconds)
             LOGGER.warning("skipping %s: %s", path, reason)
