@@ -71,16 +71,13 @@ def piece_length(tokens: Sequence[str], encoding: Encoding) -> tuple[float, int]
 
 def token_rate(pieces: Iterable[Sequence[str]], encoding: Encoding) -> TokenRate:
     """The tokens, quarter notes and notes of ``pieces`` (token strings), summed."""
-    count, tokens, quarters, notes = 0, 0, 0.0, 0
-    for piece in pieces:
-        length, played = piece_length(piece, encoding)
-        count, tokens, quarters, notes = (
-            count + 1,
-            tokens + len(piece),
-            quarters + length,
-            notes + played,
-        )
-    return TokenRate(count, tokens, quarters, notes)
+    counted = [(len(piece), *piece_length(piece, encoding)) for piece in pieces]
+    return TokenRate(
+        pieces=len(counted),
+        tokens=sum(tokens for tokens, _, _ in counted),
+        quarter_notes=sum((quarters for _, quarters, _ in counted), 0.0),
+        notes=sum(notes for _, _, notes in counted),
+    )
 
 
 def bits_figures(loss_nats: float, rate: TokenRate | None) -> dict[str, float]:

@@ -40,10 +40,8 @@ class Continuation:
 def opening_length(tokens: Sequence[str], encoding: Encoding, bars: int) -> int | None:
     """The number of tokens of the piece's first ``bars`` bars; None when the piece has no token
     after them."""
-    starts = encoding.bar_starts(tokens)
-    if len(starts) <= bars or starts[bars] >= len(tokens):
-        return None
-    return starts[bars]
+    starts = encoding.bar_starts(tokens)  # indices of tokens: a bar that starts holds one
+    return starts[bars] if len(starts) > bars else None
 
 
 def continuation_plan(
