@@ -148,3 +148,22 @@ def wait_until_gone(pid: int, seconds: float = 60.0) -> bool:
     while time.monotonic() < deadline and not is_gone(pid):
         time.sleep(0.05)
     return is_gone(pid)
+
+
+def walk_grammar(grammar, vocab, pieces: dict) -> dict:
+    """Each piece (name → tokens) through a fresh state of ``grammar``, asserting every token is
+    allowed where it stands (the message names the piece, the position and the tokens before it);
+    returns each piece's final state."""
+    index = {token: i for i, token in enumerate(vocab)}
+    states = {}
+    for name, piece in pieces.items():
+        state = grammar.start()
+        for position, token in enumerate(piece):
+            assert state.allowed()[index[token]], (
+                name,
+                position,
+                piece[max(0, position - 6) : position + 1],
+            )
+            state.push(token)
+        states[name] = state
+    return states

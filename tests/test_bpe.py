@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import walk_grammar
 from miditok import TokSequence
 
 from preprocessing import sample_data
@@ -141,14 +142,8 @@ def test_a_learned_token_moves_each_of_its_pitches():
 
 
 def test_every_written_piece_is_allowed_by_the_grammar(learned, written, vocab):
-    grammar = learned.grammar(vocab)
-    index = {token: i for i, token in enumerate(vocab)}
-    for name, tokens in written.items():
-        state = grammar.start()
-        for position, token in enumerate(tokens):
-            assert state.allowed()[index[token]], (name, position, tokens[position - 3 : position])
-            state.push(token)
-        assert state.finished
+    for name, state in walk_grammar(learned.grammar(vocab), vocab, written).items():
+        assert state.finished, name
 
 
 def test_a_learned_token_is_allowed_exactly_when_its_base_tokens_are_in_turn(

@@ -34,28 +34,32 @@ def trained(records_dir, tmp_path_factory):
     }
 
 
+def evaluated_with(trained, out) -> list[str]:
+    """The flags of the module's evaluation (3 pieces of 60 tokens, seed 2, top-p 0.95)."""
+    return [
+        "--model-dir",
+        str(trained["job"] / "model"),
+        "--data-dir",
+        str(trained["data"]),
+        "--samples",
+        "3",
+        "--length",
+        "60",
+        "--seed",
+        "2",
+        "--top-p",
+        "0.95",
+        "--output",
+        str(out),
+    ]
+
+
 @pytest.fixture(scope="module")
 def report(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation") / "sub" / "evaluation.json"
     code, stdout = main_output(
         lstm_composer.main,
-        [
-            "evaluate",
-            "--model-dir",
-            str(trained["job"] / "model"),
-            "--data-dir",
-            str(trained["data"]),
-            "--samples",
-            "3",
-            "--length",
-            "60",
-            "--seed",
-            "2",
-            "--top-p",
-            "0.95",
-            "--output",
-            str(out),
-        ],
+        ["evaluate", *evaluated_with(trained, out)],
     )
     assert code == 0
     return {"json": json.loads(out.read_text()), "stdout": stdout}
@@ -157,27 +161,7 @@ def test_evaluate_scores_as_the_trainer_does(trained, report):
 def test_evaluate_is_repeatable_with_its_seed(trained, report, tmp_path):
     out = tmp_path / "again.json"
     with contextlib.redirect_stdout(io.StringIO()):
-        assert (
-            evaluate.main(
-                [
-                    "--model-dir",
-                    str(trained["job"] / "model"),
-                    "--data-dir",
-                    str(trained["data"]),
-                    "--samples",
-                    "3",
-                    "--length",
-                    "60",
-                    "--seed",
-                    "2",
-                    "--top-p",
-                    "0.95",
-                    "--output",
-                    str(out),
-                ]
-            )
-            == 0
-        )
+        assert evaluate.main(evaluated_with(trained, out)) == 0
     again = json.loads(out.read_text())
     assert again["music"] == report["json"]["music"]
 
